@@ -1,0 +1,116 @@
+"""``engine run SPEC``: forward and backward with the spec's defaults (or fed data)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from engine.datafiles import load_array, write_atomically
+from engine.errors import DataError
+from engine.executor import Executor
+from engine.loader import load
+from engine.shapes import format_shape
+
+HELP = "run forward and backward, print outputs, loss and gradients"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help=HELP, description=HELP + ". Inputs that are not fed use their init.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m engine run graphs/softmax.yaml --feed x=x.npy --json")
+    parser.add_argument("spec", type=Path, help="the YAML graph spec")
+    parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
+                        type=_feed_argument,
+                        help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for default values (overrides the spec's seed)")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON document: {"outputs", "loss", "grads"}')
+    parser.add_argument("--save", type=Path, metavar="FILE.npz",
+                        help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
+                             "grads/NAME), atomically")
+
+
+def _feed_argument(text: str) -> tuple[str, Path]:
+    name, sep, file = text.partition("=")
+    if not sep or not name or not file:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    return name, Path(file)
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = load(args.spec)
+    if args.save is not None and args.save.suffix != ".npz":
+        raise DataError(f"--save {args.save}: the file name must end in .npz")
+    feeds = {name: load_array(file, key=name) for name, file in args.feed}
+    executor = Executor(graph, seed=args.seed)
+    outputs = executor.forward(feeds)
+    grads = executor.backward() if graph.loss is not None else {}
+    outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
+    grads_np = {k: np.asarray(v) for k, v in grads.items()}
+    if args.save is not None:
+        write_atomically(args.save, lambda handle: _save(handle, outputs_np, grads_np))
+    if args.json:
+        document = {
+            "outputs": {k: _jsonable(v) for k, v in outputs_np.items()},
+            "loss": _jsonable(np.asarray(executor.loss)) if executor.loss is not None else None,
+            "grads": {k: _jsonable(v) for k, v in grads_np.items()},
+        }
+        json.dump(document, sys.stdout, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        _print_report(graph.spec.name, str(args.spec), executor, outputs_np, grads_np, sys.stdout)
+    if args.save is not None and not args.json:
+        print(f"saved outputs and gradients to {args.save}")
+    return 0
+
+
+def _save(handle: IO[bytes], outputs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    arrays = {f"outputs/{k}": v for k, v in outputs.items()}
+    arrays.update({f"grads/{k}": v for k, v in grads.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    handle.write(buffer.getvalue())
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    """Nested lists; NaN and infinities become the strings "NaN", "Infinity", "-Infinity"."""
+    if array.dtype.kind != "f" or np.isfinite(array).all():
+        return array.tolist()
+    words = np.where(np.isnan(array), "NaN", np.where(array > 0, "Infinity", "-Infinity"))
+    mixed = array.astype(object)
+    bad = ~np.isfinite(array)
+    mixed[bad] = words[bad]
+    return mixed.tolist()
+
+
+def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, np.ndarray],
+                  grads: dict[str, np.ndarray], out: IO[str]) -> None:
+    graph = executor.graph
+    out.write(f"{name} ({file}, seed {executor.seed})\n")
+    if outputs:
+        out.write("\noutputs\n")
+        for key, array in outputs.items():
+            _print_array(key, graph.values[key].dtype, array, out)
+    if executor.loss is not None:
+        out.write(f"\nloss ({graph.loss}) = {executor.loss!r}\n")
+    if grads:
+        out.write("\ngradients (d loss / d tensor)\n")
+        for key, array in grads.items():
+            _print_array(key, graph.values[key].dtype, array, out)
+    elif graph.loss is not None:
+        out.write("\nno tensor requires grad: set requires_grad: true on an input, or declare "
+                  "parameters\n")
+
+
+def _print_array(key: str, dtype: str, array: np.ndarray, out: IO[str]) -> None:
+    out.write(f"  {key}  {format_shape(array.shape)} {dtype}\n")
+    text = np.array2string(array, precision=6, max_line_width=96, threshold=200)
+    out.write("".join(f"    {line}\n" for line in text.splitlines()))

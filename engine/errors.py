@@ -1,0 +1,52 @@
+"""Exceptions the engine raises for bad specs and bad data.
+
+Every problem is located (file, line, column, path inside the spec) so that a
+user can jump straight to it; the CLI prints them and exits 1, never with a
+traceback.  Problems are collected rather than raised one at a time, so a user
+fixes a whole spec in one round trip.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One located mistake: ``file:line:col: path: message``."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class EngineError(Exception):
+    """Base class of the errors a user can cause (as opposed to bugs in the engine)."""
+
+
+class SpecError(EngineError):
+    """A spec is invalid; carries every problem found, sorted by position and deduplicated."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: list[Problem] = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DataError(EngineError):
+    """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ' (did you mean ...?)' suffix, or '' when nothing is close: names are typed by hand."""
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

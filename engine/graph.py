@@ -1,0 +1,300 @@
+"""A validated spec as a DAG: names resolved, order fixed, shapes and dtypes inferred.
+
+Everything that can be checked without data is checked here, and every problem
+found is reported at once with its location: a name that names nothing, a name
+defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+
+from engine.errors import Problem, SpecError, did_you_mean
+from engine.ops import REGISTRY, OpAttrs, OpDef
+from engine.ops.base import FLOAT_DTYPES
+from engine.shapes import Dims, Shape, ShapeError, format_shape
+from engine.source import PathKey, SourceMap
+from schemas.spec import Constant, Spec, TensorDecl
+
+Kind = Literal["input", "parameter", "constant", "node"]
+_SECTIONS: tuple[tuple[str, Kind], ...] = (
+    ("inputs", "input"), ("parameters", "parameter"), ("constants", "constant"), ("nodes", "node"),
+)
+
+
+@dataclass
+class Value:
+    """One named value of the graph, with what is known of it before running."""
+
+    name: str
+    kind: Kind
+    path: PathKey
+    shape: Shape = ()
+    dtype: str = "float64"
+    requires_grad: bool = False
+    decl: TensorDecl | None = None
+    literal: Any = None
+    weak: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op application: which op, its attributes and the names it reads, in order."""
+
+    name: str
+    op: OpDef
+    attrs: OpAttrs
+    inputs: tuple[str, ...]
+    path: PathKey
+
+
+@dataclass
+class Graph:
+    """What ``engine.load`` returns; the executor compiles it into a plan."""
+
+    spec: Spec
+    source: SourceMap
+    base_dir: Path
+    dag: nx.DiGraph
+    values: dict[str, Value]
+    nodes: dict[str, Node]
+    order: list[str]
+    dims: Dims
+    outputs: list[str]
+    loss: str | None
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+    def where(self, name: str) -> str:
+        """``file:line:col`` of a value's definition, for messages raised at run time."""
+        line, col = self.source.position(self.values[name].path)
+        return f"{self.source.file}:{line}:{col}"
+
+    def grad_tensors(self) -> list[str]:
+        """Inputs and parameters that get a gradient, in declaration order."""
+        return [v.name for v in self.values.values()
+                if v.kind in ("input", "parameter") and v.requires_grad]
+
+
+class _Builder:
+    """Collects problems while building, so that all of them are reported together."""
+
+    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path):
+        self.spec = spec
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+        self.values: dict[str, Value] = {}
+        self.nodes: dict[str, Node] = {}
+        self.dims = Dims()
+
+    def problem(self, path: PathKey, message: str) -> None:
+        self.problems.append(self.source.problem(path, message))
+
+    def fail_if_problems(self) -> None:
+        if self.problems:
+            raise SpecError(self.problems)
+
+    # -- names -----------------------------------------------------------------------------
+
+    def declare(self) -> None:
+        spec = self.spec
+        for section, kind in _SECTIONS:
+            for name, decl in getattr(spec, section).items():
+                path = (section, name)
+                if name in self.values:
+                    first = self.values[name]
+                    line, _ = self.source.position(first.path)
+                    self.problem(path, f"name {name!r} is defined twice: it is already a "
+                                       f"{first.kind} (line {line}); rename one of them")
+                    continue
+                value = Value(name, kind, path)
+                if isinstance(decl, TensorDecl):
+                    self._tensor(value, decl)
+                elif isinstance(decl, Constant):
+                    self._constant(value, decl)
+                self.values[name] = value
+
+    def _tensor(self, value: Value, decl: TensorDecl) -> None:
+        value.decl = decl
+        value.shape = tuple(decl.shape)
+        value.dtype = decl.dtype
+        default_grad = value.kind == "parameter"
+        value.requires_grad = default_grad if decl.requires_grad is None else decl.requires_grad
+        if value.kind == "parameter" and decl.requires_grad is False:
+            self.problem((*value.path, "requires_grad"),
+                         "a parameter always gets a gradient; declare a fixed tensor under "
+                         "constants or inputs instead")
+        if value.requires_grad and decl.dtype not in FLOAT_DTYPES:
+            self.problem((*value.path, "requires_grad"),
+                         f"only floating-point tensors can require grad, this one is {decl.dtype}")
+        if decl.init is None:
+            if value.kind == "parameter":
+                self.problem(value.path, "a parameter needs an init, for example "
+                                         "init: {normal: {mean: 0, std: 0.1}}")
+            return
+        self._check_init(value, decl)
+
+    def _check_init(self, value: Value, decl: TensorDecl) -> None:
+        init = decl.init
+        assert init is not None
+        path = (*value.path, "init")
+        form = init.form
+        if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
+            self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
+                               "integer class indices use init: {labels: {classes: N}}")
+        if form == "labels" and decl.dtype != "int64":
+            self.problem(path, f"labels are integer class indices: declare dtype: int64 "
+                               f"(found {decl.dtype}), or use one_hot for float rows")
+        if form == "value":
+            literal = np.asarray(init.value, dtype=decl.dtype)
+            named = any(isinstance(d, str) for d in decl.shape)
+            if not named and literal.shape != tuple(decl.shape):
+                self.problem(path, f"value has shape {format_shape(literal.shape)} but the "
+                                   f"tensor is declared {format_shape(decl.shape)}")
+        if form == "file":
+            file = self.base_dir / str(init.file)
+            if file.suffix != ".npy":
+                self.problem(path, f"init file must be a .npy file, found {init.file!r}")
+            elif not file.is_file():
+                self.problem(path, f"init file {str(file)!r} does not exist (paths are relative "
+                                   "to the spec's folder)")
+
+    def _constant(self, value: Value, decl: Constant) -> None:
+        value.weak = decl.dtype is None and not isinstance(decl.value, list)
+        value.dtype = decl.dtype or "float64"
+        value.literal = np.asarray(decl.value, dtype=value.dtype)
+        value.shape = value.literal.shape
+
+    # -- edges -----------------------------------------------------------------------------
+
+    def connect(self) -> nx.DiGraph:
+        dag = nx.DiGraph()
+        dag.add_nodes_from(self.values)
+        for name, node_spec in self.spec.nodes.items():
+            if self.values[name].kind != "node":
+                continue  # a duplicate name, already reported
+            op = REGISTRY[node_spec.op]
+            path = ("nodes", name)
+            refs: list[str] = []
+            for index, ref in enumerate(node_spec.inputs):
+                if isinstance(ref, str):
+                    if ref not in self.values:
+                        self.problem((*path, "inputs", index),
+                                     f"node {name!r} ({op.name}): input {ref!r} names nothing"
+                                     f"{did_you_mean(ref, self.values)}; define it under inputs, "
+                                     "parameters, constants or nodes")
+                    refs.append(ref)
+                else:
+                    refs.append(self._inline_constant(name, index, ref))
+            fewest, most = op.arity
+            if not fewest <= len(refs) <= most:
+                expected = str(most) if fewest == most else f"{fewest} to {most}"
+                self.problem((*path, "inputs"),
+                             f"node {name!r} ({op.name}): takes {expected} inputs "
+                             f"({', '.join(op.input_names)}), found {len(refs)}")
+            self.nodes[name] = Node(name, op, node_spec, tuple(refs), path)
+            dag.add_edges_from((ref, name) for ref in refs if ref in self.values)
+        return dag
+
+    def _inline_constant(self, node: str, index: int, number: float) -> str:
+        name = f"{node}.inputs[{index}]"
+        value = Value(name, "constant", ("nodes", node, "inputs", index), weak=True)
+        value.literal = np.asarray(float(number))
+        self.values[name] = value
+        return name
+
+    def order(self, dag: nx.DiGraph) -> list[str]:
+        cycles = [c for c in nx.strongly_connected_components(dag)
+                  if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
+        for component in cycles:
+            cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
+            start = min(cycle, key=lambda n: self.source.position(self.values[n].path))
+            turn = cycle.index(start)
+            cycle = cycle[turn:] + cycle[:turn]
+            self.problem(self.values[start].path,
+                         "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic")
+        self.fail_if_problems()
+        return [n for n in nx.topological_sort(dag) if n in self.nodes]
+
+    # -- shapes and dtypes -----------------------------------------------------------------
+
+    def infer(self, order: list[str]) -> None:
+        failed: set[str] = set()
+        for name in order:
+            node = self.nodes[name]
+            if any(ref in failed for ref in node.inputs):
+                failed.add(name)
+                continue
+            ins = [self.values[ref] for ref in node.inputs]
+            strong = [v.dtype for v in ins if not v.weak]
+            floats = [d for d in strong if d in FLOAT_DTYPES]
+            weak_dtype = str(np.result_type(*floats)) if floats else "float64"
+            for v in ins:
+                if v.weak:
+                    v.dtype = weak_dtype
+            try:
+                shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
+                dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
+            except ShapeError as exc:
+                failed.add(name)
+                shapes = ", ".join(f"{ref}: {format_shape(self.dims.shape(v.shape))}"
+                                   for ref, v in zip(node.inputs, ins, strict=True))
+                self.problem(node.path, f"node {name!r} ({node.op.name}): {exc} (inputs "
+                                        f"{shapes})")
+                continue
+            value = self.values[name]
+            value.shape = self.dims.shape(shape)
+            value.dtype = dtype
+            value.requires_grad = any(
+                self.values[ref].requires_grad and node.op.is_differentiable(i)
+                for i, ref in enumerate(node.inputs))
+
+    def check_ends(self) -> tuple[list[str], str | None]:
+        """Outputs and loss must name values (and the loss a node); found with the names."""
+        outputs = []
+        for index, name in enumerate(self.spec.outputs):
+            if name not in self.values:
+                self.problem(("outputs", index), f"output {name!r} names nothing"
+                                                 f"{did_you_mean(name, self.values)}")
+            else:
+                outputs.append(name)
+        loss = self.spec.loss
+        if loss is not None and loss not in self.nodes:
+            what = "names nothing" if loss not in self.values else \
+                f"is a {self.values[loss].kind}, not a node"
+            self.problem(("loss",), f"loss {loss!r} {what}{did_you_mean(loss, self.nodes)}")
+        return outputs, loss
+
+    def check_loss_is_scalar(self) -> None:
+        loss = self.spec.loss
+        if loss is None or loss not in self.nodes:
+            return
+        shape = self.dims.shape(self.values[loss].shape)
+        if shape != ():
+            self.problem(("loss",), f"loss {loss!r} must be a scalar (shape []) so backward can "
+                                    f"start from 1, but it has shape {format_shape(shape)}; "
+                                    "reduce it with Sum or Mean")
+
+
+def build_graph(spec: Spec, source: SourceMap, base_dir: Path) -> Graph:
+    """Resolve names, order the DAG and infer shapes; raises SpecError with every problem."""
+    builder = _Builder(spec, source, base_dir)
+    builder.declare()
+    dag = builder.connect()
+    outputs, loss = builder.check_ends()
+    order = builder.order(dag)  # reports cycles along with the problems found so far
+    builder.infer(order)
+    builder.check_loss_is_scalar()
+    builder.fail_if_problems()
+    for value in builder.values.values():  # names bound late in inference reach every value
+        value.shape = builder.dims.shape(value.shape)
+    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+                 builder.dims, outputs, loss)

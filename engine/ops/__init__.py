@@ -1,0 +1,10 @@
+"""The op registry: importing this package registers every op.
+
+``REGISTRY`` maps the name a spec writes after ``op:`` to its ``OpDef``.
+"""
+
+from engine.ops import arithmetic, elementwise, linalg, reductions, shaping, softmax
+from engine.ops.base import REGISTRY, OpAttrs, OpDef, Sample
+
+__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "linalg",
+           "reductions", "shaping", "softmax"]

@@ -1,0 +1,146 @@
+"""The op contract: everything about one op lives in one ``OpDef``.
+
+Following PyTorch's OpInfo and JAX's primitives, an op is a single record: its
+attribute model (validated by pydantic, unknown keys refused), its forward, its
+vector-Jacobian product, its static shape and dtype rules, an independent NumPy
+reference and sample inputs for tests.  Tests iterate over the registry, so an
+op is gradient-checked the day it is registered.
+
+Forward and vjp receive the array namespace ``xp`` from the executor and use
+only functions of the Python array API standard, so the same code runs on
+NumPy, array-api-strict and, later, other array libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from engine.shapes import Dims, Shape, ShapeError
+
+Array = Any  # an array of whichever namespace the executor runs on
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+class OpAttrs(BaseModel):
+    """Base of every op's attribute model: frozen, and unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Inputs (float64 NumPy arrays unless integer by nature) and attributes for op tests."""
+
+    inputs: tuple[np.ndarray, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+Forward = Callable[..., Array]
+Vjp = Callable[..., tuple[Array | None, ...]]
+ShapeRule = Callable[..., Shape]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One op. ``vjp(xp, attrs, g, out, inputs, needs)`` returns one gradient per input.
+
+    Gradients come in the shape of the broadcast output; the executor sums them back
+    to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
+    no work is spent on data that does not require grad.
+    """
+
+    name: str
+    doc: str
+    attrs: type[OpAttrs]
+    input_names: tuple[str, ...]
+    forward: Forward
+    vjp: Vjp
+    shape: ShapeRule
+    reference: Callable[..., np.ndarray]
+    samples: Callable[[np.random.Generator], list[Sample]]
+    differentiable: tuple[bool, ...] | None = None
+    min_inputs: int | None = None
+    dtype: Callable[..., str] | None = None
+    convention: str = ""
+
+    @property
+    def arity(self) -> tuple[int, int]:
+        """(fewest, most) inputs the op accepts."""
+        most = len(self.input_names)
+        return (most if self.min_inputs is None else self.min_inputs, most)
+
+    def is_differentiable(self, index: int) -> bool:
+        return self.differentiable is None or self.differentiable[index]
+
+    def result_dtype(self, attrs: OpAttrs, dtypes: Sequence[str]) -> str:
+        rule = self.dtype or float_result
+        return rule(attrs, *dtypes)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    """Add an op to the registry; its name is what a spec writes after ``op:``."""
+    if op.name in REGISTRY:  # pragma: no cover - programming error
+        raise ValueError(f"op {op.name} registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def float_result(_attrs: OpAttrs, *dtypes: str) -> str:
+    """NumPy promotion of the inputs, which must all be floating point."""
+    for dtype in dtypes:
+        if dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"needs floating-point inputs, got {dtype}")
+    return str(np.result_type(*dtypes)) if dtypes else "float64"
+
+
+def same_shape(_attrs: OpAttrs, _dims: Dims, shape: Shape) -> Shape:
+    """Shape rule of elementwise unary ops."""
+    return shape
+
+
+def broadcast_shape(_attrs: OpAttrs, dims: Dims, *shapes: Shape) -> Shape:
+    """Shape rule of elementwise binary ops."""
+    return dims.broadcast(*shapes)
+
+
+def unary_samples(rng: np.random.Generator, low: float, high: float) -> list[Sample]:
+    """Samples for elementwise unary ops over the value domain [low, high]."""
+    shapes = [(), (4,), (3, 4), (2, 3, 4)]
+    return [Sample((rng.uniform(low, high, size=s),), note=f"shape {s}") for s in shapes]
+
+
+#: Pairs of shapes that exercise every broadcasting case, for binary ops.
+BROADCAST_PAIRS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((3, 4), (3, 4)),
+    ((2, 3, 4), (4,)),
+    ((3, 1), (1, 4)),
+    ((2, 1, 4), (3, 1)),
+    ((), (3, 4)),
+    ((1, 1, 3), (2, 8, 3)),
+)
+
+
+def binary_samples(
+    rng: np.random.Generator, domains: tuple[tuple[float, float], tuple[float, float]]
+) -> list[Sample]:
+    """Broadcasting samples for elementwise binary ops; ``domains`` gives each input's range."""
+    (lo_a, hi_a), (lo_b, hi_b) = domains
+    return [
+        Sample((rng.uniform(lo_a, hi_a, size=a), rng.uniform(lo_b, hi_b, size=b)),
+               note=f"{a} with {b}")
+        for a, b in BROADCAST_PAIRS
+    ]
+
+
+class NoAttrs(OpAttrs):
+    """The op takes no attributes."""

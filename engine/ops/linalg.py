@@ -1,0 +1,78 @@
+"""Matrix products: MatMul (2-D and batched) and the fused dense layer Dense(x, w, b)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ops.base import NoAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, ShapeError, format_shape
+
+
+def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
+    if len(a) < 2 or len(b) < 2:
+        raise ShapeError(f"needs operands of rank 2 or more, got {format_shape(a)} @ "
+                         f"{format_shape(b)}; use Reshape to add an axis")
+    dims.unify(a[-1], b[-2], f"inner dimensions differ: {format_shape(a)} @ {format_shape(b)}")
+    batch = dims.broadcast(a[:-2], b[:-2])
+    return (*batch, dims.resolve(a[-2]), dims.resolve(b[-1]))
+
+
+def _matmul_vjp(xp, attrs, g, out, inputs, needs):
+    a, b = inputs
+    d_a = xp.matmul(g, xp.matrix_transpose(b)) if needs[0] else None
+    d_b = xp.matmul(xp.matrix_transpose(a), g) if needs[1] else None
+    return (d_a, d_b)
+
+
+_MATMUL_SHAPES = (
+    ((3, 4), (4, 5)),
+    ((2, 3, 4), (4, 5)),
+    ((2, 3, 4), (2, 4, 5)),
+    ((1, 3, 4), (2, 4, 2)),
+)
+
+
+def _matmul_samples(rng: np.random.Generator) -> list[Sample]:
+    return [Sample((rng.normal(size=a), rng.normal(size=b)), note=f"{a} @ {b}")
+            for a, b in _MATMUL_SHAPES]
+
+
+def _reference_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("...ij,...jk->...ik", a, b)
+
+
+register(OpDef(
+    name="MatMul", doc="Matrix product a @ b; leading (batch) axes broadcast.",
+    attrs=NoAttrs, input_names=("a", "b"),
+    forward=lambda xp, attrs, a, b: xp.matmul(a, b),
+    vjp=_matmul_vjp,
+    shape=_matmul_shape,
+    reference=lambda attrs, a, b: _reference_matmul(a, b),
+    samples=_matmul_samples,
+))
+
+
+def _dense_shape(attrs: NoAttrs, dims: Dims, x: Shape, w: Shape, b: Shape) -> Shape:
+    return dims.broadcast(_matmul_shape(attrs, dims, x, w), b)
+
+
+def _dense_vjp(xp, attrs, g, out, inputs, needs):
+    d_x, d_w = _matmul_vjp(xp, attrs, g, out, inputs[:2], needs[:2])
+    return (d_x, d_w, g if needs[2] else None)
+
+
+def _dense_samples(rng: np.random.Generator) -> list[Sample]:
+    shapes = [((6, 13), (13, 10), (10,)), ((6, 13), (13, 10), (1, 10)), ((2, 5, 4), (4, 3), (3,))]
+    return [Sample(tuple(rng.normal(size=s) for s in triple), note=f"{triple}")
+            for triple in shapes]
+
+
+register(OpDef(
+    name="Dense", doc="The fused dense layer x @ w + b; b broadcasts over rows.",
+    attrs=NoAttrs, input_names=("x", "w", "b"),
+    forward=lambda xp, attrs, x, w, b: xp.matmul(x, w) + b,
+    vjp=_dense_vjp,
+    shape=_dense_shape,
+    reference=lambda attrs, x, w, b: _reference_matmul(x, w) + b,
+    samples=_dense_samples,
+))

@@ -1,0 +1,104 @@
+"""Reductions over axes: Sum, Mean, Max."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field
+
+from engine.ops.base import OpAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, normalize_axes, reduced_shape
+
+
+class ReduceAttrs(OpAttrs):
+    """Which axes to reduce and whether to keep them as size 1."""
+
+    axis: int | list[int] | None = Field(
+        default=None, description="Axis or axes to reduce; null reduces every axis.")
+    keepdims: bool = Field(
+        default=False, description="Keep reduced axes with size 1, so the result broadcasts "
+                                   "against the input (the lesson's reshape(-1, 1)).")
+
+
+def _axes(attrs: ReduceAttrs, rank: int) -> tuple[int, ...]:
+    return normalize_axes(attrs.axis, rank)
+
+
+def _reduce_shape(attrs: ReduceAttrs, dims: Dims, shape: Shape) -> Shape:
+    return reduced_shape(shape, _axes(attrs, len(shape)), attrs.keepdims)
+
+
+def _expand(xp, attrs: ReduceAttrs, g, x):
+    """The reduced gradient reshaped with kept axes, so it broadcasts against x."""
+    axes = _axes(attrs, x.ndim)
+    return xp.reshape(g, reduced_shape(tuple(x.shape), axes, True))
+
+
+def _reduce_samples(rng: np.random.Generator) -> list[Sample]:
+    x = rng.uniform(-2.0, 2.0, size=(2, 3, 4))
+    settings = [
+        {"axis": None}, {"axis": 0}, {"axis": -1, "keepdims": True}, {"axis": [0, 2]},
+        {"axis": [1], "keepdims": True}, {"axis": None, "keepdims": True},
+    ]
+    samples = [Sample((x,), attrs, note=str(attrs)) for attrs in settings]
+    samples.append(Sample((rng.uniform(-2.0, 2.0, size=(5, 3)),), {"axis": -1, "keepdims": True},
+                          note="the lesson's row sum"))
+    return samples
+
+
+def _sum_vjp(xp, attrs, g, out, inputs, needs):
+    # The lesson's "distribute the gradient over all input elements".
+    (x,) = inputs
+    return (xp.broadcast_to(_expand(xp, attrs, g, x), x.shape),)
+
+
+register(OpDef(
+    name="Sum", doc="Sum over axes.", attrs=ReduceAttrs, input_names=("x",),
+    forward=lambda xp, attrs, x: xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    vjp=_sum_vjp,
+    shape=_reduce_shape,
+    reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
+                                             keepdims=attrs.keepdims),
+    samples=_reduce_samples,
+))
+
+
+def _count(attrs: ReduceAttrs, x) -> int:
+    return math.prod(x.shape[a] for a in _axes(attrs, x.ndim))
+
+
+def _mean_vjp(xp, attrs, g, out, inputs, needs):
+    (x,) = inputs
+    return (xp.broadcast_to(_expand(xp, attrs, g, x) / _count(attrs, x), x.shape),)
+
+
+register(OpDef(
+    name="Mean", doc="Arithmetic mean over axes.", attrs=ReduceAttrs, input_names=("x",),
+    forward=lambda xp, attrs, x: xp.mean(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    vjp=_mean_vjp,
+    shape=_reduce_shape,
+    reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
+                                             keepdims=attrs.keepdims) / _count(attrs, x),
+    samples=_reduce_samples,
+))
+
+
+def _max_vjp(xp, attrs, g, out, inputs, needs):
+    (x,) = inputs
+    kept = _expand(xp, attrs, out, x)
+    winners = xp.astype(x == kept, x.dtype)
+    ties = xp.sum(winners, axis=_axes(attrs, x.ndim), keepdims=True)
+    return (_expand(xp, attrs, g, x) * winners / ties,)
+
+
+register(OpDef(
+    name="Max", doc="Maximum over axes.", attrs=ReduceAttrs, input_names=("x",),
+    forward=lambda xp, attrs, x: xp.max(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    vjp=_max_vjp,
+    shape=_reduce_shape,
+    reference=lambda attrs, x: np.maximum.reduce(x, axis=_axes(attrs, x.ndim),
+                                                 keepdims=attrs.keepdims),
+    samples=_reduce_samples,
+    convention="A tie shares the gradient equally among the tied elements (as torch.amax).",
+))

@@ -1,0 +1,107 @@
+"""Ops that move elements without changing them: Reshape, Transpose."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from engine.ops.base import OpAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+
+
+class ReshapeAttrs(OpAttrs):
+    """The new shape; one entry may be -1, inferred from the element count (as in NumPy)."""
+
+    shape: list[int] = Field(description="Target shape; at most one -1.")
+
+    @field_validator("shape")
+    @classmethod
+    def _one_inferred(cls, shape: list[int]) -> list[int]:
+        if shape.count(-1) > 1:
+            raise ValueError("at most one entry of the shape may be -1")
+        if any(d < -1 for d in shape):
+            raise ValueError("shape entries must be >= 0, or -1 for the one inferred")
+        return shape
+
+
+def _reshape_shape(attrs: ReshapeAttrs, dims: Dims, shape: Shape) -> Shape:
+    target = list(attrs.shape)
+    if any(isinstance(d, str) for d in shape):
+        # The element count depends on data not yet fed: the -1 axis is a new dimension.
+        return tuple(dims.fresh() if d == -1 else d for d in target)
+    size = math.prod(shape)
+    known = math.prod(d for d in target if d != -1)
+    if -1 in target:
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {format_shape(shape)} ({size} elements) into "
+                             f"{format_shape(target)}")
+        target[target.index(-1)] = size // known
+    elif known != size:
+        raise ShapeError(f"cannot reshape {format_shape(shape)} ({size} elements) into "
+                         f"{format_shape(target)} ({known} elements)")
+    return tuple(target)
+
+
+def _reshape_samples(rng: np.random.Generator) -> list[Sample]:
+    return [
+        Sample((rng.normal(size=(2, 3, 4)),), {"shape": [6, 4]}, note="merge axes"),
+        Sample((rng.normal(size=(12,)),), {"shape": [3, -1]}, note="inferred axis"),
+        Sample((rng.normal(size=(5,)),), {"shape": [-1, 1]}, note="the lesson's reshape(-1, 1)"),
+    ]
+
+
+register(OpDef(
+    name="Reshape", doc="The same elements in a new shape (row-major order).",
+    attrs=ReshapeAttrs, input_names=("x",),
+    forward=lambda xp, attrs, x: xp.reshape(x, tuple(attrs.shape)),
+    vjp=lambda xp, attrs, g, out, inputs, needs: (xp.reshape(g, inputs[0].shape),),
+    shape=_reshape_shape,
+    reference=lambda attrs, x: np.asarray(x).reshape(attrs.shape),
+    samples=_reshape_samples,
+))
+
+
+class TransposeAttrs(OpAttrs):
+    """The permutation of axes."""
+
+    axes: list[int] | None = Field(
+        default=None, description="New order of the axes; null reverses them.")
+
+
+def _permutation(attrs: TransposeAttrs, rank: int) -> tuple[int, ...]:
+    if attrs.axes is None:
+        return tuple(reversed(range(rank)))
+    if len(attrs.axes) != rank:
+        raise ShapeError(f"axes {attrs.axes} must list each of the {rank} axes once")
+    normalize_axes(attrs.axes, rank)  # refuses axes out of range and repeated axes
+    return tuple(ax % rank for ax in attrs.axes)
+
+
+def _transpose_shape(attrs: TransposeAttrs, dims: Dims, shape: Shape) -> Shape:
+    return tuple(shape[ax] for ax in _permutation(attrs, len(shape)))
+
+
+def _transpose_vjp(xp, attrs, g, out, inputs, needs):
+    order = _permutation(attrs, g.ndim)
+    inverse = tuple(int(i) for i in np.argsort(order))
+    return (xp.permute_dims(g, inverse),)
+
+
+def _transpose_samples(rng: np.random.Generator) -> list[Sample]:
+    return [
+        Sample((rng.normal(size=(3, 4)),), {}, note="matrix"),
+        Sample((rng.normal(size=(2, 3, 4)),), {"axes": [1, 2, 0]}, note="rotate axes"),
+        Sample((rng.normal(size=(2, 3, 4)),), {"axes": [0, -1, -2]}, note="negative axes"),
+    ]
+
+
+register(OpDef(
+    name="Transpose", doc="Permute the axes.", attrs=TransposeAttrs, input_names=("x",),
+    forward=lambda xp, attrs, x: xp.permute_dims(x, _permutation(attrs, x.ndim)),
+    vjp=_transpose_vjp,
+    shape=_transpose_shape,
+    reference=lambda attrs, x: np.transpose(x, attrs.axes),
+    samples=_transpose_samples,
+))

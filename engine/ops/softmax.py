@@ -1,0 +1,171 @@
+"""Fused softmax family and the negative log likelihood: Softmax, LogSoftmax, NLL."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from engine.ops.base import FLOAT_DTYPES, OpAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+
+
+class AxisAttrs(OpAttrs):
+    """The axis that holds the classes."""
+
+    axis: int = Field(default=-1, description="Axis along which the values are normalized.")
+
+
+def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
+    normalize_axes(attrs.axis, len(shape))
+    return shape
+
+
+def _softmax_forward(xp, attrs, x):
+    # Subtracting the row maximum changes nothing mathematically and prevents overflow,
+    # as the lesson recommends before exponentiating.
+    raised = xp.exp(x - xp.max(x, axis=attrs.axis, keepdims=True))
+    return raised / xp.sum(raised, axis=attrs.axis, keepdims=True)
+
+
+def _softmax_vjp(xp, attrs, g, out, inputs, needs):
+    # Jacobian S_i (delta_ij - S_j) applied to g, without building the Jacobian.
+    return (out * (g - xp.sum(g * out, axis=attrs.axis, keepdims=True)),)
+
+
+def _axis_samples(rng: np.random.Generator) -> list[Sample]:
+    return [
+        Sample((rng.uniform(0.0, 1.0, size=(5, 3)),), {"axis": -1}, note="the lesson's 5x3"),
+        Sample((rng.normal(size=(2, 3, 4)),), {"axis": 1}, note="middle axis"),
+        Sample((rng.normal(size=(4,)),), {}, note="a vector"),
+    ]
+
+
+def _softmax_reference(attrs: AxisAttrs, x: np.ndarray) -> np.ndarray:
+    raised = np.exp(x)
+    return raised / raised.sum(axis=attrs.axis, keepdims=True)
+
+
+register(OpDef(
+    name="Softmax", doc="exp(x) / sum(exp(x)) along an axis, computed without overflow.",
+    attrs=AxisAttrs, input_names=("x",),
+    forward=_softmax_forward,
+    vjp=_softmax_vjp,
+    shape=_axis_shape,
+    reference=_softmax_reference,
+    samples=_axis_samples,
+))
+
+
+def _log_softmax_forward(xp, attrs, x):
+    shifted = x - xp.max(x, axis=attrs.axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=attrs.axis, keepdims=True))
+
+
+def _log_softmax_vjp(xp, attrs, g, out, inputs, needs):
+    return (g - xp.exp(out) * xp.sum(g, axis=attrs.axis, keepdims=True),)
+
+
+register(OpDef(
+    name="LogSoftmax", doc="log(softmax(x)) along an axis, computed without overflow.",
+    attrs=AxisAttrs, input_names=("x",),
+    forward=_log_softmax_forward,
+    vjp=_log_softmax_vjp,
+    shape=_axis_shape,
+    reference=lambda attrs, x: np.log(_softmax_reference(attrs, x)),
+    samples=_axis_samples,
+))
+
+
+class NLLAttrs(OpAttrs):
+    """How the per-row losses are combined."""
+
+    reduction: Literal["sum", "mean"] = Field(
+        default="sum", description="sum: add the rows' losses (the lesson's NLL, whose gradient "
+                                   "through softmax is p - y); mean: divide by the row count.")
+
+
+def _nll_shape(attrs: NLLAttrs, dims: Dims, probs: Shape, target: Shape) -> Shape:
+    if len(probs) == 0:
+        raise ShapeError("probabilities must have a class axis, got a scalar")
+    if len(target) == len(probs):
+        for p, t in zip(probs, target, strict=True):
+            dims.unify(p, t, f"one-hot target {format_shape(target)} must have the shape of the "
+                             f"probabilities {format_shape(probs)}")
+    elif len(target) == len(probs) - 1:
+        for p, t in zip(probs[:-1], target, strict=True):
+            dims.unify(p, t, f"class-index target {format_shape(target)} must have the shape of "
+                             f"the probabilities {format_shape(probs)} without the class axis")
+    else:
+        raise ShapeError(f"target {format_shape(target)} fits neither one-hot (same shape as "
+                         f"probabilities {format_shape(probs)}) nor class indices (one axis less)")
+    return ()
+
+
+def _nll_dtype(attrs: NLLAttrs, probs: str, target: str) -> str:
+    if probs not in FLOAT_DTYPES:
+        raise ShapeError(f"probabilities must be floating point, got {probs}")
+    return probs
+
+
+def _one_hot(xp, probs, target):
+    """The target as float weights: one-hot rows as given, or built from class indices."""
+    if target.ndim == probs.ndim:
+        return xp.astype(target, probs.dtype)
+    classes = xp.arange(probs.shape[-1], dtype=target.dtype)
+    return xp.astype(target[..., None] == classes, probs.dtype)
+
+
+def _rows(probs) -> int:
+    return probs.size // probs.shape[-1]
+
+
+def _nll_forward(xp, attrs, probs, target):
+    total = -xp.sum(_one_hot(xp, probs, target) * xp.log(probs))
+    return total / _rows(probs) if attrs.reduction == "mean" else total
+
+
+def _nll_vjp(xp, attrs, g, out, inputs, needs):
+    probs, target = inputs
+    # The lesson's nll_grad: -y / p.
+    d_probs = -g * _one_hot(xp, probs, target) / probs
+    return (d_probs / _rows(probs) if attrs.reduction == "mean" else d_probs, None)
+
+
+def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    if target.ndim == probs.ndim:
+        picked = np.log(probs[target.astype(bool)])
+    else:
+        picked = np.log(np.take_along_axis(probs, target[..., None], axis=-1))
+    total = -picked.sum()
+    return np.asarray(total / _rows(probs) if attrs.reduction == "mean" else total)
+
+
+def _nll_samples(rng: np.random.Generator) -> list[Sample]:
+    probs = rng.uniform(0.1, 1.0, size=(5, 3))
+    labels = rng.integers(0, 3, size=5)
+    one_hot = np.eye(3)[labels]
+    batched = rng.uniform(0.1, 1.0, size=(2, 4, 3))
+    return [
+        Sample((probs, one_hot), {"reduction": "sum"}, note="one-hot target, sum"),
+        Sample((probs, one_hot), {"reduction": "mean"}, note="one-hot target, mean"),
+        Sample((probs, labels), {"reduction": "sum"}, note="class indices, sum"),
+        Sample((batched, rng.integers(0, 3, size=(2, 4))), {"reduction": "mean"},
+               note="batched class indices, mean"),
+    ]
+
+
+register(OpDef(
+    name="NLL", doc="Negative log likelihood -sum(y * log p) of probabilities p; the target y is "
+                    "one-hot rows (floats) or class indices (integers).",
+    attrs=NLLAttrs, input_names=("probabilities", "target"),
+    forward=_nll_forward,
+    vjp=_nll_vjp,
+    shape=_nll_shape,
+    dtype=_nll_dtype,
+    reference=_nll_reference,
+    samples=_nll_samples,
+    differentiable=(True, False),
+    convention="Not differentiable in its target; the target gets no gradient.",
+))

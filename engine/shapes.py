@@ -1,0 +1,144 @@
+"""Static shapes with named dimensions, and the broadcasting rules over them.
+
+Shapes are tuples whose entries are ints or dimension names (``batch``).  Names
+unify across the whole graph: the first time a name meets a number it is bound
+to it, and a later disagreement is a ShapeError.  Op shape rules use this so
+that mistakes are found while building, before any array exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+
+class ShapeError(ValueError):
+    """An op's inputs cannot have the shapes or attributes given; the graph adds the location."""
+
+
+def format_shape(shape: Sequence[Dim]) -> str:
+    """``(5, 'batch')`` -> ``[5, batch]``, the way shapes are written in a spec."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class Dims:
+    """Bindings of named dimensions, shared by every shape rule of one graph."""
+
+    def __init__(self) -> None:
+        self.bound: dict[str, Dim] = {}
+        self._fresh = 0
+
+    def resolve(self, dim: Dim) -> Dim:
+        """Follow bindings until an int or an unbound name."""
+        seen = 0
+        while isinstance(dim, str) and dim in self.bound:
+            dim = self.bound[dim]
+            seen += 1
+            if seen > len(self.bound):  # pragma: no cover - bindings never form a loop
+                break
+        return dim
+
+    def shape(self, shape: Iterable[Dim]) -> Shape:
+        return tuple(self.resolve(d) for d in shape)
+
+    def fresh(self) -> str:
+        """A new anonymous dimension, for results no rule can pin down (Reshape with -1)."""
+        self._fresh += 1
+        return f"?{self._fresh}"
+
+    def unify(self, a: Dim, b: Dim, what: str) -> Dim:
+        """Make two dimensions equal, binding names; ``what`` explains the failure."""
+        a, b = self.resolve(a), self.resolve(b)
+        if a == b:
+            return a
+        if isinstance(a, str):
+            self.bound[a] = b
+            return b
+        if isinstance(b, str):
+            self.bound[b] = a
+            return a
+        raise ShapeError(what)
+
+    def broadcast(self, *shapes: Sequence[Dim]) -> Shape:
+        """NumPy broadcasting; a name against a number > 1 is bound to that number."""
+        rank = max((len(s) for s in shapes), default=0)
+        padded = [(1,) * (rank - len(s)) + tuple(self.resolve(d) for d in s) for s in shapes]
+        result: list[Dim] = []
+        for axis in range(rank):
+            dim: Dim = 1
+            for shape in padded:
+                other = shape[axis]
+                if other == 1 or other == dim:
+                    continue
+                if dim == 1:
+                    dim = other
+                    continue
+                try:
+                    dim = self.unify(dim, other, "")
+                except ShapeError:
+                    raise ShapeError(
+                        "shapes cannot be broadcast together: "
+                        + ", ".join(format_shape(s) for s in shapes)
+                        + f" (axis {axis - rank}: {dim} vs {other})"
+                    ) from None
+            result.append(dim)
+        return tuple(result)
+
+
+def normalize_axes(axis: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
+    """Axes as sorted non-negative ints; ``None`` means every axis."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    result = []
+    for ax in axes:
+        if not -rank <= ax < rank:
+            raise ShapeError(f"axis {ax} is out of range for a value of rank {rank}")
+        result.append(ax % rank)
+    if len(set(result)) != len(result):
+        raise ShapeError(f"axis {list(axes)} repeats an axis")
+    return tuple(sorted(result))
+
+
+def reduced_shape(shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Shape:
+    """The shape left by reducing ``axes`` of ``shape``."""
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+@lru_cache(maxsize=4096)
+def sum_axes_to(grad_shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes of ``grad_shape`` to sum (keeping dims) so it reduces to broadcast-source ``target``.
+
+    Leading axes that ``target`` lacks are summed too; the caller reshapes afterwards.
+    """
+    lead = len(grad_shape) - len(target)
+    axes = list(range(lead))
+    for i, dim in enumerate(target):
+        if dim == 1 and grad_shape[lead + i] != 1:
+            axes.append(lead + i)
+    return tuple(axes)
+
+
+def sum_to(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum a gradient over the axes its input was broadcast along, back to ``shape``.
+
+    This is the lesson's ``np.sum(pow_grad, axis=-1).reshape(-1, 1)``, done once for
+    every op and any rank.  Raises ShapeError when ``grad`` is no broadcast of ``shape``.
+    """
+    grad_shape = tuple(grad.shape)
+    if grad_shape == shape:
+        return grad
+    if len(grad_shape) < len(shape) or any(
+            t not in (1, g) for g, t in zip(grad_shape[len(grad_shape) - len(shape):], shape,
+                                            strict=True)):
+        raise ShapeError(f"a gradient of shape {format_shape(grad_shape)} is no broadcast of "
+                         f"its input's shape {format_shape(shape)}")
+    axes = sum_axes_to(grad_shape, shape)
+    reduced = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
+    return xp.reshape(reduced, shape) if tuple(reduced.shape) != shape else reduced

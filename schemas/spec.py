@@ -1,0 +1,205 @@
+"""Pydantic models of a graph spec (the YAML file a user writes).
+
+These models check each field on its own (types, allowed values, unknown keys).
+Checks that need the whole graph (names resolve, no cycles, shapes agree) live
+in ``engine.graph``.  Each node's model is built from the op registry: the
+``op`` key selects the op's attribute model, so the schema and the ops can never
+disagree and a new op needs no edit here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from engine.ops import REGISTRY
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+DType = Literal["float64", "float32", "float16", "int64"]
+Dim = Annotated[int, Field(ge=0)] | Name
+
+
+class StrictModel(BaseModel):
+    """Refuses unknown keys: a typo in a spec must be an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def rectangular(value: Any) -> Any:
+    """Check that a literal is a number or a rectangular nested list of numbers."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number or a nested list of numbers, got a boolean")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError("expected a number or a rectangular nested list of numbers "
+                         "(every row the same length)") from None
+    if array.dtype == object:  # pragma: no cover - asarray with a float dtype never yields object
+        raise ValueError("expected numbers")
+    return value
+
+
+Literal_ = Annotated[StrictFloat | StrictInt | list[Any], Field(description="A number or a "
+                                                                "nested list of numbers.")]
+
+
+class Uniform(StrictModel):
+    low: float = Field(default=0.0, description="Smallest value (inclusive).")
+    high: float = Field(default=1.0, description="Largest value (exclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        return self
+
+
+class Normal(StrictModel):
+    mean: float = Field(default=0.0, description="Mean of the distribution.")
+    std: float = Field(default=1.0, gt=0, description="Standard deviation (> 0).")
+
+
+class Labels(StrictModel):
+    classes: int = Field(gt=0, description="Number of classes; labels are 0 .. classes-1.")
+
+
+_INIT_FORMS = ("zeros", "ones", "one_hot", "uniform", "normal", "labels", "value", "file")
+
+
+class Init(StrictModel):
+    """How a tensor is filled when nothing is fed: exactly one of the forms below.
+
+    The bare words ``zeros``, ``ones`` and ``one_hot`` may be written alone
+    (``init: one_hot``).  Random forms draw from the spec's ``seed``.
+    """
+
+    zeros: Literal[True] | None = Field(default=None, description="All zeros.")
+    ones: Literal[True] | None = Field(default=None, description="All ones.")
+    one_hot: Literal[True] | None = Field(
+        default=None, description="One random class per row, as the lesson makes y: a 1 in "
+                                  "one position of the last axis, 0 elsewhere.")
+    uniform: Uniform | None = Field(default=None, description="Uniform random numbers.")
+    normal: Normal | None = Field(default=None, description="Normal random numbers.")
+    labels: Labels | None = Field(default=None, description="Random integer class labels.")
+    value: Literal_ | None = Field(default=None, description="A literal number or nested list.")
+    file: str | None = Field(default=None, description="A .npy file, relative to the spec.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_word(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data in ("zeros", "ones", "one_hot"):
+                return {data: True}
+            raise ValueError(f"unknown init {data!r}; expected one of zeros, ones, one_hot, or "
+                             "a mapping such as {uniform: {low: 0, high: 1}}")
+        return data
+
+    @field_validator("value")
+    @classmethod
+    def _rectangular(cls, value: Any) -> Any:
+        return rectangular(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Init:
+        chosen = [form for form in _INIT_FORMS if getattr(self, form) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none"
+            raise ValueError(f"expected exactly one init form ({', '.join(_INIT_FORMS)}), "
+                             f"found {found}")
+        return self
+
+    @property
+    def form(self) -> str:
+        """The name of the one form that is set."""
+        return next(form for form in _INIT_FORMS if getattr(self, form) is not None)
+
+
+class TensorDecl(StrictModel):
+    """An input or parameter: its shape, dtype, default fill and whether it gets a gradient."""
+
+    shape: list[Dim] = Field(description="Sizes of the axes: integers, or names such as batch "
+                                         "that are bound when data is fed.")
+    dtype: DType = Field(default="float64", description="Element type; int64 is for class "
+                                                        "labels.")
+    init: Init | None = Field(default=None, description="Fill used when nothing is fed.")
+    requires_grad: bool | None = Field(
+        default=None, description="Compute d loss / d this tensor. Defaults to false for "
+                                  "inputs and true for parameters.")
+
+
+class Constant(StrictModel):
+    """A fixed value: a bare number or nested list, or ``{value: ..., dtype: ...}``.
+
+    A bare number without a dtype takes the dtype of what it meets (as a Python
+    scalar does in NumPy), so ``-1`` does not turn a float32 graph into float64.
+    """
+
+    value: Literal_ = Field(description="The number or nested list.")
+    dtype: DType | None = Field(default=None, description="Element type; default float64, or "
+                                                          "for a bare number, that of its use.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {"value": data}
+
+    @field_validator("value")
+    @classmethod
+    def _rectangular(cls, value: Any) -> Any:
+        return rectangular(value)
+
+
+class NodeFields(StrictModel):
+    """What every node has besides its op's attributes."""
+
+    inputs: list[Name | StrictInt | StrictFloat] = Field(
+        description="Names of the values this node reads (the graph's edges); a number is an "
+                    "inline constant.")
+    description: str = Field(default="", description="Free text, for people.")
+
+
+def _node_model(op_name: str) -> type[BaseModel]:
+    op = REGISTRY[op_name]
+    return create_model(
+        f"{op_name}Node",
+        __base__=(NodeFields, op.attrs),
+        __doc__=op.doc,
+        op=(Literal[op_name], Field(description=op.doc)),
+    )
+
+
+NODE_MODELS: dict[str, type[BaseModel]] = {name: _node_model(name) for name in REGISTRY}
+Node = Annotated[Union[tuple(NODE_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
+
+
+class Spec(StrictModel):
+    """A whole graph: tensors, nodes, what to output and which node is the loss."""
+
+    name: str = Field(description="Name of the graph.")
+    description: str = Field(default="", description="What the graph computes, for people.")
+    seed: int = Field(default=0, description="Seed of every random init, for reproducibility.")
+    dims: dict[Name, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="Default sizes of named dimensions, used for init "
+                                          "values when no fed array binds the name.")
+    inputs: dict[Name, TensorDecl] = Field(default_factory=dict,
+                                           description="Data fed at run time.")
+    parameters: dict[Name, TensorDecl] = Field(default_factory=dict,
+                                               description="Trainable tensors.")
+    constants: dict[Name, Constant] = Field(default_factory=dict, description="Fixed values.")
+    nodes: dict[Name, Node] = Field(description="Operations; a node's value has its name.")
+    outputs: list[Name] = Field(default_factory=list, description="Values to report.")
+    loss: Name | None = Field(default=None, description="A scalar node where backward starts "
+                                                        "with gradient 1.")

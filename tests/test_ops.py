@@ -1,0 +1,119 @@
+"""Registry-driven op tests: every registered op is checked the day it is added."""
+
+from __future__ import annotations
+
+import array_api_strict as xps
+import numpy as np
+import pytest
+
+from engine.gradcheck import analytic_vjp, max_relative_error, numeric_vjp
+from engine.ops import REGISTRY, OpDef, Sample
+from engine.shapes import Dims
+
+CASES = [
+    pytest.param(op, sample, id=f"{name}-{index}-{sample.note}")
+    for name, op in sorted(REGISTRY.items())
+    for index, sample in enumerate(op.samples(np.random.default_rng(0)))
+]
+
+
+def test_every_op_has_samples_and_a_reference() -> None:
+    for name, op in REGISTRY.items():
+        samples = op.samples(np.random.default_rng(0))
+        assert samples, f"op {name} has no sample inputs: it cannot be gradient-checked"
+        assert len(samples) >= 2, f"op {name} needs several samples"
+        assert op.doc, f"op {name} has no doc"
+
+
+def test_binary_elementwise_ops_have_broadcasting_samples() -> None:
+    for name in ("Add", "Sub", "Mul", "Div", "Pow"):
+        samples = REGISTRY[name].samples(np.random.default_rng(0))
+        assert any(a.shape != b.shape for a, b in (s.inputs for s in samples)), name
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_forward_matches_numpy_reference(op: OpDef, sample: Sample) -> None:
+    attrs = op.attrs(**sample.attrs)
+    got = op.forward(np, attrs, *sample.inputs)
+    want = op.reference(attrs, *sample.inputs)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_shape_rule_matches_actual_shape(op: OpDef, sample: Sample) -> None:
+    attrs = op.attrs(**sample.attrs)
+    predicted = op.shape(attrs, Dims(), *[x.shape for x in sample.inputs])
+    assert tuple(predicted) == op.forward(np, attrs, *sample.inputs).shape
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_vjp_matches_central_finite_differences(op: OpDef, sample: Sample) -> None:
+    attrs = op.attrs(**sample.attrs)
+    out = op.forward(np, attrs, *sample.inputs)
+    upstream = np.random.default_rng(1).normal(size=np.shape(out))
+    analytic = analytic_vjp(op, sample, upstream)
+    for index, x in enumerate(sample.inputs):
+        if not op.is_differentiable(index):
+            assert analytic[index] is None, f"{op.name} returned a gradient for input {index}"
+            continue
+        numeric = numeric_vjp(lambda *a: op.forward(np, attrs, *a), sample.inputs, index,
+                              upstream)
+        assert analytic[index] is not None
+        assert analytic[index].shape == x.shape
+        assert max_relative_error(analytic[index], numeric) < 1e-6, (op.name, index)
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_runs_under_array_api_strict(op: OpDef, sample: Sample) -> None:
+    """Forward and vjp use only the array API standard, so other array libraries can run them."""
+    attrs = op.attrs(**sample.attrs)
+    inputs = [xps.asarray(x) for x in sample.inputs]
+    out = op.forward(xps, attrs, *inputs)
+    np.testing.assert_allclose(np.asarray(out), op.forward(np, attrs, *sample.inputs),
+                               rtol=1e-12, atol=1e-12)
+    needs = tuple(op.is_differentiable(i) for i in range(len(inputs)))
+    upstream = xps.ones_like(out)
+    parts = op.vjp(xps, attrs, upstream, out, inputs, needs)
+    want = op.vjp(np, attrs, np.ones_like(np.asarray(out)), np.asarray(out),
+                  list(sample.inputs), needs)
+    for part, ref in zip(parts, want, strict=True):
+        assert (part is None) == (ref is None)
+        if part is not None:
+            np.testing.assert_allclose(np.asarray(part), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_vjp_skips_inputs_that_need_no_gradient() -> None:
+    op = REGISTRY["MatMul"]
+    a, b = np.ones((2, 3)), np.ones((3, 4))
+    out = op.forward(np, op.attrs(), a, b)
+    d_a, d_b = op.vjp(np, op.attrs(), np.ones_like(out), out, [a, b], (True, False))
+    assert d_b is None and d_a.shape == (2, 3)
+
+
+def test_relu_gradient_at_zero_is_zero() -> None:
+    op = REGISTRY["Relu"]
+    x = np.array([-1.0, 0.0, 2.0])
+    (grad,) = op.vjp(np, op.attrs(), np.ones(3), op.forward(np, op.attrs(), x), [x], (True,))
+    np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0])
+
+
+def test_max_shares_the_gradient_of_a_tie_equally() -> None:
+    op = REGISTRY["Max"]
+    attrs = op.attrs(axis=-1)
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]])
+    out = op.forward(np, attrs, x)
+    (grad,) = op.vjp(np, attrs, np.array([1.0, 1.0]), out, [x], (True,))
+    np.testing.assert_array_equal(grad, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+
+def test_pow_exponent_gradient_is_power_times_log_base() -> None:
+    op = REGISTRY["Pow"]
+    base, exponent = np.array([2.0, 3.0]), np.array([3.0, 0.5])
+    out = op.forward(np, op.attrs(), base, exponent)
+    _, d_exp = op.vjp(np, op.attrs(), np.ones(2), out, [base, exponent], (False, True))
+    np.testing.assert_allclose(d_exp, base**exponent * np.log(base))
+
+
+def test_ops_declare_their_subgradient_conventions() -> None:
+    for name in ("Relu", "Max", "Pow", "NLL"):
+        assert REGISTRY[name].convention, f"{name} must document its convention"
