@@ -28,8 +28,7 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
 
 def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Dims]:
     """Check feeds against the spec; returns them as NumPy arrays and the bound dimensions."""
-    dims = Dims()
-    dims.bound = dict(graph.dims.bound)
+    dims = graph.dims.copy()
     checked: dict[str, np.ndarray] = {}
     for name, data in feeds.items():
         value = graph.values.get(name)
@@ -39,9 +38,7 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
             raise DataError(f"cannot feed {name!r}: it {what}{did_you_mean(name, inputs)}; the "
                             f"inputs are: {', '.join(inputs) or 'none'}")
         checked[name] = _check(graph, value, data, dims)
-    for name, size in graph.spec.dims.items():  # defaults only for names no feed bound
-        if isinstance(dims.resolve(name), str):
-            dims.unify(name, size, "")
+    dims.apply_defaults(graph.spec.dims)  # defaults only for names no feed bound
     return checked, dims
 
 
@@ -58,14 +55,15 @@ def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
     if array.ndim != len(declared):
         raise DataError(f"{where}: expected shape {format_shape(declared)}, fed "
                         f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)})")
+    dims.site = f"by the feed of {value.name!r} {format_shape(array.shape)}"
     for axis, (want, got) in enumerate(zip(declared, array.shape, strict=True)):
         try:
             dims.unify(want, int(got), "")
         except ShapeError:
-            bound = dims.resolve(want)
-            why = f" ({want} = {bound} from earlier feeds)" if isinstance(want, str) else ""
-            raise DataError(f"{where}: expected shape {format_shape(declared)}{why}, fed "
-                            f"{format_shape(array.shape)}: axis {axis} differs") from None
+            why = dims.explain(want).removeprefix("; ")
+            raise DataError(f"{where}: expected shape {format_shape(declared)}"
+                            f"{f' ({why})' if why else ''}, fed {format_shape(array.shape)}: "
+                            f"axis {axis} differs") from None
     return array.astype(value.dtype, copy=False)
 
 

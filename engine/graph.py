@@ -2,7 +2,9 @@
 
 Everything that can be checked without data is checked here, and every problem
 found is reported at once with its location: a name that names nothing, a name
-defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar.
+defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar,
+a literal its dtype cannot hold, values too large for the byte budget.  What is
+legal but probably not meant becomes a located warning (``engine.lint``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Any, Literal
 import networkx as nx
 import numpy as np
 
+from engine.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.errors import Problem, SpecError, did_you_mean
+from engine.lint import lint
+from engine.literals import literal_problem
 from engine.ops import REGISTRY, OpAttrs, OpDef
 from engine.ops.base import FLOAT_DTYPES
 from engine.shapes import Dims, Shape, ShapeError, format_shape
@@ -67,6 +72,7 @@ class Graph:
     dims: Dims
     outputs: list[str]
     loss: str | None
+    warnings: list[Problem]
 
     @property
     def file(self) -> str:
@@ -74,8 +80,7 @@ class Graph:
 
     def where(self, name: str) -> str:
         """``file:line:col`` of a value's definition, for messages raised at run time."""
-        line, col = self.source.position(self.values[name].path)
-        return f"{self.source.file}:{line}:{col}"
+        return self.source.where(self.values[name].path)
 
     def grad_tensors(self) -> list[str]:
         """Inputs and parameters that get a gradient, in declaration order."""
@@ -97,6 +102,13 @@ class _Builder:
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
+
+    def check_literal(self, path: PathKey, value: Any, dtype: str, allow_nonfinite: bool) -> None:
+        """Report the first number of a literal that its dtype cannot hold, at that number."""
+        found = literal_problem(value, dtype, allow_nonfinite)
+        if found is not None:
+            index, message = found
+            self.problem((*path, *index), message)
 
     def fail_if_problems(self) -> None:
         if self.problems:
@@ -154,7 +166,8 @@ class _Builder:
             self.problem(path, f"labels are integer class indices: declare dtype: int64 "
                                f"(found {decl.dtype}), or use one_hot for float rows")
         if form == "value":
-            literal = np.asarray(init.value, dtype=decl.dtype)
+            self.check_literal((*path, "value"), init.value, decl.dtype, init.allow_nonfinite)
+            literal = np.asarray(init.value, dtype=np.float64)
             named = any(isinstance(d, str) for d in decl.shape)
             if not named and literal.shape != tuple(decl.shape):
                 self.problem(path, f"value has shape {format_shape(literal.shape)} but the "
@@ -170,8 +183,11 @@ class _Builder:
     def _constant(self, value: Value, decl: Constant) -> None:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)
         value.dtype = decl.dtype or "float64"
-        value.literal = np.asarray(decl.value, dtype=value.dtype)
-        value.shape = value.literal.shape
+        problems = len(self.problems)
+        self.check_literal((*value.path, "value"), decl.value, value.dtype, decl.allow_nonfinite)
+        if len(self.problems) == problems:
+            value.literal = np.asarray(decl.value, dtype=value.dtype)
+        value.shape = np.shape(decl.value)
 
     # -- edges -----------------------------------------------------------------------------
 
@@ -207,6 +223,9 @@ class _Builder:
     def _inline_constant(self, node: str, index: int, number: float) -> str:
         name = f"{node}.inputs[{index}]"
         value = Value(name, "constant", ("nodes", node, "inputs", index), weak=True)
+        if not np.isfinite(number):
+            self.problem(value.path, f"non-finite inline constant {number}; declare it under "
+                                     "constants with allow_nonfinite: true if it is meant")
         value.literal = np.asarray(float(number))
         self.values[name] = value
         return name
@@ -234,6 +253,8 @@ class _Builder:
                 failed.add(name)
                 continue
             ins = [self.values[ref] for ref in node.inputs]
+            label = f"node {name!r} ({node.op.name})"
+            self.dims.site = f"at {self.source.where(node.path)} by {label}"
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = str(np.result_type(*floats)) if floats else "float64"
@@ -242,13 +263,18 @@ class _Builder:
                     v.dtype = weak_dtype
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
+            except ShapeError as exc:
+                failed.add(name)
+                self.problem(node.path, f"{label}: {exc}")
+                continue
+            try:
                 dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
             except ShapeError as exc:
                 failed.add(name)
-                shapes = ", ".join(f"{ref}: {format_shape(self.dims.shape(v.shape))}"
-                                   for ref, v in zip(node.inputs, ins, strict=True))
-                self.problem(node.path, f"node {name!r} ({node.op.name}): {exc} (inputs "
-                                        f"{shapes})")
+                dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
+                                                                           strict=True))
+                self.problem(node.path, f"{label}: {exc} ({dtypes}); declare the input with a "
+                                        "float dtype (float64, float32, float16)")
                 continue
             value = self.values[name]
             value.shape = self.dims.shape(shape)
@@ -273,6 +299,15 @@ class _Builder:
             self.problem(("loss",), f"loss {loss!r} {what}{did_you_mean(loss, self.nodes)}")
         return outputs, loss
 
+    def check_dim_defaults(self) -> None:
+        """A default under ``dims:`` must agree with sizes the shapes already fix."""
+        for name, size in self.spec.dims.items():
+            bound = self.dims.resolve(name)
+            if isinstance(bound, int) and bound != size:
+                self.problem(("dims", name), f"default size {size} of dimension {name!r} "
+                                             f"disagrees with the graph{self.dims.explain(name)}; "
+                                             "change the default or the shapes")
+
     def check_loss_is_scalar(self) -> None:
         loss = self.spec.loss
         if loss is None or loss not in self.nodes:
@@ -284,17 +319,28 @@ class _Builder:
                                     "reduce it with Sum or Mean")
 
 
-def build_graph(spec: Spec, source: SourceMap, base_dir: Path) -> Graph:
-    """Resolve names, order the DAG and infer shapes; raises SpecError with every problem."""
+def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
+    """Resolve names, order the DAG and infer shapes; raises SpecError with every problem.
+
+    ``max_bytes`` bounds the memory the graph's values take at their declared
+    shapes; it is checked here, before anything is allocated.
+    """
     builder = _Builder(spec, source, base_dir)
     builder.declare()
     dag = builder.connect()
     outputs, loss = builder.check_ends()
     order = builder.order(dag)  # reports cycles along with the problems found so far
     builder.infer(order)
+    builder.check_dim_defaults()
     builder.check_loss_is_scalar()
     builder.fail_if_problems()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
-    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                 builder.dims, outputs, loss)
+    graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+                  builder.dims, outputs, loss, warnings=[])
+    over = check_budget(graph, max_bytes)
+    if over is not None:
+        raise SpecError([over])
+    graph.warnings = sorted(set(lint(graph)))
+    return graph

@@ -26,11 +26,26 @@ def format_shape(shape: Sequence[Dim]) -> str:
 
 
 class Dims:
-    """Bindings of named dimensions, shared by every shape rule of one graph."""
+    """Bindings of named dimensions, shared by every shape rule of one graph.
+
+    Each binding remembers where it was made (``site``, set by the caller to the
+    location of the node or feed being checked), so a later conflict can name
+    both places: where the name got its size and where it disagrees.
+    """
 
     def __init__(self) -> None:
         self.bound: dict[str, Dim] = {}
+        self.origins: dict[str, str] = {}
+        self.site = ""
         self._fresh = 0
+
+    def copy(self) -> Dims:
+        """Independent bindings that start from these (for binding fed data)."""
+        other = Dims()
+        other.bound = dict(self.bound)
+        other.origins = dict(self.origins)
+        other._fresh = self._fresh
+        return other
 
     def resolve(self, dim: Dim) -> Dim:
         """Follow bindings until an int or an unbound name."""
@@ -50,23 +65,51 @@ class Dims:
         self._fresh += 1
         return f"?{self._fresh}"
 
+    def apply_defaults(self, defaults: dict[str, int]) -> None:
+        """Bind each name that nothing bound yet to its default size (``dims:`` of a spec)."""
+        for name, size in defaults.items():
+            if isinstance(self.resolve(name), str):
+                self.unify(name, size, "")
+
+    def bind(self, name: str, dim: Dim) -> None:
+        self.bound[name] = dim
+        if self.site:
+            self.origins[name] = self.site
+
+    def explain(self, *dims: Dim) -> str:
+        """'; batch = 5 was bound at FILE:L:C by ...' for the named ones among ``dims``.
+
+        ``site`` is written to complete that sentence ("at FILE:L:C by node 'z1'").
+        """
+        notes = []
+        for dim in dict.fromkeys(d for d in dims if isinstance(d, str)):
+            name, value = dim, self.resolve(dim)
+            if value == name:
+                continue
+            while name not in self.origins and isinstance(self.bound.get(name), str):
+                name = str(self.bound[name])  # bound to another name: report where that one was
+            origin = self.origins.get(name)
+            notes.append(f"{dim} = {value} was bound {origin}" if origin else f"{dim} = {value}")
+        return "".join(f"; {note}" for note in notes)
+
     def unify(self, a: Dim, b: Dim, what: str) -> Dim:
         """Make two dimensions equal, binding names; ``what`` explains the failure."""
-        a, b = self.resolve(a), self.resolve(b)
-        if a == b:
-            return a
-        if isinstance(a, str):
-            self.bound[a] = b
-            return b
-        if isinstance(b, str):
-            self.bound[b] = a
-            return a
-        raise ShapeError(what)
+        ra, rb = self.resolve(a), self.resolve(b)
+        if ra == rb:
+            return ra
+        if isinstance(ra, str):
+            self.bind(ra, rb)
+            return rb
+        if isinstance(rb, str):
+            self.bind(rb, ra)
+            return ra
+        raise ShapeError(what + self.explain(a, b))
 
     def broadcast(self, *shapes: Sequence[Dim]) -> Shape:
         """NumPy broadcasting; a name against a number > 1 is bound to that number."""
         rank = max((len(s) for s in shapes), default=0)
-        padded = [(1,) * (rank - len(s)) + tuple(self.resolve(d) for d in s) for s in shapes]
+        originals = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+        padded = [tuple(self.resolve(d) for d in s) for s in originals]
         result: list[Dim] = []
         for axis in range(rank):
             dim: Dim = 1
@@ -84,6 +127,7 @@ class Dims:
                         "shapes cannot be broadcast together: "
                         + ", ".join(format_shape(s) for s in shapes)
                         + f" (axis {axis - rank}: {dim} vs {other})"
+                        + self.explain(*(s[axis] for s in originals))
                     ) from None
             result.append(dim)
         return tuple(result)

@@ -5,8 +5,11 @@ duplicate keys (which would make a node vanish).  We compose the node tree
 ourselves (with the C parser when available, so 100,000-node specs load in
 seconds), build the data iteratively (no recursion), and record the line and
 column of each mapping key and sequence item under its path.  Only the plain
-YAML tags are constructed, so ``!!python/...`` can never build objects, and the
-number of values built is bounded so that alias bombs ("billion laughs") stop.
+YAML tags are constructed, so ``!!python/...`` can never build objects.  Before
+anything is built, the size the document would expand to through its aliases
+is counted on the composed tree (each distinct node once), so an alias bomb
+("billion laughs") or a recursive alias is refused at once instead of eating
+memory.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class SourceMap:
         line, col = self.position(path)
         return Problem(self.file, line, col, dotted(path), message)
 
+    def where(self, path: PathKey) -> str:
+        """``file:line:col`` of ``path``, for messages that point at a second place."""
+        line, col = self.position(path)
+        return f"{self.file}:{line}:{col}"
+
 
 def dotted(path: PathKey) -> str:
     """``('nodes', 'z', 'inputs', 0)`` -> ``nodes.z.inputs[0]``."""
@@ -85,15 +93,68 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
     if root is None:
         raise SpecError([Problem(file, 1, 1, "", "the spec is empty; expected a mapping")])
+    _check_expansion(root, file)
     return _build(root, source), source
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-def _scalar(node: yaml.ScalarNode, file: str) -> Any:
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse recursive aliases and documents that expand to more than MAX_VALUES values.
+
+    An alias is the very node object it refers to, so counting each distinct node
+    once (iteratively, memoized by identity) costs time proportional to the text,
+    however large the expansion would be.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError([_at(node, file, "recursive alias: this anchored value contains an "
+                                             "alias of itself, so it would never end; a spec "
+                                             "must be a tree")])
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in size)
+    total = size[id(root)]
+    if total <= MAX_VALUES:
+        return
+    culprit, where = root, root
+    if isinstance(root, yaml.MappingNode):  # name the top-level key that explodes
+        for key_node, value_node in root.value:
+            if size[id(value_node)] > MAX_VALUES:
+                culprit, where = value_node, key_node
+                break
+    raise SpecError([_at(where, file, f"this expands through YAML aliases to "
+                                      f"{size[id(culprit)]:,} values, more than the limit of "
+                                      f"{MAX_VALUES:,} (an alias bomb?); refusing to load it; "
+                                      "write the values out or use fewer aliases")])
+
+
+def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
+    """A plain scalar's value; any other tag is a problem (and the value None)."""
     if node.tag not in _SCALAR_TAGS:
-        raise SpecError([_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec")])
+        problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec; only "
+                                        "plain strings, numbers, booleans and null are", path))
+        return None
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
 
 
@@ -106,24 +167,19 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     """Turn the composed node tree into dicts, lists and scalars, without recursion."""
     file = source.file
     problems: list[Problem] = []
-    built = 0
     # Each work item: (yaml node, path, container to fill, key in that container).
     holder: dict[str, Any] = {}
     stack: list[tuple[yaml.Node, PathKey, Any, Any]] = [(root, (), holder, "root")]
     source.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
     while stack:
         node, path, container, slot = stack.pop()
-        built += 1
-        if built > MAX_VALUES:
-            raise SpecError(
-                [_at(node, file, f"the spec expands to more than {MAX_VALUES:,} values "
-                     "(an alias bomb?); refusing to load it", path)]
-            )
         if isinstance(node, yaml.ScalarNode):
-            container[slot] = _scalar(node, file)
+            container[slot] = _scalar(node, file, problems, path)
+        elif node.tag not in (_SEQ_TAG, _MAP_TAG):
+            problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec",
+                                path))
+            container[slot] = None
         elif isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ_TAG:
-                raise SpecError([_at(node, file, f"YAML tag {node.tag!r} is not allowed", path)])
             items: list[Any] = [None] * len(node.value)
             container[slot] = items
             for index, child in enumerate(node.value):
@@ -132,8 +188,6 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                                                 child.start_mark.column + 1)
                 stack.append((child, child_path, items, index))
         elif isinstance(node, yaml.MappingNode):
-            if node.tag != _MAP_TAG:
-                raise SpecError([_at(node, file, f"YAML tag {node.tag!r} is not allowed", path)])
             mapping: dict[Any, Any] = {}
             container[slot] = mapping
             for key_node, value_node in node.value:
@@ -141,7 +195,10 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                     problems.append(_at(key_node, file, "a mapping key must be a plain scalar",
                                         path))
                     continue
-                key = _scalar(key_node, file)
+                if key_node.tag not in _SCALAR_TAGS:
+                    _scalar(key_node, file, problems, path)  # reports the tag
+                    continue
+                key = _scalar(key_node, file, problems, path)
                 if key == "<<":
                     problems.append(_at(key_node, file, "YAML merge keys ('<<') are not "
                                         "supported in a spec; write the keys out", path))

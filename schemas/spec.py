@@ -56,9 +56,15 @@ Literal_ = Annotated[StrictFloat | StrictInt | list[Any], Field(description="A n
                                                                 "nested list of numbers.")]
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+AllowNonfinite = Annotated[bool, Field(
+    description="Set to true to keep .nan, .inf or -.inf in value: without it, a non-finite "
+                "literal is refused as a likely mistake.")]
+
+
 class Uniform(StrictModel):
-    low: float = Field(default=0.0, description="Smallest value (inclusive).")
-    high: float = Field(default=1.0, description="Largest value (exclusive).")
+    low: Finite = Field(default=0.0, description="Smallest value (inclusive).")
+    high: Finite = Field(default=1.0, description="Largest value (exclusive).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -68,8 +74,8 @@ class Uniform(StrictModel):
 
 
 class Normal(StrictModel):
-    mean: float = Field(default=0.0, description="Mean of the distribution.")
-    std: float = Field(default=1.0, gt=0, description="Standard deviation (> 0).")
+    mean: Finite = Field(default=0.0, description="Mean of the distribution.")
+    std: Finite = Field(default=1.0, gt=0, description="Standard deviation (> 0).")
 
 
 class Labels(StrictModel):
@@ -96,6 +102,7 @@ class Init(StrictModel):
     labels: Labels | None = Field(default=None, description="Random integer class labels.")
     value: Literal_ | None = Field(default=None, description="A literal number or nested list.")
     file: str | None = Field(default=None, description="A .npy file, relative to the spec.")
+    allow_nonfinite: AllowNonfinite = False
 
     @model_validator(mode="before")
     @classmethod
@@ -106,6 +113,11 @@ class Init(StrictModel):
             raise ValueError(f"unknown init {data!r}; expected one of zeros, ones, one_hot, or "
                              "a mapping such as {uniform: {low: 0, high: 1}}")
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # Editors must accept the bare words too (init: one_hot), as the validator does.
+        return {"anyOf": [{"enum": ["zeros", "ones", "one_hot"]}, handler(core_schema)]}
 
     @field_validator("value")
     @classmethod
@@ -119,6 +131,8 @@ class Init(StrictModel):
             found = ", ".join(chosen) if chosen else "none"
             raise ValueError(f"expected exactly one init form ({', '.join(_INIT_FORMS)}), "
                              f"found {found}")
+        if self.allow_nonfinite and chosen != ["value"]:
+            raise ValueError("allow_nonfinite applies to init: {value: ...} only; remove it")
         return self
 
     @property
@@ -150,11 +164,17 @@ class Constant(StrictModel):
     value: Literal_ = Field(description="The number or nested list.")
     dtype: DType | None = Field(default=None, description="Element type; default float64, or "
                                                           "for a bare number, that of its use.")
+    allow_nonfinite: AllowNonfinite = False
 
     @model_validator(mode="before")
     @classmethod
     def _bare(cls, data: Any) -> Any:
         return data if isinstance(data, dict) else {"value": data}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # Editors must accept a bare number or list too (minus_one: -1.0), as the validator does.
+        return {"anyOf": [{"type": "number"}, {"type": "array"}, handler(core_schema)]}
 
     @field_validator("value")
     @classmethod
