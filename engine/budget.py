@@ -74,3 +74,24 @@ def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
         f"shapes, over the budget of {human_bytes(max_bytes)} (--max-bytes); the largest is "
         f"{value.kind} {largest!r}: {format_shape(size.shape)} {value.dtype}, "
         f"{human_bytes(size.bytes)}; make the shapes smaller or raise --max-bytes")
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``4GiB``, ``512MB``, ``1e9`` or ``1000000`` -> bytes; ValueError when unreadable."""
+    stripped = text.strip().lower().replace("_", "")
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    unit = stripped[len(number):].strip()
+    if unit not in _UNITS or not number:
+        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"a size must be a finite number >= 0, found {text!r}")
+    return int(value)

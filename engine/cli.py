@@ -11,15 +11,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.commands import run
+from engine.commands import check, run, schema
+from engine.diagnostics import count, report
 from engine.errors import EngineError, SpecError
 
-COMMANDS = (run,)
+COMMANDS = (run, check, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine", description="Run declarative computational graphs written as YAML specs.")
+    parser.add_argument("--snippets", choices=("auto", "always", "never"), default="auto",
+                        help="show the offending line of the spec under each error and warning "
+                             "(auto: when stderr is a terminal)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
@@ -34,10 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler.run(args)
     except SpecError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        count = len(exc.problems)
-        print(f"{count} error{'s' if count != 1 else ''} found", file=sys.stderr)
+        report(exc.problems, "error", sys.stderr, args.snippets)
+        print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)
         return 1
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,23 +15,33 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 import schemas.spec as models
+from engine.budget import DEFAULT_MAX_BYTES
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.graph import Graph, build_graph
 from engine.ops import REGISTRY
 from engine.source import PathKey, SourceMap, parse_yaml, read_text
 
 
-def load(path: str | Path) -> Graph:
-    """Load, validate and build the graph of a spec file; raises SpecError with locations."""
+def load(path: str | Path, *, strict: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
+    """Load, validate and build the graph of a spec file; raises SpecError with locations.
+
+    Warnings end up in ``graph.warnings``; ``strict=True`` raises them as errors
+    instead.  ``max_bytes`` bounds what the values take at their declared shapes.
+    """
     path = Path(path)
-    return loads(read_text(path), file=str(path), base_dir=path.parent)
+    return loads(read_text(path), file=str(path), base_dir=path.parent, strict=strict,
+                 max_bytes=max_bytes)
 
 
-def loads(text: str, file: str = "<string>", base_dir: str | Path = ".") -> Graph:
+def loads(text: str, file: str = "<string>", base_dir: str | Path = ".", *, strict: bool = False,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
     """Like ``load`` for spec text; ``base_dir`` resolves relative ``init: {file: ...}`` paths."""
     data, source = parse_yaml(text, file)
     spec = validate_spec(data, source)
-    return build_graph(spec, source, Path(base_dir))
+    graph = build_graph(spec, source, Path(base_dir), max_bytes=max_bytes)
+    if strict and graph.warnings:
+        raise SpecError(graph.warnings)
+    return graph
 
 
 def validate_spec(data: Any, source: SourceMap) -> models.Spec:

@@ -223,3 +223,21 @@ class Spec(StrictModel):
     outputs: list[Name] = Field(default_factory=list, description="Values to report.")
     loss: Name | None = Field(default=None, description="A scalar node where backward starts "
                                                         "with gradient 1.")
+
+
+#: Where the committed schema lives, relative to the repository root; graphs/ point here.
+SCHEMA_FILE = "schemas/graph.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a spec file, generated from these models."""
+    schema = Spec.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+            "title": "Graph spec of the yaml-graph-engine"}
+
+
+def schema_text() -> str:
+    """The schema as committed in ``schemas/graph.schema.json`` (stable, diff-friendly)."""
+    import json
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -12,6 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from engine.datafiles import load_array, write_atomically
+from engine.diagnostics import report
 from engine.errors import DataError
 from engine.executor import Executor
 from engine.loader import load
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--save", type=Path, metavar="FILE.npz",
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
 
 
 def _feed_argument(text: str) -> tuple[str, Path]:
@@ -46,7 +48,8 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load(args.spec)
+    graph = load(args.spec, strict=args.strict)
+    report(graph.warnings, "warning", sys.stderr, args.snippets)
     if args.save is not None and args.save.suffix != ".npz":
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
