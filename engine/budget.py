@@ -86,12 +86,11 @@ def parse_bytes(text: str) -> int:
     stripped = text.strip().lower().replace("_", "")
     number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz ")
     unit = stripped[len(number):].strip()
-    if unit not in _UNITS or not number:
-        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}")
     try:
         value = float(number) * _UNITS[unit]
-    except ValueError:
-        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}") from None
-    if not value >= 0 or value == float("inf"):
+    except (KeyError, ValueError):
+        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}"
+                         ) from None
+    if not 0 <= value < float("inf"):
         raise ValueError(f"a size must be a finite number >= 0, found {text!r}")
     return int(value)

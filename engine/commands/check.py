@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine.budget import DEFAULT_MAX_BYTES, Size, human_bytes, parse_bytes, sizes
+from engine.budget import DEFAULT_MAX_BYTES, human_bytes, parse_bytes, sizes
 from engine.diagnostics import SnippetMode, count, report
 from engine.errors import Problem, SpecError
 from engine.graph import Graph
