@@ -19,7 +19,7 @@ import numpy as np
 from engine.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.lint import lint
-from engine.literals import literal_problem
+from engine.literals import literal_problem, yaml_number
 from engine.ops import REGISTRY, OpAttrs, OpDef
 from engine.ops.base import FLOAT_DTYPES
 from engine.shapes import Dims, Shape, ShapeError, format_shape
@@ -224,8 +224,9 @@ class _Builder:
         name = f"{node}.inputs[{index}]"
         value = Value(name, "constant", ("nodes", node, "inputs", index), weak=True)
         if not np.isfinite(number):
-            self.problem(value.path, f"non-finite inline constant {number}; declare it under "
-                                     "constants with allow_nonfinite: true if it is meant")
+            self.problem(value.path, f"non-finite inline constant {yaml_number(number)}; declare "
+                                     "it under constants with allow_nonfinite: true if it is "
+                                     "meant")
         value.literal = np.asarray(float(number))
         self.values[name] = value
         return name
@@ -241,7 +242,11 @@ class _Builder:
             self.problem(self.values[start].path,
                          "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic")
         self.fail_if_problems()
-        return [n for n in nx.topological_sort(dag) if n in self.nodes]
+        # Ties in file order, so that inference (and its messages) follows the spec as written.
+        position = self.source.position
+        order = nx.lexicographical_topological_sort(
+            dag, key=lambda n: position(self.values[n].path))
+        return [n for n in order if n in self.nodes]
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -277,7 +282,7 @@ class _Builder:
                                         "float dtype (float64, float32, float16)")
                 continue
             value = self.values[name]
-            value.shape = self.dims.shape(shape)
+            value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)

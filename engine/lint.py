@@ -87,7 +87,8 @@ def _gradients(graph: Graph) -> list[Problem]:
     reached = _gradient_reach(graph, loss)
     ancestors = nx.ancestors(graph.dag, loss)
     for name, value in graph.values.items():
-        if name in reached or value.kind not in ("input", "parameter"):
+        if name in reached or value.kind not in ("input", "parameter") \
+                or graph.dag.out_degree(name) == 0:  # unused: already warned about
             continue
         how = (f"reaches the loss {loss!r} only through inputs that have no gradient (such "
                "as NLL's target)" if name in ancestors else f"does not reach the loss {loss!r}")

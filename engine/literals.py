@@ -30,14 +30,14 @@ def literal_problem(value: Any, dtype: str, allow_nonfinite: bool
         index = _first(~finite)
         found = exact[index]
         if dtype == "int64":
-            return index, f"{_word(found)} cannot be stored in an int64 tensor"
-        return index, (f"non-finite literal {_word(found)}; if it is meant, write "
+            return index, f"{yaml_number(found)} cannot be stored in an int64 tensor"
+        return index, (f"non-finite literal {yaml_number(found)}; if it is meant, write "
                        f"{ALLOW_KEY}: true beside value")
     if dtype == "int64":
         fractional = finite & (exact != np.round(exact))
         if fractional.any():
             index = _first(fractional)
-            return index, (f"{exact[index]!r} is not an integer, but the tensor is int64; "
+            return index, (f"{float(exact[index])!r} is not an integer, but the tensor is int64; "
                            "write a whole number or declare a float dtype")
         return None
     with np.errstate(over="ignore"):
@@ -46,7 +46,7 @@ def literal_problem(value: Any, dtype: str, allow_nonfinite: bool
     if overflow.any():
         index = _first(overflow)
         largest = float(np.finfo(dtype).max)
-        return index, (f"{exact[index]!r} overflows {dtype} (largest {largest:g}) and would "
+        return index, (f"{float(exact[index])!r} overflows {dtype} (largest {largest:g}) and would "
                        "become inf; use a wider dtype or a smaller number")
     return None
 
@@ -55,7 +55,8 @@ def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
 
 
-def _word(number: float) -> str:
+def yaml_number(number: float) -> str:
+    """A non-finite number as YAML spells it."""
     if np.isnan(number):
         return ".nan (not a number)"
     return ".inf" if number > 0 else "-.inf"

@@ -79,7 +79,8 @@ def _data_path(loc: tuple[Any, ...], source: SourceMap) -> PathKey:
 _TYPE_WORDS = {
     "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
     "float_parsing": "a number", "string_type": "a string", "bool_type": "true or false",
-    "bool_parsing": "true or false", "list_type": "a list", "dict_type": "a mapping",
+    "bool_parsing": "true or false", "finite_number": "a finite number", "list_type": "a list",
+    "dict_type": "a mapping",
     "model_type": "a mapping", "model_attributes_type": "a mapping",
     "string_pattern_mismatch": "a name (letters, digits and _, not starting with a digit)",
 }
@@ -104,9 +105,23 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
     words = [_TYPE_WORDS.get(e["type"]) for e in errors]
     if all(words):
         expected = " or ".join(dict.fromkeys(w for w in words if w))
-        return f"expected {expected}, found {_describe(found)}"
+        return f"expected {expected}, found {_describe(found)}{_number_hint(found)}"
     messages = dict.fromkeys(str(e["msg"]).removeprefix("Value error, ") for e in errors)
     return "; ".join(messages)
+
+
+def _number_hint(found: Any) -> str:
+    """YAML reads 1e6 (no dot) and 'inf' as text; say how to write them as numbers."""
+    if not isinstance(found, str):
+        return ""
+    try:
+        number = float(found)
+    except ValueError:
+        return ""
+    if number != number or number in (float("inf"), float("-inf")):
+        return "; YAML writes not-a-number and infinity as .nan, .inf and -.inf"
+    return (f"; YAML reads {found} as text: write {number!r} (a YAML exponent needs a dot and "
+            "a sign, as in 1.0e+6)")
 
 
 def _describe(value: Any) -> str:

@@ -106,29 +106,34 @@ class Dims:
         raise ShapeError(what + self.explain(a, b))
 
     def broadcast(self, *shapes: Sequence[Dim]) -> Shape:
-        """NumPy broadcasting; a name against a number > 1 is bound to that number."""
+        """NumPy broadcasting; a name against a number > 1 is bound to that number.
+
+        The result keeps dimension names where an input had one, so later messages
+        show ``[batch, 3]`` rather than a number whose origin is lost.
+        """
         rank = max((len(s) for s in shapes), default=0)
         originals = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-        padded = [tuple(self.resolve(d) for d in s) for s in originals]
         result: list[Dim] = []
         for axis in range(rank):
             dim: Dim = 1
-            for shape in padded:
+            for shape in originals:
                 other = shape[axis]
-                if other == 1 or other == dim:
+                if self.resolve(other) == 1 or other == dim:
                     continue
-                if dim == 1:
+                if self.resolve(dim) == 1:
                     dim = other
                     continue
                 try:
-                    dim = self.unify(dim, other, "")
+                    self.unify(dim, other, "")
                 except ShapeError:
                     raise ShapeError(
                         "shapes cannot be broadcast together: "
                         + ", ".join(format_shape(s) for s in shapes)
-                        + f" (axis {axis - rank}: {dim} vs {other})"
+                        + f" (axis {axis - rank}: {self.resolve(dim)} vs {self.resolve(other)})"
                         + self.explain(*(s[axis] for s in originals))
                     ) from None
+                if isinstance(other, str) and not isinstance(dim, str):
+                    dim = other
             result.append(dim)
         return tuple(result)
 

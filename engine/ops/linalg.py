@@ -14,7 +14,7 @@ def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
                          f"{format_shape(b)}; use Reshape to add an axis")
     dims.unify(a[-1], b[-2], f"inner dimensions differ: {format_shape(a)} @ {format_shape(b)}")
     batch = dims.broadcast(a[:-2], b[:-2])
-    return (*batch, dims.resolve(a[-2]), dims.resolve(b[-1]))
+    return (*batch, a[-2], b[-1])
 
 
 def _matmul_vjp(xp, attrs, g, out, inputs, needs):
