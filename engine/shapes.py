@@ -138,15 +138,22 @@ class Dims:
         return tuple(result)
 
 
-def normalize_axes(axis: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
-    """Axes as sorted non-negative ints; ``None`` means every axis."""
+def normalize_axes(axis: int | Sequence[int] | None, rank: int,
+                   shape: Sequence[Dim] | None = None) -> tuple[int, ...]:
+    """Axes as sorted non-negative ints; ``None`` means every axis.
+
+    ``shape``, when known (shape rules pass it), is named in the error message.
+    """
     if axis is None:
         return tuple(range(rank))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     result = []
     for ax in axes:
         if not -rank <= ax < rank:
-            raise ShapeError(f"axis {ax} is out of range for a value of rank {rank}")
+            value = f"a value of rank {rank}" if shape is None else \
+                f"{format_shape(shape)} (rank {rank})"
+            valid = f"axes {-rank} to {rank - 1}" if rank else "none: a scalar has no axes"
+            raise ShapeError(f"axis {ax} is out of range for {value}; valid: {valid}")
         result.append(ax % rank)
     if len(set(result)) != len(result):
         raise ShapeError(f"axis {list(axes)} repeats an axis")

@@ -56,7 +56,8 @@ CASES = {
                            r"node 's' \(Add\): shapes cannot be broadcast together: \[2, 3\], "
                            r"\[4\]"),
     "axis out of range": (BASE + "  s: {op: Sum, inputs: [x], axis: 2}\n", 5, 3,
-                          r"node 's' \(Sum\): axis 2 is out of range for a value of rank 2"),
+                          r"node 's' \(Sum\): axis 2 is out of range for \[5, 3\] \(rank 2\); "
+                          r"valid: axes -2 to 1"),
     "integer input to float op": ("name: t\ninputs:\n  k: {shape: [3], dtype: int64}\n"
                                   "nodes:\n  e: {op: Exp, inputs: [k]}\n", 5, 3,
                                   r"node 'e' \(Exp\): needs floating-point inputs, got int64"),

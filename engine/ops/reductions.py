@@ -26,7 +26,7 @@ def _axes(attrs: ReduceAttrs, rank: int) -> tuple[int, ...]:
 
 
 def _reduce_shape(attrs: ReduceAttrs, dims: Dims, shape: Shape) -> Shape:
-    return reduced_shape(shape, _axes(attrs, len(shape)), attrs.keepdims)
+    return reduced_shape(shape, normalize_axes(attrs.axis, len(shape), shape), attrs.keepdims)
 
 
 def _expand(xp, attrs: ReduceAttrs, g, x):

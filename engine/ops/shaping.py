@@ -70,17 +70,18 @@ class TransposeAttrs(OpAttrs):
         default=None, description="New order of the axes; null reverses them.")
 
 
-def _permutation(attrs: TransposeAttrs, rank: int) -> tuple[int, ...]:
+def _permutation(attrs: TransposeAttrs, rank: int, shape: Shape | None = None
+                 ) -> tuple[int, ...]:
     if attrs.axes is None:
         return tuple(reversed(range(rank)))
     if len(attrs.axes) != rank:
         raise ShapeError(f"axes {attrs.axes} must list each of the {rank} axes once")
-    normalize_axes(attrs.axes, rank)  # refuses axes out of range and repeated axes
+    normalize_axes(attrs.axes, rank, shape)  # refuses axes out of range and repeated axes
     return tuple(ax % rank for ax in attrs.axes)
 
 
 def _transpose_shape(attrs: TransposeAttrs, dims: Dims, shape: Shape) -> Shape:
-    return tuple(shape[ax] for ax in _permutation(attrs, len(shape)))
+    return tuple(shape[ax] for ax in _permutation(attrs, len(shape), shape))
 
 
 def _transpose_vjp(xp, attrs, g, out, inputs, needs):

@@ -18,7 +18,7 @@ class AxisAttrs(OpAttrs):
 
 
 def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
-    normalize_axes(attrs.axis, len(shape))
+    normalize_axes(attrs.axis, len(shape), shape)
     return shape
 
 
