@@ -40,6 +40,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
@@ -87,7 +88,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(s for s in (exc.context, exc.problem) if s)
+        what = " ".join(s for s in (exc.context, exc.problem) if s) + _tab_hint(text, mark)
         raise SpecError([Problem(file, line, col, "", f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
@@ -95,6 +96,17 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError([Problem(file, 1, 1, "", "the spec is empty; expected a mapping")])
     _check_expansion(root, file)
     return _build(root, source), source
+
+
+def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
+    """PyYAML says 'character that cannot start any token' for a tab; say what it is."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if line[mark.column:mark.column + 1] == "\t":
+        return "; a tab cannot indent YAML: use spaces"
+    return ""
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -195,14 +207,14 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                     problems.append(_at(key_node, file, "a mapping key must be a plain scalar",
                                         path))
                     continue
+                if key_node.tag == _MERGE_TAG:
+                    problems.append(_at(key_node, file, "YAML merge keys ('<<') are not "
+                                        "supported in a spec; write the keys out", path))
+                    continue
                 if key_node.tag not in _SCALAR_TAGS:
                     _scalar(key_node, file, problems, path)  # reports the tag
                     continue
                 key = _scalar(key_node, file, problems, path)
-                if key == "<<":
-                    problems.append(_at(key_node, file, "YAML merge keys ('<<') are not "
-                                        "supported in a spec; write the keys out", path))
-                    continue
                 child_path = (*path, key)
                 if key in mapping:
                     first = source.positions[child_path]

@@ -1,0 +1,94 @@
+"""The corpus of bad specs: each file in tests/bad_specs/ says, in its first lines, what
+``engine check`` must report about it.
+
+    # what the file shows
+    # expect: LINE:COL: REGEX        (one or more; REGEX is searched in the message)
+    # args: --strict                 (extra arguments of ``engine check``; may be empty)
+
+Each case runs ``engine check`` in-process (fast) and asserts exit code 1, an
+``error: FILE:LINE:COL: ...`` line whose text matches, and no traceback.  A few
+run as real subprocesses too, so that "no traceback" holds for the installed
+command and not only for ``main``.  The expected positions were written by
+hand from the files; regexes were written from what each message must say.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from engine.cli import main
+
+CORPUS = ROOT / "tests" / "bad_specs"
+FILES = sorted(CORPUS.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    line: int
+    col: int
+    pattern: str
+
+
+def header(path: Path) -> tuple[list[Expectation], list[str]]:
+    """The expectations and extra arguments a corpus file declares in its leading comments."""
+    expects: list[Expectation] = []
+    args: list[str] = []
+    for text in path.read_text().splitlines():
+        if not text.startswith("#"):
+            break
+        if match := re.fullmatch(r"# expect: (\d+):(\d+): (.+)", text):
+            expects.append(Expectation(int(match[1]), int(match[2]), match[3]))
+        elif text.startswith("# args:"):
+            args = shlex.split(text.removeprefix("# args:"))
+    return expects, args
+
+
+def assert_reported(path: Path, stderr: str, expects: list[Expectation]) -> None:
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    for want in expects:
+        prefix = f"error: {path}:{want.line}:{want.col}: "
+        at = [line for line in errors if line.startswith(prefix)]
+        assert at, f"no error at {want.line}:{want.col}; stderr was:\n{stderr}"
+        assert any(re.search(want.pattern, line) for line in at), \
+            f"no error at {want.line}:{want.col} matches {want.pattern!r}; got {at}"
+
+
+def test_corpus_is_large_and_every_file_declares_an_expectation() -> None:
+    assert len(FILES) >= 40
+    for path in FILES:
+        expects, _ = header(path)
+        assert expects, f"{path.name} declares no '# expect:' line"
+        for want in expects:
+            re.compile(want.pattern)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_bad_spec_is_reported_where_it_is(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expects, args = header(path)
+    code = main(["check", *args, str(path)])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert_reported(path, err, expects)
+    assert "Traceback" not in out + err
+    assert f"{path}: " in out and " error" in out  # the summary line names the file
+
+
+@pytest.mark.parametrize(("name", "verb"), [
+    ("alias_bomb", "check"), ("python_tag_apply", "run"), ("over_budget_default", "run"),
+    ("matmul_inner", "check"), ("yaml_tab_indentation", "check"), ("cycle", "run")])
+def test_real_process_prints_no_traceback(name: str, verb: str) -> None:
+    path = CORPUS / f"{name}.yaml"
+    expects, args = header(path)
+    result = subprocess.run([sys.executable, "-m", "engine", verb, *args, str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert_reported(path, result.stderr, expects)
