@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from engine.errors import Problem
 
 if TYPE_CHECKING:
@@ -38,13 +36,23 @@ def _unreached_nodes(graph: Graph) -> list[Problem]:
             return []
         return [source.problem((), "the spec declares no outputs and no loss, so nothing it "
                                    "computes is reported; list values under outputs:")]
-    used = set(ends)
-    for end in ends:
-        used |= nx.ancestors(graph.dag, end)
+    used = _upstream(graph, ends)
     return [source.problem(node.path, f"node {name!r} ({node.op.name}) reaches neither an "
                                       "output nor the loss, so its value is computed and "
                                       "dropped; list it under outputs or remove it")
             for name, node in graph.nodes.items() if name not in used]
+
+
+def _upstream(graph: Graph, ends: set[str]) -> set[str]:
+    """``ends`` and everything they read, in one walk however many ends there are."""
+    seen = set(ends)
+    stack = list(ends)
+    while stack:
+        for ref in graph.dag.predecessors(stack.pop()):
+            if ref not in seen:
+                seen.add(ref)
+                stack.append(ref)
+    return seen
 
 
 def _unused_sources(graph: Graph) -> list[Problem]:
@@ -85,7 +93,7 @@ def _gradients(graph: Graph) -> list[Problem]:
     if loss is None:
         return warnings
     reached = _gradient_reach(graph, loss)
-    ancestors = nx.ancestors(graph.dag, loss)
+    ancestors = _upstream(graph, {loss})
     for name, value in graph.values.items():
         if name in reached or value.kind not in ("input", "parameter") \
                 or graph.dag.out_degree(name) == 0:  # unused: already warned about
