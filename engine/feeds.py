@@ -42,6 +42,9 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
     return checked, dims
 
 
+_FIX = "feed data of the declared shape, or change the shape in the spec"
+
+
 def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
     where = f"input {value.name!r} ({graph.where(value.name)})"
     array = np.asarray(data)
@@ -51,10 +54,12 @@ def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
     if not np.can_cast(array.dtype, value.dtype, casting="same_kind"):
         raise DataError(f"{where}: declared dtype {value.dtype}, fed {array.dtype}, which does "
                         f"not convert safely; convert the data or change the declared dtype")
-    declared = value.shape
+    # The shape as declared, names kept, so a conflict says which name and where it was bound.
+    declared = tuple(value.decl.shape) if value.decl is not None else value.shape
     if array.ndim != len(declared):
         raise DataError(f"{where}: expected shape {format_shape(declared)}, fed "
-                        f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)})")
+                        f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)}); "
+                        f"{_FIX}")
     dims.site = f"by the feed of {value.name!r} {format_shape(array.shape)}"
     for axis, (want, got) in enumerate(zip(declared, array.shape, strict=True)):
         try:
@@ -63,7 +68,7 @@ def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
             why = dims.explain(want).removeprefix("; ")
             raise DataError(f"{where}: expected shape {format_shape(declared)}"
                             f"{f' ({why})' if why else ''}, fed {format_shape(array.shape)}: "
-                            f"axis {axis} differs") from None
+                            f"axis {axis} differs; {_FIX}") from None
     return array.astype(value.dtype, copy=False)
 
 

@@ -210,3 +210,68 @@ def test_snippets_appear_on_a_terminal_only(tmp_path: Path) -> None:
     text = b"".join(chunks).decode().replace("\r\n", "\n")
     assert "error: " + str(bad) + ":3:25:" in text
     assert " 3 |   e: {op: Exp, inputs: [x]}\n   |                         ^" in text
+
+
+def test_dtypes_follow_numpy_promotion(tmp_path: Path) -> None:
+    import numpy as np
+
+    graph = engine.loads(textwrap.dedent("""\
+        name: promote
+        inputs:
+          h: {shape: [3], dtype: float16, init: ones}
+          s: {shape: [3], dtype: float32, init: ones}
+          d: {shape: [3], dtype: float64, init: ones}
+        constants:
+          two: 2.0
+        nodes:
+          hs: {op: Add, inputs: [h, s]}
+          sd: {op: Mul, inputs: [s, d]}
+          s2: {op: Mul, inputs: [s, two]}
+          h2: {op: Pow, inputs: [h, 2]}
+        outputs: [hs, sd, s2, h2]
+    """))
+    dtypes = {name: graph.values[name].dtype for name in ("hs", "sd", "s2", "h2")}
+    assert dtypes == {
+        "hs": str(np.result_type(np.float16, np.float32)),
+        "sd": str(np.result_type(np.float32, np.float64)),
+        "s2": str((np.ones(3, np.float32) * 2.0).dtype),  # a Python scalar is weak in NumPy
+        "h2": str((np.ones(3, np.float16) ** 2.0).dtype),
+    }
+
+
+def test_fed_shape_conflict_names_the_node_that_bound_the_dimension(tmp_path: Path) -> None:
+    import numpy as np
+
+    spec = write(tmp_path, "bound.yaml", textwrap.dedent("""\
+        name: bound
+        inputs:
+          x: {shape: [batch, 3]}
+          a: {shape: [7, 3], init: ones}
+        nodes:
+          s: {op: Add, inputs: [x, a]}
+        outputs: [s]
+    """))
+    executor = engine.Executor(engine.load(spec))
+    with pytest.raises(engine.DataError) as info:
+        executor.forward({"x": np.zeros((5, 3))})
+    assert str(info.value) == (
+        f"input 'x' ({spec}:3:3): expected shape [batch, 3] (batch = 7 was bound at {spec}:6:3 "
+        "by node 's' (Add)), fed [5, 3]: axis 0 differs; feed data of the declared shape, or "
+        "change the shape in the spec")
+
+
+def test_allowed_nonfinite_values_reach_the_executor() -> None:
+    import numpy as np
+
+    graph = engine.loads(textwrap.dedent("""\
+        name: nonfinite
+        inputs:
+          x: {shape: [2], init: {value: [1.0, .inf], allow_nonfinite: true}}
+        constants:
+          c: {value: [.nan, 2.0], allow_nonfinite: true}
+        nodes:
+          s: {op: Add, inputs: [x, c]}
+        outputs: [s]
+    """))
+    out = engine.Executor(graph).forward()
+    np.testing.assert_array_equal(out["s"], [np.nan, np.inf])
