@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.errors import Problem
+from engine.errors import Problem, did_you_mean
 
 if TYPE_CHECKING:
     from engine.graph import Graph
@@ -25,7 +25,7 @@ FLOAT16_WARNING = (
 def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
     return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
-            *_float16(graph)]
+            *_float16(graph), *_unused_dims(graph)]
 
 
 def _unreached_nodes(graph: Graph) -> list[Problem]:
@@ -122,3 +122,13 @@ def _float16(graph: Graph) -> list[Problem]:
         if value.dtype == "float16" and value.kind != "node" and not value.weak:
             return [graph.source.problem((*value.path, "dtype"), FLOAT16_WARNING)]
     return []
+
+
+def _unused_dims(graph: Graph) -> list[Problem]:
+    """A default under ``dims:`` that no declared shape names is most likely misspelt."""
+    named = {d for v in graph.values.values() if v.decl is not None for d in v.decl.shape
+             if isinstance(d, str)}
+    return [graph.source.problem(("dims", name), f"dimension {name!r} is named by no shape"
+                                                 f"{did_you_mean(name, named)}, so its default "
+                                                 "is never used")
+            for name in graph.spec.dims if name not in named]

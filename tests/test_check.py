@@ -275,3 +275,16 @@ def test_allowed_nonfinite_values_reach_the_executor() -> None:
     """))
     out = engine.Executor(graph).forward()
     np.testing.assert_array_equal(out["s"], [np.nan, np.inf])
+
+
+@pytest.mark.parametrize(("verb", "options"), [
+    ("check", ["--json", "--strict", "--max-bytes"]), ("schema", ["--output"]),
+    ("run", ["--strict"])])
+def test_help_describes_the_options(verb: str, options: list[str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([verb, "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert all(option in out for option in options), out
+    assert "example" in out
