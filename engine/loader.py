@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 import schemas.spec as models
+import schemas.train as train_models
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.graph import Graph, build_graph
 from engine.ops import REGISTRY
@@ -139,4 +140,17 @@ def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
         node = data.get("nodes", {}).get(path[1])
         op = node.get("op") if isinstance(node, dict) else None
         return models.NODE_MODELS.get(op) if isinstance(op, str) else None
+    return _train_model_at(path)
+
+
+def _train_model_at(path: PathKey) -> type[BaseModel] | None:
+    """The models of the ``train:`` section, for 'did you mean' on its unknown keys."""
+    if path[:1] != ("train",):
+        return None
+    if len(path) == 1:
+        return train_models.TrainConfig
+    if path[1:] == ("optimizer",):
+        return train_models.OptimizerConfig
+    if len(path) == 3 and path[1] == "inputs":
+        return train_models.InputData
     return None
