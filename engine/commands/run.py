@@ -16,6 +16,7 @@ from engine.errors import DataError
 from engine.executor import Executor
 from engine.loader import load
 from engine.shapes import format_shape
+from engine.train.checkpoint import load_parameters
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -33,6 +34,9 @@ def add_parser(subparsers: Any) -> None:
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document: {"outputs", "loss", "grads"}')
+    parser.add_argument("--params", type=Path, metavar="PARAMS.npz",
+                        help="use the parameters that engine train --save wrote instead of "
+                             "their init")
     parser.add_argument("--save", type=Path, metavar="FILE.npz",
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed)
+    if args.params is not None:
+        executor.parameters.update(load_parameters(args.params, graph))
     outputs = executor.forward(feeds)
     grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}

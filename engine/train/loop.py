@@ -116,11 +116,14 @@ class Trainer:
         started = time.perf_counter()
         interrupted = False
         while self.epoch < self.config.epochs:
-            if not self.train_epoch(progress, stop):
+            with np.errstate(all="ignore"):  # a diverging loss is reported below, not warned
+                completed = self.train_epoch(progress, stop)
+            if not completed:
                 interrupted = True
                 break
             self.epoch += 1
-            metrics = self.evaluate()
+            with np.errstate(all="ignore"):
+                metrics = self.evaluate()
             for key in HISTORY_KEYS:
                 self.history[key].append(metrics[key])
             if self.save is not None:
