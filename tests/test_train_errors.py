@@ -1,0 +1,132 @@
+"""Bad training data and bad train: sections: located messages, exit 1, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from engine.cli import main
+
+SPEC = """\
+name: tiny
+inputs:
+  x: {shape: [batch, 2]}
+  y: {shape: [batch, 2]}
+parameters:
+  w: {shape: [2, 2], init: zeros}
+nodes:
+  logits: {op: MatMul, inputs: [x, w]}
+  probs:  {op: Softmax, inputs: [logits]}
+  loss:   {op: NLL, inputs: [probs, y], reduction: mean}
+loss: loss
+train:
+  data: data.csv
+  inputs:
+    x: {columns: [a, b]}
+    y: {label: label}
+  epochs: 1
+"""
+
+GOOD_ROWS = "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(10))
+
+
+def write(tmp_path: Path, csv: str, spec: str = SPEC) -> Path:
+    (tmp_path / "data.csv").write_text(csv)
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec)
+    return path
+
+
+def errors_of(capsys: pytest.CaptureFixture[str], spec: Path, *args: str) -> str:
+    assert main(["train", str(spec), *args]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+def test_good_data_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(write(tmp_path, GOOD_ROWS))]) == 0
+    assert "8 training rows, 2 validation rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("csv", "expected"), [
+    (GOOD_ROWS + "1,2\n", "data.csv:12: row has 2 columns, expected 3"),
+    ("a,b,label\n1,2,0\n\n3,x,1\n", "data.csv:4: column 2 ('b'): 'x' is not a number"),
+    ("a,b,label\n1,2,0\n3,4,2\n", "data.csv:3: column 3 ('label'): label 2 is not a class "
+                                  "index 0..1"),
+    ("a,b,label\n1,2,0\n3,4,0.5\n", "data.csv:3: column 3 ('label'): label 0.5 is not a class"),
+    ("a,b,label\n1,2,0\n", "data.csv: 1 data row are too few for a validation split of 0.2"),
+    ("a,b,label\n", "data.csv: the file holds a header but no data rows"),
+])
+def test_data_errors_name_file_row_and_column(tmp_path: Path, csv: str, expected: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    err = errors_of(capsys, write(tmp_path, csv))
+    assert expected in err
+    assert str(tmp_path) in err
+
+
+def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, GOOD_ROWS)
+    err = errors_of(capsys, spec, "--data", str(tmp_path / "nothere.csv"))
+    assert f"{tmp_path / 'nothere.csv'}: no such file" in err
+
+
+def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, GOOD_ROWS, SPEC.replace("columns: [a, b]", "columns: [a, bb]"))
+    err = errors_of(capsys, spec)
+    assert "spec.yaml:15:" in err
+    assert "train.inputs.x.columns[1]" in err
+    assert "has no column 'bb' (did you mean 'b'?)" in err
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("  epochs: 1", "  epoch: 1", "spec.yaml:17:3: train.epoch: unknown key 'epoch' (did you "
+                                  "mean 'epochs'?)"),
+    ("  epochs: 1", "  optimizer: {name: adam, betta1: 0.8}",
+     "train.optimizer.betta1: unknown key 'betta1' (did you mean 'beta1'"),
+    ("  epochs: 1", "  optimizer: nadam", "train.optimizer: expected 'sgd', 'momentum' or "
+                                          "'adam', found 'nadam'"),
+    ("  epochs: 1", "  optimizer: {name: sgd, momentum: 0.9}",
+     "momentum is not a coefficient of sgd"),
+    ("y: {label: label}", "y: {label: label, standardise: true}",
+     "unknown key 'standardise' (did you mean 'standardize'?)"),
+    ("y: {label: label}", "y: {columns: [label], label: label}",
+     "give exactly one of columns (features) or label"),
+    ("y: {label: label}", "yy: {label: label}",
+     "train.inputs.yy: 'yy' is not an input of the graph (did you mean 'y'?)"),
+    ("    y: {label: label}\n", "", "input 'y' has the batch axis 'batch' but no data"),
+    ("columns: [a, b]", "columns: [a]", "input 'x' is declared [batch, 2], so it takes"),
+])
+def test_train_section_errors_are_located(tmp_path: Path, old: str, new: str, expected: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert old in SPEC
+    err = errors_of(capsys, write(tmp_path, GOOD_ROWS, SPEC.replace(old, new)))
+    assert expected in err, err
+
+
+def test_a_spec_without_train_section(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, GOOD_ROWS, SPEC.split("train:")[0])
+    assert "no data to train on: set train.data in the spec or pass --data FILE" in \
+        errors_of(capsys, spec)
+
+
+def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
+    spec = write(tmp_path, "a,b,label\n" + "1,2,0\n3,4,7\n" * 2)
+    result = subprocess.run([sys.executable, "-m", "engine", "train", str(spec)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "data.csv:3: column 3 ('label'): label 7 is not a class index 0..1" in result.stderr
+
+
+def test_integer_labels_feed_an_int64_target(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SPEC.replace("y: {shape: [batch, 2]}", "y: {shape: [batch], dtype: int64}")
+    assert main(["train", str(write(tmp_path, GOOD_ROWS, spec)), "--json"]) == 0
+    assert '"val_accuracy"' in capsys.readouterr().out
