@@ -133,11 +133,23 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
         with handle:
             write(handle)
             handle.flush()
+            os.chmod(handle.name, _mode_for(path))
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The target's mode if it exists, else what the umask gives a new file (tempfile's 0600
+    would otherwise make every output private)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

@@ -16,6 +16,7 @@ import pytest
 from conftest import GRAPHS, ROOT
 
 from engine.cli import main
+from engine.feeds import tensor_rng
 from engine.loader import load
 from engine.train.checkpoint import load_checkpoint
 from engine.train.data import load_dataset
@@ -113,15 +114,22 @@ def test_run_with_trained_params_matches_numpy_by_hand(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     saved = tmp_path / "p.npz"
     train_json(capsys, "--epochs", "3", "--save", str(saved))
-    x = np.random.default_rng(5).normal(size=(4, 13))
-    y = np.eye(3)[[0, 1, 2, 1]]
+    raw = np.loadtxt(GRAPHS / "data" / "wine.csv", delimiter=",", skiprows=1)
+    x, y = raw[:4, :13], np.eye(3)[raw[:4, 13].astype(int)]  # raw rows, as a user has them
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     assert main(["run", MLP, "--params", str(saved), "--feed", f"x={tmp_path / 'x.npy'}",
                  "--feed", f"y={tmp_path / 'y.npy'}", "--json"]) == 0
     probs = np.array(json.loads(capsys.readouterr().out)["outputs"]["probs"])
-    p = load_checkpoint(saved).params
-    logits = np.maximum(x @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
+    checkpoint = load_checkpoint(saved)
+    # the split is a permutation from the seed's "train/split" stream: the first 142 train
+    order = tensor_rng(0, "train/split").permutation(178)
+    train_rows = raw[order[:142], :13]
+    mean, std = train_rows.mean(axis=0), train_rows.std(axis=0)
+    np.testing.assert_allclose(checkpoint.scaling["x"][0], mean, rtol=1e-12)
+    np.testing.assert_allclose(checkpoint.scaling["x"][1], std, rtol=1e-12)
+    p = checkpoint.params
+    logits = np.maximum((x - mean) / std @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs, expected, rtol=1e-12)
 
@@ -228,3 +236,14 @@ def test_a_kill_during_save_leaves_the_previous_checkpoint_readable(
     assert checkpoint.rng_state == {"i": checkpoint.epoch}
     np.testing.assert_array_equal(checkpoint.params["w"], np.full(2_000_000,
                                                                   float(checkpoint.epoch)))
+
+
+def test_saved_files_get_the_umask_mode_not_0600(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "p.npz"
+    umask = os.umask(0o022)
+    try:
+        train_json(capsys, "--epochs", "1", "--save", str(saved))
+    finally:
+        os.umask(umask)
+    assert saved.stat().st_mode & 0o777 == 0o644

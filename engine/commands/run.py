@@ -16,7 +16,7 @@ from engine.errors import DataError
 from engine.executor import Executor
 from engine.loader import load
 from engine.shapes import format_shape
-from engine.train.checkpoint import load_parameters
+from engine.train.checkpoint import load_trained
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
                         help='print one JSON document: {"outputs", "loss", "grads"}')
     parser.add_argument("--params", type=Path, metavar="PARAMS.npz",
                         help="use the parameters that engine train --save wrote instead of "
-                             "their init")
+                             "their init; fed inputs are standardised as in training")
     parser.add_argument("--save", type=Path, metavar="FILE.npz",
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed)
     if args.params is not None:
-        executor.parameters.update(load_parameters(args.params, graph))
+        trained = load_trained(args.params, graph)
+        executor.parameters.update(trained.params)
+        feeds = trained.prepare(feeds)
     outputs = executor.forward(feeds)
     grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}

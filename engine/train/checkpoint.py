@@ -6,7 +6,9 @@ place), so a reader (or a run killed mid-save) finds the previous checkpoint
 or the new one, never half of one.  Nothing is pickled: the RNG state and the
 metadata are JSON text in 0-d string arrays.
 
-Keys: ``params/NAME``, ``optimizer/KEY``, ``rng`` and ``meta``.
+Keys: ``params/NAME``, ``optimizer/KEY``, ``scale/INPUT/mean`` and
+``scale/INPUT/std`` (the training split's statistics of standardised inputs),
+``rng`` and ``meta``.
 """
 
 from __future__ import annotations
@@ -38,12 +40,29 @@ class Checkpoint:
     epoch: int
     seed: int
     history: dict[str, list[float | None]] = field(default_factory=dict)
+    #: Per standardised input: (mean, std) of the training split.
+    scaling: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class Trained:
+    """What ``engine run --params`` needs: the parameters and how inputs were scaled."""
+
+    params: dict[str, np.ndarray]
+    scaling: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Standardise fed inputs as training did, so raw data can be fed to a trained graph."""
+        return {name: (array - self.scaling[name][0]) / self.scaling[name][1]
+                if name in self.scaling else array for name, array in feeds.items()}
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` to ``path`` atomically."""
     arrays = {f"params/{k}": v for k, v in checkpoint.params.items()}
     arrays.update({f"optimizer/{k}": v for k, v in checkpoint.optimizer_state.items()})
+    for name, (mean, std) in checkpoint.scaling.items():
+        arrays[f"scale/{name}/mean"], arrays[f"scale/{name}/std"] = mean, std
     arrays["rng"] = np.array(json.dumps(checkpoint.rng_state))
     meta = {"format": FORMAT, "epoch": checkpoint.epoch, "seed": checkpoint.seed,
             "optimizer": checkpoint.optimizer, "history": checkpoint.history}
@@ -67,16 +86,23 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: unreadable checkpoint metadata ({exc})") from None
     return Checkpoint(_prefixed(arrays, "params/"), optimizer, _prefixed(arrays, "optimizer/"),
-                      rng_state, epoch, seed, history)
+                      rng_state, epoch, seed, history, _scaling(arrays))
 
 
-def load_parameters(path: Path, graph: Graph) -> dict[str, np.ndarray]:
+def _scaling(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    scale = _prefixed(arrays, "scale/")
+    names = {key.rsplit("/", 1)[0] for key in scale}
+    return {name: (scale[f"{name}/mean"], scale[f"{name}/std"]) for name in sorted(names)}
+
+
+def load_trained(path: Path, graph: Graph) -> Trained:
     """The parameters saved in ``path``, checked against the graph's declarations.
 
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
     arrays = _read_npz(path)
+    scaling = _scaling(arrays)
     params = _prefixed(arrays, "params/") or arrays
     declared = {n: v for n, v in graph.values.items() if v.kind == "parameter"}
     missing = sorted(set(declared) - set(params))
@@ -96,7 +122,8 @@ def load_parameters(path: Path, graph: Graph) -> dict[str, np.ndarray]:
         if not np.can_cast(params[name].dtype, value.dtype, casting="same_kind"):
             raise DataError(f"{path}: parameter {name!r} holds {params[name].dtype}, which does "
                             f"not convert safely to its declared {value.dtype}")
-    return {name: params[name].astype(declared[name].dtype) for name in declared}
+    return Trained({name: params[name].astype(declared[name].dtype) for name in declared},
+                   scaling)
 
 
 def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

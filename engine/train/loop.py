@@ -168,7 +168,8 @@ class Trainer:
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(dict(self.params), self.optimizer.name, dict(self.optimizer.state),
-                          self.rng.bit_generator.state, self.epoch, self.seed, self.history)
+                          self.rng.bit_generator.state, self.epoch, self.seed, self.history,
+                          self.dataset.stats)
 
     @staticmethod
     def _rows(feeds: Arrays) -> int:
