@@ -59,7 +59,7 @@ def test_good_data_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     ("a,b,label\n1,2,0\n3,4,2\n", "data.csv:3: column 3 ('label'): label 2 is not a class "
                                   "index 0..1"),
     ("a,b,label\n1,2,0\n3,4,0.5\n", "data.csv:3: column 3 ('label'): label 0.5 is not a class"),
-    ("a,b,label\n1,2,0\n", "data.csv: 1 data row are too few for a validation split of 0.2"),
+    ("a,b,label\n1,2,0\n", "data.csv: 1 data row, too few for a validation split of 0.2"),
     ("a,b,label\n", "data.csv: the file holds a header but no data rows"),
 ])
 def test_data_errors_name_file_row_and_column(tmp_path: Path, csv: str, expected: str,
@@ -72,7 +72,10 @@ def test_data_errors_name_file_row_and_column(tmp_path: Path, csv: str, expected
 def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write(tmp_path, GOOD_ROWS)
     err = errors_of(capsys, spec, "--data", str(tmp_path / "nothere.csv"))
-    assert f"{tmp_path / 'nothere.csv'}: no such file" in err
+    assert f"--data {tmp_path / 'nothere.csv'}: no such file" in err
+    (tmp_path / "data.csv").unlink()
+    err = errors_of(capsys, spec)
+    assert f"spec.yaml:13:3: train.data: {tmp_path / 'data.csv'}: no such file" in err
 
 
 def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
@@ -100,7 +103,8 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
     ("y: {label: label}", "yy: {label: label}",
      "train.inputs.yy: 'yy' is not an input of the graph (did you mean 'y'?)"),
     ("    y: {label: label}\n", "", "input 'y' has the batch axis 'batch' but no data"),
-    ("columns: [a, b]", "columns: [a]", "input 'x' is declared [batch, 2], so it takes"),
+    ("columns: [a, b]", "columns: [a]",
+     "input 'x' is declared [batch, 2], so it takes 2 columns; found 1"),
 ])
 def test_train_section_errors_are_located(tmp_path: Path, old: str, new: str, expected: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

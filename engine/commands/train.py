@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import DataError, EngineError
+from engine.errors import DataError, EngineError, SpecError
 from engine.loader import load
 from engine.train.checkpoint import load_checkpoint
 from engine.train.data import load_dataset
@@ -123,6 +123,11 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError(f"{where}: the spec declares no loss, so there is nothing to minimise; "
                         "add loss: NODE")
     data_file = Path(args.override_data) if args.override_data else graph.base_dir / config.data
+    if not data_file.is_file():
+        if args.override_data:
+            raise DataError(f"--data {data_file}: no such file")
+        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
+                                              "(train.data is relative to the spec's folder)")])
     checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
     seed = config.seed if config.seed is not None else graph.spec.seed
     if checkpoint is not None:

@@ -67,7 +67,7 @@ def split_sizes(rows: int, val_split: float, file: Path) -> tuple[int, int]:
     n_val = max(1, round(rows * val_split)) if val_split > 0 else 0
     if rows - n_val < 1:
         need = 1 if val_split == 0 else 2
-        raise DataError(f"{file}: {rows} data row{'s' if rows != 1 else ''} are too few for a "
+        raise DataError(f"{file}: {rows} data row{'s' if rows != 1 else ''}, too few for a "
                         f"validation split of {val_split:g}: training needs at least one row and "
                         f"validation one more ({need} rows in all); add rows or set "
                         f"--val-split 0")
@@ -131,10 +131,12 @@ class _Mapping:
         else:
             assert isinstance(entry.columns, list)
             cols = [self._index(c, table, (*path, i)) for i, c in enumerate(entry.columns)]
-        if len(value.shape) != 2 or value.shape[1] != len(cols):
+        if len(value.shape) != 2:
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}; "
+                               "feature columns feed a [batch, N] input")
+        elif value.shape[1] != len(cols):
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, so it "
-                               f"takes [batch, N] rows; {len(cols)} columns would make "
-                               f"[batch, {len(cols)}]")
+                               f"takes {value.shape[1]} columns; found {len(cols)}")
         if value.dtype not in ("float64", "float32", "float16"):
             self.problem(path, f"input {name!r} has dtype {value.dtype}; feature columns feed "
                                "floating-point inputs")
