@@ -17,7 +17,7 @@ def steps(config: OptimizerConfig, lr: float, w0: list[float],
     opt = make_optimizer(config, lr, params)
     seen = []
     for g in grads:
-        opt.step(params, {"w": np.array(g)})
+        opt.step({"w": np.array(g)})
         seen.append(params["w"].copy())
     return seen
 
@@ -54,7 +54,7 @@ def test_adam_two_steps_with_bias_correction_by_hand() -> None:
 def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
     params = {"w": np.ones(3)}
     adam = make_optimizer(OptimizerConfig(name="adam"), 0.1, params)
-    adam.step(params, {"w": np.full(3, 0.5)})
+    adam.step({"w": np.full(3, 0.5)})
     fresh = make_optimizer(OptimizerConfig(name="adam"), 0.1, {"w": np.ones(3)})
     fresh.load_state(adam.state)
     assert int(fresh.state["t"]) == 1
@@ -62,3 +62,18 @@ def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
     momentum = make_optimizer(OptimizerConfig(name="momentum"), 0.1, {"w": np.ones(3)})
     with pytest.raises(ValueError, match="momentum keeps"):
         momentum.load_state(adam.state)
+
+
+def test_parameters_of_several_shapes_and_dtypes_update_like_one_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    params = {"a": rng.normal(size=(3, 2)), "b": rng.normal(size=(2,)).astype(np.float32),
+              "c": rng.normal(size=(1, 4))}
+    grads = {k: rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+    together = {k: v.copy() for k, v in params.items()}
+    make_optimizer(OptimizerConfig(name="momentum"), 0.1, together).step(grads)
+    for name, w in params.items():
+        alone = {name: w.copy()}
+        make_optimizer(OptimizerConfig(name="momentum"), 0.1, alone).step({name: grads[name]})
+        np.testing.assert_array_equal(together[name], alone[name])
+        assert together[name].dtype == w.dtype and together[name].shape == w.shape
+        np.testing.assert_allclose(together[name], w - 0.1 * grads[name], rtol=1e-6)

@@ -102,7 +102,7 @@ class Trainer:
     def resume(self, checkpoint: Checkpoint) -> None:
         """Continue from ``checkpoint``: parameters, optimizer state, RNG state, history."""
         for name, array in checkpoint.params.items():
-            self.params[name] = np.array(array, dtype=self.params[name].dtype)
+            np.copyto(self.params[name], array, casting="same_kind")  # a view the optimizer packs
         try:
             self.optimizer.load_state(checkpoint.optimizer_state)
         except ValueError as exc:
@@ -149,7 +149,7 @@ class Trainer:
                 raise DataError(f"the loss became {loss} in epoch {self.epoch + 1}, batch "
                                 f"{done}: training diverged; lower the learning rate (--lr, now "
                                 f"{self.config.lr:g}) or standardise the features")
-            step(self.params, ex.backward())
+            step(ex.backward())
             loss_sum += loss * len(index)
             seen += len(index)
             progress.batch(self.epoch + 1, done, total, loss_sum / seen)
