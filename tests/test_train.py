@@ -287,3 +287,24 @@ def test_saved_files_get_the_umask_mode_not_0600(tmp_path: Path,
     finally:
         os.umask(umask)
     assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_resuming_a_finished_run_trains_and_saves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done, other = tmp_path / "done.npz", tmp_path / "other.npz"
+    first = train_json(capsys, "--epochs", "2", "--save", str(done))
+    again = train_json(capsys, "--epochs", "2", "--resume", str(done), "--save", str(other))
+    assert again["epochs"] == 2 and again["saved"] is None and not other.exists()
+    assert again["val_loss"] == first["val_loss"]
+
+
+def test_no_shuffle_visits_rows_in_file_order_of_the_split() -> None:
+    graph = load(MLP)
+    config = graph.spec.train.model_copy(update={"batch_size": 50, "shuffle": False})
+    dataset = load_dataset(graph, config, GRAPHS / "data" / "wine.csv", seed=0)
+    trainer = Trainer(graph, config, dataset, seed=0)
+    fed: list[np.ndarray] = []
+    forward = trainer.executor.forward
+    trainer.executor.forward = lambda feeds: (fed.append(feeds["x"]), forward(feeds))[1]
+    trainer.train_epoch(NoProgress(), lambda: False)
+    np.testing.assert_array_equal(np.concatenate(fed), dataset.train["x"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,25 @@ def test_integer_labels_feed_an_int64_target(tmp_path: Path,
     spec = SPEC.replace("y: {shape: [batch, 2]}", "y: {shape: [batch], dtype: int64}")
     assert main(["train", str(write(tmp_path, GOOD_ROWS, spec)), "--json"]) == 0
     assert '"val_accuracy"' in capsys.readouterr().out
+
+
+def test_no_validation_split_gives_null_validation_metrics(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(write(tmp_path, GOOD_ROWS)), "--val-split", "0", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["train_rows"] == 10 and document["val_rows"] == 0
+    assert document["val_loss"] is None and document["val_accuracy"] is None
+    assert document["train_accuracy"] is not None
+
+
+def test_a_graph_that_is_not_a_classifier_has_no_accuracy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SPEC.replace("op: NLL, inputs: [probs, y], reduction: mean",
+                        "op: Mean, inputs: [sq]").replace(
+        "  probs:  {op: Softmax, inputs: [logits]}",
+        "  diff:   {op: Sub, inputs: [logits, y]}\n  sq:     {op: Mul, inputs: [diff, diff]}")
+    spec = spec.replace("y: {label: label}", "y: {columns: [a, label]}")
+    assert main(["train", str(write(tmp_path, GOOD_ROWS, spec)), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["val_accuracy"] is None and document["train_accuracy"] is None
+    assert document["val_loss"] is not None

@@ -154,8 +154,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         _print_summary(outcome, trainer, args, data_file)
     if outcome.interrupted:
-        kept = f"; {args.save} holds it (continue with --resume {args.save})" if args.save \
-            else ""
+        kept = f"; {args.save} holds it (continue with --resume {args.save})" \
+            if outcome.saved else ""
         print(f"interrupted: stopped after epoch {outcome.epochs} of {config.epochs}{kept}",
               file=sys.stderr)
         return 130
@@ -240,7 +240,7 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace,
         if accuracy is not None:
             line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows)}/{rows})"
         print(line)
-    if args.save is not None and outcome.epochs:
+    if outcome.saved:
         print(f"saved parameters to {args.save}")
     if args.plot is not None:
         print(f"plotted the loss curve to {args.plot}")
@@ -259,7 +259,7 @@ def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) ->
         "optimizer": trainer.config.optimizer.name,
         "interrupted": outcome.interrupted,
         "seconds": outcome.seconds,
-        "saved": str(args.save) if args.save is not None and outcome.epochs else None,
+        "saved": str(args.save) if outcome.saved else None,
         "history": outcome.history,
     }
     json.dump(_finite(document), sys.stdout, allow_nan=False)

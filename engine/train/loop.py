@@ -59,6 +59,7 @@ class Outcome:
     history: dict[str, list[float | None]]
     interrupted: bool = False
     seconds: float = 0.0
+    saved: bool = False
 
     def last(self, key: str) -> float | None:
         values = self.history.get(key, [])
@@ -114,7 +115,7 @@ class Trainer:
     def run(self, progress: Progress, stop: Callable[[], bool] = lambda: False) -> Outcome:
         """Train up to ``config.epochs`` in all; ``stop()`` is asked after every batch."""
         started = time.perf_counter()
-        interrupted = False
+        interrupted = saved = False
         while self.epoch < self.config.epochs:
             with np.errstate(all="ignore"):  # a diverging loss is reported below, not warned
                 completed = self.train_epoch(progress, stop)
@@ -128,11 +129,13 @@ class Trainer:
                 self.history[key].append(metrics[key])
             if self.save is not None:
                 save_checkpoint(self.save, self.checkpoint())
+                saved = True
             progress.epoch(self.epoch, metrics)
             if stop():
                 interrupted = self.epoch < self.config.epochs
                 break
-        return Outcome(self.epoch, self.history, interrupted, time.perf_counter() - started)
+        return Outcome(self.epoch, self.history, interrupted, time.perf_counter() - started,
+                       saved)
 
     def train_epoch(self, progress: Progress, stop: Callable[[], bool]) -> bool:
         """One pass over the training rows; False when stopped before its end."""
