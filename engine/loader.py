@@ -75,6 +75,9 @@ _TYPE_WORDS = {
     "string_pattern_mismatch": "a name (letters, digits and _, not starting with a digit)",
 }
 
+_BOUND_WORDS = {"greater_than": "greater than", "greater_than_equal": "at least",
+                "less_than": "less than", "less_than_equal": "at most"}
+
 
 def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
     first = errors[0]
@@ -92,6 +95,9 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
         return "missing key 'op': every node names its op, for example {op: Exp, inputs: [x]}"
     if kind == "literal_error":
         return f"expected {first['ctx']['expected']}, found {found!r}"
+    if kind in _BOUND_WORDS:
+        (limit,) = first["ctx"].values()
+        return f"expected a number {_BOUND_WORDS[kind]} {limit}, found {found!r}"
     words = [_TYPE_WORDS.get(e["type"]) for e in errors]
     if all(words):
         expected = " or ".join(dict.fromkeys(w for w in words if w))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 _COEFFICIENTS = {"sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "eps")}
@@ -72,6 +72,14 @@ class InputData(_Strict):
     standardize: bool = Field(
         default=False, description="Subtract each column's mean and divide by its standard "
                                    "deviation, both computed on the training split only.")
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _list_or_rest(cls, value: Any) -> Any:
+        if value is None or value == "rest" or isinstance(value, list):
+            return value
+        raise ValueError(f"expected a list of columns (names or 0-based indices) or 'rest', "
+                         f"found {value!r}")
 
     @model_validator(mode="after")
     def _one_source(self) -> InputData:

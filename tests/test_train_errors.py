@@ -104,6 +104,11 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
     ("y: {label: label}", "yy: {label: label}",
      "train.inputs.yy: 'yy' is not an input of the graph (did you mean 'y'?)"),
     ("    y: {label: label}\n", "", "input 'y' has the batch axis 'batch' but no data"),
+    ("columns: [a, b]", "columns: 5",
+     "train.inputs.x.columns: expected a list of columns (names or 0-based indices) or 'rest', "
+     "found 5"),
+    ("  epochs: 1", "  batch_size: 0", "train.batch_size: expected a number greater than 0, "
+                                       "found 0"),
     ("columns: [a, b]", "columns: [a]",
      "input 'x' is declared [batch, 2], so it takes 2 columns; found 1"),
 ])
