@@ -2,8 +2,8 @@
 
 Both train the same network (graphs/mlp.yaml: 13 -> 10 -> 3, Relu, Softmax, NLL
 mean) on the same standardised Wine training rows, with the same batch size,
-batch order and Adam, and both evaluate the train and validation loss at the
-end of each epoch, as ``engine train`` does.  Rounds are interleaved (engine,
+batch order and Adam, and both evaluate the train and validation loss and
+accuracy at the end of each epoch, as ``engine train`` does.  Rounds are interleaved (engine,
 NumPy, engine, NumPy, ...) so that a machine shared with other work slows both
 alike; the reported figure is the median of the per-round ratios.
 
@@ -72,8 +72,9 @@ class NumpyMLP:
         for start in range(0, len(x), batch_size):
             index = order[start:start + batch_size]
             self.step(x[index], y[index])
-        self.loss(x, y)
-        self.loss(val["x"], val["y"])
+        for part in (train, val):  # loss and accuracy, as engine train reports them
+            _, (_, _, probs) = self.loss(part["x"], part["y"])
+            np.mean(np.argmax(probs, axis=-1) == np.argmax(part["y"], axis=-1))
 
 
 def main() -> None:
@@ -90,6 +91,11 @@ def main() -> None:
     trainer = Trainer(graph, config, dataset, seed)
     by_hand = NumpyMLP(trainer.params, config.lr, seed)
     progress, never = NoProgress(), (lambda: False)
+    # the same work: after one epoch from the same start both hold the same parameters
+    trainer.train_epoch(progress, never)
+    by_hand.epoch(dataset.train, dataset.val, args.batch_size)
+    for name, value in trainer.params.items():
+        np.testing.assert_allclose(value, by_hand.p[name], rtol=1e-9, atol=1e-12)
 
     def engine_epochs() -> None:
         for _ in range(args.epochs):
