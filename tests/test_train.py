@@ -308,3 +308,11 @@ def test_no_shuffle_visits_rows_in_file_order_of_the_split() -> None:
     trainer.executor.forward = lambda feeds: (fed.append(feeds["x"]), forward(feeds))[1]
     trainer.train_epoch(NoProgress(), lambda: False)
     np.testing.assert_array_equal(np.concatenate(fed), dataset.train["x"])
+
+
+def test_the_epoch_benchmark_runs_and_checks_it_compares_equal_work() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_epoch.py"),
+                             "--rounds", "1", "--epochs", "1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ratio engine/NumPy: median" in result.stdout
