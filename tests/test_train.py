@@ -102,6 +102,18 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(
     assert straight["history"] == resumed["history"]
 
 
+def test_resume_refuses_a_checkpoint_of_another_graph(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "p.npz"
+    train_json(capsys, "--epochs", "1", "--save", str(saved))
+    spec = tmp_path / "wider.yaml"
+    spec.write_text((GRAPHS / "mlp.yaml").read_text().replace("[13, 10]", "[13, 11]")
+                    .replace("[1, 10]", "[1, 11]").replace("[10, 3]", "[11, 3]")
+                    .replace("data/wine.csv", str(GRAPHS / "data" / "wine.csv")))
+    assert main(["train", str(spec), "--resume", str(saved)]) == 1
+    assert "parameter 'w1' has shape [13, 10], but" in capsys.readouterr().err
+
+
 def test_resume_refuses_another_optimizer(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     saved = tmp_path / "p.npz"

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from engine.errors import DataError, EngineError, SpecError
 from engine.loader import load
-from engine.train.checkpoint import load_checkpoint
+from engine.train.checkpoint import fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
@@ -139,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
                             f"uses {config.optimizer.name}; pass --optimizer "
                             f"{checkpoint.optimizer}")
         seed = checkpoint.seed
+        checkpoint.params = fit_parameters(args.resume, checkpoint.params, graph)
     dataset = load_dataset(graph, config, data_file, seed)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:

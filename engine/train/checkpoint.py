@@ -102,8 +102,14 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     named after the parameters.
     """
     arrays = _read_npz(path)
-    scaling = _scaling(arrays)
     params = _prefixed(arrays, "params/") or arrays
+    return Trained(fit_parameters(path, params, graph), _scaling(arrays))
+
+
+def fit_parameters(path: Path, params: dict[str, np.ndarray],
+                   graph: Graph) -> dict[str, np.ndarray]:
+    """``params`` (read from ``path``) checked against the graph's parameters: the same
+    names, shapes and a dtype that converts safely; returned in the declared dtypes."""
     declared = {n: v for n, v in graph.values.items() if v.kind == "parameter"}
     missing = sorted(set(declared) - set(params))
     unknown = sorted(set(params) - set(declared))
@@ -122,8 +128,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
         if not np.can_cast(params[name].dtype, value.dtype, casting="same_kind"):
             raise DataError(f"{path}: parameter {name!r} holds {params[name].dtype}, which does "
                             f"not convert safely to its declared {value.dtype}")
-    return Trained({name: params[name].astype(declared[name].dtype) for name in declared},
-                   scaling)
+    return {name: params[name].astype(declared[name].dtype) for name in declared}
 
 
 def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
