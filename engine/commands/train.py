@@ -16,8 +16,9 @@ import yaml
 from pydantic import ValidationError
 
 from engine.errors import DataError, EngineError, SpecError
+from engine.graph import Graph
 from engine.loader import load
-from engine.train.checkpoint import fit_parameters, load_checkpoint
+from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
@@ -108,38 +109,10 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     graph = load(args.spec)
     config = resolve_config(graph.spec.train, args)
-    if args.save is not None and args.save.suffix != ".npz":
-        raise UsageError(f"--save {args.save}: the file name must end in .npz")
-    if args.plot is not None:
-        pyplot(args.plot)  # a missing matplotlib is found before training, not after
-    where = str(args.spec)
-    if config.data is None:
-        raise DataError(f"{where}: no data to train on: set train.data in the spec or pass "
-                        "--data FILE")
-    if not config.inputs:
-        raise DataError(f"{where}: train.inputs is empty: say which columns feed which input, "
-                        "for example inputs: {x: {columns: rest}, y: {label: class}}")
-    if graph.loss is None:
-        raise DataError(f"{where}: the spec declares no loss, so there is nothing to minimise; "
-                        "add loss: NODE")
-    data_file = Path(args.override_data) if args.override_data else graph.base_dir / config.data
-    if not data_file.is_file():
-        if args.override_data:
-            raise DataError(f"--data {data_file}: no such file")
-        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
-                                              "(train.data is relative to the spec's folder)")])
-    checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
-    seed = config.seed if config.seed is not None else graph.spec.seed
-    if checkpoint is not None:
-        if args.override_seed is not None and args.override_seed != checkpoint.seed:
-            raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
-                             f"{checkpoint.seed}, which fixes its split and batch order")
-        if checkpoint.optimizer != config.optimizer.name:
-            raise DataError(f"{args.resume}: trained with {checkpoint.optimizer}, but this run "
-                            f"uses {config.optimizer.name}; pass --optimizer "
-                            f"{checkpoint.optimizer}")
-        seed = checkpoint.seed
-        checkpoint.params = fit_parameters(args.resume, checkpoint.params, graph)
+    data_file = _check_ready(graph, config, args)
+    checkpoint = _checkpoint(graph, config, args)
+    seed = checkpoint.seed if checkpoint is not None else \
+        config.seed if config.seed is not None else graph.spec.seed
     dataset = load_dataset(graph, config, data_file, seed)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
@@ -161,6 +134,49 @@ def _train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
+    """Everything that can stop a run, checked before any data is read; returns the data file."""
+    if args.save is not None and args.save.suffix != ".npz":
+        raise UsageError(f"--save {args.save}: the file name must end in .npz")
+    if args.plot is not None:
+        pyplot(args.plot)  # a missing matplotlib is found before training, not after
+    if config.data is None:
+        raise DataError(f"{args.spec}: no data to train on: set train.data in the spec or pass "
+                        "--data FILE")
+    if not config.inputs:
+        raise DataError(f"{args.spec}: train.inputs is empty: say which columns feed which "
+                        "input, for example inputs: {x: {columns: rest}, y: {label: class}}")
+    if graph.loss is None:
+        raise DataError(f"{args.spec}: the spec declares no loss, so there is nothing to "
+                        "minimise; add loss: NODE")
+    if args.override_data:
+        data_file = Path(args.override_data)
+        if not data_file.is_file():
+            raise DataError(f"--data {data_file}: no such file")
+        return data_file
+    data_file = graph.base_dir / config.data
+    if not data_file.is_file():
+        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
+                                              "(train.data is relative to the spec's folder)")])
+    return data_file
+
+
+def _checkpoint(graph: Graph, config: TrainConfig,
+                args: argparse.Namespace) -> Checkpoint | None:
+    """The checkpoint to resume from, checked against the graph and this run's settings."""
+    if args.resume is None:
+        return None
+    checkpoint = load_checkpoint(args.resume)
+    if args.override_seed is not None and args.override_seed != checkpoint.seed:
+        raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
+                         f"{checkpoint.seed}, which fixes its split and batch order")
+    if checkpoint.optimizer != config.optimizer.name:
+        raise DataError(f"{args.resume}: trained with {checkpoint.optimizer}, but this run uses "
+                        f"{config.optimizer.name}; pass --optimizer {checkpoint.optimizer}")
+    checkpoint.params = fit_parameters(args.resume, checkpoint.params, graph)
+    return checkpoint
 
 
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:
