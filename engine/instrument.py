@@ -88,6 +88,18 @@ class Trace:
                       graph.values[name].dtype)
             for name in graph.order}
 
+    def as_json(self) -> list[dict[str, Any]]:
+        """Flat rows for JSON: ``value_min`` ... ``grad_mean`` (None when not computed), times."""
+        rows = []
+        for r in self.rows.values():
+            row: dict[str, Any] = {"node": r.name, "op": r.op, "shape": r.shape, "dtype": r.dtype}
+            for part, s in (("value", r.value), ("grad", r.grad)):
+                for field in ("min", "max", "mean"):
+                    row[f"{part}_{field}"] = None if s is None else getattr(s, field)
+            row.update(forward_s=r.forward_s, backward_s=r.backward_s)
+            rows.append(row)
+        return rows
+
     def table(self) -> str:
         """A fixed-width table: value and gradient statistics, and time spent per node."""
         header = ("node", "op", "shape", "dtype", "value min", "value max", "value mean",

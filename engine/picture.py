@@ -158,7 +158,8 @@ def _box(graph: Graph, value: Value, *, muted: bool = False, kept: bool = False)
     if value.kind == "node":
         node = graph.nodes[value.name]
         attrs = node.attrs.model_dump(exclude_unset=True, exclude={"op", "inputs"})
-        written = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in attrs.items())
+        written = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                            for k, v in attrs.items())
         lines = (written, value.name, shape) if written else (value.name, shape)
         return Box(value.name, node.op.name, lines, "node", muted, kept, output)
     if value.kind == "constant":
