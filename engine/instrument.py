@@ -185,26 +185,48 @@ class _Checker:
             for name, a, s in zip(self.names, inputs, summaries, strict=True))
         return "\n  inputs:" + lines, summaries
 
-    def _diagnosis(self, bad: Stats, before: list[Stats], dtype: str) -> str:
+    def _diagnosis(self, bad: Stats, before: list[Stats], dtype: str,
+                   wider: Array | None = None) -> str:
+        """Why: bad inputs, overflow of a narrow dtype, a pole (1/0, log 0), or an invalid op.
+
+        ``wider`` is the same result recomputed in float64 (None when that is not possible):
+        finite there means the values only outgrew ``dtype``, which is an overflow.
+        """
         broken = [n for n, s in zip(self.names, before, strict=False) if not s.finite]
         if broken:
             return (f"its input {', '.join(repr(n) for n in broken)} already holds NaN or inf "
                     "(fed data, a constant, or an init)")
+        largest = float(np.finfo(dtype).max)
+        if bad.inf and not bad.nan and wider is not None and bool(np.isfinite(wider).all()):
+            peak = float(np.abs(wider).max())
+            return (f"overflow: {dtype} holds at most {largest:.6g}, and values reached "
+                    f"{peak:.6g} from finite inputs" + (
+                        " (the lesson's float16 limit; subtract the row maximum first, or "
+                        "compute in float32)" if dtype == "float16" else ""))
         if bad.inf and not bad.nan:
-            largest = float(np.finfo(dtype).max)
-            return (f"overflow: {dtype} holds at most {largest:.6g}, and values grew past it "
-                    "from finite inputs" + (" (the lesson's float16 limit; subtract the row "
-                                            "maximum first, or compute in float32)"
-                                            if dtype == "float16" else ""))
+            return (f"infinite from finite inputs: an overflow past {largest:.6g} ({dtype}), or "
+                    "a division by zero or pole (such as 1/0, log(0), or x^-1 at 0)")
         return ("an invalid operation made NaN from finite inputs (such as 0/0, inf - inf, "
                 "0 * inf, or the log or root of a negative number)")
+
+    def _in_float64(self, compute: Any, arrays: Sequence[Array]) -> Array | None:
+        """``compute(np, *arrays in float64)`` for NumPy float arrays narrower than float64."""
+        if not all(isinstance(a, np.ndarray) for a in arrays):
+            return None
+        if not any(a.dtype.kind == "f" and a.dtype.itemsize < 8 for a in arrays):
+            return None
+        wide = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
+        with np.errstate(all="ignore"):
+            return compute(np, *wide)
 
     def forward_error(self, xp: Any, out: Array, inputs: Sequence[Array]) -> NonFiniteError:
         bad = stats(xp, out)
         listing, before = self._inputs(xp, inputs)
+        attrs, op = self.step.attrs, self.step.op
+        wider = self._in_float64(lambda np_, *a: op.forward(np_, attrs, *a), inputs)
         return NonFiniteError(
             f"{self._head()}: forward value is not finite ({bad.nan} NaN, {bad.inf} inf of "
-            f"{bad.size} elements): {self._diagnosis(bad, before, self.dtype)}{listing}",
+            f"{bad.size} elements): {self._diagnosis(bad, before, self.dtype, wider)}{listing}",
             node=self.step.name, phase="forward")
 
     def arriving_error(self, xp: Any, g: Array) -> NonFiniteError:
@@ -219,7 +241,11 @@ class _Checker:
         bad = stats(xp, part)
         listing, before = self._inputs(xp, inputs)
         target = self.names[index]
-        diagnosis = self._diagnosis(bad, before, self.graph.values[target].dtype)
+        attrs, op, needs = self.step.attrs, self.step.op, self.step.needs
+        wider = self._in_float64(
+            lambda np_, g_, *a: op.vjp(np_, attrs, g_, op.forward(np_, attrs, *a), a, needs)[index],
+            [g, *inputs])
+        diagnosis = self._diagnosis(bad, before, self.graph.values[target].dtype, wider)
         return NonFiniteError(
             f"{self._head()}: in backward, the gradient d({target}) it sends to its input "
             f"{self.step.op.input_names[index]!r} is not finite ({bad.nan} NaN, {bad.inf} inf "
