@@ -179,3 +179,13 @@ def test_backward_picture_of_a_spec_without_loss_is_a_clear_error(tmp_path: Path
     result = engine_cli("graph", str(spec), "--backward", "--format", "dot", "-o", "-")
     assert result.returncode == 1
     assert "declares no loss" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_fresh_machine_gets_graphviz() -> None:
+    # The tests above render with dot: CI and the README's commands must install it.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^\s*"graphviz[>=<]', pyproject, flags=re.M)
+    assert "apt-get install -y -qq graphviz" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    assert all("apt-get install -y graphviz" in block for block in blocks[:2])
