@@ -108,15 +108,7 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, _file_mode())  # temporary files are private; the result is not
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
