@@ -149,14 +149,15 @@ def as_text(chains: Chains) -> str:
         route = " -> ".join([chains.wrt, *(f.node for f in reversed(path))])
         lines.append(f"  path {number}: {route}")
         sign = "=" if number == 1 else "+"
-        lines.append(f"    {sign} " + " · ".join(_factor_text(f) for f in path))
-    lines += ["", "local partial derivatives:"]
+        lines.append(f"    {sign} " + (" · ".join(_factor_text(f) for f in path) or "1"))
     seen: dict[str, str] = {}
     for path in chains.paths:
         for f in path:
             seen.setdefault(_factor_text(f), f"{f.op}, with respect to its input {f.role!r}")
-    width = max(len(k) for k in seen)
-    lines += [f"  {key.ljust(width)}  {meaning}" for key, meaning in seen.items()]
+    if seen:
+        width = max(len(k) for k in seen)
+        lines += ["", "local partial derivatives:"]
+        lines += [f"  {key.ljust(width)}  {meaning}" for key, meaning in seen.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +197,6 @@ def as_latex(chains: Chains) -> str:
         return f"{head} = 0\n"
     if chains.paths is None:
         return "% " + _too_many(chains) + "\n"
-    rows = [" ".join(_latex_factor(f) for f in path) for path in chains.paths]
+    rows = [" ".join(_latex_factor(f) for f in path) or "1" for path in chains.paths]
     body = [f"{head} ={{}}& {rows[0]}"] + [f"{{}}+{{}}& {row}" for row in rows[1:]]
     return "\\begin{aligned}\n" + " \\\\\n".join(body) + "\n\\end{aligned}\n"

@@ -161,3 +161,9 @@ def test_listing_stays_within_the_limit() -> None:
     listed = derivative_chains(graph, "h0", limit=16).paths
     assert listed is not None and len(set(listed)) == 16
     assert all(path[-1].ref == "h0" and path[0].node == "loss" for path in listed)
+
+
+def test_a_node_with_respect_to_itself_is_one() -> None:
+    chains = derivative_chains(engine.load(SOFTMAX), "loss")
+    assert chains.count == 1
+    assert "= 1\n" in as_text(chains) and as_latex(chains).count("={}& 1\n") == 1
