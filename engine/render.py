@@ -9,6 +9,7 @@ Python package.
 from __future__ import annotations
 
 import html
+import json
 
 from engine.errors import EngineError
 from engine.picture import Arrow, Box, Picture
@@ -89,8 +90,8 @@ def _quote(text: str) -> str:
 def to_mermaid(picture: Picture) -> str:
     """A Mermaid flowchart; ids are ``n0, n1, ...`` since value names may hold dots and brackets."""
     ids = {box.id: f"n{index}" for index, box in enumerate(picture.boxes)}
-    lines = ["---", f"title: {picture.title}", "---", f"%% {picture.legend}",
-             f"flowchart {'RL' if picture.backward else 'LR'}"]
+    lines = ["---", f"title: {json.dumps(picture.title)}", "---",
+             f"flowchart {'RL' if picture.backward else 'LR'}", f"  %% {picture.legend}"]
     for box in picture.boxes:
         text = "<br/>".join([f"<b>{_mermaid_text(box.title)}</b>",
                              *(_mermaid_text(line) for line in box.lines)])

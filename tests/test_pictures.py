@@ -125,8 +125,9 @@ def test_mermaid_structure() -> None:
     for picture in (forward_picture(graph), backward_picture(graph)):
         text = to_mermaid(picture)
         lines = text.splitlines()
-        assert lines[:3] == ["---", f"title: {picture.title}", "---"]
-        assert f"flowchart {'RL' if picture.backward else 'LR'}" in lines
+        assert lines[0] == lines[2] == "---"
+        assert yaml.safe_load(lines[1]) == {"title": picture.title}  # front matter is YAML
+        assert lines[3] == f"flowchart {'RL' if picture.backward else 'LR'}"
         boxes = [line for line in lines if re.match(r"^  n\d+[\[(]", line)]
         arrows = [line for line in lines if re.match(r"^  n\d+ (-->|-\.-)", line)]
         assert len(boxes) == len(picture.boxes)
