@@ -134,7 +134,8 @@ def gradient_edges(graph: Graph, start: str | None = None) -> list[tuple[str, st
 
 
 def _used_values(graph: Graph) -> list[Value]:
-    """Every value except declared constants that nothing uses (they would float alone)."""
+    """Every node, and every other value that a node uses or the spec outputs (a declared
+    tensor nothing touches would float alone)."""
     used = {ref for node in graph.nodes.values() for ref in node.inputs}
     return [v for v in graph.values.values()
             if v.kind == "node" or v.name in used or v.name in graph.outputs]
