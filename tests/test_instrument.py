@@ -143,3 +143,14 @@ def test_cli_trace_and_check_finite(tmp_path) -> None:
     assert "Traceback" not in result.stderr and "RuntimeWarning" not in result.stderr
     assert f"error: node 'raised' (Exp, {spec}:{line_col(F16_EXP, 'raised')})" in result.stderr
     assert "overflow" in result.stderr
+
+
+def test_trace_and_check_finite_on_another_array_namespace() -> None:
+    import array_api_strict  # installed by the test extra
+    graph = engine.load(GRAPHS / "softmax.yaml")
+    ex = engine.Executor(graph, xp=array_api_strict, trace=True, check_finite=True)
+    ex.forward()
+    ex.backward()
+    reference = engine.Executor(graph)
+    reference.forward()
+    assert ex.trace.rows["raised"].value.max == pytest.approx(reference.value("raised").max())
