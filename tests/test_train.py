@@ -328,3 +328,40 @@ def test_the_epoch_benchmark_runs_and_checks_it_compares_equal_work() -> None:
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ratio engine/NumPy: median" in result.stdout
+
+
+def _train_on_a_terminal(*args: str) -> str:
+    """Run engine train with stdout on a pseudo-terminal, as a user's shell has it."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "engine", "train", MLP, *args], cwd=ROOT,
+                               stdout=follower, stderr=subprocess.PIPE,
+                               env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    return b"".join(chunks).decode()
+
+
+def test_a_terminal_gets_the_progress_bar_and_a_pipe_does_not(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shown = _train_on_a_terminal("--epochs", "3")
+    assert "epoch 3/3" in shown and "val loss" in shown  # the bar's per-epoch lines
+    assert "\x1b[" in shown  # terminal control sequences: a live bar
+    assert main(["train", MLP, "--epochs", "3"]) == 0
+    piped = capsys.readouterr().out
+    assert "epoch 3/3" not in piped and "\x1b[" not in piped
+    assert piped.splitlines()[0].startswith("mlp (")
+    as_json = _train_on_a_terminal("--epochs", "2", "--json")  # --json: no bar, on a terminal too
+    assert "\x1b[" not in as_json and json.loads(as_json)["epochs"] == 2
