@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +46,24 @@ def _load_numpy(path: Path) -> np.ndarray:
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    arrays = load_npz(path)
+    if key is not None and key in arrays:
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise DataError(f"{path}: holds arrays {', '.join(arrays) or '(none)'}; none is named "
+                    f"{key!r}")
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, by name; nothing pickled is ever loaded."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if key is not None and key in names:
-                return archive[key]
-            if len(names) == 1:
-                return archive[names[0]]
-    except (OSError, ValueError, EOFError) as exc:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    raise DataError(f"{path}: holds arrays {', '.join(names) or '(none)'}; none is named "
-                    f"{key!r}")
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class OptimizerConfig(_Strict):
 
 
 class InputData(_Strict):
-    """Where one graph input comes from: feature columns, or one column of class labels.
+    """Where one graph input comes from: CSV feature columns, an .npz array, or class labels.
 
     A label column holds class indices 0 .. K-1; it becomes one-hot rows when the
     input is declared ``[batch, K]`` (float) and integer indices when it is
@@ -68,7 +68,10 @@ class InputData(_Strict):
         default=None, description="Feature columns, by header name or 0-based index, in the "
                                   "order the input's last axis takes them; 'rest' is every "
                                   "column no other input uses.")
-    label: Column | None = Field(default=None, description="One column of class indices.")
+    label: Column | None = Field(default=None, description="One column (or, for .npz data, "
+                                                          "one 1-D array) of class indices.")
+    array: str | None = Field(default=None, description="For .npz data: the array (rows on "
+                                                        "axis 0) that feeds the input whole.")
     standardize: bool = Field(
         default=False, description="Subtract each column's mean and divide by its standard "
                                    "deviation, both computed on the training split only.")
@@ -83,8 +86,11 @@ class InputData(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> InputData:
-        if (self.columns is None) == (self.label is None):
-            raise ValueError("give exactly one of columns (features) or label (a class column)")
+        given = [f for f in ("columns", "label", "array") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of columns (CSV feature columns), array (an "
+                             ".npz array) or label (class indices); found "
+                             f"{', '.join(given) or 'none'}")
         if isinstance(self.columns, list) and not self.columns:
             raise ValueError("columns is empty: name at least one column")
         if self.label is not None and self.standardize:
@@ -95,8 +101,9 @@ class InputData(_Strict):
 class TrainConfig(_Strict):
     """How ``engine train`` trains the graph; each field is also a command-line option."""
 
-    data: str | None = Field(default=None, description="A CSV file with a header row, "
-                                                       "relative to the spec.")
+    data: str | None = Field(default=None, description="A CSV file (with a header row to "
+                                                       "name columns) or an .npz file of "
+                                                       "arrays, relative to the spec.")
     inputs: dict[str, InputData] = Field(
         default_factory=dict, description="Graph input -> the data that feeds it.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -62,6 +63,8 @@ def test_good_data_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     ("a,b,label\n1,2,0\n3,4,0.5\n", "data.csv:3: column 3 ('label'): label 0.5 is not a class"),
     ("a,b,label\n1,2,0\n", "data.csv: 1 data row, too few for a validation split of 0.2"),
     ("a,b,label\n", "data.csv: the file holds a header but no data rows"),
+    ("a,b,label\n1,2,0\n3,nan,1\n", "data.csv:3: column 2 ('b'): nan is not a finite number"),
+    ("a,b,label\n1,2,0\n3,4,nan\n", "data.csv:3: column 3 ('label'): label nan is not a class"),
 ])
 def test_data_errors_name_file_row_and_column(tmp_path: Path, csv: str, expected: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +103,8 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
     ("y: {label: label}", "y: {label: label, standardise: true}",
      "unknown key 'standardise' (did you mean 'standardize'?)"),
     ("y: {label: label}", "y: {columns: [label], label: label}",
-     "give exactly one of columns (features) or label"),
+     "give exactly one of columns (CSV feature columns), array (an .npz array) or label (class "
+     "indices); found columns, label"),
     ("y: {label: label}", "yy: {label: label}",
      "train.inputs.yy: 'yy' is not an input of the graph (did you mean 'y'?)"),
     ("    y: {label: label}\n", "", "input 'y' has the batch axis 'batch' but no data"),
@@ -162,3 +166,63 @@ def test_a_graph_that_is_not_a_classifier_has_no_accuracy(
     document = json.loads(capsys.readouterr().out)
     assert document["val_accuracy"] is None and document["train_accuracy"] is None
     assert document["val_loss"] is not None
+
+
+NPZ_SPEC = SPEC.replace("data: data.csv", "data: data.npz").replace(
+    "x: {columns: [a, b]}", "x: {array: features, standardize: true}").replace(
+    "y: {label: label}", "y: {label: labels}")
+
+
+def write_npz(tmp_path: Path, spec: str = NPZ_SPEC, **arrays: np.ndarray) -> Path:
+    np.savez(tmp_path / "data.npz", **arrays)
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec)
+    return path
+
+
+def test_npz_arrays_feed_inputs_whole(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(20, 2)) * 50 + 100
+    labels = (features[:, 0] > 100).astype(np.int64)
+    spec = write_npz(tmp_path, features=features, labels=labels)
+    assert main(["train", str(spec), "--json", "--epochs", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["train_rows"] == 16
+    from engine.loader import load
+    from engine.train.data import load_dataset
+
+    graph = load(spec)
+    dataset = load_dataset(graph, graph.spec.train, tmp_path / "data.npz", seed=0)
+    np.testing.assert_allclose(dataset.train["x"].mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_array_equal(
+        np.sort(np.argmax(np.concatenate([dataset.train["y"], dataset.val["y"]]), axis=1)),
+        np.sort(labels))
+
+
+@pytest.mark.parametrize(("spec", "arrays", "expected"), [
+    (NPZ_SPEC, {"feature": np.zeros((4, 2)), "labels": np.zeros(4)},
+     "train.inputs.x.array: "),
+    (NPZ_SPEC, {"feature": np.zeros((4, 2)), "labels": np.zeros(4)},
+     "has no array 'features' (did you mean 'feature'?)"),
+    (NPZ_SPEC, {"features": np.zeros((4, 2)), "labels": np.zeros(5)},
+     "the arrays that feed the inputs have different numbers of rows (features: 4, labels: 5)"),
+    (NPZ_SPEC, {"features": np.zeros((4, 3)), "labels": np.zeros(4)},
+     "input 'x' is declared [batch, 2], but array 'features' of"),
+    (NPZ_SPEC, {"features": np.zeros((4, 2)), "labels": np.array([0, 1, 2, 0])},
+     "array 'labels', row 2 (0-based): label 2 is not a class index 0..1"),
+    (NPZ_SPEC, {"features": np.array([[0, 1], [2, np.inf]]), "labels": np.zeros(2)},
+     "array 'features', row 1 (0-based), at index [1, 1]: inf is not a finite number"),
+    (NPZ_SPEC.replace("{array: features, standardize: true}", "{columns: [0, 1]}"),
+     {"features": np.zeros((4, 2)), "labels": np.zeros(4)},
+     "is an .npz file, whose inputs take whole arrays: write x: {array: NAME}"),
+])
+def test_npz_errors(tmp_path: Path, spec: str, arrays: dict, expected: str,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    err = errors_of(capsys, write_npz(tmp_path, spec, **arrays))
+    assert expected in err, err
+
+
+def test_array_needs_npz_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SPEC.replace("x: {columns: [a, b]}", "x: {array: features}")
+    assert "is a CSV file, whose inputs take columns" in \
+        errors_of(capsys, write(tmp_path, GOOD_ROWS, spec))

@@ -14,14 +14,13 @@ Keys: ``params/NAME``, ``optimizer/KEY``, ``scale/INPUT/mean`` and
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.datafiles import save_npz
+from engine.datafiles import load_npz, save_npz
 from engine.errors import DataError
 from engine.graph import Graph
 from engine.shapes import format_shape
@@ -72,7 +71,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by ``engine train --save``."""
-    arrays = _read_npz(path)
+    arrays = load_npz(path)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
@@ -101,7 +100,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
-    arrays = _read_npz(path)
+    arrays = load_npz(path)
     params = _prefixed(arrays, "params/") or arrays
     return Trained(fit_parameters(path, params, graph), _scaling(arrays))
 
@@ -133,13 +132,3 @@ def fit_parameters(path: Path, params: dict[str, np.ndarray],
 
 def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None

@@ -10,12 +10,13 @@ not match the input's shape) are SpecErrors located in the ``train:`` section.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engine.datafiles import CsvTable, read_csv_table
+from engine.datafiles import CsvTable, load_npz, read_csv_table
 from engine.errors import DataError, Problem, SpecError, did_you_mean
 from engine.feeds import tensor_rng
 from engine.graph import Graph, Value
@@ -47,11 +48,13 @@ class Dataset:
 def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) -> Dataset:
     """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows."""
     mapping = _Mapping(graph, config)
-    table = read_csv_table(data_file)
-    arrays = {name: mapping.array(name, entry, table) for name, entry in config.inputs.items()}
+    source: CsvTable | NpzArrays = read_npz_arrays(data_file) \
+        if data_file.suffix.lower() == ".npz" else read_csv_table(data_file)
+    arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()}
     mapping.fail_if_problems()
-    n_train, _ = split_sizes(len(table.data), config.val_split, data_file)
-    order = tensor_rng(seed, "train/split").permutation(len(table.data))
+    rows = _same_rows(arrays, config, data_file)
+    n_train, _ = split_sizes(rows, config.val_split, data_file)
+    order = tensor_rng(seed, "train/split").permutation(rows)
     train_rows, val_rows = order[:n_train], order[n_train:]
     dataset = Dataset(data_file, {k: a[train_rows] for k, a in arrays.items()},
                       {k: a[val_rows] for k, a in arrays.items()})
@@ -60,6 +63,29 @@ def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) 
             mean, std = _standardize(dataset, name)
             dataset.stats[name] = (mean, std)
     return dataset
+
+
+@dataclass(frozen=True)
+class NpzArrays:
+    """The arrays of an .npz data file: each input takes one whole array, rows on axis 0."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+
+
+def read_npz_arrays(path: Path) -> NpzArrays:
+    return NpzArrays(path, load_npz(path))
+
+
+def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
+    """Every input's array has one row per sample: the same count (only .npz can differ)."""
+    counts = {name: len(array) for name, array in arrays.items()}
+    if len(set(counts.values())) > 1:
+        found = ", ".join(f"{config.inputs[n].array or config.inputs[n].label}: {c}"
+                          for n, c in counts.items())
+        raise DataError(f"{file}: the arrays that feed the inputs have different numbers of "
+                        f"rows ({found}); every array needs one row per sample")
+    return next(iter(counts.values()))
 
 
 def split_sizes(rows: int, val_split: float, file: Path) -> tuple[int, int]:
@@ -116,11 +142,41 @@ class _Mapping:
         if self.problems:
             raise SpecError(self.problems)
 
-    def array(self, name: str, entry: InputData, table: CsvTable) -> np.ndarray:
+    def array(self, name: str, entry: InputData, source: CsvTable | NpzArrays) -> np.ndarray:
+        """The array that feeds input ``name`` (rows on axis 0), or a placeholder after a
+        problem, so that every problem of the mapping is reported at once."""
         value = self.graph.values[name]
+        if isinstance(source, NpzArrays):
+            if entry.columns is not None:
+                self.problem(("inputs", name, "columns"),
+                             f"{source.path} is an .npz file, whose inputs take whole arrays: "
+                             f"write {name}: {{array: NAME}}; its arrays are: "
+                             f"{', '.join(source.arrays)}")
+                return np.zeros(0)
+            key = entry.array if entry.array is not None else entry.label
+            path = ("inputs", name, "array" if entry.array is not None else "label")
+            if not isinstance(key, str) or key not in source.arrays:
+                self.problem(path, f"{source.path} has no array {key!r}"
+                                   f"{did_you_mean(str(key), source.arrays)}; its arrays are: "
+                                   f"{', '.join(source.arrays)}")
+                return np.zeros(0)
+            data = source.arrays[key]
+            if entry.label is not None:
+                return self._labels(name, value, data.astype(np.float64) if data.ndim == 1
+                                    else None, lambda row: f"{source.path}: array {key!r}, row "
+                                                           f"{row} (0-based)")
+            return self._whole_array(name, value, key, data, source.path)
+        if entry.array is not None:
+            self.problem(("inputs", name, "array"),
+                         f"{source.path} is a CSV file, whose inputs take columns: write "
+                         f"{name}: {{columns: [...]}} (array: is for .npz data)")
+            return np.zeros(0)
         if entry.label is not None:
-            return self._labels(name, value, entry.label, table)
-        return self._features(name, value, entry, table)
+            col = self._index(entry.label, source, ("inputs", name, "label"))
+            return self._labels(name, value, None if col is None else source.data[:, col],
+                                lambda row: f"{source.path}:{source.lines[row]}: "
+                                            f"{source.column_name(col)}")
+        return self._features(name, value, entry, source)
 
     def _features(self, name: str, value: Value, entry: InputData,
                   table: CsvTable) -> np.ndarray:
@@ -137,16 +193,53 @@ class _Mapping:
         elif value.shape[1] != len(cols):
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, so it "
                                f"takes {value.shape[1]} columns; found {len(cols)}")
-        if value.dtype not in ("float64", "float32", "float16"):
-            self.problem(path, f"input {name!r} has dtype {value.dtype}; feature columns feed "
-                               "floating-point inputs")
         valid = [c for c in cols if c is not None]
-        return table.data[:, valid].astype(value.dtype if value.dtype.startswith("float")
-                                           else "float64")
+        data = table.data[:, valid]
+        bad = ~np.isfinite(data)
+        if bad.any():
+            row, col = (int(i[0]) for i in np.nonzero(bad))
+            raise DataError(f"{table.path}:{table.lines[row]}: "
+                            f"{table.column_name(valid[col])}: {data[row, col]} is not a finite "
+                            "number")
+        return self._as_float(name, value, data, path)
 
-    def _labels(self, name: str, value: Value, label: str | int, table: CsvTable) -> np.ndarray:
+    def _whole_array(self, name: str, value: Value, key: str, data: np.ndarray,
+                     file: Path) -> np.ndarray:
+        path = ("inputs", name, "array")
+        declared = value.shape[1:]
+        fits = data.ndim == len(value.shape) and all(
+            isinstance(want, str) or want == got
+            for want, got in zip(declared, data.shape[1:], strict=True))
+        if not fits:
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, but "
+                               f"array {key!r} of {file} has shape {format_shape(data.shape)}")
+            return np.zeros(0)
+        if not np.issubdtype(data.dtype, np.number):
+            self.problem(path, f"array {key!r} of {file} holds {data.dtype}, not numbers")
+            return np.zeros(0)
+        bad = ~np.isfinite(data)
+        if bad.any():
+            where = tuple(int(i[0]) for i in np.nonzero(bad))
+            raise DataError(f"{file}: array {key!r}, row {where[0]} (0-based), at index "
+                            f"{list(where)}: {data[where]} is not a finite number")
+        return self._as_float(name, value, data, path)
+
+    def _as_float(self, name: str, value: Value, data: np.ndarray,
+                  path: tuple[str | int, ...]) -> np.ndarray:
+        if value.dtype not in ("float64", "float32", "float16"):
+            self.problem(path, f"input {name!r} has dtype {value.dtype}; features feed "
+                               "floating-point inputs (a label feeds integers)")
+            return data
+        return data.astype(value.dtype)
+
+    def _labels(self, name: str, value: Value, labels: np.ndarray | None,
+                locate: Callable[[int], str]) -> np.ndarray:
+        """Class indices checked against the number of classes; one-hot rows for a float input.
+
+        ``labels`` is None when the column or array was already reported (or not 1-D);
+        ``locate(row)`` names a row for an error message.
+        """
         path = ("inputs", name, "label")
-        col = self._index(label, table, path)
         one_hot = len(value.shape) == 2 and value.dtype.startswith("float")
         if one_hot:
             classes = value.shape[1]
@@ -156,20 +249,21 @@ class _Mapping:
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)} "
                                f"{value.dtype}; a label feeds [batch, K] float rows (one-hot) "
                                "or [batch] int64 class indices")
-            return np.zeros(len(table.data))
+            return np.zeros(0)
         if not isinstance(classes, int):
             self.problem(path, f"input {name!r} takes integer class indices, but the number of "
                                "classes is unknown: the loss is not NLL over probabilities "
                                "[batch, K]; declare the input [batch, K] to feed one-hot rows")
-        if col is None or not isinstance(classes, int):
-            return np.zeros(len(table.data))
-        labels = table.data[:, col]
+            return np.zeros(0)
+        if labels is None:
+            self.problem(path, "a label is one column, or a 1-D array, of class indices")
+            return np.zeros(0)
         bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < classes))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{table.path}:{table.lines[row]}: {table.column_name(col)}: label "
-                            f"{labels[row]:g} is not a class index 0..{classes - 1} (input "
-                            f"{name!r} is declared {format_shape(value.shape)})")
+            raise DataError(f"{locate(row)}: label {labels[row]:g} is not a class index "
+                            f"0..{classes - 1} (input {name!r} is declared "
+                            f"{format_shape(value.shape)})")
         indices = labels.astype(np.int64)
         return np.eye(classes, dtype=value.dtype)[indices] if one_hot else indices
 
