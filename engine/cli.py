@@ -11,11 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.commands import check, run, schema
+from engine.commands import check, explain, graph, run, schema, train
 from engine.diagnostics import count, report
 from engine.errors import EngineError, SpecError
 
-COMMANDS = (run, check, schema)
+COMMANDS = (run, check, graph, explain, train, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
