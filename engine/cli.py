@@ -21,13 +21,19 @@ COMMANDS = (run, check, graph, explain, train, schema)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine", description="Run declarative computational graphs written as YAML specs.")
-    parser.add_argument("--snippets", choices=("auto", "always", "never"), default="auto",
-                        help="show the offending line of the spec under each error and warning "
-                             "(auto: when stderr is a terminal)")
+    _add_snippets(parser, "auto")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    for verb in subparsers.choices.values():  # also after the verb, for every verb
+        _add_snippets(verb, argparse.SUPPRESS)
     return parser
+
+
+def _add_snippets(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--snippets", choices=("auto", "always", "never"), default=default,
+                        help="show the offending line of the spec under each error and warning "
+                             "(auto: when stderr is a terminal)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

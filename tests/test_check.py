@@ -183,6 +183,8 @@ def test_snippets_forced_on_and_off(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert " 3 |   e: {op: Exp, inputs: [x]}\n   |                         ^\n" in err
     assert main(["--snippets", "never", "check", str(bad)]) == 1
     assert " | " not in capsys.readouterr().err
+    assert main(["run", str(bad), "--snippets", "always"]) == 1  # after the verb too
+    assert "   |                         ^\n" in capsys.readouterr().err
 
 
 def test_snippets_appear_on_a_terminal_only(tmp_path: Path) -> None:
