@@ -92,3 +92,15 @@ def test_real_process_prints_no_traceback(name: str, verb: str) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert_reported(path, result.stderr, expects)
+
+
+def test_corpus_readme_lists_every_file_once_with_true_counts() -> None:
+    readme = (CORPUS / "README.md").read_text()
+    assert f"{len(FILES)} specs in {readme.count(chr(10) + '| ') - 1} groups" in readme
+    rows = re.findall(r"^\| ([^|]+) \| (\d+) \| (.+) \|$", readme, flags=re.M)
+    listed = []
+    for _group, number, specs in rows:
+        names = re.findall(r"`([a-z0-9_]+)`", specs)
+        assert len(names) == int(number)
+        listed += names
+    assert sorted(listed) == sorted(p.stem for p in FILES)
