@@ -9,7 +9,7 @@ legal but probably not meant becomes a located warning (``engine.lint``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,7 +72,7 @@ class Graph:
     dims: Dims
     outputs: list[str]
     loss: str | None
-    warnings: list[Problem]
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def file(self) -> str:
@@ -266,6 +266,7 @@ class _Builder:
             for v in ins:
                 if v.weak:
                     v.dtype = weak_dtype
+                    self._check_weak(v, label)
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
@@ -287,6 +288,15 @@ class _Builder:
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)
                 for i, ref in enumerate(node.inputs))
+
+    def _check_weak(self, value: Value, user: str) -> None:
+        """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
+        if value.literal is None:  # refused already
+            return
+        found = literal_problem(value.literal, value.dtype, allow_nonfinite=True)
+        if found is not None:
+            self.problem((*value.path, *found[0]), f"{found[1]} (a bare number takes the dtype "
+                                                    f"of its use, here {user})")
 
     def check_ends(self) -> tuple[list[str], str | None]:
         """Outputs and loss must name values (and the loss a node); found with the names."""
@@ -343,7 +353,7 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, warnings=[])
+                  builder.dims, outputs, loss)
     over = check_budget(graph, max_bytes)
     if over is not None:
         raise SpecError([over])
