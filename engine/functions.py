@@ -132,6 +132,7 @@ class _Expander:
                 function = body.module.spec.functions[str(body.function)]
                 note = (f"in function {body.function!r}, checked with its default attributes "
                         "since no node calls it")
+                done.add(key)
                 done |= self.instantiate(_Instance(body, f"{body.function}()", {}, {
                     x: x for x in body.inputs}, dict(function.attrs), note, None))[1]
         self.fail_if_problems()
@@ -256,26 +257,34 @@ class _Expander:
     # -- expansion --------------------------------------------------------------------------
 
     def instantiate(self, first: _Instance) -> tuple[list[FlatNode], set[tuple[int, str]]]:
-        """Expand one instance and every call in it (a worklist); returns the flat nodes."""
+        """Expand one instance and every call in it; returns the flat nodes and the functions.
+
+        A stack of (instance, its remaining nodes) walks the calls depth first without
+        recursion, so each call's nodes come in the order they were written.
+        """
         flat: list[FlatNode] = []
         done: set[tuple[int, str]] = set()
-        stack = [first]
+        stack = [(first, iter(first.body.nodes.items()))]
         while stack:
-            inst = stack.pop()
+            inst, remaining = stack[-1]
+            entry = next(remaining, None)
+            if entry is None:
+                stack.pop()
+                continue
+            name, node = entry
             body = inst.body
-            if body.function is not None:
-                done.add((id(body.module), body.function))
-            for name, node in body.nodes.items():
-                loc = Location(body.module.source, body.path("nodes", name), inst.calls)
-                inputs = tuple(_global(inst, ref) for ref in node.inputs)  # type: ignore[attr-defined]
-                top = inst.top or name
-                callee = body.callees.get(name)
-                if callee is not None:
-                    stack.append(self.call(inst, name, node, callee, inputs, loc, top))
-                    continue
-                model = self.primitive(inst, node, loc)
-                if model is not None:
-                    flat.append(FlatNode(inst.name(name), top, model, inputs, loc))
+            loc = Location(body.module.source, body.path("nodes", name), inst.calls)
+            inputs = tuple(_global(inst, ref) for ref in node.inputs)  # type: ignore[attr-defined]
+            top = inst.top or name
+            callee = body.callees.get(name)
+            if callee is not None:
+                child = self.call(inst, name, node, callee, inputs, loc, top)
+                done.add((id(callee.module), callee.name))
+                stack.append((child, iter(child.body.nodes.items())))
+                continue
+            model = self.primitive(inst, node, loc)
+            if model is not None:
+                flat.append(FlatNode(inst.name(name), top, model, inputs, loc))
             if len(flat) > MAX_NODES:
                 self.problems.append(first.body.at().problem(
                     f"function calls expand to more than {MAX_NODES:,} nodes; refusing to "

@@ -10,6 +10,7 @@ import cycle is an error that shows the whole cycle.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections.abc import Sequence
@@ -86,6 +87,14 @@ def load_imports(root: Module, import_paths: Sequence[Path] = (),
     if problems:
         raise SpecError(problems)
     return modules
+
+
+def import_dir(text: str) -> Path:
+    """An ``--import-path`` argument: an existing folder, or a usage error."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
 
 
 class _Refused(Exception):

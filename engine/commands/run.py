@@ -14,6 +14,7 @@ import numpy as np
 from engine.datafiles import load_array, write_atomically
 from engine.errors import DataError
 from engine.executor import Executor
+from engine.imports import import_dir
 from engine.loader import load
 from engine.shapes import format_shape
 
@@ -29,6 +30,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
+    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        type=import_dir,
+                        help="a folder that imports may also read from (besides the spec's "
+                             "own folder); repeatable")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
@@ -46,7 +51,7 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load(args.spec)
+    graph = load(args.spec, import_paths=args.import_path)
     if args.save is not None and args.save.suffix != ".npz":
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
