@@ -117,7 +117,8 @@ def _resolve(text: str, folder: Path, roots: list[Path]) -> tuple[str, Path]:
         if resolved.is_file():
             return os.path.normpath(candidate), resolved
     if outside is not None:
-        raise _Refused(f"{text!r} resolves to {str(outside)!r}, outside the importing spec's "
+        resolves = "is" if str(outside) == text else f"resolves to {str(outside)!r},"
+        raise _Refused(f"{text!r} {resolves} outside the importing spec's "
                        f"folder ({str(allowed[0])!r}) and every --import-path; an import may "
                        "only read files below those folders (name another folder with "
                        "--import-path DIR)")

@@ -298,3 +298,40 @@ def test_json_schema_still_generates_and_keeps_op_nodes_apart() -> None:
     call = schema["$defs"]["CallNode"]["properties"]["op"]
     assert "Exp" in call["not"]["enum"]  # an op node never also matches the call model
     assert "functions" in schema["properties"] and "imports" in schema["properties"]
+
+
+def test_attribute_inside_a_list(build) -> None:
+    graph = build("""\
+        name: t
+        inputs:
+          x: {shape: [2, 3]}
+        functions:
+          rows:
+            inputs: [v]
+            attrs: {count: 1}
+            nodes:
+              r: {op: Reshape, inputs: [v], shape: [$count, -1]}
+            outputs: [r]
+        nodes:
+          a: {op: rows, inputs: [x]}
+          b: {op: rows, inputs: [x], count: 3}
+        outputs: [a, b]
+    """)
+    out = engine.Executor(graph).forward({"x": np.arange(6.0).reshape(2, 3)})
+    assert out["a"].shape == (1, 6) and out["b"].shape == (3, 2)
+    assert graph.spec.functions["rows"].nodes["r"].model_extra == {"shape": ["$count", -1]}
+
+
+def test_readme_example_runs_and_its_calls_equal_the_softmax_op() -> None:
+    readme = (GRAPHS.parent / "README.md").read_text(encoding="utf-8")
+    text = next(block for block in readme.split("```yaml\n")[1:]
+                if block.startswith("name: classifier")).split("```")[0]
+    graph = engine.loads(text, file="classifier.yaml", base_dir=GRAPHS)
+    ex = engine.Executor(graph)
+    out = ex.forward()
+    x = np.asarray(ex.value("x"))
+    np.testing.assert_allclose(out["probs"], np.exp(x) / np.exp(x).sum(-1, keepdims=True))
+    np.testing.assert_allclose(ex.value("cols"), np.exp(x) / np.exp(x).sum(0, keepdims=True))
+    np.testing.assert_allclose(out["probs/summed"], np.exp(x).sum(-1, keepdims=True))
+    y = np.asarray(ex.value("y"))
+    assert ex.loss == pytest.approx(-np.sum(y * np.log(out["probs"])), rel=1e-12)
