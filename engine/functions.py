@@ -143,8 +143,6 @@ class _Expander:
     def check(self, body: _Body) -> None:
         module = body.module
         function = module.spec.functions.get(body.function or "")
-        if function is not None:
-            self.check_signature(body, function)
         for name, node in body.nodes.items():
             op = node.op  # type: ignore[attr-defined]
             if op not in REGISTRY:
@@ -170,6 +168,8 @@ class _Expander:
                     except _BadRef as exc:
                         self.problems.append(body.at("nodes", name, "inputs", index).problem(
                             f"node {name!r} ({node.op}){_of(body)}: input {ref!r} {exc}"))  # type: ignore[attr-defined]
+        if function is not None:
+            self.check_signature(body, function)
 
     def check_signature(self, body: _Body, function: Function) -> None:
         name = str(body.function)
@@ -195,6 +195,11 @@ class _Expander:
                 self.problems.append(where.problem(
                     f"output {out!r} names no node of function {name!r}"
                     f"{did_you_mean(out, body.nodes)}"))
+            elif out in body.callees and len(body.callees[out].function.outputs) > 1:
+                callee = body.callees[out]
+                self.problems.append(where.problem(
+                    f"output {out!r} is a call of {callee.op!r}, which has several outputs; "
+                    "an output must be one value: add a node that uses the one you want"))
 
     def check_call(self, body: _Body, name: str, node: BaseModel, callee: _Callee) -> None:
         function = callee.function

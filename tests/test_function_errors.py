@@ -180,6 +180,24 @@ CASES = {
         nodes:
           y: {op: f, inputs: [x]}
         """, 9, 15, "functions.f.outputs[0]", r"output 'v' is an input of function 'f'"),
+    "output is a call with several outputs": (
+        """\
+        functions:
+          two:
+            inputs: [v]
+            nodes:
+              a: {op: Exp, inputs: [v]}
+              b: {op: Neg, inputs: [v]}
+            outputs: [a, b]
+          f:
+            inputs: [v]
+            nodes:
+              t: {op: two, inputs: [v]}
+            outputs: [t]
+        nodes:
+          y: {op: f, inputs: [x]}
+        """, 15, 15, "functions.f.outputs[0]",
+        r"output 't' is a call of 'two', which has several outputs"),
     "function named like an op": (
         """\
         functions:
