@@ -20,6 +20,7 @@ import numpy as np
 from engine.errors import DataError, EngineError, did_you_mean
 from engine.feeds import bind_feeds, initial_value
 from engine.graph import Graph
+from engine.instrument import Trace, instrument
 from engine.plan import Plan, Step, compile_plan
 from engine.shapes import ShapeError, format_shape, sum_to
 
@@ -32,11 +33,16 @@ class Executor:
     ``xp`` is the array namespace to run on (NumPy by default; any namespace of
     the Python array API standard, such as ``array_api_strict``, works).
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
+    ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
+    holds NaN or inf; ``trace`` fills ``self.trace`` with per-node statistics and timings.
     """
 
-    def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None):
+    def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
+                 check_finite: bool = False, trace: bool = False):
         self.graph = graph
-        self.plan: Plan = compile_plan(graph)
+        self.trace: Trace | None = Trace(graph) if trace else None
+        self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
+                                     check_finite=check_finite)
         self.xp = np if xp is None else xp
         self.seed = graph.spec.seed if seed is None else seed
         self._slots: list[Array] = [None] * len(self.plan.names)
