@@ -143,7 +143,7 @@ def _used_values(graph: Graph) -> list[Value]:
 
 def _carried(value: Value) -> str:
     """An edge's label: the value's name, or the number an inline constant holds."""
-    if value.kind == "constant" and value.path[-2:-1] == ("inputs",):
+    if value.kind == "constant" and value.loc.path[-2:-1] == ("inputs",):
         return _number(value)
     return value.name
 
@@ -164,7 +164,7 @@ def _box(graph: Graph, value: Value, *, muted: bool = False, kept: bool = False)
         lines = (written, value.name, shape) if written else (value.name, shape)
         return Box(value.name, node.op.name, lines, "node", muted, kept, output)
     if value.kind == "constant":
-        inline = value.path[-2:-1] == ("inputs",)
+        inline = value.loc.path[-2:-1] == ("inputs",)
         title = _number(value) if inline else value.name
         lines = ("constant",) if inline else (f"constant {_number(value)}", shape)
         return Box(value.name, title, lines, "constant", muted, kept, output)
