@@ -46,6 +46,7 @@ class FlatNode:
     node: BaseModel  # the op's validated node model, which holds the op's attributes
     inputs: tuple[str | int | float, ...]  # value names, or numbers (inline constants)
     loc: Location
+    call: str  # the call that inlined it ('' for the spec's own nodes), as in probs/raised
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,10 +94,14 @@ class _BadRef(Exception):
     """A reference that resolves to nothing; the message says what to write instead."""
 
 
-def expand(modules: list[Module]) -> list[FlatNode]:
-    """Every node of the spec (``modules[0]``) as primitive nodes; raises SpecError."""
+def expand(modules: list[Module]) -> tuple[list[FlatNode], dict[str, str]]:
+    """Every node of the spec (``modules[0]``) as primitive nodes; raises SpecError.
+
+    Also returns each call, by the prefix its nodes share (``probs``, ``h1/linear``),
+    with the function it calls as written (``nn.softmax``): pictures group them.
+    """
     expander = _Expander(modules)
-    return expander.run()
+    return expander.run(), expander.called
 
 
 class _Expander:
@@ -106,6 +111,7 @@ class _Expander:
         self.bodies: dict[tuple[int, str], _Body] = {}
         self.calls = nx.DiGraph()  # (module id, function) -> (module id, function)
         self.call_sites: dict[tuple[Any, Any], Location] = {}
+        self.called: dict[str, str] = {}  # call prefix -> function, for the spec's calls
 
     def fail_if_problems(self) -> None:
         if self.problems:
@@ -125,7 +131,7 @@ class _Expander:
         self.check_recursion()
         self.fail_if_problems()
         flat, done = self.instantiate(_Instance(top, "", {}, {t: t for t in tensors}, {}, "",
-                                                None))
+                                                None), self.called)
         self.fail_if_problems()
         for key, body in self.bodies.items():  # the uncalled ones, with their default attrs
             if key not in done:
@@ -134,7 +140,7 @@ class _Expander:
                         "since no node calls it")
                 done.add(key)
                 done |= self.instantiate(_Instance(body, f"{body.function}()", {}, {
-                    x: x for x in body.inputs}, dict(function.attrs), note, None))[1]
+                    x: x for x in body.inputs}, dict(function.attrs), note, None), {})[1]
         self.fail_if_problems()
         return flat
 
@@ -261,7 +267,8 @@ class _Expander:
 
     # -- expansion --------------------------------------------------------------------------
 
-    def instantiate(self, first: _Instance) -> tuple[list[FlatNode], set[tuple[int, str]]]:
+    def instantiate(self, first: _Instance, called: dict[str, str]
+                    ) -> tuple[list[FlatNode], set[tuple[int, str]]]:
         """Expand one instance and every call in it; returns the flat nodes and the functions.
 
         A stack of (instance, its remaining nodes) walks the calls depth first without
@@ -285,11 +292,12 @@ class _Expander:
             if callee is not None:
                 child = self.call(inst, name, node, callee, inputs, loc, top)
                 done.add((id(callee.module), callee.name))
+                called[child.prefix] = callee.op
                 stack.append((child, iter(child.body.nodes.items())))
                 continue
             model = self.primitive(inst, node, loc)
             if model is not None:
-                flat.append(FlatNode(inst.name(name), top, model, inputs, loc))
+                flat.append(FlatNode(inst.name(name), top, model, inputs, loc, inst.prefix))
             if len(flat) > MAX_NODES:
                 self.problems.append(first.body.at().problem(
                     f"function calls expand to more than {MAX_NODES:,} nodes; refusing to "
@@ -315,7 +323,7 @@ class _Expander:
         """The node's registry model; in a function body, validated with its attributes."""
         if not isinstance(node, CallNode):
             return node  # the spec's own node, validated with the spec
-        data, _ = _substitute(node.model_dump(), inst.attrs)
+        data, _ = _substitute(node.model_dump(exclude_unset=True), inst.attrs)
         try:
             return NODE_MODELS[node.op].model_validate(data)
         except ValidationError as exc:

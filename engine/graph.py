@@ -9,7 +9,7 @@ nodes, each with its own location, which may be in an imported file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +43,7 @@ class Value:
     decl: TensorDecl | None = None
     literal: Any = None
     weak: bool = False
+    call: str = ""  # the function call it was inlined from, such as probs or h1/linear
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Graph:
     dims: Dims
     outputs: list[str]
     loss: str | None
+    calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
 
     @property
     def file(self) -> str:
@@ -186,7 +188,7 @@ class _Builder:
         """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
         flat = [node for node in flat if node.top not in self.duplicates]  # already reported
         for node in flat:
-            self.values[node.name] = Value(node.name, "node", node.loc)
+            self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
         dag = nx.DiGraph()
         dag.add_nodes_from(self.values)
         for node in flat:
@@ -206,7 +208,7 @@ class _Builder:
 
     def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
         name = f"{node.name}.inputs[{index}]"
-        value = Value(name, "constant", node.loc.at("inputs", index), weak=True)
+        value = Value(name, "constant", node.loc.at("inputs", index), weak=True, call=node.call)
         value.literal = np.asarray(float(number))
         self.values[name] = value
         return name
@@ -284,13 +286,15 @@ class _Builder:
                                     "reduce it with Sum or Mean")
 
 
-def build_graph(spec: Spec, source: SourceMap, base_dir: Path, flat: list[FlatNode]) -> Graph:
-    """Order the DAG of ``flat`` (the spec's nodes, calls expanded) and infer shapes.
+def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
+                expanded: tuple[list[FlatNode], dict[str, str]]) -> Graph:
+    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
 
     Raises SpecError with every problem found.
     """
     builder = _Builder(spec, source, base_dir)
     builder.declare()
+    flat, calls = expanded
     dag = builder.connect(flat)
     outputs, loss = builder.check_ends()
     order = builder.order(dag)  # reports cycles along with the problems found so far
@@ -300,4 +304,4 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path, flat: list[FlatNo
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                 builder.dims, outputs, loss)
+                 builder.dims, outputs, loss, calls)

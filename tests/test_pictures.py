@@ -214,3 +214,28 @@ def test_a_fresh_machine_gets_graphviz() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
     assert all("apt-get install -y graphviz" in block for block in blocks[:2])
+
+
+def test_each_call_is_a_cluster_nested_in_its_caller() -> None:
+    """Which box sits in which call, read from the DOT text; expected from the spec by hand."""
+    graph = engine.load(GRAPHS / "mlp_functions.yaml")
+    for picture in (forward_picture(graph), backward_picture(graph)):
+        dot = to_dot(picture)
+        inside: dict[str, str] = {}
+        stack: list[str] = []
+        for line in dot.splitlines():
+            if opened := re.match(r'\s*subgraph "cluster_([^"]+)" \{$', line):
+                stack.append(opened.group(1))
+            elif line.strip() == "}" and stack:
+                stack.pop()
+            elif box := re.match(r'\s*"([^"]+)" \[label=', line):
+                inside[box.group(1)] = "/".join(stack[-1:])
+        assert inside["h1"] == "h1" and inside["h1/linear/product"] == "h1/linear"
+        assert inside["probs/raised"] == "probs" and inside["probs"] == "probs"
+        assert inside["loss/log_p/log_sum"] == "loss/log_p" and inside["loss"] == "loss"
+        assert inside["x"] == inside["w1"] == ""
+        assert re.search(r'subgraph "cluster_h1" \{\n.*label="h1: layer"', dot)
+        assert re.search(r'subgraph "cluster_h1/linear" \{\n.*label="linear: nn\.dense"', dot)
+    mermaid = to_mermaid(forward_picture(graph))
+    assert mermaid.count("subgraph ") == 6 == len(re.findall(r"^\s*end$", mermaid, re.M))
+    assert 'subgraph g0 ["h1: layer"]' in mermaid
