@@ -183,6 +183,12 @@ class _Expander:
             self.problems.append(body.at().problem(
                 f"function {name!r} has the name of an op, and a node with op: {name} "
                 "always means the op; rename the function"))
+        for attr in function.attrs:
+            if attr in CallNode.model_fields:
+                self.problems.append(body.at("attrs", attr).problem(
+                    f"attribute {attr!r} of function {name!r} has the name of a key every "
+                    f"node has ({', '.join(CallNode.model_fields)}), so no call could set it; "
+                    "rename it"))
         for node in body.nodes:
             if node in function.inputs:
                 self.problems.append(body.at("nodes", node).problem(

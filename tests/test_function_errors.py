@@ -198,6 +198,19 @@ CASES = {
           y: {op: f, inputs: [x]}
         """, 15, 15, "functions.f.outputs[0]",
         r"output 't' is a call of 'two', which has several outputs"),
+    "attribute named like a node key": (
+        """\
+        functions:
+          f:
+            inputs: [v]
+            attrs: {inputs: 1}
+            nodes:
+              e: {op: Exp, inputs: [v]}
+            outputs: [e]
+        nodes:
+          y: {op: f, inputs: [x]}
+        """, 7, 13, "functions.f.attrs.inputs",
+        r"attribute 'inputs' of function 'f' has the name of a key every node has"),
     "function named like an op": (
         """\
         functions:
