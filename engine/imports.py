@@ -89,8 +89,15 @@ def load_imports(root: Module, import_paths: Sequence[Path] = (),
     return modules
 
 
-def import_dir(text: str) -> Path:
-    """An ``--import-path`` argument: an existing folder, or a usage error."""
+def add_import_path_option(parser: argparse.ArgumentParser) -> None:
+    """``--import-path DIR``, the same for every verb that loads a spec."""
+    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        type=_import_dir,
+                        help="a folder that imports may also read from (besides the spec's "
+                             "own folder); repeatable")
+
+
+def _import_dir(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a folder")

@@ -470,6 +470,16 @@ def test_import_path_on_the_command_line(tmp_path: Path) -> None:
                         capture_output=True, text=True, cwd=ROOT, check=False)
     assert ok.returncode == 0, ok.stderr
     assert '"p": [[0.333' in ok.stdout  # x defaults to zeros: every probability is 1/3
+    for verb in (["graph", "--format", "mermaid", "-o", "-"], ["explain", "--wrt", "x",
+                                                               "--of", "p"]):
+        ran = subprocess.run([sys.executable, "-m", "engine", verb[0], command[-1], *verb[1:],
+                              "--import-path", str(tmp_path / "shared")],
+                             capture_output=True, text=True, cwd=ROOT, check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert "p/raised" in ran.stdout
+    usage = subprocess.run([*command, "--import-path", str(tmp_path / "none")],
+                           capture_output=True, text=True, cwd=ROOT, check=False)
+    assert usage.returncode == 2 and "is not a folder" in usage.stderr
 
 
 def test_import_cycle_is_reported_with_its_path(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from engine.datafiles import load_array, write_atomically
 from engine.errors import DataError
 from engine.executor import Executor
-from engine.imports import import_dir
+from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.shapes import format_shape
 
@@ -30,10 +30,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
-    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
-                        type=import_dir,
-                        help="a folder that imports may also read from (besides the spec's "
-                             "own folder); repeatable")
+    add_import_path_option(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
