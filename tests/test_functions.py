@@ -335,3 +335,24 @@ def test_readme_example_runs_and_its_calls_equal_the_softmax_op() -> None:
     np.testing.assert_allclose(out["probs/summed"], np.exp(x).sum(-1, keepdims=True))
     y = np.asarray(ex.value("y"))
     assert ex.loss == pytest.approx(-np.sum(y * np.log(out["probs"])), rel=1e-12)
+
+
+def test_explain_puts_names_from_calls_in_parentheses(build) -> None:
+    from engine.explain import as_text, derivative_chains
+
+    graph = build("""\
+        name: t
+        inputs:
+          x: {shape: [3], requires_grad: true}
+        functions:
+          square:
+            inputs: [v]
+            nodes:
+              copy: {op: Neg, inputs: [v]}
+              sq: {op: Mul, inputs: [copy, copy]}
+            outputs: [sq]
+        nodes:
+          s: {op: square, inputs: [x]}
+    """)
+    text = as_text(derivative_chains(graph, "x", "s"))
+    assert "(∂s/∂(s/copy) as a) · ∂(s/copy)/∂x" in text and "path 1: x -> s/copy -> s" in text
