@@ -58,6 +58,19 @@ CASES = {
         """, 9, 33, "functions.total.nodes.s.axis",
         r"expected an integer or a list, found 'two' \(in 'total' called by node 't' at "
         r"\S*main.yaml:12:3\)"),
+    "unknown attribute of an op in a body": (
+        """\
+        functions:
+          total:
+            inputs: [v]
+            nodes:
+              s: {op: Sum, inputs: [v], axes: 0}
+            outputs: [s]
+        nodes:
+          t: {op: total, inputs: [x]}
+        """, 8, 33, "functions.total.nodes.s.axes",
+        r"unknown key 'axes' \(did you mean 'axis'\?\); allowed here: .*\(in 'total' called by "
+        r"node 't'"),
     "shape error inside a body": (
         """\
         functions:
