@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from engine.ops import REGISTRY
+from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -265,6 +266,8 @@ class Spec(StrictModel):
     outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")
     loss: ValueRef | None = Field(default=None, description="A scalar node where backward "
                                                             "starts with gradient 1.")
+    train: TrainConfig | None = Field(default=None, description="How `engine train` trains "
+                                                                "the graph.")
 
     @model_validator(mode="after")
     def _has_nodes(self) -> Spec:

@@ -210,10 +210,12 @@ def test_a_fresh_machine_gets_graphviz() -> None:
     # The tests above render with dot: CI and the README's commands must install it.
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^\s*"graphviz[>=<]', pyproject, flags=re.M)
-    assert "apt-get install -y -qq graphviz" in (ROOT / ".ci" / "run").read_text()
+    script = (ROOT / "scripts" / "install-graphviz.sh").read_text()
+    assert "apt-get install -y -qq graphviz" in script
+    assert "sh scripts/install-graphviz.sh" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
-    assert all("apt-get install -y graphviz" in block for block in blocks[:2])
+    assert all("sh scripts/install-graphviz.sh" in block for block in blocks[:2])
 
 
 def test_each_call_is_a_cluster_nested_in_its_caller() -> None:

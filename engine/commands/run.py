@@ -17,6 +17,7 @@ from engine.executor import Executor
 from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.shapes import format_shape
+from engine.train.checkpoint import load_trained
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -41,6 +42,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--check-finite", action="store_true",
                         help="stop at the first node whose value or gradient holds NaN or inf, "
                              "and say where it is, what its inputs were, and whether it overflowed")
+    parser.add_argument("--params", type=Path, metavar="PARAMS.npz",
+                        help="use the parameters that engine train --save wrote instead of "
+                             "their init; fed inputs are standardised as in training")
     parser.add_argument("--save", type=Path, metavar="FILE.npz",
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
@@ -59,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
+    if args.params is not None:
+        trained = load_trained(args.params, graph)
+        executor.parameters.update(trained.params)
+        feeds = trained.prepare(feeds)
     outputs = executor.forward(feeds)
     grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
