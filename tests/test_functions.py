@@ -356,3 +356,21 @@ def test_explain_puts_names_from_calls_in_parentheses(build) -> None:
     """)
     text = as_text(derivative_chains(graph, "x", "s"))
     assert "(∂s/∂(s/copy) as a) · ∂(s/copy)/∂x" in text and "path 1: x -> s/copy -> s" in text
+
+
+def test_training_the_example_with_functions_equals_training_the_plain_one() -> None:
+    """graphs/mlp_functions.yaml trains as graphs/mlp.yaml does: the same math, other nodes."""
+    from engine.train.data import load_dataset
+    from engine.train.loop import NoProgress, Trainer
+
+    histories = []
+    for name in ("mlp_functions.yaml", "mlp.yaml"):
+        graph = engine.load(GRAPHS / name)
+        config = graph.spec.train.model_copy(update={"epochs": 3})
+        dataset = load_dataset(graph, config, graph.base_dir / config.data,
+                               seed=graph.spec.seed)
+        histories.append(Trainer(graph, config, dataset, seed=graph.spec.seed)
+                         .run(NoProgress()).history)
+    functions, plain = histories
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        np.testing.assert_allclose(functions[key], plain[key], rtol=1e-10, err_msg=key)
