@@ -495,6 +495,14 @@ def test_import_path_on_the_command_line(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "is not a folder" in usage.stderr
 
 
+def test_running_a_library_says_what_it_is() -> None:
+    result = subprocess.run([sys.executable, "-m", "engine", "run", "graphs/lib/nn.yaml"],
+                            capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "no nodes: a library of functions (staged_softmax, softmax, log_softmax" in \
+        result.stdout
+
+
 def test_import_cycle_is_reported_with_its_path(tmp_path: Path) -> None:
     write(tmp_path, {"main.yaml": HEAD + "imports: {a: a.yaml}\nnodes: {}\n",
                      "a.yaml": "name: a\nimports: {b: b.yaml}\nfunctions: {}\n",

@@ -118,6 +118,9 @@ def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, n
                   grads: dict[str, np.ndarray], out: IO[str]) -> None:
     graph = executor.graph
     out.write(f"{name} ({file}, seed {executor.seed})\n")
+    if not graph.nodes and graph.spec.functions:
+        out.write(f"\nno nodes: a library of functions ({', '.join(graph.spec.functions)}); "
+                  "import it from a spec with imports: {alias: FILE}\n")
     if outputs:
         out.write("\noutputs\n")
         for key, array in outputs.items():
