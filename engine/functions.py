@@ -183,6 +183,10 @@ class _Expander:
             self.problems.append(body.at().problem(
                 f"function {name!r} has the name of an op, and a node with op: {name} "
                 "always means the op; rename the function"))
+        for index, x in enumerate(function.inputs):
+            if x in function.inputs[:index]:
+                self.problems.append(body.at("inputs", index).problem(
+                    f"input {x!r} of function {name!r} is listed twice"))
         for attr in function.attrs:
             if attr in CallNode.model_fields:
                 self.problems.append(body.at("attrs", attr).problem(

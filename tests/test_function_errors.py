@@ -211,6 +211,17 @@ CASES = {
           y: {op: f, inputs: [x]}
         """, 15, 15, "functions.f.outputs[0]",
         r"output 't' is a call of 'two', which has several outputs"),
+    "an input listed twice": (
+        """\
+        functions:
+          f:
+            inputs: [v, v]
+            nodes:
+              e: {op: Add, inputs: [v, v]}
+            outputs: [e]
+        nodes:
+          y: {op: f, inputs: [x, x]}
+        """, 6, 17, "functions.f.inputs[1]", r"input 'v' of function 'f' is listed twice"),
     "attribute named like a node key": (
         """\
         functions:
