@@ -84,7 +84,7 @@ class _Instance:
     bindings: dict[str, str | int | float]  # input -> global value name or number
     attrs: dict[str, Any]
     calls: str  # the call chain, for messages
-    top: str | None
+    top: str | None  # the spec's node being expanded; None while expanding the spec itself
 
     def name(self, local: str) -> str:
         return self.names.get(local) or (f"{self.prefix}/{local}" if self.prefix else local)
