@@ -68,8 +68,7 @@ def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
     largest = max(known, key=lambda n: known[n].bytes or 0)
     size, value = known[largest], graph.values[largest]
     assert size.shape is not None and size.bytes is not None
-    return graph.source.problem(
-        value.path,
+    return value.loc.problem(
         f"the graph's values take {human_bytes(total)} ({total:,} bytes) at the declared "
         f"shapes, over the budget of {human_bytes(max_bytes)} (--max-bytes); the largest is "
         f"{value.kind} {largest!r}: {format_shape(size.shape)} {value.dtype}, "

@@ -5,6 +5,8 @@ found is reported at once with its location: a name that names nothing, a name
 defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar,
 a literal its dtype cannot hold, values too large for the byte budget.  What is
 legal but probably not meant becomes a located warning (``engine.lint``).
+Function calls have already been expanded (``engine.functions``) into primitive
+nodes, each with its own location, which may be in an imported file.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import numpy as np
 
 from engine.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.errors import Problem, SpecError, did_you_mean
+from engine.functions import FlatNode
 from engine.lint import lint
 from engine.literals import literal_problem, yaml_number
 from engine.ops import REGISTRY, OpAttrs, OpDef
 from engine.ops.base import FLOAT_DTYPES
 from engine.shapes import Dims, Shape, ShapeError, format_shape
-from engine.source import PathKey, SourceMap
+from engine.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
 Kind = Literal["input", "parameter", "constant", "node"]
@@ -38,13 +41,14 @@ class Value:
 
     name: str
     kind: Kind
-    path: PathKey
+    loc: Location
     shape: Shape = ()
     dtype: str = "float64"
     requires_grad: bool = False
     decl: TensorDecl | None = None
     literal: Any = None
     weak: bool = False
+    call: str = ""  # the function call it was inlined from, such as probs or h1/linear
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class Node:
     op: OpDef
     attrs: OpAttrs
     inputs: tuple[str, ...]
-    path: PathKey
+    loc: Location
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Graph:
     dims: Dims
     outputs: list[str]
     loss: str | None
+    calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
     warnings: list[Problem] = field(default_factory=list)
 
     @property
@@ -79,8 +84,8 @@ class Graph:
         return self.source.file
 
     def where(self, name: str) -> str:
-        """``file:line:col`` of a value's definition, for messages raised at run time."""
-        return self.source.where(self.values[name].path)
+        """``file:line:col`` of a value's definition (and the calls that inlined it)."""
+        return self.values[name].loc.where()
 
     def grad_tensors(self) -> list[str]:
         """Inputs and parameters that get a gradient, in declaration order."""
@@ -96,6 +101,7 @@ class _Builder:
         self.source = source
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
@@ -103,12 +109,12 @@ class _Builder:
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
 
-    def check_literal(self, path: PathKey, value: Any, dtype: str, allow_nonfinite: bool) -> None:
+    def check_literal(self, loc: Location, value: Any, dtype: str, allow_nonfinite: bool) -> None:
         """Report the first number of a literal that its dtype cannot hold, at that number."""
         found = literal_problem(value, dtype, allow_nonfinite)
         if found is not None:
             index, message = found
-            self.problem((*path, *index), message)
+            self.problems.append(loc.at(*index).problem(message))
 
     def fail_if_problems(self) -> None:
         if self.problems:
@@ -117,17 +123,21 @@ class _Builder:
     # -- names -----------------------------------------------------------------------------
 
     def declare(self) -> None:
+        """Tensors and constants become values; nodes become values in ``connect``."""
         spec = self.spec
         for section, kind in _SECTIONS:
             for name, decl in getattr(spec, section).items():
                 path = (section, name)
                 if name in self.values:
                     first = self.values[name]
-                    line, _ = self.source.position(first.path)
+                    line, _ = first.loc.source.position(first.loc.path)
                     self.problem(path, f"name {name!r} is defined twice: it is already a "
                                        f"{first.kind} (line {line}); rename one of them")
+                    self.duplicates.add(name)
                     continue
-                value = Value(name, kind, path)
+                if kind == "node":
+                    continue  # its values come from the expanded nodes, in connect()
+                value = Value(name, kind, Location(self.source, path))
                 if isinstance(decl, TensorDecl):
                     self._tensor(value, decl)
                 elif isinstance(decl, Constant):
@@ -141,15 +151,15 @@ class _Builder:
         default_grad = value.kind == "parameter"
         value.requires_grad = default_grad if decl.requires_grad is None else decl.requires_grad
         if value.kind == "parameter" and decl.requires_grad is False:
-            self.problem((*value.path, "requires_grad"),
+            self.problem((*value.loc.path, "requires_grad"),
                          "a parameter always gets a gradient; declare a fixed tensor under "
                          "constants or inputs instead")
         if value.requires_grad and decl.dtype not in FLOAT_DTYPES:
-            self.problem((*value.path, "requires_grad"),
+            self.problem((*value.loc.path, "requires_grad"),
                          f"only floating-point tensors can require grad, this one is {decl.dtype}")
         if decl.init is None:
             if value.kind == "parameter":
-                self.problem(value.path, "a parameter needs an init, for example "
+                self.problem(value.loc.path, "a parameter needs an init, for example "
                                          "init: {normal: {mean: 0, std: 0.1}}")
             return
         self._check_init(value, decl)
@@ -157,7 +167,7 @@ class _Builder:
     def _check_init(self, value: Value, decl: TensorDecl) -> None:
         init = decl.init
         assert init is not None
-        path = (*value.path, "init")
+        path = (*value.loc.path, "init")
         form = init.form
         if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
             self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
@@ -166,7 +176,8 @@ class _Builder:
             self.problem(path, f"labels are integer class indices: declare dtype: int64 "
                                f"(found {decl.dtype}), or use one_hot for float rows")
         if form == "value":
-            self.check_literal((*path, "value"), init.value, decl.dtype, init.allow_nonfinite)
+            self.check_literal(value.loc.at("init", "value"), init.value, decl.dtype,
+                               init.allow_nonfinite)
             literal = np.asarray(init.value, dtype=np.float64)
             named = any(isinstance(d, str) for d in decl.shape)
             if not named and literal.shape != tuple(decl.shape):
@@ -184,49 +195,42 @@ class _Builder:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)
         value.dtype = decl.dtype or "float64"
         problems = len(self.problems)
-        self.check_literal((*value.path, "value"), decl.value, value.dtype, decl.allow_nonfinite)
+        self.check_literal(value.loc.at("value"), decl.value, value.dtype, decl.allow_nonfinite)
         if len(self.problems) == problems:
             value.literal = np.asarray(decl.value, dtype=value.dtype)
         value.shape = np.shape(decl.value)
 
     # -- edges -----------------------------------------------------------------------------
 
-    def connect(self) -> nx.DiGraph:
+    def connect(self, flat: list[FlatNode]) -> nx.DiGraph:
+        """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
+        flat = [node for node in flat if node.top not in self.duplicates]  # already reported
+        for node in flat:
+            self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
         dag = nx.DiGraph()
         dag.add_nodes_from(self.values)
-        for name, node_spec in self.spec.nodes.items():
-            if self.values[name].kind != "node":
-                continue  # a duplicate name, already reported
-            op = REGISTRY[node_spec.op]
-            path = ("nodes", name)
-            refs: list[str] = []
-            for index, ref in enumerate(node_spec.inputs):
-                if isinstance(ref, str):
-                    if ref not in self.values:
-                        self.problem((*path, "inputs", index),
-                                     f"node {name!r} ({op.name}): input {ref!r} names nothing"
-                                     f"{did_you_mean(ref, self.values)}; define it under inputs, "
-                                     "parameters, constants or nodes")
-                    refs.append(ref)
-                else:
-                    refs.append(self._inline_constant(name, index, ref))
+        for node in flat:
+            name = node.name
+            op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
+            refs = [ref if isinstance(ref, str) else self._inline_constant(node, index, ref)
+                    for index, ref in enumerate(node.inputs)]
             fewest, most = op.arity
             if not fewest <= len(refs) <= most:
                 expected = str(most) if fewest == most else f"{fewest} to {most}"
-                self.problem((*path, "inputs"),
-                             f"node {name!r} ({op.name}): takes {expected} inputs "
-                             f"({', '.join(op.input_names)}), found {len(refs)}")
-            self.nodes[name] = Node(name, op, node_spec, tuple(refs), path)
-            dag.add_edges_from((ref, name) for ref in refs if ref in self.values)
+                self.problems.append(node.loc.at("inputs").problem(
+                    f"node {name!r} ({op.name}): takes {expected} inputs "
+                    f"({', '.join(op.input_names)}), found {len(refs)}"))
+            self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
+            dag.add_edges_from((ref, name) for ref in refs)
         return dag
 
-    def _inline_constant(self, node: str, index: int, number: float) -> str:
-        name = f"{node}.inputs[{index}]"
-        value = Value(name, "constant", ("nodes", node, "inputs", index), weak=True)
+    def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
+        name = f"{node.name}.inputs[{index}]"
+        value = Value(name, "constant", node.loc.at("inputs", index), weak=True, call=node.call)
         if not np.isfinite(number):
-            self.problem(value.path, f"non-finite inline constant {yaml_number(number)}; declare "
-                                     "it under constants with allow_nonfinite: true if it is "
-                                     "meant")
+            self.problems.append(value.loc.problem(
+                f"non-finite inline constant {yaml_number(number)}; declare it under constants "
+                "with allow_nonfinite: true if it is meant"))
         value.literal = np.asarray(float(number))
         self.values[name] = value
         return name
@@ -236,16 +240,15 @@ class _Builder:
                   if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
         for component in cycles:
             cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
-            start = min(cycle, key=lambda n: self.source.position(self.values[n].path))
+            start = min(cycle, key=lambda n: self.values[n].loc.sort_key())
             turn = cycle.index(start)
             cycle = cycle[turn:] + cycle[:turn]
-            self.problem(self.values[start].path,
-                         "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic")
+            self.problems.append(self.values[start].loc.problem(
+                "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
         self.fail_if_problems()
         # Ties in file order, so that inference (and its messages) follows the spec as written.
-        position = self.source.position
         order = nx.lexicographical_topological_sort(
-            dag, key=lambda n: position(self.values[n].path))
+            dag, key=lambda n: self.values[n].loc.sort_key())
         return [n for n in order if n in self.nodes]
 
     # -- shapes and dtypes -----------------------------------------------------------------
@@ -259,7 +262,7 @@ class _Builder:
                 continue
             ins = [self.values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
-            self.dims.site = f"at {self.source.where(node.path)} by {label}"
+            self.dims.site = f"at {node.loc.where()} by {label}"
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = str(np.result_type(*floats)) if floats else "float64"
@@ -271,7 +274,7 @@ class _Builder:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
                 failed.add(name)
-                self.problem(node.path, f"{label}: {exc}")
+                self.problems.append(node.loc.problem(f"{label}: {exc}"))
                 continue
             try:
                 dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
@@ -279,8 +282,9 @@ class _Builder:
                 failed.add(name)
                 dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                            strict=True))
-                self.problem(node.path, f"{label}: {exc} ({dtypes}); declare the input with a "
-                                        "float dtype (float64, float32, float16)")
+                self.problems.append(node.loc.problem(
+                    f"{label}: {exc} ({dtypes}); declare the input with a float dtype (float64, "
+                    "float32, float16)"))
                 continue
             value = self.values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
@@ -295,8 +299,9 @@ class _Builder:
             return
         found = literal_problem(value.literal, value.dtype, allow_nonfinite=True)
         if found is not None:
-            self.problem((*value.path, *found[0]), f"{found[1]} (a bare number takes the dtype "
-                                                    f"of its use, here {user})")
+            index, message = found
+            self.problems.append(value.loc.at(*index).problem(
+                f"{message} (a bare number takes the dtype of its use, here {user})"))
 
     def check_ends(self) -> tuple[list[str], str | None]:
         """Outputs and loss must name values (and the loss a node); found with the names."""
@@ -335,15 +340,18 @@ class _Builder:
 
 
 def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
+                expanded: tuple[list[FlatNode], dict[str, str]],
                 max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
-    """Resolve names, order the DAG and infer shapes; raises SpecError with every problem.
+    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
 
-    ``max_bytes`` bounds the memory the graph's values take at their declared
-    shapes; it is checked here, before anything is allocated.
+    Raises SpecError with every problem found.  ``max_bytes`` bounds the memory
+    the graph's values take at their declared shapes; it is checked here, before
+    anything is allocated.
     """
     builder = _Builder(spec, source, base_dir)
     builder.declare()
-    dag = builder.connect()
+    flat, calls = expanded
+    dag = builder.connect(flat)
     outputs, loss = builder.check_ends()
     order = builder.order(dag)  # reports cycles along with the problems found so far
     builder.infer(order)
@@ -353,7 +361,7 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss)
+                  builder.dims, outputs, loss, calls)
     over = check_budget(graph, max_bytes)
     if over is not None:
         raise SpecError([over])

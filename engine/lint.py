@@ -37,7 +37,7 @@ def _unreached_nodes(graph: Graph) -> list[Problem]:
         return [source.problem((), "the spec declares no outputs and no loss, so nothing it "
                                    "computes is reported; list values under outputs:")]
     used = _upstream(graph, ends)
-    return [source.problem(node.path, f"node {name!r} ({node.op.name}) reaches neither an "
+    return [node.loc.problem(f"node {name!r} ({node.op.name}) reaches neither an "
                                       "output nor the loss, so its value is computed and "
                                       "dropped; list it under outputs or remove it")
             for name, node in graph.nodes.items() if name not in used]
@@ -60,9 +60,8 @@ def _unused_sources(graph: Graph) -> list[Problem]:
     for name, value in graph.values.items():
         if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
                 and graph.dag.out_degree(name) == 0:
-            warnings.append(graph.source.problem(
-                value.path, f"{value.kind} {name!r} is used by no node; remove it or list it "
-                            "among a node's inputs"))
+            warnings.append(value.loc.problem(f"{value.kind} {name!r} is used by no node; "
+                                              "remove it or list it among a node's inputs"))
     return warnings
 
 
@@ -86,9 +85,8 @@ def _gradients(graph: Graph) -> list[Problem]:
     warnings = []
     for value in graph.values.values():
         if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
-            warnings.append(source.problem((*value.path, "requires_grad"),
-                                           "requires_grad has no effect: a parameter always "
-                                           "gets a gradient; remove it"))
+            warnings.append(value.loc.at("requires_grad").problem(
+                "requires_grad has no effect: a parameter always gets a gradient; remove it"))
     loss = graph.loss
     if loss is None:
         return warnings
@@ -101,12 +99,11 @@ def _gradients(graph: Graph) -> list[Problem]:
         how = (f"reaches the loss {loss!r} only through inputs that have no gradient (such "
                "as NLL's target)" if name in ancestors else f"does not reach the loss {loss!r}")
         if value.kind == "parameter":
-            warnings.append(source.problem(
-                value.path, f"parameter {name!r} gets no gradient: it {how}; use it on the way "
-                            "to the loss, or make it a constant"))
+            warnings.append(value.loc.problem(f"parameter {name!r} gets no gradient: it {how}; "
+                                              "use it on the way to the loss, or make it a "
+                                              "constant"))
         elif value.decl is not None and value.decl.requires_grad:
-            warnings.append(source.problem(
-                (*value.path, "requires_grad"),
+            warnings.append(value.loc.at("requires_grad").problem(
                 f"requires_grad has no effect: input {name!r} {how}; remove requires_grad"))
     if not any(graph.values[n].requires_grad for n in reached
                if graph.values[n].kind in ("input", "parameter")):
@@ -120,7 +117,7 @@ def _gradients(graph: Graph) -> list[Problem]:
 def _float16(graph: Graph) -> list[Problem]:
     for value in graph.values.values():
         if value.dtype == "float16" and value.kind != "node" and not value.weak:
-            return [graph.source.problem((*value.path, "dtype"), FLOAT16_WARNING)]
+            return [value.loc.at("dtype").problem(FLOAT16_WARNING)]
     return []
 
 

@@ -132,6 +132,8 @@ def _print(verdict: Verdict, snippets: SnippetMode, out: IO[str], err: IO[str]) 
     out.write(f"{verdict.file}: ok: {summary['name']}, {count(summary['nodes'], 'node')}, "
               f"{count(params['count'], 'parameter')} ({elements} elements), {size}, "
               f"{count(len(verdict.warnings), 'warning')}\n")
+    if not summary["values"]:  # a library of functions only
+        return
     rows = [("value", "kind", "shape", "dtype", "elements")]
     rows += [(v["name"], v["kind"], format_shape(v["shape"]), v["dtype"],
               "?" if v["elements"] is None else f"{v['elements']:,}") for v in summary["values"]]
