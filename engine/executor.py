@@ -1,12 +1,19 @@
 """Runs a compiled plan: forward in order, then backward in reverse, micrograd-simple.
 
 Forward is a flat loop writing each node's value into its slot; each node runs
-once however many consumers it has.  Backward seeds the loss with 1, walks the
-steps in reverse, asks each vjp only for the gradients that are needed, sums a
-gradient back to the shape of a broadcast input, and adds the gradients of a
-value that feeds several nodes.  There is no recursion, so 100,000-node graphs
-run.  Arrays the user passes in are never written to: only gradient buffers
-the executor created itself are updated in place.
+once however many consumers it has, and a value is dropped after its last use
+unless it is an output or backward reads it (the plan decides which, once).
+Backward seeds the loss with 1, walks the steps that lead to a tensor requiring
+grad in reverse, asks each vjp only for the gradients that are needed, sums a
+gradient back to the shape of a broadcast input where the inferred shapes say it
+may be broadcast, and adds the gradients of a value that feeds several nodes,
+in place into buffers the executor created itself.  There is no recursion, so
+100,000-node graphs run.  Arrays the user passes in are never written to.
+
+``Executor(graph, optimize=False)`` is the plain path: every value is kept, every
+gradient's shape is checked at run time, nothing is updated in place, and the
+ops see NumPy through ``array_api_compat`` so that their NumPy fast paths are off.
+The tests compare the two paths on every example graph and on random graphs.
 """
 
 from __future__ import annotations
@@ -15,16 +22,16 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+import array_api_compat.numpy as plain_numpy
 import numpy as np
 
 from engine.errors import DataError, EngineError, did_you_mean
 from engine.feeds import bind_feeds, initial_value
 from engine.graph import Graph
 from engine.plan import Plan, Step, compile_plan
-from engine.shapes import ShapeError, format_shape, sum_to
+from engine.shapes import Dims, ShapeError, format_shape, sum_to
 
 Array = Any
-
 
 class Executor:
     """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
@@ -32,16 +39,21 @@ class Executor:
     ``xp`` is the array namespace to run on (NumPy by default; any namespace of
     the Python array API standard, such as ``array_api_strict``, works).
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
+    ``optimize=False`` runs the plain path (see the module docstring): slower and
+    keeps every value, for debugging and as a reference.
     """
 
-    def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None):
+    def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
+                 optimize: bool = True):
         self.graph = graph
         self.plan: Plan = compile_plan(graph)
         self.xp = np if xp is None else xp
+        self.optimize = optimize
         self.seed = graph.spec.seed if seed is None else seed
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
+        self._dims: Dims = graph.dims
         dims = graph.dims
         self.parameters: dict[str, Array] = {
             name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
@@ -50,6 +62,27 @@ class Executor:
         for name, v in graph.values.items():
             if v.kind == "constant":
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
+        self._derive()  # last: whatever rewrote plan.steps before this is what runs
+
+    def _derive(self) -> None:
+        """Flatten the final plan into tuples, so the hot loops only index and call."""
+        plan, optimize = self.plan, self.optimize
+        # Ops look for NumPy by identity to take their fast paths; the plain path hides it.
+        self._op_xp = plain_numpy if (self.xp is np and not optimize) else self.xp
+        self._fresh_parts = optimize and self.xp is np
+        self._forward_program = [
+            (step.op.forward, step.attrs, step.inputs, step.output,
+             step.frees if optimize else (), step)
+            for step in plan.steps]
+        self._backward_program = [
+            (step.op.vjp, step.attrs, step.inputs, step.output, step.needs,
+             tuple((index, slot, reduces or not optimize) for index, (slot, need, reduces)
+                   in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
+                   if need),
+             step)
+            for step in reversed(plan.steps) if step.differentiates]
+        self._feeds = [(name, plan.slots[name], v.kind) for name, v in self.graph.values.items()
+                       if v.kind in ("input", "parameter")]
 
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:
@@ -62,20 +95,23 @@ class Executor:
         """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
         fed, dims = bind_feeds(self.graph, feeds or {})
         slots, plan = self._slots, self.plan
-        for name, v in self.graph.values.items():
-            if v.kind == "input":
-                if name in fed:
-                    slots[plan.slots[name]] = self._array(fed[name], v.dtype)
-                else:
-                    slots[plan.slots[name]] = self._default(name, dims)
-            elif v.kind == "parameter":
-                slots[plan.slots[name]] = self.parameters[name]
-        xp = self.xp
+        slots[plan.sources:] = [None] * (len(slots) - plan.sources)  # last pass's values go
+        self._ran_forward = False
+        self._dims = dims
+        for name, slot, kind in self._feeds:
+            if kind == "parameter":
+                slots[slot] = self.parameters[name]
+            elif name in fed:
+                slots[slot] = self._array(fed[name], self.graph.values[name].dtype)
+            else:
+                slots[slot] = self._default(name, dims)
+        xp = self._op_xp
         step: Step | None = None
         try:
-            for step in plan.steps:
-                slots[step.output] = step.op.forward(
-                    xp, step.attrs, *[slots[i] for i in step.inputs])
+            for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
+                slots[output] = forward(xp, attrs, *[slots[i] for i in inputs])
+                for slot in frees:
+                    slots[slot] = None
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
@@ -91,10 +127,22 @@ class Executor:
         return self._defaults[key]
 
     def value(self, name: str) -> Array:
-        """The value of any named value from the last forward pass."""
-        if name not in self.plan.slots:
-            raise KeyError(name)
-        return self._slots[self.plan.slots[name]]
+        """A value of the last forward pass: an output, input, parameter, constant, the loss,
+        or a node that backward reads.  Other intermediate values are freed after their last
+        use; list them under ``outputs`` (or use ``optimize=False``) to read them."""
+        slot = self.plan.slots.get(name)
+        if slot is None:
+            raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
+                              f"{did_you_mean(name, self.plan.slots)}")
+        if not self._ran_forward:
+            raise EngineError(f"no value of {name!r} yet: run forward() first")
+        value = self._slots[slot]
+        if value is None:
+            raise EngineError(f"the value of node {name!r} was freed after its last use in "
+                              "forward to save memory; list it under outputs in the spec to "
+                              "keep it, or run Executor(graph, optimize=False), which keeps "
+                              "every value")
+        return value
 
     @property
     def loss(self) -> float | None:
@@ -116,44 +164,46 @@ class Executor:
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
-        xp, plan, slots = self.xp, self.plan, self._slots
+        plan, slots, xp = self.plan, self._slots, self._op_xp
         grads: list[Array] = [None] * len(plan.names)
-        owned = [False] * len(plan.names)
+        owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
         kept = {self._node_slot(name): name for name in keep}
         result: dict[str, Array] = {}
         for slot, upstream in self._seeds(seed).items():
             grads[slot] = upstream
+        fresh_parts = self._fresh_parts
         step: Step | None = None
         try:
-            for step in reversed(plan.steps):
-                g = grads[step.output]
-                if g is None or not step.differentiates:
+            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                g = grads[output]
+                if g is None:
                     continue
-                if step.output in kept:
-                    result[kept[step.output]] = g
-                grads[step.output] = None  # consumed: free it
-                inputs = [slots[i] for i in step.inputs]
-                parts = step.op.vjp(xp, step.attrs, g, slots[step.output], inputs, step.needs)
-                for slot, x, part, need in zip(step.inputs, inputs, parts, step.needs,
-                                               strict=True):
-                    if not need or part is None:
+                if kept and output in kept:
+                    result[kept[output]] = g
+                grads[output] = None  # consumed: free it
+                args = [slots[i] for i in inputs]
+                parts = vjp(xp, attrs, g, slots[output], args, needs)
+                for index, slot, reduces in targets:
+                    part = parts[index]
+                    if part is None:
                         continue
-                    if part.shape != x.shape:
-                        part = self._sum_to(step, part, tuple(x.shape))
+                    if reduces:
+                        part = self._sum_to(step, part, tuple(args[index].shape))
                     if grads[slot] is None:
                         grads[slot] = part
+                        owned[slot] = fresh_parts and _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
                     else:  # never write into an array we did not create
                         grads[slot] = grads[slot] + part
-                        owned[slot] = True
+                        owned[slot] = self.optimize
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
         for name in plan.grad_tensors:
             slot = plan.slots[name]
             g = grads[slot]
-            result[name] = xp.zeros_like(slots[slot]) if g is None else g
+            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         return result
 
     def _seeds(self, seed: Mapping[str, Any] | None) -> dict[int, Array]:
@@ -167,13 +217,17 @@ class Executor:
         seeds = {}
         for name, upstream in seed.items():
             slot = self._node_slot(name)
-            value = self._slots[slot]
             if isinstance(upstream, (np.ndarray, list, float, int)):
                 upstream = self._array(np.asarray(upstream), graph.values[name].dtype)
-            if tuple(upstream.shape) != tuple(value.shape):
+            value = self._slots[slot]
+            shape = tuple(value.shape) if value is not None else \
+                self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
+            if len(upstream.shape) != len(shape) or any(
+                    isinstance(want, int) and want != got
+                    for want, got in zip(shape, upstream.shape, strict=True)):
                 raise DataError(f"upstream gradient for {name!r} has shape "
                                 f"{format_shape(upstream.shape)}, but {name!r} has shape "
-                                f"{format_shape(value.shape)}")
+                                f"{format_shape(shape)}")
             seeds[slot] = upstream
         return seeds
 
@@ -196,3 +250,16 @@ class Executor:
         node = self.graph.nodes[step.name]
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
                          f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+def _is_fresh(part: Array, g: Array, args: list[Array], parts: tuple[Array, ...]) -> bool:
+    """Whether a NumPy vjp result is a new array nothing else refers to, so we may add into it.
+
+    Views, the upstream gradient passed through (Add returns ``g`` twice), an input
+    handed back, and one array returned for two inputs are all shared.
+    """
+    if type(part) is not np.ndarray or not part.flags.owndata or not part.flags.writeable:
+        return False
+    if part is g or any(part is a for a in args):
+        return False
+    return sum(p is part for p in parts) == 1

@@ -25,6 +25,8 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.add(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))
 
 
@@ -39,6 +41,8 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.subtract(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))
 
 
@@ -54,6 +58,7 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.multiply(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_output=False,
 ))
 
 

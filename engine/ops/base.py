@@ -54,6 +54,11 @@ class OpDef:
     Gradients come in the shape of the broadcast output; the executor sums them back
     to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
     no work is spent on data that does not require grad.
+
+    ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
+    (values or shapes); the plan keeps exactly those alive for backward and frees every
+    other value after its last use in forward.  A vjp that does not read them is handed
+    ``None`` in their place.  They default to True, which is always correct.
     """
 
     name: str
@@ -69,6 +74,8 @@ class OpDef:
     min_inputs: int | None = None
     dtype: Callable[..., str] | None = None
     convention: str = ""
+    vjp_uses_inputs: bool = True
+    vjp_uses_output: bool = True
 
     @property
     def arity(self) -> tuple[int, int]:

@@ -53,14 +53,21 @@ def _sum_vjp(xp, attrs, g, out, inputs, needs):
     return (xp.broadcast_to(_expand(xp, attrs, g, x), x.shape),)
 
 
+def _sum_forward(xp, attrs, x):
+    if xp is np:  # the ufunc method skips np.sum's Python-level dispatch
+        return np.add.reduce(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims)
+    return xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims)
+
+
 register(OpDef(
     name="Sum", doc="Sum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    forward=_sum_forward,
     vjp=_sum_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims),
     samples=_reduce_samples,
+    vjp_uses_output=False,
 ))
 
 
@@ -81,6 +88,7 @@ register(OpDef(
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims) / _count(attrs, x),
     samples=_reduce_samples,
+    vjp_uses_output=False,
 ))
 
 

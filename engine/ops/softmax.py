@@ -55,6 +55,7 @@ register(OpDef(
     shape=_axis_shape,
     reference=_softmax_reference,
     samples=_axis_samples,
+    vjp_uses_inputs=False,
 ))
 
 
@@ -75,6 +76,7 @@ register(OpDef(
     shape=_axis_shape,
     reference=lambda attrs, x: np.log(_softmax_reference(attrs, x)),
     samples=_axis_samples,
+    vjp_uses_inputs=False,
 ))
 
 
@@ -112,7 +114,7 @@ def _nll_dtype(attrs: NLLAttrs, probs: str, target: str) -> str:
 def _one_hot(xp, probs, target):
     """The target as float weights: one-hot rows as given, or built from class indices."""
     if target.ndim == probs.ndim:
-        return xp.astype(target, probs.dtype)
+        return xp.astype(target, probs.dtype, copy=False)
     classes = xp.arange(probs.shape[-1], dtype=target.dtype)
     return xp.astype(target[..., None] == classes, probs.dtype)
 
@@ -122,15 +124,19 @@ def _rows(probs) -> int:
 
 
 def _nll_forward(xp, attrs, probs, target):
-    total = -xp.sum(_one_hot(xp, probs, target) * xp.log(probs))
+    terms = xp.log(probs)
+    terms *= _one_hot(xp, probs, target)  # in place: terms is ours, no second temporary
+    total = -xp.sum(terms)
     return total / _rows(probs) if attrs.reduction == "mean" else total
 
 
 def _nll_vjp(xp, attrs, g, out, inputs, needs):
     probs, target = inputs
-    # The lesson's nll_grad: -y / p.
-    d_probs = -g * _one_hot(xp, probs, target) / probs
-    return (d_probs / _rows(probs) if attrs.reduction == "mean" else d_probs, None)
+    # The lesson's nll_grad: -y / p, scaled in place (d_probs is ours) by the upstream -g.
+    scale = -g / _rows(probs) if attrs.reduction == "mean" else -g
+    d_probs = _one_hot(xp, probs, target) / probs
+    d_probs *= scale
+    return (d_probs, None)
 
 
 def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -168,4 +174,5 @@ register(OpDef(
     samples=_nll_samples,
     differentiable=(True, False),
     convention="Not differentiable in its target; the target gets no gradient.",
+    vjp_uses_output=False,
 ))
