@@ -74,13 +74,19 @@ class Executor:
             (step.op.forward, step.attrs, step.inputs, step.output,
              step.frees if optimize else (), step)
             for step in plan.steps]
+        differentiating = [step for step in reversed(plan.steps) if step.differentiates]
+        fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
+        for step in differentiating:
+            for slot, need in zip(step.inputs, step.needs, strict=True):
+                fan_in[slot] += need
         self._backward_program = [
             (step.op.vjp, step.attrs, step.inputs, step.output, step.needs,
-             tuple((index, slot, reduces or not optimize) for index, (slot, need, reduces)
+             tuple((index, slot, reduces or not optimize, fan_in[slot] > 1)
+                   for index, (slot, need, reduces)
                    in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
                    if need),
              step)
-            for step in reversed(plan.steps) if step.differentiates]
+            for step in differentiating]
         self._feeds = [(name, plan.slots[name], v.kind) for name, v in self.graph.values.items()
                        if v.kind in ("input", "parameter")]
 
@@ -183,15 +189,15 @@ class Executor:
                 grads[output] = None  # consumed: free it
                 args = [slots[i] for i in inputs]
                 parts = vjp(xp, attrs, g, slots[output], args, needs)
-                for index, slot, reduces in targets:
+                for index, slot, reduces, shared in targets:
                     part = parts[index]
                     if part is None:
                         continue
-                    if reduces:
+                    if reduces and part.shape != args[index].shape:
                         part = self._sum_to(step, part, tuple(args[index].shape))
                     if grads[slot] is None:
                         grads[slot] = part
-                        owned[slot] = fresh_parts and _is_fresh(part, g, args, parts)
+                        owned[slot] = shared and fresh_parts and _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
                     else:  # never write into an array we did not create

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +47,39 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
 
 
 def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
-    where = f"input {value.name!r} ({graph.where(value.name)})"
     array = np.asarray(data)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == bool):
-        raise DataError(f"{where}: expected numbers, found an array of {array.dtype}")
-    if not np.can_cast(array.dtype, value.dtype, casting="same_kind"):
-        raise DataError(f"{where}: declared dtype {value.dtype}, fed {array.dtype}, which does "
-                        f"not convert safely; convert the data or change the declared dtype")
+    if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
+        raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
+                        f"{array.dtype}")
+    if not _castable(array.dtype, value.dtype):
+        raise DataError(f"{_where(graph, value)}: declared dtype {value.dtype}, fed "
+                        f"{array.dtype}, which does not convert safely; convert the data or "
+                        "change the declared dtype")
     declared = value.shape
     if array.ndim != len(declared):
-        raise DataError(f"{where}: expected shape {format_shape(declared)}, fed "
+        raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}, fed "
                         f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)})")
     for axis, (want, got) in enumerate(zip(declared, array.shape, strict=True)):
+        if want == got:
+            continue
         try:
             dims.unify(want, int(got), "")
         except ShapeError:
             bound = dims.resolve(want)
             why = f" ({want} = {bound} from earlier feeds)" if isinstance(want, str) else ""
-            raise DataError(f"{where}: expected shape {format_shape(declared)}{why}, fed "
-                            f"{format_shape(array.shape)}: axis {axis} differs") from None
-    return array.astype(value.dtype, copy=False)
+            raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}"
+                            f"{why}, fed {format_shape(array.shape)}: axis {axis} "
+                            "differs") from None
+    return array if array.dtype == value.dtype else array.astype(value.dtype)
+
+
+def _where(graph: Graph, value: Value) -> str:
+    return f"input {value.name!r} ({graph.where(value.name)})"
+
+
+@lru_cache(maxsize=256)
+def _castable(fed: np.dtype, declared: str) -> bool:
+    return bool(np.can_cast(fed, declared, casting="same_kind"))
 
 
 def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:

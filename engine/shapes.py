@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 Dim = int | str
 Shape = tuple[Dim, ...]
 
@@ -140,5 +142,14 @@ def sum_to(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
         raise ShapeError(f"a gradient of shape {format_shape(grad_shape)} is no broadcast of "
                          f"its input's shape {format_shape(shape)}")
     axes = sum_axes_to(grad_shape, shape)
-    reduced = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
+    reduced = total(xp, grad, axis=axes, keepdims=True) if axes else grad
     return xp.reshape(reduced, shape) if tuple(reduced.shape) != shape else reduced
+
+
+def total(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
+          keepdims: bool = False) -> Any:
+    """``xp.sum``; on NumPy the ufunc method, which skips ``np.sum``'s Python-level dispatch
+    (a few microseconds a call, as much as the sum itself on the lesson's 5x3 arrays)."""
+    if xp is np:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return xp.sum(x, axis=axis, keepdims=keepdims)

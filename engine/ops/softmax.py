@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.ops.base import FLOAT_DTYPES, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes, total
 
 
 class AxisAttrs(OpAttrs):
@@ -26,12 +26,12 @@ def _softmax_forward(xp, attrs, x):
     # Subtracting the row maximum changes nothing mathematically and prevents overflow,
     # as the lesson recommends before exponentiating.
     raised = xp.exp(x - xp.max(x, axis=attrs.axis, keepdims=True))
-    return raised / xp.sum(raised, axis=attrs.axis, keepdims=True)
+    return raised / total(xp, raised, attrs.axis, keepdims=True)
 
 
 def _softmax_vjp(xp, attrs, g, out, inputs, needs):
     # Jacobian S_i (delta_ij - S_j) applied to g, without building the Jacobian.
-    return (out * (g - xp.sum(g * out, axis=attrs.axis, keepdims=True)),)
+    return (out * (g - total(xp, g * out, attrs.axis, keepdims=True)),)
 
 
 def _axis_samples(rng: np.random.Generator) -> list[Sample]:
@@ -61,11 +61,11 @@ register(OpDef(
 
 def _log_softmax_forward(xp, attrs, x):
     shifted = x - xp.max(x, axis=attrs.axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=attrs.axis, keepdims=True))
+    return shifted - xp.log(total(xp, xp.exp(shifted), attrs.axis, keepdims=True))
 
 
 def _log_softmax_vjp(xp, attrs, g, out, inputs, needs):
-    return (g - xp.exp(out) * xp.sum(g, axis=attrs.axis, keepdims=True),)
+    return (g - xp.exp(out) * total(xp, g, attrs.axis, keepdims=True),)
 
 
 register(OpDef(
@@ -126,8 +126,8 @@ def _rows(probs) -> int:
 def _nll_forward(xp, attrs, probs, target):
     terms = xp.log(probs)
     terms *= _one_hot(xp, probs, target)  # in place: terms is ours, no second temporary
-    total = -xp.sum(terms)
-    return total / _rows(probs) if attrs.reduction == "mean" else total
+    loss = -total(xp, terms)
+    return loss / _rows(probs) if attrs.reduction == "mean" else loss
 
 
 def _nll_vjp(xp, attrs, g, out, inputs, needs):
