@@ -96,5 +96,5 @@ def compile_plan(graph: Graph) -> Plan:
         steps.append(Step(node.name, node.op, node.attrs,
                           tuple(slots[ref] for ref in node.inputs), slots[node.name], needs,
                           tuple(sorted(frees[index])), reduces))
-    return Plan(slots, names, tuple(steps), tuple(graph.grad_tensors()), frozenset(kept),
-                len(sources))
+    return Plan(slots, names, tuple(steps), tuple(graph.grad_tensors()),
+                frozenset(slot for slot in kept if slot >= len(sources)), len(sources))

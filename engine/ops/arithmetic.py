@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ops.base import NoAttrs, OpDef, binary_samples, broadcast_shape, register
+from engine.shapes import sum_to
 
 _ANY = (-2.0, 2.0)
 _AWAY_FROM_ZERO = (0.5, 2.0)
@@ -48,7 +49,11 @@ register(OpDef(
 
 def _mul_vjp(xp, attrs, g, out, inputs, needs):
     a, b = inputs
-    return (g * b if needs[0] else None, g * a if needs[1] else None)
+    # A broadcast input's gradient is summed back here, before the other gradient is made,
+    # so that two full-size temporaries never coexist (the lesson's softmax * inverted).
+    d_b = sum_to(xp, g * a, tuple(b.shape)) if needs[1] else None
+    d_a = sum_to(xp, g * b, tuple(a.shape)) if needs[0] else None
+    return (d_a, d_b)
 
 
 register(OpDef(
