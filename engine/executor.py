@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.errors import DataError, EngineError, did_you_mean
 from engine.feeds import bind_feeds, initial_value
+from engine.gcpause import collector_paused
 from engine.graph import Graph
 from engine.plan import Plan, Step, compile_plan
 from engine.shapes import Dims, ShapeError, format_shape, sum_to
@@ -46,7 +47,8 @@ class Executor:
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  optimize: bool = True):
         self.graph = graph
-        self.plan: Plan = compile_plan(graph)
+        with collector_paused():
+            self.plan: Plan = compile_plan(graph)
         self.xp = np if xp is None else xp
         self.optimize = optimize
         self.seed = graph.spec.seed if seed is None else seed
@@ -62,7 +64,8 @@ class Executor:
         for name, v in graph.values.items():
             if v.kind == "constant":
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
-        self._derive()  # last: whatever rewrote plan.steps before this is what runs
+        with collector_paused():
+            self._derive()  # last: whatever rewrote plan.steps before this is what runs
 
     def _derive(self) -> None:
         """Flatten the final plan into tuples, so the hot loops only index and call."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.ops import REGISTRY, OpAttrs, OpDef
-from engine.ops.base import FLOAT_DTYPES
+from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.shapes import Dims, Shape, ShapeError, format_shape
 from engine.source import PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
@@ -176,8 +176,7 @@ class _Builder:
     # -- edges -----------------------------------------------------------------------------
 
     def connect(self) -> nx.DiGraph:
-        dag = nx.DiGraph()
-        dag.add_nodes_from(self.values)
+        edges: list[tuple[str, str]] = []
         for name, node_spec in self.spec.nodes.items():
             if self.values[name].kind != "node":
                 continue  # a duplicate name, already reported
@@ -201,7 +200,10 @@ class _Builder:
                              f"node {name!r} ({op.name}): takes {expected} inputs "
                              f"({', '.join(op.input_names)}), found {len(refs)}")
             self.nodes[name] = Node(name, op, node_spec, tuple(refs), path)
-            dag.add_edges_from((ref, name) for ref in refs if ref in self.values)
+            edges.extend((ref, name) for ref in refs if ref in self.values)
+        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag.add_nodes_from(self.values)
+        dag.add_edges_from(edges)
         return dag
 
     def _inline_constant(self, node: str, index: int, number: float) -> str:
@@ -212,6 +214,15 @@ class _Builder:
         return name
 
     def order(self, dag: nx.DiGraph) -> list[str]:
+        try:
+            order = list(nx.topological_sort(dag))
+        except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
+            self._report_cycles(dag)
+            order = []
+        self.fail_if_problems()
+        return [n for n in order if n in self.nodes]
+
+    def _report_cycles(self, dag: nx.DiGraph) -> None:
         cycles = [c for c in nx.strongly_connected_components(dag)
                   if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
         for component in cycles:
@@ -221,8 +232,6 @@ class _Builder:
             cycle = cycle[turn:] + cycle[:turn]
             self.problem(self.values[start].path,
                          "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic")
-        self.fail_if_problems()
-        return [n for n in nx.topological_sort(dag) if n in self.nodes]
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -236,7 +245,7 @@ class _Builder:
             ins = [self.values[ref] for ref in node.inputs]
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
-            weak_dtype = str(np.result_type(*floats)) if floats else "float64"
+            weak_dtype = promoted(*floats) if floats else "float64"
             for v in ins:
                 if v.weak:
                     v.dtype = weak_dtype

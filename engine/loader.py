@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 import schemas.spec as models
 from engine.errors import Problem, SpecError, did_you_mean
+from engine.gcpause import collector_paused
 from engine.graph import Graph, build_graph
 from engine.ops import REGISTRY
 from engine.source import PathKey, SourceMap, parse_yaml, read_text
@@ -29,9 +30,10 @@ def load(path: str | Path) -> Graph:
 
 def loads(text: str, file: str = "<string>", base_dir: str | Path = ".") -> Graph:
     """Like ``load`` for spec text; ``base_dir`` resolves relative ``init: {file: ...}`` paths."""
-    data, source = parse_yaml(text, file)
-    spec = validate_spec(data, source)
-    return build_graph(spec, source, Path(base_dir))
+    with collector_paused():
+        data, source = parse_yaml(text, file)
+        spec = validate_spec(data, source)
+        return build_graph(spec, source, Path(base_dir))
 
 
 def validate_spec(data: Any, source: SourceMap) -> models.Spec:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -107,7 +108,13 @@ def float_result(_attrs: OpAttrs, *dtypes: str) -> str:
     for dtype in dtypes:
         if dtype not in FLOAT_DTYPES:
             raise ShapeError(f"needs floating-point inputs, got {dtype}")
-    return str(np.result_type(*dtypes)) if dtypes else "float64"
+    return promoted(*dtypes) if dtypes else "float64"
+
+
+@lru_cache(maxsize=256)
+def promoted(*dtypes: str) -> str:
+    """NumPy's promotion of dtype names, remembered: a 100,000-node graph asks 100,000 times."""
+    return str(np.result_type(*dtypes))
 
 
 def same_shape(_attrs: OpAttrs, _dims: Dims, shape: Shape) -> Shape:
