@@ -125,8 +125,11 @@ def _rows(probs) -> int:
 
 def _nll_forward(xp, attrs, probs, target):
     terms = xp.log(probs)
-    terms *= _one_hot(xp, probs, target)  # in place: terms is ours, no second temporary
-    loss = -total(xp, terms)
+    if xp is np:  # one fused multiply-and-add pass, no product array
+        loss = -np.vdot(_one_hot(xp, probs, target), terms)
+    else:
+        terms *= _one_hot(xp, probs, target)  # in place: terms is ours
+        loss = -total(xp, terms)
     return loss / _rows(probs) if attrs.reduction == "mean" else loss
 
 
