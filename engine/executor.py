@@ -91,8 +91,10 @@ class Executor:
                    if need),
              step)
             for step in differentiating]
-        self._feeds = [(name, plan.slots[name], v.kind) for name, v in self.graph.values.items()
+        self._feeds = [(name, plan.slots[name], v.kind, v.dtype)
+                       for name, v in self.graph.values.items()
                        if v.kind in ("input", "parameter")]
+        self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
 
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:
@@ -108,11 +110,13 @@ class Executor:
         slots[plan.sources:] = [None] * (len(slots) - plan.sources)  # last pass's values go
         self._ran_forward = False
         self._dims = dims
-        for name, slot, kind in self._feeds:
+        for name, slot, kind, dtype in self._feeds:
             if kind == "parameter":
                 slots[slot] = self.parameters[name]
             elif name in fed:
-                slots[slot] = self._array(fed[name], self.graph.values[name].dtype)
+                array = fed[name]
+                slots[slot] = array if getattr(array, "dtype", None) == dtype and \
+                    self.xp is np else self._array(array, dtype)
             else:
                 slots[slot] = self._default(name, dims)
         xp = self._op_xp
@@ -224,8 +228,7 @@ class Executor:
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
-        for name in plan.grad_tensors:
-            slot = plan.slots[name]
+        for name, slot in self._grad_slots:
             g = grads[slot]
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         return result
@@ -237,7 +240,8 @@ class Executor:
                 raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
                                   "to say where backward starts")
             slot = plan.slots[graph.loss]
-            return {slot: xp.ones_like(self._slots[slot])}
+            loss = self._slots[slot]
+            return {slot: np.ones(loss.shape, loss.dtype) if xp is np else xp.ones_like(loss)}
         seeds = {}
         for name, upstream in seed.items():
             slot = self._node_slot(name)
