@@ -18,7 +18,8 @@ The tests compare the two paths on every example graph and on random graphs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from types import ModuleType
 from typing import Any
 
@@ -75,7 +76,7 @@ class Executor:
         self._op_xp = plain_numpy if (self.xp is np and not optimize) else self.xp
         self._fresh_parts = optimize and self.xp is np
         self._forward_program = [
-            (step.op.forward, step.attrs, step.inputs, step.output,
+            (step.op.forward, step.attrs, _getter(step.inputs), step.output,
              step.frees if optimize else (), step)
             for step in plan.steps]
         differentiating = [step for step in reversed(plan.steps) if step.differentiates]
@@ -84,7 +85,7 @@ class Executor:
             for slot, need in zip(step.inputs, step.needs, strict=True):
                 fan_in[slot] += need
         self._backward_program = [
-            (step.op.vjp, step.attrs, step.inputs, step.output, step.needs,
+            (step.op.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
              tuple((index, slot, reduces or not optimize, fan_in[slot] > 1)
                    for index, (slot, need, reduces)
                    in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
@@ -123,7 +124,7 @@ class Executor:
         step: Step | None = None
         try:
             for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
-                slots[output] = forward(xp, attrs, *[slots[i] for i in inputs])
+                slots[output] = forward(xp, attrs, *inputs(slots))
                 for slot in frees:
                     slots[slot] = None
         except (ValueError, TypeError, IndexError) as exc:
@@ -209,7 +210,7 @@ class Executor:
                 if kept and output in kept:
                     result[kept[output]] = g
                 grads[output] = None  # consumed: free it
-                args = [slots[i] for i in inputs]
+                args = inputs(slots)
                 parts = vjp(xp, attrs, g, slots[output], args, needs)
                 for index, slot, reduces, shared in targets:
                     part = parts[index]
@@ -278,6 +279,14 @@ class Executor:
         node = self.graph.nodes[step.name]
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
                          f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+def _getter(slots: tuple[int, ...]) -> Callable[[list[Array]], tuple[Array, ...]]:
+    """A C-level function from the slot list to the values at ``slots``, as a tuple."""
+    if len(slots) == 1:
+        (slot,) = slots
+        return lambda values: (values[slot],)
+    return itemgetter(*slots) if slots else lambda values: ()
 
 
 def _is_fresh(part: Array, g: Array, args: list[Array], parts: tuple[Array, ...]) -> bool:
