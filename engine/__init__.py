@@ -6,11 +6,11 @@
     grads = ex.backward()                        # {tensor name: d loss / d tensor}
 """
 
-from engine.errors import DataError, EngineError, Problem, SpecError
+from engine.errors import DataError, EngineError, NonFiniteError, Problem, SpecError
 from engine.executor import Executor
 from engine.graph import Graph
 from engine.loader import load, loads
 from engine.ops import REGISTRY
 
-__all__ = ["REGISTRY", "DataError", "EngineError", "Executor", "Graph", "Problem", "SpecError",
-           "load", "loads"]
+__all__ = ["REGISTRY", "DataError", "EngineError", "Executor", "Graph", "NonFiniteError", "Problem",
+           "SpecError", "load", "loads"]

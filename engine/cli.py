@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.commands import run
+from engine.commands import explain, graph, run, train
 from engine.errors import EngineError, SpecError
 
-COMMANDS = (run,)
+COMMANDS = (run, graph, explain, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

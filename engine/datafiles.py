@@ -8,9 +8,12 @@ one, never half of one.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -43,48 +46,79 @@ def _load_numpy(path: Path) -> np.ndarray:
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    arrays = load_npz(path)
+    if key is not None and key in arrays:
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise DataError(f"{path}: holds arrays {', '.join(arrays) or '(none)'}; none is named "
+                    f"{key!r}")
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, by name; nothing pickled is ever loaded."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if key is not None and key in names:
-                return archive[key]
-            if len(names) == 1:
-                return archive[names[0]]
-    except (OSError, ValueError, EOFError) as exc:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    raise DataError(f"{path}: holds arrays {', '.join(names) or '(none)'}; none is named "
-                    f"{key!r}")
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A numeric CSV with what error messages need: the header and each row's line number."""
+
+    path: Path
+    header: list[str] | None
+    data: np.ndarray
+    lines: np.ndarray
+
+    def column_name(self, col: int) -> str:
+        """``column 3 ('ash')``: 1-based, as a spreadsheet shows it, with the header's name."""
+        return _column_label(self.header, col)
 
 
 def load_csv(path: Path) -> np.ndarray:
     """A 2-D float array from a CSV of numbers; a first row of non-numbers is a header."""
+    return read_csv_table(path).data
+
+
+def read_csv_table(path: Path) -> CsvTable:
+    """Read a numeric CSV; a ragged row or a non-number is an error naming its line and column."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row]
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read as CSV ({exc})") from None
     if not rows:
         raise DataError(f"{path}: the file holds no rows")
     header: list[str] | None = None
-    first_line = 1
-    if not any(_is_number(cell) for cell in rows[0]):
-        header, rows, first_line = rows[0], rows[1:], 2
+    if not any(_is_number(cell) for cell in rows[0][1]):
+        header, rows = [cell.strip() for cell in rows[0][1]], rows[1:]
     if not rows:
         raise DataError(f"{path}: the file holds a header but no data rows")
-    width = len(header) if header is not None else len(rows[0])
+    width = len(header) if header is not None else len(rows[0][1])
     data = np.empty((len(rows), width))
-    for index, row in enumerate(rows):
-        line = first_line + index
+    for index, (line, row) in enumerate(rows):
         if len(row) != width:
             raise DataError(f"{path}:{line}: row has {len(row)} columns, expected {width}")
         for col, cell in enumerate(row):
             try:
                 data[index, col] = float(cell)
             except ValueError:
-                name = f" ({header[col]!r})" if header is not None else ""
-                raise DataError(f"{path}:{line}: column {col + 1}{name}: {cell!r} is not a "
-                                "number") from None
-    return data
+                raise DataError(f"{path}:{line}: {_column_label(header, col)}: {cell!r} is not "
+                                "a number") from None
+    return CsvTable(path, header, data, np.array([line for line, _ in rows]))
+
+
+def _column_label(header: list[str] | None, col: int) -> str:
+    name = f" ({header[col]!r})" if header is not None else ""
+    return f"column {col + 1}{name}"
 
 
 def _is_number(cell: str) -> bool:
@@ -107,8 +141,27 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
         with handle:
             write(handle)
             handle.flush()
+            os.chmod(handle.name, _mode_for(path))
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The target's mode if it exists, else what the umask gives a new file (tempfile's 0600
+    would otherwise make every output private)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to an .npz file atomically (never half-written, even if killed)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(path, lambda handle: handle.write(buffer.getvalue()))

@@ -44,6 +44,15 @@ class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 
 
+class NonFiniteError(DataError):
+    """A value or gradient became NaN or inf (raised only when finiteness is checked)."""
+
+    def __init__(self, message: str, *, node: str, phase: str):
+        super().__init__(message)
+        self.node = node
+        self.phase = phase
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' (did you mean ...?)' suffix, or '' when nothing is close: names are typed by hand."""
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)

@@ -30,6 +30,7 @@ from engine.errors import DataError, EngineError, did_you_mean
 from engine.feeds import bind_feeds, initial_value
 from engine.gcpause import collector_paused
 from engine.graph import Graph
+from engine.instrument import Trace, instrument
 from engine.plan import Plan, Step, compile_plan
 from engine.shapes import Dims, ShapeError, format_shape, sum_to
 
@@ -41,15 +42,21 @@ class Executor:
     ``xp`` is the array namespace to run on (NumPy by default; any namespace of
     the Python array API standard, such as ``array_api_strict``, works).
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
+    ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
+    holds NaN or inf (and keeps every value, for its report); ``trace`` fills
+    ``self.trace`` with per-node statistics and timings.
     ``optimize=False`` runs the plain path (see the module docstring): slower and
     keeps every value, for debugging and as a reference.
     """
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
-                 optimize: bool = True):
+                 check_finite: bool = False, trace: bool = False, optimize: bool = True):
         self.graph = graph
+        self.trace: Trace | None = Trace(graph) if trace else None
         with collector_paused():
-            self.plan: Plan = compile_plan(graph)
+            self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
+                                         check_finite=check_finite)
+        self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
         self.xp = np if xp is None else xp
         self.optimize = optimize
         self.seed = graph.spec.seed if seed is None else seed
@@ -77,7 +84,7 @@ class Executor:
         self._fresh_parts = optimize and self.xp is np
         self._forward_program = [
             (step.op.forward, step.attrs, _getter(step.inputs), step.output,
-             step.frees if optimize else (), step)
+             () if self._keep_values else step.frees, step)
             for step in plan.steps]
         differentiating = [step for step in reversed(plan.steps) if step.differentiates]
         fan_in = [0] * len(plan.names)  # gradients each slot receives in backward

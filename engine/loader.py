@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 import schemas.spec as models
+import schemas.train as train_models
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph import Graph, build_graph
@@ -76,6 +77,9 @@ _TYPE_WORDS = {
     "string_pattern_mismatch": "a name (letters, digits and _, not starting with a digit)",
 }
 
+_BOUND_WORDS = {"greater_than": "greater than", "greater_than_equal": "at least",
+                "less_than": "less than", "less_than_equal": "at most"}
+
 
 def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
     first = errors[0]
@@ -93,6 +97,9 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
         return "missing key 'op': every node names its op, for example {op: Exp, inputs: [x]}"
     if kind == "literal_error":
         return f"expected {first['ctx']['expected']}, found {found!r}"
+    if kind in _BOUND_WORDS:
+        (limit,) = first["ctx"].values()
+        return f"expected a number {_BOUND_WORDS[kind]} {limit}, found {found!r}"
     words = [_TYPE_WORDS.get(e["type"]) for e in errors]
     if all(words):
         expected = " or ".join(dict.fromkeys(w for w in words if w))
@@ -141,4 +148,17 @@ def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
         node = data.get("nodes", {}).get(path[1])
         op = node.get("op") if isinstance(node, dict) else None
         return models.NODE_MODELS.get(op) if isinstance(op, str) else None
+    return _train_model_at(path)
+
+
+def _train_model_at(path: PathKey) -> type[BaseModel] | None:
+    """The models of the ``train:`` section, for 'did you mean' on its unknown keys."""
+    if path[:1] != ("train",):
+        return None
+    if len(path) == 1:
+        return train_models.TrainConfig
+    if path[1:] == ("optimizer",):
+        return train_models.OptimizerConfig
+    if len(path) == 3 and path[1] == "inputs":
+        return train_models.InputData
     return None

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from engine.ops import REGISTRY
+from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -203,3 +204,5 @@ class Spec(StrictModel):
     outputs: list[Name] = Field(default_factory=list, description="Values to report.")
     loss: Name | None = Field(default=None, description="A scalar node where backward starts "
                                                         "with gradient 1.")
+    train: TrainConfig | None = Field(default=None, description="How `engine train` trains "
+                                                                "the graph.")

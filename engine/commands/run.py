@@ -16,6 +16,7 @@ from engine.errors import DataError
 from engine.executor import Executor
 from engine.loader import load
 from engine.shapes import format_shape
+from engine.train.checkpoint import load_trained
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -33,6 +34,15 @@ def add_parser(subparsers: Any) -> None:
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document: {"outputs", "loss", "grads"}')
+    parser.add_argument("--trace", action="store_true",
+                        help="also print one row per node: op, shape, dtype, min/max/mean of its "
+                             "value and gradient, and time spent forward and backward")
+    parser.add_argument("--check-finite", action="store_true",
+                        help="stop at the first node whose value or gradient holds NaN or inf, "
+                             "and say where it is, what its inputs were, and whether it overflowed")
+    parser.add_argument("--params", type=Path, metavar="PARAMS.npz",
+                        help="use the parameters that engine train --save wrote instead of "
+                             "their init; fed inputs are standardised as in training")
     parser.add_argument("--save", type=Path, metavar="FILE.npz",
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
@@ -50,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None and args.save.suffix != ".npz":
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
-    executor = Executor(graph, seed=args.seed)
+    executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
+    if args.params is not None:
+        trained = load_trained(args.params, graph)
+        executor.parameters.update(trained.params)
+        feeds = trained.prepare(feeds)
     outputs = executor.forward(feeds)
     grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
@@ -63,10 +77,17 @@ def run(args: argparse.Namespace) -> int:
             "loss": _jsonable(np.asarray(executor.loss)) if executor.loss is not None else None,
             "grads": {k: _jsonable(v) for k, v in grads_np.items()},
         }
+        if executor.trace is not None:
+            document["trace"] = [
+                {k: _jsonable(np.asarray(v)) if isinstance(v, float) else v for k, v in row.items()}
+                for row in executor.trace.as_json()]
         json.dump(document, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
         _print_report(graph.spec.name, str(args.spec), executor, outputs_np, grads_np, sys.stdout)
+        if executor.trace is not None:
+            sys.stdout.write("\ntrace (one row per node, times in milliseconds)\n")
+            sys.stdout.write(executor.trace.table())
     if args.save is not None and not args.json:
         print(f"saved outputs and gradients to {args.save}")
     return 0

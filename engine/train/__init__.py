@@ -1,0 +1,1 @@
+"""Training a graph from its spec's ``train:`` section: data, optimizers, the loop, checkpoints."""

@@ -1,0 +1,134 @@
+"""Checkpoints: parameters, optimizer state, the batch-order RNG state and the history, in one .npz.
+
+One file holds everything a resumed run needs to continue bit for bit.  It is
+written with ``engine.datafiles.save_npz`` (a temporary file renamed into
+place), so a reader (or a run killed mid-save) finds the previous checkpoint
+or the new one, never half of one.  Nothing is pickled: the RNG state and the
+metadata are JSON text in 0-d string arrays.
+
+Keys: ``params/NAME``, ``optimizer/KEY``, ``scale/INPUT/mean`` and
+``scale/INPUT/std`` (the training split's statistics of standardised inputs),
+``rng`` and ``meta``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.datafiles import load_npz, save_npz
+from engine.errors import DataError
+from engine.graph import Graph
+from engine.shapes import format_shape
+
+FORMAT = "engine-train-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """The state of a training run at the end of an epoch."""
+
+    params: dict[str, np.ndarray]
+    optimizer: str
+    optimizer_state: dict[str, np.ndarray]
+    rng_state: dict[str, Any]
+    epoch: int
+    seed: int
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    #: Per standardised input: (mean, std) of the training split.
+    scaling: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class Trained:
+    """What ``engine run --params`` needs: the parameters and how inputs were scaled."""
+
+    params: dict[str, np.ndarray]
+    scaling: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Standardise fed inputs as training did, so raw data can be fed to a trained graph."""
+        return {name: (array - self.scaling[name][0]) / self.scaling[name][1]
+                if name in self.scaling else array for name, array in feeds.items()}
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to ``path`` atomically."""
+    arrays = {f"params/{k}": v for k, v in checkpoint.params.items()}
+    arrays.update({f"optimizer/{k}": v for k, v in checkpoint.optimizer_state.items()})
+    for name, (mean, std) in checkpoint.scaling.items():
+        arrays[f"scale/{name}/mean"], arrays[f"scale/{name}/std"] = mean, std
+    arrays["rng"] = np.array(json.dumps(checkpoint.rng_state))
+    meta = {"format": FORMAT, "epoch": checkpoint.epoch, "seed": checkpoint.seed,
+            "optimizer": checkpoint.optimizer, "history": checkpoint.history}
+    arrays["meta"] = np.array(json.dumps(meta))
+    save_npz(path, arrays)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint written by ``engine train --save``."""
+    arrays = load_npz(path)
+    if "meta" not in arrays or "rng" not in arrays:
+        raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
+                        "entries); --resume takes a file that engine train --save wrote")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        rng_state = json.loads(str(arrays["rng"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        epoch, seed, optimizer = int(meta["epoch"]), int(meta["seed"]), str(meta["optimizer"])
+        history = dict(meta["history"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable checkpoint metadata ({exc})") from None
+    return Checkpoint(_prefixed(arrays, "params/"), optimizer, _prefixed(arrays, "optimizer/"),
+                      rng_state, epoch, seed, history, _scaling(arrays))
+
+
+def _scaling(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    scale = _prefixed(arrays, "scale/")
+    names = {key.rsplit("/", 1)[0] for key in scale}
+    return {name: (scale[f"{name}/mean"], scale[f"{name}/std"]) for name in sorted(names)}
+
+
+def load_trained(path: Path, graph: Graph) -> Trained:
+    """The parameters saved in ``path``, checked against the graph's declarations.
+
+    Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
+    named after the parameters.
+    """
+    arrays = load_npz(path)
+    params = _prefixed(arrays, "params/") or arrays
+    return Trained(fit_parameters(path, params, graph), _scaling(arrays))
+
+
+def fit_parameters(path: Path, params: dict[str, np.ndarray],
+                   graph: Graph) -> dict[str, np.ndarray]:
+    """``params`` (read from ``path``) checked against the graph's parameters: the same
+    names, shapes and a dtype that converts safely; returned in the declared dtypes."""
+    declared = {n: v for n, v in graph.values.items() if v.kind == "parameter"}
+    missing = sorted(set(declared) - set(params))
+    unknown = sorted(set(params) - set(declared))
+    if missing or unknown:
+        parts = ([f"lacks {', '.join(missing)}"] if missing else []) + \
+                ([f"has {', '.join(unknown)}, which the graph does not declare"]
+                 if unknown else [])
+        raise DataError(f"{path}: does not fit {graph.file}: it {' and '.join(parts)} (its "
+                        f"parameters: {', '.join(sorted(declared)) or 'none'})")
+    for name, value in declared.items():
+        shape = graph.dims.shape(value.shape)
+        if tuple(params[name].shape) != shape:
+            raise DataError(f"{path}: parameter {name!r} has shape "
+                            f"{format_shape(params[name].shape)}, but {graph.where(name)} "
+                            f"declares {format_shape(shape)}")
+        if not np.can_cast(params[name].dtype, value.dtype, casting="same_kind"):
+            raise DataError(f"{path}: parameter {name!r} holds {params[name].dtype}, which does "
+                            f"not convert safely to its declared {value.dtype}")
+    return {name: params[name].astype(declared[name].dtype) for name in declared}
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}

@@ -1,0 +1,297 @@
+"""The training data: a CSV's columns mapped onto the graph's inputs, split and standardised.
+
+Everything that can be wrong with the data is found here, before the first
+step, and named by file, line and column: a missing file, a ragged row, a cell
+that is not a number (engine.datafiles), a column the header lacks, a label
+that is not a class index, too few rows for the split.  Mapping problems that
+are the spec's fault (an input that does not exist, a column count that does
+not match the input's shape) are SpecErrors located in the ``train:`` section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.datafiles import CsvTable, load_npz, read_csv_table
+from engine.errors import DataError, Problem, SpecError, did_you_mean
+from engine.feeds import tensor_rng
+from engine.graph import Graph, Value
+from engine.shapes import format_shape
+from schemas.train import InputData, TrainConfig
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass
+class Dataset:
+    """Feeds for the training and validation rows, ready to slice into batches."""
+
+    file: Path
+    train: Arrays
+    val: Arrays
+    #: Per standardised input: (mean, std) over the training rows.
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return len(next(iter(self.train.values())))
+
+    @property
+    def n_val(self) -> int:
+        return len(next(iter(self.val.values())))
+
+
+def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) -> Dataset:
+    """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows."""
+    mapping = _Mapping(graph, config)
+    source: CsvTable | NpzArrays = read_npz_arrays(data_file) \
+        if data_file.suffix.lower() == ".npz" else read_csv_table(data_file)
+    arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()}
+    mapping.fail_if_problems()
+    rows = _same_rows(arrays, config, data_file)
+    n_train, _ = split_sizes(rows, config.val_split, data_file)
+    order = tensor_rng(seed, "train/split").permutation(rows)
+    train_rows, val_rows = order[:n_train], order[n_train:]
+    dataset = Dataset(data_file, {k: a[train_rows] for k, a in arrays.items()},
+                      {k: a[val_rows] for k, a in arrays.items()})
+    for name, entry in config.inputs.items():
+        if entry.standardize:
+            mean, std = _standardize(dataset, name)
+            dataset.stats[name] = (mean, std)
+    return dataset
+
+
+@dataclass(frozen=True)
+class NpzArrays:
+    """The arrays of an .npz data file: each input takes one whole array, rows on axis 0."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+
+
+def read_npz_arrays(path: Path) -> NpzArrays:
+    return NpzArrays(path, load_npz(path))
+
+
+def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
+    """Every input's array has one row per sample: the same count (only .npz can differ)."""
+    counts = {name: len(array) for name, array in arrays.items()}
+    if len(set(counts.values())) > 1:
+        found = ", ".join(f"{config.inputs[n].array or config.inputs[n].label}: {c}"
+                          for n, c in counts.items())
+        raise DataError(f"{file}: the arrays that feed the inputs have different numbers of "
+                        f"rows ({found}); every array needs one row per sample")
+    return next(iter(counts.values()))
+
+
+def split_sizes(rows: int, val_split: float, file: Path) -> tuple[int, int]:
+    """Training and validation row counts; each non-empty part needs at least one row."""
+    n_val = max(1, round(rows * val_split)) if val_split > 0 else 0
+    if rows - n_val < 1:
+        need = 1 if val_split == 0 else 2
+        raise DataError(f"{file}: {rows} data row{'s' if rows != 1 else ''}, too few for a "
+                        f"validation split of {val_split:g}: training needs at least one row and "
+                        f"validation one more ({need} rows in all); add rows or set "
+                        f"--val-split 0")
+    return rows - n_val, n_val
+
+
+def _standardize(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale with the training rows' statistics only, so validation never leaks into training."""
+    train = dataset.train[name]
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std = np.where(std > 0, std, 1.0).astype(train.dtype)  # a constant column stays finite
+    dataset.train[name] = (train - mean) / std
+    dataset.val[name] = (dataset.val[name] - mean) / std
+    return mean, std
+
+
+class _Mapping:
+    """Checks ``train.inputs`` against the graph and builds each input's array from the table."""
+
+    def __init__(self, graph: Graph, config: TrainConfig):
+        self.graph = graph
+        self.config = config
+        self.problems: list[Problem] = []
+        inputs = {n: v for n, v in graph.values.items() if v.kind == "input"}
+        for name in config.inputs:
+            if name not in inputs:
+                self.problem(("inputs", name), f"{name!r} is not an input of the graph"
+                                               f"{did_you_mean(name, inputs)}; its inputs are: "
+                                               f"{', '.join(inputs) or 'none'}")
+        batch = {v.shape[0] for n, v in inputs.items() if n in config.inputs and v.shape}
+        for name, value in inputs.items():
+            if name not in config.inputs and value.shape and value.shape[0] in batch:
+                self.problem(("inputs",), f"input {name!r} has the batch axis "
+                                          f"{value.shape[0]!r} but no data: add "
+                                          f"{name}: {{columns: [...]}} or {{label: COLUMN}}")
+        self.fail_if_problems()
+        self.used = {c for e in config.inputs.values() if isinstance(e.columns, list)
+                     for c in e.columns} | {e.label for e in config.inputs.values()
+                                            if e.label is not None}
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(self.graph.source.problem(("train", *path), message))
+
+    def fail_if_problems(self) -> None:
+        if self.problems:
+            raise SpecError(self.problems)
+
+    def array(self, name: str, entry: InputData, source: CsvTable | NpzArrays) -> np.ndarray:
+        """The array that feeds input ``name`` (rows on axis 0), or a placeholder after a
+        problem, so that every problem of the mapping is reported at once."""
+        value = self.graph.values[name]
+        if isinstance(source, NpzArrays):
+            if entry.columns is not None:
+                self.problem(("inputs", name, "columns"),
+                             f"{source.path} is an .npz file, whose inputs take whole arrays: "
+                             f"write {name}: {{array: NAME}}; its arrays are: "
+                             f"{', '.join(source.arrays)}")
+                return np.zeros(0)
+            key = entry.array if entry.array is not None else entry.label
+            path = ("inputs", name, "array" if entry.array is not None else "label")
+            if not isinstance(key, str) or key not in source.arrays:
+                self.problem(path, f"{source.path} has no array {key!r}"
+                                   f"{did_you_mean(str(key), source.arrays)}; its arrays are: "
+                                   f"{', '.join(source.arrays)}")
+                return np.zeros(0)
+            data = source.arrays[key]
+            if entry.label is not None:
+                return self._labels(name, value, data.astype(np.float64) if data.ndim == 1
+                                    else None, lambda row: f"{source.path}: array {key!r}, row "
+                                                           f"{row} (0-based)")
+            return self._whole_array(name, value, key, data, source.path)
+        if entry.array is not None:
+            self.problem(("inputs", name, "array"),
+                         f"{source.path} is a CSV file, whose inputs take columns: write "
+                         f"{name}: {{columns: [...]}} (array: is for .npz data)")
+            return np.zeros(0)
+        if entry.label is not None:
+            col = self._index(entry.label, source, ("inputs", name, "label"))
+            return self._labels(name, value, None if col is None else source.data[:, col],
+                                lambda row: f"{source.path}:{source.lines[row]}: "
+                                            f"{source.column_name(col)}")
+        return self._features(name, value, entry, source)
+
+    def _features(self, name: str, value: Value, entry: InputData,
+                  table: CsvTable) -> np.ndarray:
+        path = ("inputs", name, "columns")
+        if entry.columns == "rest":
+            used = {self._index(c, table, None) for c in self.used}
+            cols = [i for i in range(table.data.shape[1]) if i not in used]
+        else:
+            assert isinstance(entry.columns, list)
+            cols = [self._index(c, table, (*path, i)) for i, c in enumerate(entry.columns)]
+        if len(value.shape) != 2:
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}; "
+                               "feature columns feed a [batch, N] input")
+        elif value.shape[1] != len(cols):
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, so it "
+                               f"takes {value.shape[1]} columns; found {len(cols)}")
+        valid = [c for c in cols if c is not None]
+        data = table.data[:, valid]
+        bad = ~np.isfinite(data)
+        if bad.any():
+            row, col = (int(i[0]) for i in np.nonzero(bad))
+            raise DataError(f"{table.path}:{table.lines[row]}: "
+                            f"{table.column_name(valid[col])}: {data[row, col]} is not a finite "
+                            "number")
+        return self._as_float(name, value, data, path)
+
+    def _whole_array(self, name: str, value: Value, key: str, data: np.ndarray,
+                     file: Path) -> np.ndarray:
+        path = ("inputs", name, "array")
+        declared = value.shape[1:]
+        fits = data.ndim == len(value.shape) and all(
+            isinstance(want, str) or want == got
+            for want, got in zip(declared, data.shape[1:], strict=True))
+        if not fits:
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, but "
+                               f"array {key!r} of {file} has shape {format_shape(data.shape)}")
+            return np.zeros(0)
+        if not np.issubdtype(data.dtype, np.number):
+            self.problem(path, f"array {key!r} of {file} holds {data.dtype}, not numbers")
+            return np.zeros(0)
+        bad = ~np.isfinite(data)
+        if bad.any():
+            where = tuple(int(i[0]) for i in np.nonzero(bad))
+            raise DataError(f"{file}: array {key!r}, row {where[0]} (0-based), at index "
+                            f"{list(where)}: {data[where]} is not a finite number")
+        return self._as_float(name, value, data, path)
+
+    def _as_float(self, name: str, value: Value, data: np.ndarray,
+                  path: tuple[str | int, ...]) -> np.ndarray:
+        if value.dtype not in ("float64", "float32", "float16"):
+            self.problem(path, f"input {name!r} has dtype {value.dtype}; features feed "
+                               "floating-point inputs (a label feeds integers)")
+            return data
+        return data.astype(value.dtype)
+
+    def _labels(self, name: str, value: Value, labels: np.ndarray | None,
+                locate: Callable[[int], str]) -> np.ndarray:
+        """Class indices checked against the number of classes; one-hot rows for a float input.
+
+        ``labels`` is None when the column or array was already reported (or not 1-D);
+        ``locate(row)`` names a row for an error message.
+        """
+        path = ("inputs", name, "label")
+        one_hot = len(value.shape) == 2 and value.dtype.startswith("float")
+        if one_hot:
+            classes = value.shape[1]
+        elif len(value.shape) == 1 and value.dtype == "int64":
+            classes = self._classes_of_loss()
+        else:
+            self.problem(path, f"input {name!r} is declared {format_shape(value.shape)} "
+                               f"{value.dtype}; a label feeds [batch, K] float rows (one-hot) "
+                               "or [batch] int64 class indices")
+            return np.zeros(0)
+        if not isinstance(classes, int):
+            self.problem(path, f"input {name!r} takes integer class indices, but the number of "
+                               "classes is unknown: the loss is not NLL over probabilities "
+                               "[batch, K]; declare the input [batch, K] to feed one-hot rows")
+            return np.zeros(0)
+        if labels is None:
+            self.problem(path, "a label is one column, or a 1-D array, of class indices")
+            return np.zeros(0)
+        bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < classes))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{locate(row)}: label {labels[row]:g} is not a class index "
+                            f"0..{classes - 1} (input {name!r} is declared "
+                            f"{format_shape(value.shape)})")
+        indices = labels.astype(np.int64)
+        return np.eye(classes, dtype=value.dtype)[indices] if one_hot else indices
+
+    def _classes_of_loss(self) -> int | str:
+        """K for integer labels: the class axis of the probabilities the NLL loss reads."""
+        loss = self.graph.nodes.get(self.graph.loss or "")
+        if loss is None or loss.op.name != "NLL":
+            return "?"
+        return self.graph.values[loss.inputs[0]].shape[-1]
+
+    def _index(self, column: str | int, table: CsvTable,
+               path: tuple[str | int, ...] | None) -> int | None:
+        """A column's 0-based index; a name needs the header."""
+        width = table.data.shape[1]
+        if isinstance(column, int):
+            if column < width:
+                return column
+            message = f"column {column} is out of range: {table.path} has {width} columns " \
+                      f"(0-based indices 0..{width - 1})"
+        elif table.header is None:
+            message = f"column {column!r} is a name, but {table.path} has no header row; use " \
+                      "0-based indices, or add a header"
+        elif column in table.header:
+            return table.header.index(column)
+        else:
+            message = f"{table.path} has no column {column!r}" \
+                      f"{did_you_mean(column, table.header)}; its columns are: " \
+                      f"{', '.join(table.header)}"
+        if path is not None:
+            self.problem(path, message)
+        return None
