@@ -230,3 +230,17 @@ def test_a_gradient_passed_through_add_to_two_inputs_is_not_added_into(build) ->
     np.testing.assert_allclose(grads["a"], 1 + b, rtol=1e-14)  # d(a + b + a b)/da
     np.testing.assert_allclose(grads["b"], 1 + a, rtol=1e-14)
     np.testing.assert_allclose(grads["x"], (1 + b) * (1 - a * a) + (1 + a) * b, rtol=1e-14)
+
+
+def test_check_finite_keeps_every_value_for_its_reports() -> None:
+    """A NaN report lists the node's inputs, so check_finite frees nothing; trace frees."""
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    checked, traced = (engine.Executor(graph, check_finite=True),
+                       engine.Executor(graph, trace=True))
+    checked.forward()
+    traced.forward()
+    assert checked.value("z1").shape == (10, 10)
+    with pytest.raises(engine.EngineError, match="'z1' was freed"):
+        traced.value("z1")
+    for name, grad in checked.backward().items():
+        np.testing.assert_allclose(grad, traced.backward()[name], rtol=1e-12)
