@@ -125,8 +125,9 @@ def _rows(probs) -> int:
 
 def _nll_forward(xp, attrs, probs, target):
     terms = xp.log(probs)
-    if xp is np:  # one fused multiply-and-add pass, no product array
-        loss = -np.vdot(_one_hot(xp, probs, target), terms)
+    if xp is np:  # one fused multiply-and-add pass, no product array (and no BLAS threads)
+        axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
+        loss = -np.einsum(f"{axes},{axes}->", _one_hot(xp, probs, target), terms)
     else:
         terms *= _one_hot(xp, probs, target)  # in place: terms is ours
         loss = -total(xp, terms)
