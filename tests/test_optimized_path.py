@@ -244,3 +244,31 @@ def test_check_finite_keeps_every_value_for_its_reports() -> None:
         traced.value("z1")
     for name, grad in checked.backward().items():
         np.testing.assert_allclose(grad, traced.backward()[name], rtol=1e-12)
+
+
+def test_large_arrays_take_the_numpy_fast_paths_and_agree(build) -> None:
+    """Above SMALL_ARRAY elements the ops switch to einsum and broadcast views."""
+    from engine.ops.base import SMALL_ARRAY
+
+    rows, cols = 160, 128
+    assert rows * cols > SMALL_ARRAY
+    graph = build(f"""
+        name: big
+        inputs:
+          x: {{shape: [{rows}, {cols}], init: {{uniform: {{low: 0, high: 1}}}},
+              requires_grad: true}}
+          y: {{shape: [{rows}, {cols}], init: one_hot}}
+        parameters: {{scale: {{shape: [1, {cols}], init: {{normal: {{mean: 1, std: 0.1}}}}}}}}
+        nodes:
+          raised:   {{op: Exp, inputs: [x]}}
+          summed:   {{op: Sum, inputs: [raised], axis: -1, keepdims: true}}
+          mean:     {{op: Mean, inputs: [raised], axis: 0}}
+          inverted: {{op: Pow, inputs: [summed, -1]}}
+          softmax:  {{op: Mul, inputs: [raised, inverted]}}
+          scaled:   {{op: Mul, inputs: [softmax, scale]}}
+          shifted:  {{op: Add, inputs: [scaled, mean]}}
+          probs:    {{op: Softmax, inputs: [shifted]}}
+          loss:     {{op: NLL, inputs: [probs, y], reduction: mean}}
+        loss: loss
+    """)
+    assert_same_run(graph)

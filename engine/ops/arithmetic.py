@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.base import NoAttrs, OpDef, binary_samples, broadcast_shape, register
+from engine.ops.base import (
+    SMALL_ARRAY,
+    NoAttrs,
+    OpDef,
+    binary_samples,
+    broadcast_shape,
+    register,
+)
 from engine.shapes import sum_axes_to, sum_to
 
 _ANY = (-2.0, 2.0)
@@ -57,10 +64,10 @@ def _mul_vjp(xp, attrs, g, out, inputs, needs):
 
 
 def _product_summed_to(xp, g, other, x):
-    """``g * other`` summed back to the shape of ``x``; on NumPy, when ``other`` is full-size,
-    one einsum pass that never writes the product out."""
+    """``g * other`` summed back to the shape of ``x``; on NumPy, when ``other`` is full-size
+    and large, one einsum pass that never writes the product out."""
     shape = tuple(x.shape)
-    if xp is np and other.shape == g.shape and shape != g.shape:
+    if xp is np and g.size > SMALL_ARRAY and other.shape == g.shape and shape != g.shape:
         axes = sum_axes_to(g.shape, shape)
         letters = "abcdefghijklmnopqrstuvwxyz"[:g.ndim]
         kept = "".join(c for i, c in enumerate(letters) if i not in axes)

@@ -27,6 +27,11 @@ Array = Any  # an array of whichever namespace the executor runs on
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
+#: Arrays up to this many elements take the plain NumPy calls in the ops' NumPy fast paths:
+#: below it, the Python-level setup of einsum or broadcast_to costs more than the
+#: temporary array they avoid.
+SMALL_ARRAY = 1 << 14
+
 
 class OpAttrs(BaseModel):
     """Base of every op's attribute model: frozen, and unknown keys are refused."""

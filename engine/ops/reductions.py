@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import OpAttrs, OpDef, Sample, register
+from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, Sample, register
 from engine.shapes import Dims, Shape, normalize_axes, reduced_shape, total
 
 
@@ -39,6 +39,8 @@ def _reduce_shape(attrs: ReduceAttrs, dims: Dims, shape: Shape) -> Shape:
 
 def _expand(xp, attrs: ReduceAttrs, g, x):
     """The reduced gradient reshaped with kept axes, so it broadcasts against x."""
+    if attrs.keepdims:  # it has them already
+        return g
     axes = _axes(attrs, x.ndim)
     return xp.reshape(g, reduced_shape(tuple(x.shape), axes, True))
 
@@ -55,14 +57,9 @@ def _reduce_samples(rng: np.random.Generator) -> list[Sample]:
     return samples
 
 
-#: Below this many elements a NumPy vjp copies rather than calling np.broadcast_to, whose
-#: Python-level setup costs more than copying a small array.
-SMALL = 1 << 14
-
-
 def _spread(xp, g, x):
     """``g`` (with kept axes) repeated over the shape of ``x``."""
-    if xp is np and x.size <= SMALL:
+    if xp is np and x.size <= SMALL_ARRAY:  # copying is cheaper than broadcast_to
         spread = np.empty(x.shape, g.dtype)
         spread[...] = g
         return spread

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import FLOAT_DTYPES, OpAttrs, OpDef, Sample, register
+from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, Sample, register
 from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes, total
 
 
@@ -114,7 +114,9 @@ def _nll_dtype(attrs: NLLAttrs, probs: str, target: str) -> str:
 def _one_hot(xp, probs, target):
     """The target as float weights: one-hot rows as given, or built from class indices."""
     if target.ndim == probs.ndim:
-        return xp.astype(target, probs.dtype, copy=False)
+        if target.dtype == probs.dtype:  # the usual case, without astype's dispatch
+            return target
+        return xp.astype(target, probs.dtype)
     classes = xp.arange(probs.shape[-1], dtype=target.dtype)
     return xp.astype(target[..., None] == classes, probs.dtype)
 
@@ -125,7 +127,7 @@ def _rows(probs) -> int:
 
 def _nll_forward(xp, attrs, probs, target):
     terms = xp.log(probs)
-    if xp is np:  # one fused multiply-and-add pass, no product array (and no BLAS threads)
+    if xp is np and probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
         axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
         loss = -np.einsum(f"{axes},{axes}->", _one_hot(xp, probs, target), terms)
     else:
