@@ -203,7 +203,7 @@ class Executor:
         plan, slots, xp = self.plan, self._slots, self._op_xp
         grads: list[Array] = [None] * len(plan.names)
         owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
-        kept = {self._node_slot(name): name for name in keep}
+        kept = {self._node_slot(name): name for name in keep} if keep else None
         result: dict[str, Array] = {}
         for slot, upstream in self._seeds(seed).items():
             grads[slot] = upstream
