@@ -4,13 +4,35 @@
     ex = engine.Executor(graph)                  # compiles the plan once
     out = ex.forward({"x": x})                   # {output name: array}
     grads = ex.backward()                        # {tensor name: d loss / d tensor}
+
+The public names are imported on first use (PEP 562), so that ``schemas.spec``,
+which needs the op registry, can be imported before or after ``engine`` without
+a circular import.
 """
 
-from engine.errors import DataError, EngineError, NonFiniteError, Problem, SpecError
-from engine.executor import Executor
-from engine.graph import Graph
-from engine.loader import load, loads
-from engine.ops import REGISTRY
+from __future__ import annotations
 
-__all__ = ["REGISTRY", "DataError", "EngineError", "Executor", "Graph", "NonFiniteError", "Problem",
-           "SpecError", "load", "loads"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataError": "engine.errors", "EngineError": "engine.errors",
+    "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
+    "Executor": "engine.executor", "Graph": "engine.graph", "load": "engine.loader",
+    "loads": "engine.loader", "REGISTRY": "engine.ops",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -125,7 +125,12 @@ def _check_names(graph: Graph, wrt: str, of: str | None) -> str:
 
 
 def _partial(top: str, bottom: str) -> str:
-    return f"∂{top}/∂{bottom}"
+    return f"∂{_grouped(top)}/∂{_grouped(bottom)}"
+
+
+def _grouped(name: str) -> str:
+    """A name from a function call (``probs/raised``) in parentheses, so the / is not a fraction."""
+    return f"({name})" if "/" in name else name
 
 
 def _factor_text(factor: Factor) -> str:

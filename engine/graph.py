@@ -3,11 +3,13 @@
 Everything that can be checked without data is checked here, and every problem
 found is reported at once with its location: a name that names nothing, a name
 defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar.
+Function calls have already been expanded (``engine.functions``) into primitive
+nodes, each with its own location, which may be in an imported file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,10 +17,11 @@ import networkx as nx
 import numpy as np
 
 from engine.errors import Problem, SpecError, did_you_mean
+from engine.functions import FlatNode
 from engine.ops import REGISTRY, OpAttrs, OpDef
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.shapes import Dims, Shape, ShapeError, format_shape
-from engine.source import PathKey, SourceMap
+from engine.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
 Kind = Literal["input", "parameter", "constant", "node"]
@@ -33,13 +36,14 @@ class Value:
 
     name: str
     kind: Kind
-    path: PathKey
+    loc: Location
     shape: Shape = ()
     dtype: str = "float64"
     requires_grad: bool = False
     decl: TensorDecl | None = None
     literal: Any = None
     weak: bool = False
+    call: str = ""  # the function call it was inlined from, such as probs or h1/linear
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Node:
     op: OpDef
     attrs: OpAttrs
     inputs: tuple[str, ...]
-    path: PathKey
+    loc: Location
 
 
 @dataclass
@@ -67,15 +71,15 @@ class Graph:
     dims: Dims
     outputs: list[str]
     loss: str | None
+    calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
 
     @property
     def file(self) -> str:
         return self.source.file
 
     def where(self, name: str) -> str:
-        """``file:line:col`` of a value's definition, for messages raised at run time."""
-        line, col = self.source.position(self.values[name].path)
-        return f"{self.source.file}:{line}:{col}"
+        """``file:line:col`` of a value's definition (and the calls that inlined it)."""
+        return self.values[name].loc.where()
 
     def grad_tensors(self) -> list[str]:
         """Inputs and parameters that get a gradient, in declaration order."""
@@ -91,6 +95,7 @@ class _Builder:
         self.source = source
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
@@ -105,17 +110,21 @@ class _Builder:
     # -- names -----------------------------------------------------------------------------
 
     def declare(self) -> None:
+        """Tensors and constants become values; nodes become values in ``connect``."""
         spec = self.spec
         for section, kind in _SECTIONS:
             for name, decl in getattr(spec, section).items():
                 path = (section, name)
                 if name in self.values:
                     first = self.values[name]
-                    line, _ = self.source.position(first.path)
+                    line, _ = first.loc.source.position(first.loc.path)
                     self.problem(path, f"name {name!r} is defined twice: it is already a "
                                        f"{first.kind} (line {line}); rename one of them")
+                    self.duplicates.add(name)
                     continue
-                value = Value(name, kind, path)
+                if kind == "node":
+                    continue  # its values come from the expanded nodes, in connect()
+                value = Value(name, kind, Location(self.source, path))
                 if isinstance(decl, TensorDecl):
                     self._tensor(value, decl)
                 elif isinstance(decl, Constant):
@@ -129,15 +138,15 @@ class _Builder:
         default_grad = value.kind == "parameter"
         value.requires_grad = default_grad if decl.requires_grad is None else decl.requires_grad
         if value.kind == "parameter" and decl.requires_grad is False:
-            self.problem((*value.path, "requires_grad"),
+            self.problem((*value.loc.path, "requires_grad"),
                          "a parameter always gets a gradient; declare a fixed tensor under "
                          "constants or inputs instead")
         if value.requires_grad and decl.dtype not in FLOAT_DTYPES:
-            self.problem((*value.path, "requires_grad"),
+            self.problem((*value.loc.path, "requires_grad"),
                          f"only floating-point tensors can require grad, this one is {decl.dtype}")
         if decl.init is None:
             if value.kind == "parameter":
-                self.problem(value.path, "a parameter needs an init, for example "
+                self.problem(value.loc.path, "a parameter needs an init, for example "
                                          "init: {normal: {mean: 0, std: 0.1}}")
             return
         self._check_init(value, decl)
@@ -145,7 +154,7 @@ class _Builder:
     def _check_init(self, value: Value, decl: TensorDecl) -> None:
         init = decl.init
         assert init is not None
-        path = (*value.path, "init")
+        path = (*value.loc.path, "init")
         form = init.form
         if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
             self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
@@ -175,40 +184,33 @@ class _Builder:
 
     # -- edges -----------------------------------------------------------------------------
 
-    def connect(self) -> nx.DiGraph:
+    def connect(self, flat: list[FlatNode]) -> nx.DiGraph:
+        """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
+        flat = [node for node in flat if node.top not in self.duplicates]  # already reported
+        for node in flat:
+            self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
         edges: list[tuple[str, str]] = []
-        for name, node_spec in self.spec.nodes.items():
-            if self.values[name].kind != "node":
-                continue  # a duplicate name, already reported
-            op = REGISTRY[node_spec.op]
-            path = ("nodes", name)
-            refs: list[str] = []
-            for index, ref in enumerate(node_spec.inputs):
-                if isinstance(ref, str):
-                    if ref not in self.values:
-                        self.problem((*path, "inputs", index),
-                                     f"node {name!r} ({op.name}): input {ref!r} names nothing"
-                                     f"{did_you_mean(ref, self.values)}; define it under inputs, "
-                                     "parameters, constants or nodes")
-                    refs.append(ref)
-                else:
-                    refs.append(self._inline_constant(name, index, ref))
+        for node in flat:
+            name = node.name
+            op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
+            refs = [ref if isinstance(ref, str) else self._inline_constant(node, index, ref)
+                    for index, ref in enumerate(node.inputs)]
             fewest, most = op.arity
             if not fewest <= len(refs) <= most:
                 expected = str(most) if fewest == most else f"{fewest} to {most}"
-                self.problem((*path, "inputs"),
-                             f"node {name!r} ({op.name}): takes {expected} inputs "
-                             f"({', '.join(op.input_names)}), found {len(refs)}")
-            self.nodes[name] = Node(name, op, node_spec, tuple(refs), path)
-            edges.extend((ref, name) for ref in refs if ref in self.values)
+                self.problems.append(node.loc.at("inputs").problem(
+                    f"node {name!r} ({op.name}): takes {expected} inputs "
+                    f"({', '.join(op.input_names)}), found {len(refs)}"))
+            self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
+            edges.extend((ref, name) for ref in refs)
         dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag
 
-    def _inline_constant(self, node: str, index: int, number: float) -> str:
-        name = f"{node}.inputs[{index}]"
-        value = Value(name, "constant", ("nodes", node, "inputs", index), weak=True)
+    def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
+        name = f"{node.name}.inputs[{index}]"
+        value = Value(name, "constant", node.loc.at("inputs", index), weak=True, call=node.call)
         value.literal = np.asarray(float(number))
         self.values[name] = value
         return name
@@ -227,11 +229,11 @@ class _Builder:
                   if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
         for component in cycles:
             cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
-            start = min(cycle, key=lambda n: self.source.position(self.values[n].path))
+            start = min(cycle, key=lambda n: self.values[n].loc.sort_key())
             turn = cycle.index(start)
             cycle = cycle[turn:] + cycle[:turn]
-            self.problem(self.values[start].path,
-                         "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic")
+            self.problems.append(self.values[start].loc.problem(
+                "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -256,8 +258,8 @@ class _Builder:
                 failed.add(name)
                 shapes = ", ".join(f"{ref}: {format_shape(self.dims.shape(v.shape))}"
                                    for ref, v in zip(node.inputs, ins, strict=True))
-                self.problem(node.path, f"node {name!r} ({node.op.name}): {exc} (inputs "
-                                        f"{shapes})")
+                self.problems.append(node.loc.problem(f"node {name!r} ({node.op.name}): {exc} "
+                                                      f"(inputs {shapes})"))
                 continue
             value = self.values[name]
             value.shape = self.dims.shape(shape)
@@ -293,11 +295,16 @@ class _Builder:
                                     "reduce it with Sum or Mean")
 
 
-def build_graph(spec: Spec, source: SourceMap, base_dir: Path) -> Graph:
-    """Resolve names, order the DAG and infer shapes; raises SpecError with every problem."""
+def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
+                expanded: tuple[list[FlatNode], dict[str, str]]) -> Graph:
+    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
+
+    Raises SpecError with every problem found.
+    """
     builder = _Builder(spec, source, base_dir)
     builder.declare()
-    dag = builder.connect()
+    flat, calls = expanded
+    dag = builder.connect(flat)
     outputs, loss = builder.check_ends()
     order = builder.order(dag)  # reports cycles along with the problems found so far
     builder.infer(order)
@@ -306,4 +313,4 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path) -> Graph:
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                 builder.dims, outputs, loss)
+                 builder.dims, outputs, loss, calls)

@@ -14,7 +14,7 @@ the loss with gradient 1.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.errors import EngineError
@@ -42,6 +42,7 @@ class Box:
     muted: bool = False
     kept: bool = False
     output: bool = False
+    group: str = ""  # the function call it belongs to ('' for none), such as h1/linear
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Picture:
     backward: bool
     boxes: tuple[Box, ...]
     arrows: tuple[Arrow, ...]
+    groups: dict[str, str] = field(default_factory=dict)  # call -> its label, outer first
 
 
 def forward_picture(graph: Graph) -> Picture:
@@ -70,7 +72,8 @@ def forward_picture(graph: Graph) -> Picture:
     boxes = tuple(_box(graph, value) for value in _used_values(graph))
     arrows = tuple(Arrow(ref, node.name, _carried(graph.values[ref]))
                    for node in (graph.nodes[n] for n in graph.order) for ref in node.inputs)
-    return Picture(f"{graph.spec.name}: forward", FORWARD_LEGEND, False, boxes, arrows)
+    return Picture(f"{graph.spec.name}: forward", FORWARD_LEGEND, False, boxes, arrows,
+                   _groups(graph))
 
 
 def backward_picture(graph: Graph) -> Picture:
@@ -97,7 +100,7 @@ def backward_picture(graph: Graph) -> Picture:
     boxes.append(Box("d" + graph.loss, "1", ("start",), "seed"))
     for name, users in consumers.items():
         if len(users) > 1:
-            boxes.append(Box("+" + name, "+", (), "sum"))
+            boxes.append(Box("+" + name, "+", (), "sum", group=graph.values[name].call))
             arrows.append(Arrow("+" + name, name, f"d({name})", "gradient"))
     flowing = {(ref, node, index) for ref, node, index in flows}
     for node in (graph.nodes[n] for n in graph.order):
@@ -109,7 +112,13 @@ def backward_picture(graph: Graph) -> Picture:
             else:
                 arrows.append(Arrow(node.name, ref, f"d({ref})", "gradient"))
     return Picture(f"{graph.spec.name}: backward from {graph.loss}", BACKWARD_LEGEND, True,
-                   tuple(boxes), tuple(arrows))
+                   tuple(boxes), tuple(arrows), _groups(graph))
+
+
+def _groups(graph: Graph) -> dict[str, str]:
+    """Each function call, labelled ``name: function``; a call's parent comes before it."""
+    return {call: f"{call.rpartition('/')[2]}: {graph.calls[call]}"
+            for call in sorted(graph.calls)}
 
 
 def gradient_edges(graph: Graph, start: str | None = None) -> list[tuple[str, str, int]]:
@@ -143,7 +152,7 @@ def _used_values(graph: Graph) -> list[Value]:
 
 def _carried(value: Value) -> str:
     """An edge's label: the value's name, or the number an inline constant holds."""
-    if value.kind == "constant" and value.path[-2:-1] == ("inputs",):
+    if value.kind == "constant" and value.loc.path[-2:-1] == ("inputs",):
         return _number(value)
     return value.name
 
@@ -154,6 +163,10 @@ def _number(value: Value) -> str:
 
 
 def _box(graph: Graph, value: Value, *, muted: bool = False, kept: bool = False) -> Box:
+    return replace(_value_box(graph, value, muted, kept), group=value.call)
+
+
+def _value_box(graph: Graph, value: Value, muted: bool, kept: bool) -> Box:
     shape = f"{format_shape(value.shape)} {value.dtype}"
     output = value.name in graph.outputs or value.name == graph.loss
     if value.kind == "node":
@@ -164,7 +177,7 @@ def _box(graph: Graph, value: Value, *, muted: bool = False, kept: bool = False)
         lines = (written, value.name, shape) if written else (value.name, shape)
         return Box(value.name, node.op.name, lines, "node", muted, kept, output)
     if value.kind == "constant":
-        inline = value.path[-2:-1] == ("inputs",)
+        inline = value.loc.path[-2:-1] == ("inputs",)
         title = _number(value) if inline else value.name
         lines = ("constant",) if inline else (f"constant {_number(value)}", shape)
         return Box(value.name, title, lines, "constant", muted, kept, output)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
 from engine.errors import EngineError
 from engine.picture import Arrow, Box, Picture
@@ -43,11 +44,41 @@ def to_dot(picture: Picture) -> str:
         '  node [fontname="Helvetica", fontsize=12, style="rounded,filled", penwidth=1.2];',
         '  edge [fontname="Helvetica", fontsize=11];',
     ]
-    lines += [f"  {_quote(box.id)} [{_dot_box(box)}];" for box in picture.boxes]
+    for event, depth, item in _nested(picture):
+        indent = "  " * depth
+        if event == "box":
+            lines.append(f"{indent}{_quote(item.id)} [{_dot_box(item)}];")
+        elif event == "open":
+            lines.append(f"{indent}subgraph {_quote('cluster_' + item)} {{")
+            lines.append(f'{indent}  graph [label={_quote(picture.groups[item])}, '
+                         f'style="rounded,dashed", color="{GREY}", fontcolor="{GREY}"];')
+        else:
+            lines.append(f"{indent}}}")
     lines += [f"  {_quote(a.tail)} -> {_quote(a.head)} [{_dot_arrow(a)}];"
               for a in picture.arrows]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _nested(picture: Picture) -> list[tuple[str, int, Any]]:
+    """Boxes inside the (nested) groups of function calls, as ("open", depth, group),
+    ("box", depth, box) and ("close", depth, group) events, so that every format
+    nests them alike.  Groups come parent first (``probs`` before ``probs/inner``).
+    """
+    events: list[tuple[str, int, Any]] = [("box", 1, b) for b in picture.boxes if not b.group]
+    members: dict[str, list[Box]] = {}
+    for box in picture.boxes:
+        members.setdefault(box.group, []).append(box)
+    open_groups: list[str] = []
+    for group in picture.groups:
+        while open_groups and not group.startswith(open_groups[-1] + "/"):
+            events.append(("close", len(open_groups), open_groups.pop()))
+        open_groups.append(group)
+        events.append(("open", len(open_groups), group))
+        events += [("box", len(open_groups) + 1, b) for b in members.get(group, [])]
+    while open_groups:
+        events.append(("close", len(open_groups), open_groups.pop()))
+    return events
 
 
 def _dot_box(box: Box) -> str:
@@ -92,13 +123,22 @@ def to_mermaid(picture: Picture) -> str:
     ids = {box.id: f"n{index}" for index, box in enumerate(picture.boxes)}
     lines = ["---", f"title: {json.dumps(picture.title)}", "---",
              f"flowchart {'RL' if picture.backward else 'LR'}", f"  %% {picture.legend}"]
-    for box in picture.boxes:
-        text = "<br/>".join([f"<b>{_mermaid_text(box.title)}</b>",
-                             *(_mermaid_text(line) for line in box.lines)])
+    groups = {group: f"g{index}" for index, group in enumerate(picture.groups)}
+    for event, depth, item in _nested(picture):
+        indent = "  " * depth
+        if event == "open":
+            label = _mermaid_text(picture.groups[item])
+            lines.append(f'{indent}subgraph {groups[item]} ["{label}"]')
+            continue
+        if event == "close":
+            lines.append(f"{indent}end")
+            continue
+        text = "<br/>".join([f"<b>{_mermaid_text(item.title)}</b>",
+                             *(_mermaid_text(line) for line in item.lines)])
         opening, closing = {"input": ("([", "])"), "parameter": ("[[", "]]"),
                             "constant": ("[/", "/]"), "sum": ("((", "))"),
-                            "seed": ("[", "]"), "node": ("[", "]")}[box.kind]
-        lines.append(f'  {ids[box.id]}{opening}"{text}"{closing}')
+                            "seed": ("[", "]"), "node": ("[", "]")}[item.kind]
+        lines.append(f'{indent}{ids[item.id]}{opening}"{text}"{closing}')
     styles = []
     for index, arrow in enumerate(picture.arrows):
         link = "-.-" if arrow.kind == "no-gradient" else "-->"

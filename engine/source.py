@@ -60,6 +60,36 @@ class SourceMap:
         return Problem(self.file, line, col, dotted(path), message)
 
 
+@dataclass(frozen=True, eq=False)
+class Location:
+    """Where a value or node was written, for specs that span files.
+
+    ``calls`` names the chain of function calls that inlined it (empty for the
+    spec's own nodes), so that an error inside a function body points both at
+    the function's file and at the node that called it.
+    """
+
+    source: SourceMap
+    path: PathKey
+    calls: str = ""
+
+    def at(self, *more: str | int) -> Location:
+        """The location of a part of this one (an attribute, an input)."""
+        return Location(self.source, (*self.path, *more), self.calls)
+
+    def problem(self, message: str) -> Problem:
+        suffix = f" ({self.calls})" if self.calls else ""
+        return self.source.problem(self.path, message + suffix)
+
+    def sort_key(self) -> tuple[str, int, int]:
+        return (self.source.file, *self.source.position(self.path))
+
+    def where(self) -> str:
+        """``file:line:col``, followed by the calls that inlined it, if any."""
+        file, line, col = self.sort_key()
+        return f"{file}:{line}:{col}" + (f", {self.calls}" if self.calls else "")
+
+
 def dotted(path: PathKey) -> str:
     """``('nodes', 'z', 'inputs', 0)`` -> ``nodes.z.inputs[0]``."""
     text = ""

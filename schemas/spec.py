@@ -4,7 +4,10 @@ These models check each field on its own (types, allowed values, unknown keys).
 Checks that need the whole graph (names resolve, no cycles, shapes agree) live
 in ``engine.graph``.  Each node's model is built from the op registry: the
 ``op`` key selects the op's attribute model, so the schema and the ops can never
-disagree and a new op needs no edit here.
+disagree and a new op needs no edit here.  A node whose ``op`` is not in the
+registry calls a function (``functions:`` or an import); its attributes can
+only be checked against the function, so ``engine.functions`` checks them when
+it expands the call.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictFloat,
     StrictInt,
     StringConstraints,
+    Tag,
     create_model,
     field_validator,
     model_validator,
@@ -29,6 +34,13 @@ from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+_WORD = r"[A-Za-z_][A-Za-z0-9_]*"
+#: What a node reads: a name, or ``call.out_name`` for one output of a function call.
+Ref = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
+#: What outputs and loss name: also values inside calls, such as ``probs/raised``.
+ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_WORD})?$")]
+#: A function: ``softmax``, or ``nn.softmax`` for one imported as ``nn``.
+FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 DType = Literal["float64", "float32", "float16", "int64"]
 Dim = Annotated[int, Field(ge=0)] | Name
 
@@ -166,9 +178,9 @@ class Constant(StrictModel):
 class NodeFields(StrictModel):
     """What every node has besides its op's attributes."""
 
-    inputs: list[Name | StrictInt | StrictFloat] = Field(
+    inputs: list[Ref | StrictInt | StrictFloat] = Field(
         description="Names of the values this node reads (the graph's edges); a number is an "
-                    "inline constant.")
+                    "inline constant; call.out_name is one output of a function call.")
     description: str = Field(default="", description="Free text, for people.")
 
 
@@ -183,7 +195,51 @@ def _node_model(op_name: str) -> type[BaseModel]:
 
 
 NODE_MODELS: dict[str, type[BaseModel]] = {name: _node_model(name) for name in REGISTRY}
-Node = Annotated[Union[tuple(NODE_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
+
+
+class CallNode(NodeFields):
+    """A node that calls a function, or any node of a function's body.
+
+    Its other keys are attributes: of the function it calls (checked when the call
+    is expanded), or of its op, where ``$name`` stands for the function's
+    attribute ``name``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    op: FunctionRef = Field(
+        description="A function (softmax, or nn.softmax from an import), or in a function's "
+                    "body also an op.",
+        json_schema_extra={"not": {"enum": sorted(REGISTRY)}})
+
+
+def _node_kind(data: Any) -> str | None:
+    """The union tag: the op itself for a registry op, ``call`` for anything else."""
+    if not isinstance(data, dict):
+        return data.op if isinstance(data, BaseModel) and data.op in REGISTRY else "call"
+    if "op" not in data:
+        return None
+    op = data["op"]
+    return op if isinstance(op, str) and op in REGISTRY else "call"
+
+
+Node = Annotated[
+    Union[(*(Annotated[model, Tag(op)] for op, model in NODE_MODELS.items()),
+           Annotated[CallNode, Tag("call")])],
+    Discriminator(_node_kind)]
+
+
+class Function(StrictModel):
+    """A reusable subgraph, inlined wherever a node calls it (as ONNX functions are)."""
+
+    description: str = Field(default="", description="What the function computes, for people.")
+    inputs: list[Name] = Field(description="Names of the values a call passes in, in order.")
+    attrs: dict[Name, Any] = Field(
+        default_factory=dict, description="Attributes with their defaults; the body's nodes "
+                                          "refer to them as $name.")
+    nodes: dict[Name, CallNode] = Field(description="The body: ops and calls, as in nodes.")
+    outputs: list[Ref] = Field(min_length=1, description="The body's values a call returns: "
+                                                         "one, or several named call.out_name.")
 
 
 class Spec(StrictModel):
@@ -200,9 +256,22 @@ class Spec(StrictModel):
     parameters: dict[Name, TensorDecl] = Field(default_factory=dict,
                                                description="Trainable tensors.")
     constants: dict[Name, Constant] = Field(default_factory=dict, description="Fixed values.")
-    nodes: dict[Name, Node] = Field(description="Operations; a node's value has its name.")
-    outputs: list[Name] = Field(default_factory=list, description="Values to report.")
-    loss: Name | None = Field(default=None, description="A scalar node where backward starts "
-                                                        "with gradient 1.")
+    imports: dict[Name, str] = Field(
+        default_factory=dict, description="Alias to spec file (relative to this one) whose "
+                                          "functions are then called as alias.function.")
+    functions: dict[Name, Function] = Field(default_factory=dict,
+                                            description="Reusable subgraphs, called like ops.")
+    nodes: dict[Name, Node] = Field(default_factory=dict,
+                                    description="Operations; a node's value has its name.")
+    outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")
+    loss: ValueRef | None = Field(default=None, description="A scalar node where backward "
+                                                            "starts with gradient 1.")
     train: TrainConfig | None = Field(default=None, description="How `engine train` trains "
                                                                 "the graph.")
+
+    @model_validator(mode="after")
+    def _has_nodes(self) -> Spec:
+        if not {"nodes", "functions"} & self.model_fields_set:
+            raise ValueError("missing required key 'nodes' (a library of functions may have "
+                             "functions instead)")
+        return self

@@ -62,7 +62,11 @@ def test_svg_parses_as_xml_and_names_every_value(spec: Path) -> None:
         assert names <= texts, names - texts
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+PLAIN_SPECS = [s for s in SPECS if "functions" not in yaml.safe_load(s.read_text())
+               and "imports" not in yaml.safe_load(s.read_text())]
+
+
+@pytest.mark.parametrize("spec", PLAIN_SPECS, ids=[s.name for s in PLAIN_SPECS])
 def test_forward_dot_has_exactly_the_spec_edges(spec: Path) -> None:
     edges = dot_edges(to_dot(forward_picture(engine.load(spec))))
     assert Counter((tail, head) for tail, head, _ in edges) == spec_edges(spec)
@@ -70,6 +74,21 @@ def test_forward_dot_has_exactly_the_spec_edges(spec: Path) -> None:
         label = re.search(r'label="([^"]*)"', attrs)
         assert label is not None
         assert label.group(1) == tail or re.fullmatch(r"-?[\d.e+-]+", label.group(1))
+
+
+def test_forward_dot_of_calls_has_the_edges_of_the_inlined_bodies() -> None:
+    """graphs/mlp_functions.yaml, expanded by hand from the bodies in graphs/lib/nn.yaml."""
+    expected = {
+        "h1/linear/product": ["x", "w1"], "h1/linear": ["h1/linear/product", "b1"],
+        "h1": ["h1/linear"], "logits/product": ["h1", "w2"],
+        "logits": ["logits/product", "b2"], "probs/row_max": ["logits"],
+        "probs/shifted": ["logits", "probs/row_max"], "probs/raised": ["probs/shifted"],
+        "probs/summed": ["probs/raised"], "probs": ["probs/raised", "probs/summed"],
+        "loss": ["probs", "y"],
+    }
+    edges = dot_edges(to_dot(forward_picture(engine.load(GRAPHS / "mlp_functions.yaml"))))
+    assert Counter((tail, head) for tail, head, _ in edges) == Counter(
+        (tail, head) for head, tails in expected.items() for tail in tails)
 
 
 def test_softmax_backward_dot_is_the_lessons_backward_pass() -> None:
@@ -192,3 +211,27 @@ def test_a_fresh_machine_gets_graphviz() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
     assert all("sh scripts/install-graphviz.sh" in block for block in blocks[:2])
+
+
+def test_each_call_is_a_cluster_nested_in_its_caller() -> None:
+    """Which box sits in which call, read from the DOT text; expected from the spec by hand."""
+    graph = engine.load(GRAPHS / "mlp_functions.yaml")
+    for picture in (forward_picture(graph), backward_picture(graph)):
+        dot = to_dot(picture)
+        inside: dict[str, str] = {}
+        stack: list[str] = []
+        for line in dot.splitlines():
+            if opened := re.match(r'\s*subgraph "cluster_([^"]+)" \{$', line):
+                stack.append(opened.group(1))
+            elif line.strip() == "}" and stack:
+                stack.pop()
+            elif box := re.match(r'\s*"([^"]+)" \[label=', line):
+                inside[box.group(1)] = "/".join(stack[-1:])
+        assert inside["h1"] == "h1" and inside["h1/linear/product"] == "h1/linear"
+        assert inside["probs/raised"] == "probs" and inside["probs"] == "probs"
+        assert inside["x"] == inside["w1"] == inside["loss"] == ""
+        assert re.search(r'subgraph "cluster_h1" \{\n.*label="h1: layer"', dot)
+        assert re.search(r'subgraph "cluster_h1/linear" \{\n.*label="linear: nn\.dense"', dot)
+    mermaid = to_mermaid(forward_picture(graph))
+    assert mermaid.count("subgraph ") == 4 == len(re.findall(r"^\s*end$", mermaid, re.M))
+    assert 'subgraph g0 ["h1: layer"]' in mermaid

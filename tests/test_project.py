@@ -39,3 +39,9 @@ def test_code_is_ruff_clean() -> None:
 
 def test_python_version_is_supported() -> None:
     assert sys.version_info >= (3, 11)
+
+
+def test_schemas_import_before_engine_without_a_circular_import() -> None:
+    result = subprocess.run([sys.executable, "-c", "import schemas.spec, engine; engine.Executor"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -113,14 +113,19 @@ def test_all_problems_are_reported_together_sorted_by_position() -> None:
     with pytest.raises(engine.SpecError) as info:
         engine.loads(text, file="many.yaml")
     problems = info.value.problems
-    # Schema errors (the unknown op) come first, since names are resolved only on a valid schema.
-    assert [p.line for p in problems] == [6]
+    # An unknown op is found with the names that name nothing (both need the functions known);
+    # the outputs are checked once every node is known.
+    assert [p.line for p in problems] == [5, 6, 7]
     text = text.replace("Sqrt", "Exp")
     with pytest.raises(engine.SpecError) as info:
         engine.loads(text, file="many.yaml")
     assert [(p.line, p.path) for p in info.value.problems] == [
-        (5, "nodes.a.inputs[0]"), (7, "nodes.c.inputs[0]"), (8, "outputs[0]")]
+        (5, "nodes.a.inputs[0]"), (7, "nodes.c.inputs[0]")]
     assert str(info.value).startswith("many.yaml:5:")
+    text = text.replace("[y]", "[x]").replace("[z]", "[x]")
+    with pytest.raises(engine.SpecError) as info:
+        engine.loads(text, file="many.yaml")
+    assert [(p.line, p.path) for p in info.value.problems] == [(8, "outputs[0]")]
 
 
 def test_missing_file_is_a_spec_error(tmp_path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.errors import DataError
 from engine.explain import DEFAULT_MAX_PATHS, as_latex, as_text, derivative_chains
+from engine.imports import add_import_path_option
 from engine.loader import load
 
 HELP = "write d(loss)/d(NAME) as a sum over paths of products of local partial derivatives"
@@ -23,6 +24,7 @@ def add_parser(subparsers: Any) -> None:
                "  python -m engine explain graphs/softmax.yaml --wrt x\n"
                "  python -m engine explain graphs/softmax.yaml --wrt x --of inverted --latex")
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
+    add_import_path_option(parser)
     parser.add_argument("--wrt", required=True, metavar="NAME",
                         help="the value to differentiate with respect to (input, parameter, "
                              "constant or node)")
@@ -38,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_paths < 1:
         raise DataError(f"--max-paths must be at least 1, got {args.max_paths}")
-    graph = load(args.spec)
+    graph = load(args.spec, import_paths=args.import_path)
     chains = derivative_chains(graph, args.wrt, args.of, args.max_paths)
     sys.stdout.write(as_latex(chains) if args.latex else as_text(chains))
     value = graph.values[args.wrt]

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.datafiles import write_atomically
 from engine.errors import DataError
+from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.picture import backward_picture, forward_picture
 from engine.render import FORMATS, render
@@ -27,6 +28,7 @@ def add_parser(subparsers: Any) -> None:
                "  python -m engine graph graphs/softmax.yaml --backward -o bwd.png\n"
                "  python -m engine graph graphs/mlp.yaml --format mermaid -o -   # to stdout")
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
+    add_import_path_option(parser)
     parser.add_argument("--backward", action="store_true",
                         help="draw the backward pass: red d(name) gradients, sums where they "
                              "meet, values kept for backward, and what needs no gradient")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if str(args.output) == "-" and fmt not in ("dot", "mermaid", "svg"):
         raise DataError(f"-o -: {fmt} is binary; write it to a file, or use --format svg, dot "
                         "or mermaid for stdout")
-    graph = load(args.spec)
+    graph = load(args.spec, import_paths=args.import_path)
     picture = backward_picture(graph) if args.backward else forward_picture(graph)
     data = render(picture, fmt)
     if str(args.output) == "-":

@@ -14,6 +14,7 @@ import numpy as np
 from engine.datafiles import load_array, write_atomically
 from engine.errors import DataError
 from engine.executor import Executor
+from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.shapes import format_shape
 from engine.train.checkpoint import load_trained
@@ -30,6 +31,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
+    add_import_path_option(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
@@ -56,7 +58,7 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load(args.spec)
+    graph = load(args.spec, import_paths=args.import_path)
     if args.save is not None and args.save.suffix != ".npz":
         raise DataError(f"--save {args.save}: the file name must end in .npz")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
@@ -116,6 +118,9 @@ def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, n
                   grads: dict[str, np.ndarray], out: IO[str]) -> None:
     graph = executor.graph
     out.write(f"{name} ({file}, seed {executor.seed})\n")
+    if not graph.nodes and graph.spec.functions:
+        out.write(f"\nno nodes: a library of functions ({', '.join(graph.spec.functions)}); "
+                  "import it from a spec with imports: {alias: FILE}\n")
     if outputs:
         out.write("\noutputs\n")
         for key, array in outputs.items():

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from engine.errors import DataError, EngineError, SpecError
 from engine.graph import Graph
+from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
@@ -59,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
         "train", help=HELP, description=HELP + ".", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
+    add_import_path_option(parser)
     for option, path, kind, metavar in _OVERRIDES:
         parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
                             help=f"override train.{'.'.join(path)}")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    graph = load(args.spec)
+    graph = load(args.spec, import_paths=args.import_path)
     config = resolve_config(graph.spec.train, args)
     data_file = _check_ready(graph, config, args)
     checkpoint = _checkpoint(graph, config, args)
