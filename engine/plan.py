@@ -61,40 +61,48 @@ class Plan:
 
 
 def compile_plan(graph: Graph) -> Plan:
-    """Number the values (sources first, then nodes in order) and build the steps."""
-    sources = [name for name, v in graph.values.items() if v.kind != "node"]
+    """Number the values (sources first, then nodes in order) and build the steps.
+
+    One pass over the nodes in order decides what each step reads, what backward
+    keeps and where each value is last used; a second builds the steps.
+    """
+    values = graph.values
+    sources = [name for name, v in values.items() if v.kind != "node"]
     names = (*sources, *graph.order)
     slots = {name: index for index, name in enumerate(names)}
-    nodes = [graph.nodes[name] for name in graph.order]
-    needs_of = [tuple(graph.values[ref].requires_grad and node.op.is_differentiable(i)
-                      for i, ref in enumerate(node.inputs)) for node in nodes]
-    reduces_of = [tuple(need and graph.values[ref].shape != graph.values[node.name].shape
-                        for ref, need in zip(node.inputs, needs, strict=True))
-                  for node, needs in zip(nodes, needs_of, strict=True)]
     kept = {slots[name] for name in graph.outputs if name in graph.nodes}
     if graph.loss is not None:
         kept.add(slots[graph.loss])
-    for node, needs, reduces in zip(nodes, needs_of, reduces_of, strict=True):
+    last_use: dict[int, int] = {}
+    compiled = []
+    for index, name in enumerate(graph.order):
+        node = graph.nodes[name]
+        op, output = node.op, slots[name]
+        inputs = tuple(slots[ref] for ref in node.inputs)
+        shape = values[name].shape
+        needs, reduces = [], []
+        for i, ref in enumerate(node.inputs):
+            need = values[ref].requires_grad and op.is_differentiable(i)
+            needs.append(need)
+            # a gradient that may come broadcast is summed back: the input's shape is read
+            reduces.append(need and values[ref].shape != shape)
         if any(needs):  # backward runs this vjp: keep what it reads
-            if node.op.vjp_uses_inputs:
-                kept.update(slots[ref] for ref in node.inputs)
-            if node.op.vjp_uses_output:
-                kept.add(slots[node.name])
-            # an input whose gradient is summed back to its shape: the shape is read
-            kept.update(slots[ref] for ref, r in zip(node.inputs, reduces, strict=True) if r)
-    last_use = {slots[node.name]: index for index, node in enumerate(nodes)}
-    for index, node in enumerate(nodes):
-        for ref in node.inputs:
-            last_use[slots[ref]] = index
-    frees: list[list[int]] = [[] for _ in nodes]
+            if op.vjp_uses_inputs:
+                kept.update(inputs)
+            if op.vjp_uses_output:
+                kept.add(output)
+            kept.update(slot for slot, r in zip(inputs, reduces, strict=True) if r)
+        last_use[output] = index
+        for slot in inputs:
+            last_use[slot] = index
+        compiled.append((node, inputs, output, tuple(needs), tuple(reduces)))
+    frees: list[list[int]] = [[] for _ in compiled]
     for slot, index in last_use.items():
         if slot >= len(sources) and slot not in kept:
             frees[index].append(slot)
-    steps = []
-    for index, (node, needs, reduces) in enumerate(zip(nodes, needs_of, reduces_of,
-                                                       strict=True)):
-        steps.append(Step(node.name, node.op, node.attrs,
-                          tuple(slots[ref] for ref in node.inputs), slots[node.name], needs,
-                          tuple(sorted(frees[index])), reduces))
-    return Plan(slots, names, tuple(steps), tuple(graph.grad_tensors()),
+    steps = tuple(Step(node.name, node.op, node.attrs, inputs, output, needs,
+                       tuple(sorted(dead)), reduces)
+                  for (node, inputs, output, needs, reduces), dead in zip(compiled, frees,
+                                                                         strict=True))
+    return Plan(slots, names, steps, tuple(graph.grad_tensors()),
                 frozenset(slot for slot in kept if slot >= len(sources)), len(sources))
