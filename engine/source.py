@@ -36,6 +36,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
@@ -122,6 +123,8 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 def _scalar(node: yaml.ScalarNode, file: str) -> Any:
+    if node.tag == _STR_TAG:  # most scalars; SafeConstructor would return the text as it is
+        return node.value
     if node.tag not in _SCALAR_TAGS:
         raise SpecError([_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec")])
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
