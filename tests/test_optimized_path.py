@@ -272,3 +272,39 @@ def test_large_arrays_take_the_numpy_fast_paths_and_agree(build) -> None:
         loss: loss
     """)
     assert_same_run(graph)
+
+
+@pytest.mark.parametrize("columns", [2, 3, 7])
+def test_reductions_over_a_few_columns_give_numpys_bits(columns) -> None:
+    """NumPy reduces a short last axis row by row, slowly; folding the columns instead must
+    give exactly what NumPy's reduce gives (NaN included)."""
+    from engine.shapes import FOLD_MIN_SIZE, largest, total
+
+    rng = np.random.default_rng(columns)
+    x = rng.normal(size=(FOLD_MIN_SIZE, columns)) * 10.0 ** rng.uniform(-8, 8, (1, columns))
+    x[3, 1] = np.nan
+    for keepdims in (True, False):
+        np.testing.assert_array_equal(total(np, x, -1, keepdims),
+                                      np.add.reduce(x, axis=-1, keepdims=keepdims))
+        np.testing.assert_array_equal(largest(np, x, (1,), keepdims),
+                                      np.maximum.reduce(x, axis=-1, keepdims=keepdims))
+
+
+def test_a_classifier_over_few_classes_agrees_with_the_plain_path(build) -> None:
+    graph = build("""
+        name: few
+        inputs:
+          z: {shape: [5000, 3], init: {normal: {std: 3}}, requires_grad: true}
+          y: {shape: [5000, 3], init: one_hot}
+        nodes:
+          top: {op: Max, inputs: [z], axis: -1, keepdims: true}
+          p: {op: Softmax, inputs: [z]}
+          lp: {op: LogSoftmax, inputs: [z]}
+          nll: {op: NLL, inputs: [p, y]}
+          both: {op: Add, inputs: [lp, top]}
+          s: {op: Sum, inputs: [both]}
+          loss: {op: Add, inputs: [nll, s]}
+        outputs: [top, p, lp]
+        loss: loss
+    """)
+    assert_same_run(graph)

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, normalize_axes, reduced_shape, total
+from engine.shapes import Dims, Shape, largest, normalize_axes, reduced_shape, total
 
 
 class ReduceAttrs(OpAttrs):
@@ -115,7 +115,7 @@ def _max_vjp(xp, attrs, g, out, inputs, needs):
 
 register(OpDef(
     name="Max", doc="Maximum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.max(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    forward=lambda xp, attrs, x: largest(xp, x, _axes(attrs, x.ndim), attrs.keepdims),
     vjp=_max_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.maximum.reduce(x, axis=_axes(attrs, x.ndim),

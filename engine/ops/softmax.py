@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes, total
+from engine.shapes import Dims, Shape, ShapeError, format_shape, largest, normalize_axes, total
 
 
 class AxisAttrs(OpAttrs):
@@ -25,13 +25,18 @@ def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
 def _softmax_forward(xp, attrs, x):
     # Subtracting the row maximum changes nothing mathematically and prevents overflow,
     # as the lesson recommends before exponentiating.
-    raised = xp.exp(x - xp.max(x, axis=attrs.axis, keepdims=True))
-    return raised / total(xp, raised, attrs.axis, keepdims=True)
+    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
+    # on NumPy in place (shifted is ours): no second array
+    raised = np.exp(shifted, out=shifted) if xp is np else xp.exp(shifted)
+    raised /= total(xp, raised, attrs.axis, keepdims=True)  # in place: raised is ours
+    return raised
 
 
 def _softmax_vjp(xp, attrs, g, out, inputs, needs):
     # Jacobian S_i (delta_ij - S_j) applied to g, without building the Jacobian.
-    return (out * (g - total(xp, g * out, attrs.axis, keepdims=True)),)
+    d_x = g - total(xp, g * out, attrs.axis, keepdims=True)
+    d_x *= out  # in place: d_x is ours
+    return (d_x,)
 
 
 def _axis_samples(rng: np.random.Generator) -> list[Sample]:
@@ -60,7 +65,7 @@ register(OpDef(
 
 
 def _log_softmax_forward(xp, attrs, x):
-    shifted = x - xp.max(x, axis=attrs.axis, keepdims=True)
+    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
     return shifted - xp.log(total(xp, xp.exp(shifted), attrs.axis, keepdims=True))
 
 
