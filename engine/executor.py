@@ -1,31 +1,40 @@
 """Runs a compiled plan: forward in order, then backward in reverse, micrograd-simple.
 
 Forward is a flat loop writing each node's value into its slot; each node runs
-once however many consumers it has.  Backward seeds the loss with 1, walks the
-steps in reverse, asks each vjp only for the gradients that are needed, sums a
-gradient back to the shape of a broadcast input, and adds the gradients of a
-value that feeds several nodes.  There is no recursion, so 100,000-node graphs
-run.  Arrays the user passes in are never written to: only gradient buffers
-the executor created itself are updated in place.
+once however many consumers it has, and a value is dropped after its last use
+unless it is an output or backward reads it (the plan decides which, once).
+Backward seeds the loss with 1, walks the steps that lead to a tensor requiring
+grad in reverse, asks each vjp only for the gradients that are needed, sums a
+gradient back to the shape of a broadcast input where the inferred shapes say it
+may be broadcast, and adds the gradients of a value that feeds several nodes,
+in place into buffers the executor created itself.  There is no recursion, so
+100,000-node graphs run.  Arrays the user passes in are never written to.
+
+``Executor(graph, optimize=False)`` is the plain path: every value is kept, every
+gradient's shape is checked at run time, nothing is updated in place, and the
+ops see NumPy through ``array_api_compat`` so that their NumPy fast paths are off.
+The tests compare the two paths on every example graph and on random graphs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from types import ModuleType
 from typing import Any
 
+import array_api_compat.numpy as plain_numpy
 import numpy as np
 
 from engine.errors import DataError, EngineError, did_you_mean
 from engine.feeds import bind_feeds, initial_value
+from engine.gcpause import collector_paused
 from engine.graph import Graph
 from engine.instrument import Trace, instrument
 from engine.plan import Plan, Step, compile_plan
-from engine.shapes import ShapeError, format_shape, sum_to
+from engine.shapes import Dims, ShapeError, format_shape, sum_to
 
 Array = Any
-
 
 class Executor:
     """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
@@ -34,20 +43,28 @@ class Executor:
     the Python array API standard, such as ``array_api_strict``, works).
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
-    holds NaN or inf; ``trace`` fills ``self.trace`` with per-node statistics and timings.
+    holds NaN or inf (and keeps every value, for its report); ``trace`` fills
+    ``self.trace`` with per-node statistics and timings.
+    ``optimize=False`` runs the plain path (see the module docstring): slower and
+    keeps every value, for debugging and as a reference.
     """
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
-                 check_finite: bool = False, trace: bool = False):
+                 check_finite: bool = False, trace: bool = False, optimize: bool = True):
         self.graph = graph
         self.trace: Trace | None = Trace(graph) if trace else None
-        self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
-                                     check_finite=check_finite)
+        with collector_paused():
+            self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
+                                         check_finite=check_finite)
+        self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
         self.xp = np if xp is None else xp
+        self.optimize = optimize
         self.seed = graph.spec.seed if seed is None else seed
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
+        self._dims: Dims = graph.dims
+        self._feed_key: tuple[tuple[str, Any, Any], ...] | None = None
         dims = graph.dims
         self.parameters: dict[str, Array] = {
             name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
@@ -56,6 +73,36 @@ class Executor:
         for name, v in graph.values.items():
             if v.kind == "constant":
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
+        with collector_paused():
+            self._derive()  # last: whatever rewrote plan.steps before this is what runs
+
+    def _derive(self) -> None:
+        """Flatten the final plan into tuples, so the hot loops only index and call."""
+        plan, optimize = self.plan, self.optimize
+        # Ops look for NumPy by identity to take their fast paths; the plain path hides it.
+        self._op_xp = plain_numpy if (self.xp is np and not optimize) else self.xp
+        self._fresh_parts = optimize and self.xp is np
+        self._forward_program = [
+            (step.op.forward, step.attrs, _getter(step.inputs), step.output,
+             () if self._keep_values else step.frees, step)
+            for step in plan.steps]
+        differentiating = [step for step in reversed(plan.steps) if step.differentiates]
+        fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
+        for step in differentiating:
+            for slot, need in zip(step.inputs, step.needs, strict=True):
+                fan_in[slot] += need
+        self._backward_program = [
+            (step.op.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
+             tuple((index, slot, reduces or not optimize, fan_in[slot] > 1)
+                   for index, (slot, need, reduces)
+                   in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
+                   if need),
+             step)
+            for step in differentiating]
+        self._feeds = [(name, plan.slots[name], v.kind, v.dtype)
+                       for name, v in self.graph.values.items()
+                       if v.kind in ("input", "parameter")]
+        self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
 
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:
@@ -66,27 +113,46 @@ class Executor:
 
     def forward(self, feeds: Mapping[str, Any] | None = None) -> dict[str, Array]:
         """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
-        fed, dims = bind_feeds(self.graph, feeds or {})
+        fed, dims = self._bind(feeds or {})
         slots, plan = self._slots, self.plan
-        for name, v in self.graph.values.items():
-            if v.kind == "input":
-                if name in fed:
-                    slots[plan.slots[name]] = self._array(fed[name], v.dtype)
-                else:
-                    slots[plan.slots[name]] = self._default(name, dims)
-            elif v.kind == "parameter":
-                slots[plan.slots[name]] = self.parameters[name]
-        xp = self.xp
+        slots[plan.sources:] = [None] * (len(slots) - plan.sources)  # last pass's values go
+        self._ran_forward = False
+        self._dims = dims
+        for name, slot, kind, dtype in self._feeds:
+            if kind == "parameter":
+                slots[slot] = self.parameters[name]
+            elif name in fed:
+                array = fed[name]
+                slots[slot] = array if getattr(array, "dtype", None) == dtype and \
+                    self.xp is np else self._array(array, dtype)
+            else:
+                slots[slot] = self._default(name, dims)
+        xp = self._op_xp
         step: Step | None = None
         try:
-            for step in plan.steps:
-                slots[step.output] = step.op.forward(
-                    xp, step.attrs, *[slots[i] for i in step.inputs])
+            for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
+                slots[output] = forward(xp, attrs, *inputs(slots))
+                for slot in frees:
+                    slots[slot] = None
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
         return {name: slots[plan.slots[name]] for name in self.graph.outputs}
+
+    def _bind(self, feeds: Mapping[str, Any]) -> tuple[dict[str, Any], Dims]:
+        """``bind_feeds``, skipped when the arrays have the names, dtypes and shapes of the
+        last feeds that passed: the checks depend on nothing else (a training loop feeds
+        same-shaped batches, and on small arrays the checks cost as much as the ops)."""
+        if all(type(a) is np.ndarray for a in feeds.values()):
+            key = tuple((name, a.dtype, a.shape) for name, a in feeds.items())
+            if key == self._feed_key:
+                return feeds, self._dims
+        else:
+            key = None
+        fed, dims = bind_feeds(self.graph, feeds)
+        self._feed_key = key
+        return fed, dims
 
     def _default(self, name: str, dims: Any) -> Array:
         value = self.graph.values[name]
@@ -97,10 +163,22 @@ class Executor:
         return self._defaults[key]
 
     def value(self, name: str) -> Array:
-        """The value of any named value from the last forward pass."""
-        if name not in self.plan.slots:
-            raise KeyError(name)
-        return self._slots[self.plan.slots[name]]
+        """A value of the last forward pass: an output, input, parameter, constant, the loss,
+        or a node that backward reads.  Other intermediate values are freed after their last
+        use; list them under ``outputs`` (or use ``optimize=False``) to read them."""
+        slot = self.plan.slots.get(name)
+        if slot is None:
+            raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
+                              f"{did_you_mean(name, self.plan.slots)}")
+        if not self._ran_forward:
+            raise EngineError(f"no value of {name!r} yet: run forward() first")
+        value = self._slots[slot]
+        if value is None:
+            raise EngineError(f"the value of node {name!r} was freed after its last use in "
+                              "forward to save memory; list it under outputs in the spec to "
+                              "keep it, or run Executor(graph, optimize=False), which keeps "
+                              "every value")
+        return value
 
     @property
     def loss(self) -> float | None:
@@ -122,44 +200,45 @@ class Executor:
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
-        xp, plan, slots = self.xp, self.plan, self._slots
+        plan, slots, xp = self.plan, self._slots, self._op_xp
         grads: list[Array] = [None] * len(plan.names)
-        owned = [False] * len(plan.names)
-        kept = {self._node_slot(name): name for name in keep}
+        owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
+        kept = {self._node_slot(name): name for name in keep} if keep else None
         result: dict[str, Array] = {}
         for slot, upstream in self._seeds(seed).items():
             grads[slot] = upstream
+        fresh_parts = self._fresh_parts
         step: Step | None = None
         try:
-            for step in reversed(plan.steps):
-                g = grads[step.output]
-                if g is None or not step.differentiates:
+            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                g = grads[output]
+                if g is None:
                     continue
-                if step.output in kept:
-                    result[kept[step.output]] = g
-                grads[step.output] = None  # consumed: free it
-                inputs = [slots[i] for i in step.inputs]
-                parts = step.op.vjp(xp, step.attrs, g, slots[step.output], inputs, step.needs)
-                for slot, x, part, need in zip(step.inputs, inputs, parts, step.needs,
-                                               strict=True):
-                    if not need or part is None:
+                if kept and output in kept:
+                    result[kept[output]] = g
+                grads[output] = None  # consumed: free it
+                args = inputs(slots)
+                parts = vjp(xp, attrs, g, slots[output], args, needs)
+                for index, slot, reduces, shared in targets:
+                    part = parts[index]
+                    if part is None:
                         continue
-                    if part.shape != x.shape:
-                        part = self._sum_to(step, part, tuple(x.shape))
+                    if reduces and part.shape != args[index].shape:
+                        part = self._sum_to(step, part, tuple(args[index].shape))
                     if grads[slot] is None:
                         grads[slot] = part
+                        owned[slot] = shared and fresh_parts and _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
                     else:  # never write into an array we did not create
                         grads[slot] = grads[slot] + part
-                        owned[slot] = True
+                        owned[slot] = self.optimize
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
-        for name in plan.grad_tensors:
-            slot = plan.slots[name]
+        for name, slot in self._grad_slots:
             g = grads[slot]
-            result[name] = xp.zeros_like(slots[slot]) if g is None else g
+            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         return result
 
     def _seeds(self, seed: Mapping[str, Any] | None) -> dict[int, Array]:
@@ -169,17 +248,22 @@ class Executor:
                 raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
                                   "to say where backward starts")
             slot = plan.slots[graph.loss]
-            return {slot: xp.ones_like(self._slots[slot])}
+            loss = self._slots[slot]
+            return {slot: np.ones(loss.shape, loss.dtype) if xp is np else xp.ones_like(loss)}
         seeds = {}
         for name, upstream in seed.items():
             slot = self._node_slot(name)
-            value = self._slots[slot]
             if isinstance(upstream, (np.ndarray, list, float, int)):
                 upstream = self._array(np.asarray(upstream), graph.values[name].dtype)
-            if tuple(upstream.shape) != tuple(value.shape):
+            value = self._slots[slot]
+            shape = tuple(value.shape) if value is not None else \
+                self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
+            if len(upstream.shape) != len(shape) or any(
+                    isinstance(want, int) and want != got
+                    for want, got in zip(shape, upstream.shape, strict=True)):
                 raise DataError(f"upstream gradient for {name!r} has shape "
                                 f"{format_shape(upstream.shape)}, but {name!r} has shape "
-                                f"{format_shape(value.shape)}")
+                                f"{format_shape(shape)}")
             seeds[slot] = upstream
         return seeds
 
@@ -202,3 +286,24 @@ class Executor:
         node = self.graph.nodes[step.name]
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
                          f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+def _getter(slots: tuple[int, ...]) -> Callable[[list[Array]], tuple[Array, ...]]:
+    """A C-level function from the slot list to the values at ``slots``, as a tuple."""
+    if len(slots) == 1:
+        (slot,) = slots
+        return lambda values: (values[slot],)
+    return itemgetter(*slots) if slots else lambda values: ()
+
+
+def _is_fresh(part: Array, g: Array, args: list[Array], parts: tuple[Array, ...]) -> bool:
+    """Whether a NumPy vjp result is a new array nothing else refers to, so we may add into it.
+
+    Views, the upstream gradient passed through (Add returns ``g`` twice), an input
+    handed back, and one array returned for two inputs are all shared.
+    """
+    if type(part) is not np.ndarray or not part.flags.owndata or not part.flags.writeable:
+        return False
+    if part is g or any(part is a for a in args):
+        return False
+    return sum(p is part for p in parts) == 1

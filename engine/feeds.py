@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +47,41 @@ _FIX = "feed data of the declared shape, or change the shape in the spec"
 
 
 def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
-    where = f"input {value.name!r} ({graph.where(value.name)})"
     array = np.asarray(data)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == bool):
-        raise DataError(f"{where}: expected numbers, found an array of {array.dtype}")
-    if not np.can_cast(array.dtype, value.dtype, casting="same_kind"):
-        raise DataError(f"{where}: declared dtype {value.dtype}, fed {array.dtype}, which does "
-                        f"not convert safely; convert the data or change the declared dtype")
+    if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
+        raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
+                        f"{array.dtype}")
+    if not _castable(array.dtype, value.dtype):
+        raise DataError(f"{_where(graph, value)}: declared dtype {value.dtype}, fed "
+                        f"{array.dtype}, which does not convert safely; convert the data or "
+                        "change the declared dtype")
     # The shape as declared, names kept, so a conflict says which name and where it was bound.
     declared = tuple(value.decl.shape) if value.decl is not None else value.shape
     if array.ndim != len(declared):
-        raise DataError(f"{where}: expected shape {format_shape(declared)}, fed "
+        raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}, fed "
                         f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)}); "
                         f"{_FIX}")
     dims.site = f"by the feed of {value.name!r} {format_shape(array.shape)}"
     for axis, (want, got) in enumerate(zip(declared, array.shape, strict=True)):
+        if want == got:
+            continue
         try:
             dims.unify(want, int(got), "")
         except ShapeError:
             why = dims.explain(want).removeprefix("; ")
-            raise DataError(f"{where}: expected shape {format_shape(declared)}"
+            raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}"
                             f"{f' ({why})' if why else ''}, fed {format_shape(array.shape)}: "
                             f"axis {axis} differs; {_FIX}") from None
-    return array.astype(value.dtype, copy=False)
+    return array if array.dtype == value.dtype else array.astype(value.dtype)
+
+
+def _where(graph: Graph, value: Value) -> str:
+    return f"input {value.name!r} ({graph.where(value.name)})"
+
+
+@lru_cache(maxsize=256)
+def _castable(fed: np.dtype, declared: str) -> bool:
+    return bool(np.can_cast(fed, declared, casting="same_kind"))
 
 
 def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from engine.functions import FlatNode
 from engine.lint import lint
 from engine.literals import literal_problem, yaml_number
 from engine.ops import REGISTRY, OpAttrs, OpDef
-from engine.ops.base import FLOAT_DTYPES
+from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.shapes import Dims, Shape, ShapeError, format_shape
 from engine.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
@@ -207,8 +207,7 @@ class _Builder:
         flat = [node for node in flat if node.top not in self.duplicates]  # already reported
         for node in flat:
             self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
-        dag = nx.DiGraph()
-        dag.add_nodes_from(self.values)
+        edges: list[tuple[str, str]] = []
         for node in flat:
             name = node.name
             op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
@@ -221,7 +220,10 @@ class _Builder:
                     f"node {name!r} ({op.name}): takes {expected} inputs "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
-            dag.add_edges_from((ref, name) for ref in refs)
+            edges.extend((ref, name) for ref in refs)
+        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag.add_nodes_from(self.values)
+        dag.add_edges_from(edges)
         return dag
 
     def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
@@ -236,6 +238,16 @@ class _Builder:
         return name
 
     def order(self, dag: nx.DiGraph) -> list[str]:
+        try:  # ties in file order, so inference (and its messages) follows the spec as written
+            order = list(nx.lexicographical_topological_sort(
+                dag, key=lambda n: self.values[n].loc.sort_key()))
+        except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
+            self._report_cycles(dag)
+            order = []
+        self.fail_if_problems()
+        return [n for n in order if n in self.nodes]
+
+    def _report_cycles(self, dag: nx.DiGraph) -> None:
         cycles = [c for c in nx.strongly_connected_components(dag)
                   if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
         for component in cycles:
@@ -245,11 +257,6 @@ class _Builder:
             cycle = cycle[turn:] + cycle[:turn]
             self.problems.append(self.values[start].loc.problem(
                 "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
-        self.fail_if_problems()
-        # Ties in file order, so that inference (and its messages) follows the spec as written.
-        order = nx.lexicographical_topological_sort(
-            dag, key=lambda n: self.values[n].loc.sort_key())
-        return [n for n in order if n in self.nodes]
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -265,7 +272,7 @@ class _Builder:
             self.dims.site = f"at {node.loc.where()} by {label}"
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
-            weak_dtype = str(np.result_type(*floats)) if floats else "float64"
+            weak_dtype = promoted(*floats) if floats else "float64"
             for v in ins:
                 if v.weak:
                     v.dtype = weak_dtype

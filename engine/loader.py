@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.budget import DEFAULT_MAX_BYTES
 from engine.errors import SpecError
 from engine.functions import expand
+from engine.gcpause import collector_paused
 from engine.graph import Graph, build_graph
 from engine.imports import Module, load_imports
 from engine.source import parse_yaml, read_text
@@ -44,11 +45,12 @@ def loads(text: str, file: str = "<string>", base_dir: str | Path = ".",
 
 def _build(text: str, file: str, base_dir: Path, import_paths: Sequence[str | Path],
            path: Path | None, strict: bool, max_bytes: int) -> Graph:
-    data, source = parse_yaml(text, file)
-    spec = validate_spec(data, source)
-    root = Module(spec, source, data, base_dir)
-    modules = load_imports(root, [Path(p) for p in import_paths], path)
-    graph = build_graph(spec, source, base_dir, expand(modules), max_bytes=max_bytes)
+    with collector_paused():
+        data, source = parse_yaml(text, file)
+        spec = validate_spec(data, source)
+        root = Module(spec, source, data, base_dir)
+        modules = load_imports(root, [Path(p) for p in import_paths], path)
+        graph = build_graph(spec, source, base_dir, expand(modules), max_bytes=max_bytes)
     if strict and graph.warnings:
         raise SpecError(graph.warnings)
     return graph

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 Dim = int | str
 Shape = tuple[Dim, ...]
 
@@ -196,5 +198,53 @@ def sum_to(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
         raise ShapeError(f"a gradient of shape {format_shape(grad_shape)} is no broadcast of "
                          f"its input's shape {format_shape(shape)}")
     axes = sum_axes_to(grad_shape, shape)
-    reduced = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
+    reduced = total(xp, grad, axis=axes, keepdims=True) if axes else grad
     return xp.reshape(reduced, shape) if tuple(reduced.shape) != shape else reduced
+
+
+def total(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
+          keepdims: bool = False) -> Any:
+    """``xp.sum``; on NumPy the ufunc method, which skips ``np.sum``'s Python-level dispatch
+    (a few microseconds a call, as much as the sum itself on the lesson's 5x3 arrays)."""
+    if xp is np:
+        if _short_last_axis(x, axis):
+            return _fold_last_axis(np.add, x, keepdims)
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return xp.sum(x, axis=axis, keepdims=keepdims)
+
+
+def largest(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
+            keepdims: bool = False) -> Any:
+    """``xp.max``, on NumPy with the same short-axis fast path as ``total``."""
+    if xp is np:
+        if _short_last_axis(x, axis):
+            return _fold_last_axis(np.maximum, x, keepdims)
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+    return xp.max(x, axis=axis, keepdims=keepdims)
+
+
+#: NumPy reduces a short last axis one row at a time: a 10,000 x 3 array takes 350 us for
+#: its row maxima, 15 us by combining its 3 columns.  Up to this many columns (and from
+#: FOLD_MIN_SIZE elements, below which one call is cheaper) the columns are combined.
+FOLD_MAX_COLUMNS = 7
+FOLD_MIN_SIZE = 4096
+
+
+def _short_last_axis(x: Any, axis: int | tuple[int, ...] | None) -> bool:
+    if not isinstance(x, np.ndarray) or x.ndim == 0 or x.size < FOLD_MIN_SIZE:
+        return False
+    if isinstance(axis, tuple):
+        if len(axis) != 1:
+            return False
+        (axis,) = axis
+    return axis is not None and axis % x.ndim == x.ndim - 1 and \
+        2 <= x.shape[-1] <= FOLD_MAX_COLUMNS
+
+
+def _fold_last_axis(ufunc: np.ufunc, x: np.ndarray, keepdims: bool) -> np.ndarray:
+    """``ufunc.reduce(x, axis=-1)`` as elementwise calls over the columns, left to right,
+    which is NumPy's own order on so few columns: a sum gives the same bits."""
+    result = ufunc(x[..., 0:1], x[..., 1:2])
+    for column in range(2, x.shape[-1]):
+        ufunc(result, x[..., column:column + 1], out=result)
+    return result if keepdims else result[..., 0]

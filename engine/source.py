@@ -39,6 +39,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -189,6 +190,8 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
 
 def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
     """A plain scalar's value; any other tag is a problem (and the value None)."""
+    if node.tag == _STR_TAG:  # most scalars; SafeConstructor would return the text as it is
+        return node.value
     if node.tag not in _SCALAR_TAGS:
         problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec; only "
                                         "plain strings, numbers, booleans and null are", path))

@@ -8,6 +8,7 @@ softmax also with the lesson's own hand-written code.
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import numpy as np
@@ -19,11 +20,17 @@ import engine
 
 
 def library_graph(nodes: str, inputs: str = "", **shapes: list[int]) -> engine.Graph:
-    """A spec in graphs/ that imports the library, with float64 inputs of the given shapes."""
+    """A spec in graphs/ that imports the library, with float64 inputs of the given shapes.
+
+    Every node the test writes is an output, so that the test can read its value (the
+    executor frees intermediate values after their last use).
+    """
     declared = "".join(f"  {name}: {{shape: {shape}, requires_grad: true}}\n"
                        for name, shape in shapes.items())
+    written = re.findall(r"^(\w+):", textwrap.dedent(nodes), flags=re.M)
     text = ("name: t\nimports: {nn: lib/nn.yaml}\ninputs:\n" + declared + inputs +
-            "nodes:\n" + textwrap.indent(textwrap.dedent(nodes), "  "))
+            "nodes:\n" + textwrap.indent(textwrap.dedent(nodes), "  ") +
+            f"outputs: [{', '.join(written)}]\n")
     return engine.loads(text, file=str(GRAPHS / "t.yaml"), base_dir=GRAPHS)
 
 

@@ -117,3 +117,28 @@ def test_pow_exponent_gradient_is_power_times_log_base() -> None:
 def test_ops_declare_their_subgradient_conventions() -> None:
     for name in ("Relu", "Max", "Pow", "NLL"):
         assert REGISTRY[name].convention, f"{name} must document its convention"
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_vjp_reads_only_what_the_op_declares(op: OpDef, sample: Sample) -> None:
+    """The executor frees forward values a vjp does not declare it reads: the vjp must work
+    when handed None in their place, and give the same gradients."""
+    attrs = op.attrs(**sample.attrs)
+    out = op.forward(np, attrs, *sample.inputs)
+    upstream = np.random.default_rng(2).normal(size=np.shape(out))
+    needs = tuple(op.is_differentiable(i) for i in range(len(sample.inputs)))
+    want = op.vjp(np, attrs, upstream, out, list(sample.inputs), needs)
+    inputs = list(sample.inputs) if op.vjp_uses_inputs else [None] * len(sample.inputs)
+    got = op.vjp(np, attrs, upstream, out if op.vjp_uses_output else None, inputs, needs)
+    for part, ref in zip(got, want, strict=True):
+        assert (part is None) == (ref is None)
+        if part is not None:
+            np.testing.assert_array_equal(part, ref)
+
+
+def test_ops_that_need_less_say_so() -> None:
+    """Declaring less than the vjp reads fails the test above; declaring more wastes memory."""
+    reads = {name: (op.vjp_uses_inputs, op.vjp_uses_output) for name, op in REGISTRY.items()}
+    assert reads["Add"] == reads["Neg"] == reads["Transpose"] == (False, False)
+    assert reads["Exp"] == reads["Relu"] == reads["Softmax"] == (False, True)
+    assert reads["Mul"] == reads["MatMul"] == reads["NLL"] == (True, False)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.base import NoAttrs, OpDef, binary_samples, broadcast_shape, register
+from engine.ops.base import (
+    SMALL_ARRAY,
+    NoAttrs,
+    OpDef,
+    binary_samples,
+    broadcast_shape,
+    register,
+)
+from engine.shapes import sum_axes_to, sum_to
 
 _ANY = (-2.0, 2.0)
 _AWAY_FROM_ZERO = (0.5, 2.0)
@@ -25,6 +33,8 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.add(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))
 
 
@@ -39,12 +49,30 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.subtract(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))
 
 
 def _mul_vjp(xp, attrs, g, out, inputs, needs):
     a, b = inputs
-    return (g * b if needs[0] else None, g * a if needs[1] else None)
+    # A broadcast input's gradient is summed back here, before the other gradient is made,
+    # so that two full-size temporaries never coexist (the lesson's softmax * inverted).
+    d_b = _product_summed_to(xp, g, a, b) if needs[1] else None
+    d_a = _product_summed_to(xp, g, b, a) if needs[0] else None
+    return (d_a, d_b)
+
+
+def _product_summed_to(xp, g, other, x):
+    """``g * other`` summed back to the shape of ``x``; on NumPy, when ``other`` is full-size
+    and large, one einsum pass that never writes the product out."""
+    shape = tuple(x.shape)
+    if xp is np and g.size > SMALL_ARRAY and other.shape == g.shape and shape != g.shape:
+        axes = sum_axes_to(g.shape, shape)
+        letters = "abcdefghijklmnopqrstuvwxyz"[:g.ndim]
+        kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+        return np.einsum(f"{letters},{letters}->{kept}", g, other).reshape(shape)
+    return sum_to(xp, g * other, shape)
 
 
 register(OpDef(
@@ -54,6 +82,7 @@ register(OpDef(
     shape=broadcast_shape,
     reference=lambda attrs, a, b: np.multiply(a, b),
     samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
+    vjp_uses_output=False,
 ))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,11 @@ from engine.shapes import Dims, Shape, ShapeError
 Array = Any  # an array of whichever namespace the executor runs on
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+
+#: Arrays up to this many elements take the plain NumPy calls in the ops' NumPy fast paths:
+#: below it, the Python-level setup of einsum or broadcast_to costs more than the
+#: temporary array they avoid.
+SMALL_ARRAY = 1 << 14
 
 
 class OpAttrs(BaseModel):
@@ -54,6 +60,11 @@ class OpDef:
     Gradients come in the shape of the broadcast output; the executor sums them back
     to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
     no work is spent on data that does not require grad.
+
+    ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
+    (values or shapes); the plan keeps exactly those alive for backward and frees every
+    other value after its last use in forward.  A vjp that does not read them is handed
+    ``None`` in their place.  They default to True, which is always correct.
     """
 
     name: str
@@ -69,6 +80,8 @@ class OpDef:
     min_inputs: int | None = None
     dtype: Callable[..., str] | None = None
     convention: str = ""
+    vjp_uses_inputs: bool = True
+    vjp_uses_output: bool = True
 
     @property
     def arity(self) -> tuple[int, int]:
@@ -100,7 +113,13 @@ def float_result(_attrs: OpAttrs, *dtypes: str) -> str:
     for dtype in dtypes:
         if dtype not in FLOAT_DTYPES:
             raise ShapeError(f"needs floating-point inputs, got {dtype}")
-    return str(np.result_type(*dtypes)) if dtypes else "float64"
+    return promoted(*dtypes) if dtypes else "float64"
+
+
+@lru_cache(maxsize=256)
+def promoted(*dtypes: str) -> str:
+    """NumPy's promotion of dtype names, remembered: a 100,000-node graph asks 100,000 times."""
+    return str(np.result_type(*dtypes))
 
 
 def same_shape(_attrs: OpAttrs, _dims: Dims, shape: Shape) -> Shape:

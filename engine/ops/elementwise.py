@@ -19,6 +19,7 @@ register(OpDef(
     shape=same_shape,
     reference=lambda attrs, x: np.e ** x,
     samples=lambda rng: unary_samples(rng, -2.0, 2.0),
+    vjp_uses_inputs=False,
 ))
 
 
@@ -34,6 +35,7 @@ register(OpDef(
     shape=same_shape,
     reference=lambda attrs, x: np.log(x),
     samples=lambda rng: unary_samples(rng, 0.2, 3.0),
+    vjp_uses_output=False,
 ))
 
 
@@ -44,11 +46,16 @@ register(OpDef(
     shape=same_shape,
     reference=lambda attrs, x: 0.0 - x,
     samples=lambda rng: unary_samples(rng, -2.0, 2.0),
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))
 
 
 def _relu_vjp(xp, attrs, g, out, inputs, needs):
-    return (xp.where(inputs[0] > 0, g, xp.zeros_like(g)),)
+    # out > 0 exactly where x > 0, so the input need not be kept for backward.
+    if xp is np:  # a scalar zero: no zero-filled array to allocate
+        return (np.where(out > 0, g, 0.0),)
+    return (xp.where(out > 0, g, xp.zeros_like(g)),)
 
 
 def _relu_samples(rng: np.random.Generator) -> list[Sample]:
@@ -63,12 +70,14 @@ def _relu_samples(rng: np.random.Generator) -> list[Sample]:
 
 register(OpDef(
     name="Relu", doc="max(x, 0) of each element.", attrs=NoAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.maximum(x, xp.zeros_like(x)),
+    forward=lambda xp, attrs, x: (np.maximum(x, 0.0) if xp is np  # no array of zeros
+                                  else xp.maximum(x, xp.zeros_like(x))),
     vjp=_relu_vjp,
     shape=same_shape,
     reference=lambda attrs, x: np.where(x > 0, x, 0.0),
     samples=_relu_samples,
     convention="Relu'(0) = 0: the gradient flows only where the input is strictly positive.",
+    vjp_uses_inputs=False,
 ))
 
 
@@ -83,6 +92,7 @@ register(OpDef(
     shape=same_shape,
     reference=lambda attrs, x: (np.exp(2 * x) - 1) / (np.exp(2 * x) + 1),
     samples=lambda rng: unary_samples(rng, -2.0, 2.0),
+    vjp_uses_inputs=False,
 ))
 
 
@@ -104,4 +114,5 @@ register(OpDef(
     shape=same_shape,
     reference=lambda attrs, x: 1.0 / (1.0 + np.exp(-x)),
     samples=lambda rng: unary_samples(rng, -3.0, 3.0),
+    vjp_uses_inputs=False,
 ))

@@ -49,6 +49,7 @@ register(OpDef(
     shape=_matmul_shape,
     reference=lambda attrs, a, b: _reference_matmul(a, b),
     samples=_matmul_samples,
+    vjp_uses_output=False,
 ))
 
 
@@ -75,4 +76,5 @@ register(OpDef(
     shape=_dense_shape,
     reference=lambda attrs, x, w, b: _reference_matmul(x, w) + b,
     samples=_dense_samples,
+    vjp_uses_output=False,
 ))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, normalize_axes, reduced_shape
+from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, largest, normalize_axes, reduced_shape, total
 
 
 class ReduceAttrs(OpAttrs):
@@ -22,7 +23,14 @@ class ReduceAttrs(OpAttrs):
 
 
 def _axes(attrs: ReduceAttrs, rank: int) -> tuple[int, ...]:
-    return normalize_axes(attrs.axis, rank)
+    axis = attrs.axis
+    return _normalized(tuple(axis) if isinstance(axis, list) else axis, rank)
+
+
+@lru_cache(maxsize=1024)
+def _normalized(axis: int | tuple[int, ...] | None, rank: int) -> tuple[int, ...]:
+    """normalize_axes, remembered: it runs in every forward and vjp of a reduction."""
+    return normalize_axes(axis, rank)
 
 
 def _reduce_shape(attrs: ReduceAttrs, dims: Dims, shape: Shape) -> Shape:
@@ -31,6 +39,8 @@ def _reduce_shape(attrs: ReduceAttrs, dims: Dims, shape: Shape) -> Shape:
 
 def _expand(xp, attrs: ReduceAttrs, g, x):
     """The reduced gradient reshaped with kept axes, so it broadcasts against x."""
+    if attrs.keepdims:  # it has them already
+        return g
     axes = _axes(attrs, x.ndim)
     return xp.reshape(g, reduced_shape(tuple(x.shape), axes, True))
 
@@ -47,20 +57,30 @@ def _reduce_samples(rng: np.random.Generator) -> list[Sample]:
     return samples
 
 
+def _spread(xp, g, x):
+    """``g`` (with kept axes) repeated over the shape of ``x``."""
+    if xp is np and x.size <= SMALL_ARRAY:  # copying is cheaper than broadcast_to
+        spread = np.empty(x.shape, g.dtype)
+        spread[...] = g
+        return spread
+    return xp.broadcast_to(g, x.shape)
+
+
 def _sum_vjp(xp, attrs, g, out, inputs, needs):
     # The lesson's "distribute the gradient over all input elements".
     (x,) = inputs
-    return (xp.broadcast_to(_expand(xp, attrs, g, x), x.shape),)
+    return (_spread(xp, _expand(xp, attrs, g, x), x),)
 
 
 register(OpDef(
     name="Sum", doc="Sum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    forward=lambda xp, attrs, x: total(xp, x, _axes(attrs, x.ndim), attrs.keepdims),
     vjp=_sum_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims),
     samples=_reduce_samples,
+    vjp_uses_output=False,
 ))
 
 
@@ -70,7 +90,7 @@ def _count(attrs: ReduceAttrs, x) -> int:
 
 def _mean_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    return (xp.broadcast_to(_expand(xp, attrs, g, x) / _count(attrs, x), x.shape),)
+    return (_spread(xp, _expand(xp, attrs, g, x) / _count(attrs, x), x),)
 
 
 register(OpDef(
@@ -81,6 +101,7 @@ register(OpDef(
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims) / _count(attrs, x),
     samples=_reduce_samples,
+    vjp_uses_output=False,
 ))
 
 
@@ -88,13 +109,13 @@ def _max_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
     kept = _expand(xp, attrs, out, x)
     winners = xp.astype(x == kept, x.dtype)
-    ties = xp.sum(winners, axis=_axes(attrs, x.ndim), keepdims=True)
+    ties = total(xp, winners, _axes(attrs, x.ndim), keepdims=True)
     return (_expand(xp, attrs, g, x) * winners / ties,)
 
 
 register(OpDef(
     name="Max", doc="Maximum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.max(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
+    forward=lambda xp, attrs, x: largest(xp, x, _axes(attrs, x.ndim), attrs.keepdims),
     vjp=_max_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.maximum.reduce(x, axis=_axes(attrs, x.ndim),

@@ -60,6 +60,7 @@ register(OpDef(
     shape=_reshape_shape,
     reference=lambda attrs, x: np.asarray(x).reshape(attrs.shape),
     samples=_reshape_samples,
+    vjp_uses_output=False,
 ))
 
 
@@ -105,4 +106,6 @@ register(OpDef(
     shape=_transpose_shape,
     reference=lambda attrs, x: np.transpose(x, attrs.axes),
     samples=_transpose_samples,
+    vjp_uses_inputs=False,
+    vjp_uses_output=False,
 ))

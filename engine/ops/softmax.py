@@ -7,8 +7,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import FLOAT_DTYPES, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, Sample, register
+from engine.shapes import Dims, Shape, ShapeError, format_shape, largest, normalize_axes, total
 
 
 class AxisAttrs(OpAttrs):
@@ -25,13 +25,18 @@ def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
 def _softmax_forward(xp, attrs, x):
     # Subtracting the row maximum changes nothing mathematically and prevents overflow,
     # as the lesson recommends before exponentiating.
-    raised = xp.exp(x - xp.max(x, axis=attrs.axis, keepdims=True))
-    return raised / xp.sum(raised, axis=attrs.axis, keepdims=True)
+    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
+    # on NumPy in place (shifted is ours): no second array
+    raised = np.exp(shifted, out=shifted) if xp is np else xp.exp(shifted)
+    raised /= total(xp, raised, attrs.axis, keepdims=True)  # in place: raised is ours
+    return raised
 
 
 def _softmax_vjp(xp, attrs, g, out, inputs, needs):
     # Jacobian S_i (delta_ij - S_j) applied to g, without building the Jacobian.
-    return (out * (g - xp.sum(g * out, axis=attrs.axis, keepdims=True)),)
+    d_x = g - total(xp, g * out, attrs.axis, keepdims=True)
+    d_x *= out  # in place: d_x is ours
+    return (d_x,)
 
 
 def _axis_samples(rng: np.random.Generator) -> list[Sample]:
@@ -55,16 +60,17 @@ register(OpDef(
     shape=_axis_shape,
     reference=_softmax_reference,
     samples=_axis_samples,
+    vjp_uses_inputs=False,
 ))
 
 
 def _log_softmax_forward(xp, attrs, x):
-    shifted = x - xp.max(x, axis=attrs.axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=attrs.axis, keepdims=True))
+    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
+    return shifted - xp.log(total(xp, xp.exp(shifted), attrs.axis, keepdims=True))
 
 
 def _log_softmax_vjp(xp, attrs, g, out, inputs, needs):
-    return (g - xp.exp(out) * xp.sum(g, axis=attrs.axis, keepdims=True),)
+    return (g - xp.exp(out) * total(xp, g, attrs.axis, keepdims=True),)
 
 
 register(OpDef(
@@ -75,6 +81,7 @@ register(OpDef(
     shape=_axis_shape,
     reference=lambda attrs, x: np.log(_softmax_reference(attrs, x)),
     samples=_axis_samples,
+    vjp_uses_inputs=False,
 ))
 
 
@@ -112,6 +119,8 @@ def _nll_dtype(attrs: NLLAttrs, probs: str, target: str) -> str:
 def _one_hot(xp, probs, target):
     """The target as float weights: one-hot rows as given, or built from class indices."""
     if target.ndim == probs.ndim:
+        if target.dtype == probs.dtype:  # the usual case, without astype's dispatch
+            return target
         return xp.astype(target, probs.dtype)
     classes = xp.arange(probs.shape[-1], dtype=target.dtype)
     return xp.astype(target[..., None] == classes, probs.dtype)
@@ -122,15 +131,23 @@ def _rows(probs) -> int:
 
 
 def _nll_forward(xp, attrs, probs, target):
-    total = -xp.sum(_one_hot(xp, probs, target) * xp.log(probs))
-    return total / _rows(probs) if attrs.reduction == "mean" else total
+    terms = xp.log(probs)
+    if xp is np and probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
+        axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
+        loss = -np.einsum(f"{axes},{axes}->", _one_hot(xp, probs, target), terms)
+    else:
+        terms *= _one_hot(xp, probs, target)  # in place: terms is ours
+        loss = -total(xp, terms)
+    return loss / _rows(probs) if attrs.reduction == "mean" else loss
 
 
 def _nll_vjp(xp, attrs, g, out, inputs, needs):
     probs, target = inputs
-    # The lesson's nll_grad: -y / p.
-    d_probs = -g * _one_hot(xp, probs, target) / probs
-    return (d_probs / _rows(probs) if attrs.reduction == "mean" else d_probs, None)
+    # The lesson's nll_grad: -y / p, scaled in place (d_probs is ours) by the upstream -g.
+    scale = -g / _rows(probs) if attrs.reduction == "mean" else -g
+    d_probs = _one_hot(xp, probs, target) / probs
+    d_probs *= scale
+    return (d_probs, None)
 
 
 def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -168,4 +185,5 @@ register(OpDef(
     samples=_nll_samples,
     differentiable=(True, False),
     convention="Not differentiable in its target; the target gets no gradient.",
+    vjp_uses_output=False,
 ))

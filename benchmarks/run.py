@@ -1,0 +1,264 @@
+"""Benchmark the engine against hand-written NumPy (and PyTorch, when installed).
+
+    python benchmarks/run.py                  # every workload, about 5 to 10 minutes
+    python benchmarks/run.py --quick          # fewer rounds and sizes, under a minute
+    python benchmarks/run.py --output bench.md
+
+Shared machines are noisy, so the sides are interleaved (engine, NumPy,
+PyTorch, engine, NumPy, ...) over several rounds, each round yields one
+ratio engine/NumPy, and the table reports the median of those ratios (and the
+median time of each side).  A ratio below 1 means the engine is faster than
+the hand-written code.  Before timing, each workload checks that the engine
+and NumPy compute the same gradients.  Peak memory is measured in a fresh
+subprocess with tracemalloc (NumPy reports its allocations to it).
+
+This is a measurement, not a test: it never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import workloads as wl  # noqa: E402
+from engine.datafiles import write_atomically  # noqa: E402
+
+MEMORY_SHAPE = (4096, 1024)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure: ``rounds`` interleaved samples, each at least ``min_time`` s."""
+
+    rounds: int
+    min_time: float
+    w1: tuple[tuple[int, int], ...]
+    w2: tuple[tuple[int, int, int, int], ...]
+    chain: tuple[int, ...]
+    diamond: tuple[int, ...]
+    memory: bool
+
+
+FULL = Settings(rounds=11, min_time=0.05,
+                w1=((5, 3), (64, 10), (1024, 1024), (4096, 1024)),
+                w2=((10_000, 13, 10, 3), (512, 784, 256, 10)),
+                chain=(10, 100, 1_000, 10_000, 100_000),
+                diamond=(10, 15, 20, 25), memory=True)
+QUICK = Settings(rounds=5, min_time=0.02,
+                 w1=((5, 3), (64, 10), (1024, 1024), (4096, 1024)),
+                 w2=((10_000, 13, 10, 3), (512, 784, 256, 10)),
+                 chain=(10, 100, 1_000, 10_000, 100_000),
+                 diamond=(10, 25), memory=True)
+SMOKE = Settings(rounds=2, min_time=0.0, w1=((5, 3),), w2=((8, 4, 3, 2),), chain=(10,),
+                 diamond=(3,), memory=False)
+
+
+@dataclass
+class Row:
+    group: str
+    label: str
+    nodes: int
+    engine_s: float
+    numpy_s: float
+    ratio: float
+    torch_s: float | None
+    torch_ratio: float | None
+
+
+def calibrate(step: Callable[[], Any], min_time: float) -> int:
+    """Calls per sample so that one sample lasts at least ``min_time`` seconds."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            step()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or number >= 1 << 20:
+            return number
+        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9)) + 1)
+
+
+def sample(step: Callable[[], Any], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        step()
+    return (time.perf_counter() - start) / number
+
+
+def measure(work: wl.Workload, settings: Settings) -> Row:
+    """Interleave the sides round by round; medians of per-round times and ratios."""
+    work.check()
+    sides = [work.engine, work.numpy] + ([work.torch] if work.torch else [])
+    numbers = [calibrate(step, settings.min_time) for step in sides]
+    times: list[list[float]] = [[] for _ in sides]
+    for round_ in range(settings.rounds):
+        order = range(len(sides)) if round_ % 2 == 0 else reversed(range(len(sides)))
+        for index in order:
+            times[index].append(sample(sides[index], numbers[index]))
+    ratios = [e / n for e, n in zip(times[0], times[1], strict=True)]
+    torch_s = torch_ratio = None
+    if work.torch:
+        torch_s = statistics.median(times[2])
+        torch_ratio = statistics.median(t / n for t, n in zip(times[2], times[1], strict=True))
+    return Row(work.group, work.label, work.nodes, statistics.median(times[0]),
+               statistics.median(times[1]), statistics.median(ratios), torch_s, torch_ratio)
+
+
+def workloads(settings: Settings) -> list[Callable[[], wl.Workload]]:
+    """Builders, so that each workload's arrays exist only while it is measured."""
+    builders: list[Callable[[], wl.Workload]] = []
+    builders += [lambda s=s: wl.w1(*s) for s in settings.w1]
+    builders += [lambda s=s: wl.w2(*s) for s in settings.w2]
+    builders += [lambda n=n: wl.chain(n) for n in settings.chain]
+    builders += [lambda d=d: wl.diamond(d) for d in settings.diamond]
+    return builders
+
+
+# -- peak memory, in a fresh interpreter -------------------------------------------------
+
+def memory_probe(side: str) -> int:
+    """Peak bytes allocated during the second of two W1 4096x1024 steps (the first warms up).
+
+    Whatever the first step left behind is still counted, so memory kept between
+    steps shows up.  The inputs x and y exist before tracing starts.
+    """
+    rows, cols = MEMORY_SHAPE
+    work = wl.w1(rows, cols)
+    step = work.engine if side == "engine" else work.numpy
+    tracemalloc.start()
+    step()
+    tracemalloc.reset_peak()
+    step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def memory_in_subprocess(side: str) -> float:
+    """Peak of one step in units of one 4096x1024 float64 array."""
+    result = subprocess.run([sys.executable, __file__, "--memory-probe", side],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout.strip()) / (MEMORY_SHAPE[0] * MEMORY_SHAPE[1] * 8)
+
+
+# -- the report --------------------------------------------------------------------------
+
+def environment() -> list[str]:
+    lines = [f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+             f"{platform.processor() or platform.platform()}",
+             f"- Python {platform.python_version()}, NumPy {np.__version__}"]
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            lines.append(f"- BLAS: {pool.get('internal_api')} {pool.get('version')} "
+                         f"({pool.get('architecture')}, {pool.get('num_threads')} threads)")
+    except ImportError:
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        lines.append(f"- BLAS: {blas.get('name')} {blas.get('version')}")
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                 "OMP_NUM_THREADS"):
+        lines.append(f"- {name}={os.environ.get(name, '(unset)')}")
+    try:
+        import torch
+        lines.append(f"- PyTorch {torch.__version__} (1 thread)")
+    except ImportError:
+        lines.append("- PyTorch not installed: no PyTorch column")
+    return lines
+
+
+def _us(seconds: float) -> str:
+    micro = seconds * 1e6
+    return f"{micro:,.1f}" if micro < 100 else f"{micro:,.0f}"
+
+
+def table(rows: Sequence[Row], with_torch: bool) -> list[str]:
+    head = "| workload | size | engine µs | NumPy µs | **engine / NumPy** |"
+    rule = "|---|---|---:|---:|---:|"
+    if with_torch:
+        head += " PyTorch µs | PyTorch / NumPy |"
+        rule += "---:|---:|"
+    head += " engine µs / node | overhead µs / node |"
+    rule += "---:|---:|"
+    lines = [head, rule]
+    for row in rows:
+        line = (f"| {row.group} | {row.label} | {_us(row.engine_s)} | {_us(row.numpy_s)} | "
+                f"**{row.ratio:.2f}** |")
+        if with_torch:
+            line += (f" {_us(row.torch_s)} | {row.torch_ratio:.2f} |" if row.torch_s is not None
+                     else " | |")
+        per_node = row.engine_s / row.nodes * 1e6
+        overhead = (row.engine_s - row.numpy_s) / row.nodes * 1e6
+        line += f" {per_node:.2f} | {overhead:.2f} |"
+        lines.append(line)
+    return lines
+
+
+def report(settings: Settings, progress: Callable[[str], None]) -> str:
+    rows = []
+    for build in workloads(settings):
+        work = build()
+        progress(f"{work.group} {work.label} ...")
+        rows.append(measure(work, settings))
+        del work
+    with_torch = any(row.torch_s is not None for row in rows)
+    lines = ["# Engine vs hand-written NumPy", "",
+             f"Median over {settings.rounds} interleaved rounds; forward then backward, "
+             "float64. Ratios below 1: the engine is faster.", "", *environment(), "",
+             *table(rows, with_torch)]
+    if settings.memory:
+        progress("peak memory ...")
+        engine_peak, numpy_peak = memory_in_subprocess("engine"), memory_in_subprocess("numpy")
+        lines += ["", "Peak memory of one W1 4096x1024 step (tracemalloc, in a fresh process; "
+                      "x and y not counted), in 4096x1024 float64 arrays:", "",
+                  "| side | peak arrays |", "|---|---:|",
+                  f"| engine | {engine_peak:.2f} |", f"| NumPy (the lesson) | {numpy_peak:.2f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer rounds: under a minute")
+    mode.add_argument("--smoke", action="store_true",
+                      help="tiny sizes and two rounds: checks that the benchmark runs")
+    mode.add_argument("--memory-probe", choices=["engine", "numpy"], help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, metavar="FILE.md",
+                        help="also write the Markdown report to FILE.md (atomically)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        print(memory_probe(args.memory_probe))
+        return 0
+    settings = SMOKE if args.smoke else QUICK if args.quick else FULL
+
+    def progress(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    text = report(settings, progress)
+    if args.output is not None:
+        write_atomically(args.output, lambda handle: handle.write(text.encode()))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

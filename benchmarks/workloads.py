@@ -1,0 +1,338 @@
+"""The benchmark's workloads: each as a spec for the engine and as hand-written NumPy.
+
+Every workload is float64, one forward then one backward.  The NumPy side is
+what a person writes by hand: the lesson's staged softmax code for W1 and the
+lesson's layer-by-layer dense network code for W2 (which, like any hand-written
+layer, computes the gradient of every layer's input, the data's included).  The
+optional PyTorch side uses eager autograd.  Each builder returns the three
+step functions plus the gradients they produce, so ``run.py`` can check that
+all sides compute the same thing before it times them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import engine
+
+Step = Callable[[], Any]
+
+
+@dataclass
+class Workload:
+    """One row of the table: the engine, NumPy and (maybe) PyTorch doing the same step."""
+
+    group: str
+    label: str
+    engine: Step
+    numpy: Step
+    torch: Step | None
+    nodes: int  # graph nodes, for the per-node columns
+    check: Callable[[], None]  # raises AssertionError when the sides disagree
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    return torch
+
+
+# -- W1: the lesson's staged softmax, then NLL with reduction sum ----------------------------
+
+W1_SPEC = """
+name: w1
+inputs:
+  x: {{shape: [{rows}, {cols}], requires_grad: true}}
+  y: {{shape: [{rows}, {cols}]}}
+constants:
+  minus_one: -1.0
+nodes:
+  raised:   {{op: Exp, inputs: [x]}}
+  summed:   {{op: Sum, inputs: [raised], axis: -1, keepdims: true}}
+  inverted: {{op: Pow, inputs: [summed, minus_one]}}
+  softmax:  {{op: Mul, inputs: [raised, inverted]}}
+  loss:     {{op: NLL, inputs: [softmax, y], reduction: sum}}
+outputs: [loss]
+loss: loss
+"""
+
+
+def lesson_softmax_step(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The lesson's staged softmax forward and backward, as written there, plus its NLL."""
+    raised = np.exp(x)
+    summed = np.sum(raised, axis=-1).reshape(-1, 1)
+    pow_ = summed ** -1
+    softmax = raised * pow_
+    loss = -np.sum(y * np.log(softmax))
+    loss_grad = -1 * y / softmax
+    raised_grad = loss_grad * pow_
+    pow_grad = loss_grad * raised
+    pow_grad = np.sum(pow_grad, axis=-1).reshape(-1, 1)
+    summed_grad = (-1 * summed ** -2) * pow_grad
+    raised_grad_2 = np.ones_like(raised) * summed_grad
+    raised_grad += raised_grad_2
+    x_grad = raised_grad * np.exp(x)
+    return float(loss), x_grad
+
+
+def one_hot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    return np.eye(cols)[rng.integers(0, cols, size=rows)]
+
+
+def w1(rows: int, cols: int) -> Workload:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((rows, cols)), one_hot(rng, rows, cols)
+    ex = engine.Executor(engine.loads(W1_SPEC.format(rows=rows, cols=cols), file="w1.yaml"))
+    feeds = {"x": x, "y": y}
+
+    def run_engine() -> np.ndarray:
+        ex.forward(feeds)
+        return ex.backward()["x"]
+
+    torch = _torch()
+    run_torch = None
+    if torch is not None:
+        tx, ty = torch.from_numpy(x.copy()), torch.from_numpy(y)
+
+        def run_torch() -> Any:
+            xr = tx.detach().requires_grad_()
+            raised = torch.exp(xr)
+            softmax = raised * raised.sum(dim=-1, keepdim=True) ** -1
+            loss = -(ty * torch.log(softmax)).sum()
+            loss.backward()
+            return xr.grad
+
+    def check() -> None:
+        want = lesson_softmax_step(x, y)[1]
+        np.testing.assert_allclose(run_engine(), want, rtol=1e-9, atol=1e-12)
+
+    return Workload("W1", f"{rows}x{cols}", run_engine, lambda: lesson_softmax_step(x, y),
+                    run_torch, 5, check)
+
+
+# -- W2: the two-layer network x@W1+b1 -> Relu -> @W2+b2 -> softmax -> NLL --------------------
+
+W2_SPEC = """
+name: w2
+inputs:
+  x: {{shape: [{batch}, {n_in}]}}
+  y: {{shape: [{batch}, {n_out}]}}
+parameters:
+  w1: {{shape: [{n_in}, {hidden}], init: {{normal: {{std: {std1}}}}}}}
+  b1: {{shape: [{hidden}], init: zeros}}
+  w2: {{shape: [{hidden}, {n_out}], init: {{normal: {{std: {std2}}}}}}}
+  b2: {{shape: [{n_out}], init: zeros}}
+nodes:
+  z1:     {{op: MatMul, inputs: [x, w1]}}
+  h1:     {{op: Add, inputs: [z1, b1]}}
+  a1:     {{op: Relu, inputs: [h1]}}
+  z2:     {{op: MatMul, inputs: [a1, w2]}}
+  logits: {{op: Add, inputs: [z2, b2]}}
+  probs:  {{op: Softmax, inputs: [logits]}}
+  loss:   {{op: NLL, inputs: [probs, y], reduction: sum}}
+outputs: [loss]
+loss: loss
+"""
+
+
+def lesson_mlp_step(x: np.ndarray, y: np.ndarray,
+                    layers: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The lesson's dense network: a forward loop keeping hiddens, a backward loop over layers.
+
+    Softmax is the lesson's (row maximum subtracted first, then staged), its
+    backward the lesson's staged one, and each layer's backward computes the
+    gradient of the layer's input, as hand-written layer code does.
+    """
+    hiddens = [x]
+    out = x
+    for i, (w, b) in enumerate(layers):
+        out = np.matmul(out, w) + b
+        if i < len(layers) - 1:
+            out = np.maximum(out, 0)
+        hiddens.append(out)
+    normalized = out - np.max(out, axis=-1).reshape(-1, 1)
+    raised = np.exp(normalized)
+    summed = np.sum(raised, axis=-1).reshape(-1, 1)
+    pow_ = summed ** -1
+    probs = raised * pow_
+    loss = -np.sum(y * np.log(probs))
+    loss_grad = -1 * y / probs
+    raised_grad = loss_grad * pow_
+    pow_grad = np.sum(loss_grad * raised, axis=-1).reshape(-1, 1)
+    summed_grad = (-1 * summed ** -2) * pow_grad
+    raised_grad += np.ones_like(raised) * summed_grad
+    grad = raised_grad * np.exp(normalized)  # the row maximum is a constant shift: no gradient
+    grads: dict[str, np.ndarray] = {"loss": np.asarray(loss)}
+    for i in range(len(layers) - 1, -1, -1):
+        if i != len(layers) - 1:
+            grad = np.multiply(grad, np.heaviside(hiddens[i + 1], 0))
+        grads[f"w{i + 1}"] = hiddens[i].T @ grad
+        grads[f"b{i + 1}"] = np.sum(grad, axis=0)
+        grad = grad @ layers[i][0].T
+    return grads
+
+
+def w2(batch: int, n_in: int, hidden: int, n_out: int) -> Workload:
+    rng = np.random.default_rng(1)
+    x, y = rng.random((batch, n_in)), one_hot(rng, batch, n_out)
+    spec = W2_SPEC.format(batch=batch, n_in=n_in, hidden=hidden, n_out=n_out,
+                          std1=round(n_in ** -0.5, 6), std2=round(hidden ** -0.5, 6))
+    ex = engine.Executor(engine.loads(spec, file="w2.yaml"))
+    layers = [(ex.parameters["w1"], ex.parameters["b1"]), (ex.parameters["w2"],
+                                                           ex.parameters["b2"])]
+    feeds = {"x": x, "y": y}
+
+    def run_engine() -> dict[str, np.ndarray]:
+        ex.forward(feeds)
+        return ex.backward()
+
+    torch = _torch()
+    run_torch = None
+    if torch is not None:
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        params = [torch.from_numpy(a.copy()) for pair in layers for a in pair]
+
+        def run_torch() -> Any:
+            tw1, tb1, tw2, tb2 = (p.detach().requires_grad_() for p in params)
+            logits = torch.relu(tx @ tw1 + tb1) @ tw2 + tb2
+            loss = -(ty * torch.log(torch.softmax(logits, dim=-1))).sum()
+            loss.backward()
+            return tw1.grad
+
+    def check() -> None:
+        want = lesson_mlp_step(x, y, layers)
+        got = run_engine()
+        for name in ("w1", "b1", "w2", "b2"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-8, atol=1e-10)
+
+    label = f"{n_in}-{hidden}-{n_out}, batch {batch}"
+    return Workload("W2", label, run_engine, lambda: lesson_mlp_step(x, y, layers), run_torch,
+                    7, check)
+
+
+# -- Chain: N alternating Mul-by-constant and Exp on a 4x4 array -----------------------------
+
+CHAIN_FACTOR = -1.0  # x -> exp(-x) has an attracting fixed point: no overflow at any length
+
+
+def chain_spec(length: int) -> str:
+    lines = ["name: chain",
+             "inputs: {x: {shape: [4, 4], requires_grad: true}}",
+             f"constants: {{c: {CHAIN_FACTOR}}}", "nodes:"]
+    previous = "x"
+    for i in range(length):
+        inputs = f"[{previous}, c]" if i % 2 == 0 else f"[{previous}]"
+        lines.append(f"  n{i}: {{op: {'Mul' if i % 2 == 0 else 'Exp'}, inputs: {inputs}}}")
+        previous = f"n{i}"
+    lines += [f"  loss: {{op: Sum, inputs: [{previous}]}}", "loss: loss"]
+    return "\n".join(lines) + "\n"
+
+
+def chain_numpy(x: np.ndarray, length: int) -> np.ndarray:
+    """The same chain by hand: a forward loop that keeps values, a backward loop."""
+    values = [x]
+    for i in range(length):
+        values.append(values[-1] * CHAIN_FACTOR if i % 2 == 0 else np.exp(values[-1]))
+    np.sum(values[-1])
+    grad = np.ones_like(x)
+    for i in range(length - 1, -1, -1):
+        grad = grad * CHAIN_FACTOR if i % 2 == 0 else grad * values[i + 1]
+    return grad
+
+
+def chain(length: int) -> Workload:
+    x = np.random.default_rng(2).random((4, 4))
+    ex = engine.Executor(engine.loads(chain_spec(length), file="chain.yaml"))
+    feeds = {"x": x}
+
+    def run_engine() -> np.ndarray:
+        ex.forward(feeds)
+        return ex.backward()["x"]
+
+    torch = _torch()
+    run_torch = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+
+        def run_torch() -> Any:
+            xr = tx.detach().requires_grad_()
+            v = xr
+            for i in range(length):
+                v = v * CHAIN_FACTOR if i % 2 == 0 else torch.exp(v)
+            v.sum().backward()
+            return xr.grad
+
+    def check() -> None:
+        np.testing.assert_allclose(run_engine(), chain_numpy(x, length), rtol=1e-9, atol=1e-300)
+
+    return Workload("Chain", f"N = {length:,}", run_engine, lambda: chain_numpy(x, length),
+                    run_torch, length + 1, check)
+
+
+# -- Diamond: x = Exp(x) * (x * c), every value feeding two nodes ----------------------------
+
+DIAMOND_FACTOR = 0.5
+
+
+def diamond_spec(depth: int) -> str:
+    lines = ["name: diamond",
+             "inputs: {x: {shape: [4, 4], requires_grad: true}}",
+             f"constants: {{c: {DIAMOND_FACTOR}}}", "nodes:"]
+    previous = "x"
+    for i in range(depth):
+        lines += [f"  e{i}: {{op: Exp, inputs: [{previous}]}}",
+                  f"  m{i}: {{op: Mul, inputs: [{previous}, c]}}",
+                  f"  d{i}: {{op: Mul, inputs: [e{i}, m{i}]}}"]
+        previous = f"d{i}"
+    lines += [f"  loss: {{op: Sum, inputs: [{previous}]}}", "loss: loss"]
+    return "\n".join(lines) + "\n"
+
+
+def diamond_numpy(x: np.ndarray, depth: int) -> np.ndarray:
+    """The diamond by hand, each shared value computed once and its two gradients summed."""
+    saved = []
+    for _ in range(depth):
+        e, m = np.exp(x), x * DIAMOND_FACTOR
+        saved.append((e, m))
+        x = e * m
+    np.sum(x)
+    grad = np.ones_like(x)
+    for e, m in reversed(saved):
+        grad = grad * m * e + grad * e * DIAMOND_FACTOR
+    return grad
+
+
+def diamond(depth: int) -> Workload:
+    x = -np.random.default_rng(3).random((4, 4))  # x <= 0 stays bounded through the levels
+    ex = engine.Executor(engine.loads(diamond_spec(depth), file="diamond.yaml"))
+    feeds = {"x": x}
+
+    def run_engine() -> np.ndarray:
+        ex.forward(feeds)
+        return ex.backward()["x"]
+
+    torch = _torch()
+    run_torch = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+
+        def run_torch() -> Any:
+            xr = tx.detach().requires_grad_()
+            v = xr
+            for _ in range(depth):
+                v = torch.exp(v) * (v * DIAMOND_FACTOR)
+            v.sum().backward()
+            return xr.grad
+
+    def check() -> None:
+        np.testing.assert_allclose(run_engine(), diamond_numpy(x, depth), rtol=1e-9)
+
+    return Workload("Diamond", f"depth {depth}", run_engine, lambda: diamond_numpy(x, depth),
+                    run_torch, 3 * depth + 1, check)
