@@ -205,7 +205,8 @@ def table(rows: Sequence[Row], with_torch: bool) -> list[str]:
                      else " | |")
         per_node = row.engine_s / row.nodes * 1e6
         overhead = (row.engine_s - row.numpy_s) / row.nodes * 1e6
-        line += f" {per_node:.2f} | {overhead:.2f} |"
+        # Where the engine is faster than NumPy there is no overhead to speak of.
+        line += f" {per_node:.2f} | {f'{overhead:.2f}' if overhead >= 0 else '–'} |"
         lines.append(line)
     return lines
 
