@@ -65,7 +65,8 @@ class Executor:
         self._ran_forward = False
         self._dims: Dims = graph.dims
         self._feed_key: tuple[tuple[str, Any, Any], ...] | None = None
-        dims = graph.dims
+        dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
+        dims.apply_defaults(graph.spec.dims)
         self.parameters: dict[str, Array] = {
             name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
             for name, v in graph.values.items() if v.kind == "parameter"

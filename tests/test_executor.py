@@ -321,3 +321,19 @@ def test_runs_on_array_api_strict() -> None:
     strict_grads = on_strict.backward()
     for name, grad in on_numpy.backward().items():
         np.testing.assert_allclose(np.asarray(strict_grads[name]), grad, rtol=1e-12, atol=1e-15)
+
+
+def test_parameter_shape_from_a_dims_default(build) -> None:
+    ex = engine.Executor(build("""
+        name: pd
+        dims: {hidden: 4}
+        inputs: {x: {shape: [2, 3], init: ones}}
+        parameters: {w: {shape: [3, hidden], init: ones}}
+        nodes:
+          z: {op: MatMul, inputs: [x, w]}
+          loss: {op: Sum, inputs: [z]}
+        loss: loss
+    """))
+    assert ex.parameters["w"].shape == (3, 4)
+    ex.forward()
+    np.testing.assert_array_equal(ex.backward()["w"], np.full((3, 4), 2.0))  # column sums of x
