@@ -64,7 +64,7 @@ class Executor:
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
         self._dims: Dims = graph.dims
-        self._feed_key: tuple[tuple[str, Any, Any], ...] | None = None
+        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...], Dims] = {}
         dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
         dims.apply_defaults(graph.spec.dims)
         self.parameters: dict[str, Array] = {
@@ -100,9 +100,15 @@ class Executor:
                    if need),
              step)
             for step in differentiating]
-        self._feeds = [(name, plan.slots[name], v.kind, v.dtype)
-                       for name, v in self.graph.values.items()
-                       if v.kind in ("input", "parameter")]
+        values = self.graph.values
+        self._inputs = [(name, plan.slots[name], v.dtype) for name, v in values.items()
+                        if v.kind == "input"]
+        self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
+                                 if v.kind == "parameter"]
+        self._no_values = (None,) * (len(plan.names) - plan.sources)
+        self._outputs = [(name, plan.slots[name]) for name in self.graph.outputs]
+        self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
+        self._ones: dict[tuple[Any, Any], np.ndarray] = {}
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
 
     def _array(self, array: np.ndarray, dtype: str) -> Array:
@@ -115,19 +121,20 @@ class Executor:
     def forward(self, feeds: Mapping[str, Any] | None = None) -> dict[str, Array]:
         """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
         fed, dims = self._bind(feeds or {})
-        slots, plan = self._slots, self.plan
-        slots[plan.sources:] = [None] * (len(slots) - plan.sources)  # last pass's values go
+        slots = self._slots
+        slots[self.plan.sources:] = self._no_values  # last pass's values go
         self._ran_forward = False
         self._dims = dims
-        for name, slot, kind, dtype in self._feeds:
-            if kind == "parameter":
-                slots[slot] = self.parameters[name]
-            elif name in fed:
-                array = fed[name]
-                slots[slot] = array if getattr(array, "dtype", None) == dtype and \
-                    self.xp is np else self._array(array, dtype)
-            else:
+        parameters, numpy = self.parameters, self.xp is np
+        for name, slot in self._parameter_slots:
+            slots[slot] = parameters[name]
+        for name, slot, dtype in self._inputs:
+            array = fed.get(name)
+            if array is None:
                 slots[slot] = self._default(name, dims)
+            else:
+                slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
+                    else self._array(array, dtype)
         xp = self._op_xp
         step: Step | None = None
         try:
@@ -139,20 +146,26 @@ class Executor:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
-        return {name: slots[plan.slots[name]] for name in self.graph.outputs}
+        return {name: slots[slot] for name, slot in self._outputs}
 
-    def _bind(self, feeds: Mapping[str, Any]) -> tuple[dict[str, Any], Dims]:
-        """``bind_feeds``, skipped when the arrays have the names, dtypes and shapes of the
-        last feeds that passed: the checks depend on nothing else (a training loop feeds
-        same-shaped batches, and on small arrays the checks cost as much as the ops)."""
-        if all(type(a) is np.ndarray for a in feeds.values()):
-            key = tuple((name, a.dtype, a.shape) for name, a in feeds.items())
-            if key == self._feed_key:
-                return feeds, self._dims
-        else:
+    def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
+        """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have
+        passed before: the checks depend on nothing else.  A training loop feeds batches
+        of a few shapes (full, last, the train and validation splits), and on small arrays
+        the checks cost as much as the ops.  A few such keys are remembered."""
+        try:
+            key = tuple([(name, type(a), a.dtype, a.shape) for name, a in feeds.items()])
+        except AttributeError:  # lists or scalars: checked (and converted) every time
             key = None
+        else:
+            dims = self._bound.get(key)
+            if dims is not None:
+                return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
-        self._feed_key = key
+        if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):
+            if len(self._bound) >= _BOUND_KEYS:
+                self._bound.clear()
+            self._bound[key] = dims
         return fed, dims
 
     def _default(self, name: str, dims: Any) -> Array:
@@ -184,9 +197,9 @@ class Executor:
     @property
     def loss(self) -> float | None:
         """The loss of the last forward pass, or None when the spec declares no loss."""
-        if self.graph.loss is None or not self._ran_forward:
+        if self._loss_slot is None or not self._ran_forward:
             return None
-        return float(self.value(self.graph.loss))
+        return float(self._slots[self._loss_slot])  # kept: backward starts there
 
     # -- backward --------------------------------------------------------------------------
 
@@ -206,8 +219,11 @@ class Executor:
         owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
         kept = {self._node_slot(name): name for name in keep} if keep else None
         result: dict[str, Array] = {}
-        for slot, upstream in self._seeds(seed).items():
-            grads[slot] = upstream
+        if seed is None:
+            grads[self._loss_seed_slot()] = self._ones_like_loss()
+        else:
+            for slot, upstream in self._seeds(seed).items():
+                grads[slot] = upstream
         fresh_parts = self._fresh_parts
         step: Step | None = None
         try:
@@ -242,15 +258,26 @@ class Executor:
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         return result
 
-    def _seeds(self, seed: Mapping[str, Any] | None) -> dict[int, Array]:
-        graph, plan, xp = self.graph, self.plan, self.xp
-        if seed is None:
-            if graph.loss is None:
-                raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
-                                  "to say where backward starts")
-            slot = plan.slots[graph.loss]
-            loss = self._slots[slot]
-            return {slot: np.ones(loss.shape, loss.dtype) if xp is np else xp.ones_like(loss)}
+    def _loss_seed_slot(self) -> int:
+        if self._loss_slot is None:
+            raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
+                              "to say where backward starts")
+        return self._loss_slot
+
+    def _ones_like_loss(self) -> Array:
+        """The seed d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
+        a tenth of the cost of ``np.ones`` (whose Python-level body shows on small graphs)."""
+        loss = self._slots[self._loss_slot]
+        if self.xp is not np:
+            return self.xp.ones_like(loss)
+        key = (loss.shape, loss.dtype)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
+        return ones.copy()
+
+    def _seeds(self, seed: Mapping[str, Any]) -> dict[int, Array]:
+        graph = self.graph
         seeds = {}
         for name, upstream in seed.items():
             slot = self._node_slot(name)
@@ -287,6 +314,10 @@ class Executor:
         node = self.graph.nodes[step.name]
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
                          f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+#: How many sets of feed shapes ``Executor._bind`` remembers as already checked.
+_BOUND_KEYS = 8
 
 
 def _getter(slots: tuple[int, ...]) -> Callable[[list[Array]], tuple[Array, ...]]:

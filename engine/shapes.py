@@ -192,14 +192,30 @@ def sum_to(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
     grad_shape = tuple(grad.shape)
     if grad_shape == shape:
         return grad
+    axes, keepdims, reshape = _reduction(grad_shape, shape)
+    reduced = total(xp, grad, axes, keepdims)
+    return xp.reshape(reduced, shape) if reshape else reduced
+
+
+@lru_cache(maxsize=4096)
+def _reduction(grad_shape: tuple[int, ...], shape: tuple[int, ...]
+               ) -> tuple[tuple[int, ...], bool, bool]:
+    """How ``sum_to`` reduces ``grad_shape`` to ``shape``: (axes, keepdims, reshape after),
+    decided once per pair of shapes, since backward asks again for every batch.
+
+    Without kept dims when only leading axes go (a bias of shape [3] under [batch, 3]),
+    so that no reshape follows.  An exception is not cached, so a bad pair raises each time.
+    """
     if len(grad_shape) < len(shape) or any(
             t not in (1, g) for g, t in zip(grad_shape[len(grad_shape) - len(shape):], shape,
                                             strict=True)):
         raise ShapeError(f"a gradient of shape {format_shape(grad_shape)} is no broadcast of "
                          f"its input's shape {format_shape(shape)}")
     axes = sum_axes_to(grad_shape, shape)
-    reduced = total(xp, grad, axis=axes, keepdims=True) if axes else grad
-    return xp.reshape(reduced, shape) if tuple(reduced.shape) != shape else reduced
+    lead = len(grad_shape) - len(shape)
+    if all(axis < lead for axis in axes):
+        return axes, False, False
+    return axes, True, lead > 0
 
 
 def total(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,

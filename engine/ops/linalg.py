@@ -19,8 +19,9 @@ def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
 
 def _matmul_vjp(xp, attrs, g, out, inputs, needs):
     a, b = inputs
-    d_a = xp.matmul(g, xp.matrix_transpose(b)) if needs[0] else None
-    d_b = xp.matmul(xp.matrix_transpose(a), g) if needs[1] else None
+    # ``.mT`` is the standard's attribute for matrix_transpose, without a function's dispatch
+    d_a = xp.matmul(g, b.mT) if needs[0] else None
+    d_b = xp.matmul(a.mT, g) if needs[1] else None
     return (d_a, d_b)
 
 

@@ -189,4 +189,6 @@ class Trainer:
         predicted = np.argmax(np.asarray(ex.value(probs_name)), axis=-1)
         target = np.asarray(ex.value(target_name))
         labels = np.argmax(target, axis=-1) if target.ndim == predicted.ndim + 1 else target
-        return loss, float(np.mean(predicted == labels))
+        # counted, not np.mean: its Python-level body costs more than these few rows do
+        hits = np.count_nonzero(predicted == labels)
+        return loss, hits / predicted.size if predicted.size else None
