@@ -101,8 +101,8 @@ class Executor:
              step)
             for step in differentiating]
         values = self.graph.values
-        self._inputs = [(name, plan.slots[name], v.dtype) for name, v in values.items()
-                        if v.kind == "input"]
+        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
+                        if v.kind == "input"]  # a dtype object compares faster than its name
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
                                  if v.kind == "parameter"]
         self._no_values = (None,) * (len(plan.names) - plan.sources)
@@ -134,7 +134,7 @@ class Executor:
                 slots[slot] = self._default(name, dims)
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
-                    else self._array(array, dtype)
+                    else self._array(array, dtype.name)
         xp = self._op_xp
         step: Step | None = None
         try:
@@ -328,14 +328,22 @@ def _getter(slots: tuple[int, ...]) -> Callable[[list[Array]], tuple[Array, ...]
     return itemgetter(*slots) if slots else lambda values: ()
 
 
-def _is_fresh(part: Array, g: Array, args: list[Array], parts: tuple[Array, ...]) -> bool:
+def _is_fresh(part: Array, g: Array, args: tuple[Array, ...], parts: tuple[Array, ...]) -> bool:
     """Whether a NumPy vjp result is a new array nothing else refers to, so we may add into it.
 
     Views, the upstream gradient passed through (Add returns ``g`` twice), an input
-    handed back, and one array returned for two inputs are all shared.
+    handed back, and one array returned for two inputs are all shared.  (Plain loops:
+    on these few items a generator costs more than the comparisons.)
     """
     if type(part) is not np.ndarray or not part.flags.owndata or not part.flags.writeable:
         return False
-    if part is g or any(part is a for a in args):
+    if part is g:
         return False
-    return sum(p is part for p in parts) == 1
+    for arg in args:
+        if part is arg:
+            return False
+    seen = 0
+    for other in parts:
+        if other is part:
+            seen += 1
+    return seen == 1

@@ -223,7 +223,7 @@ def total(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
     """``xp.sum``; on NumPy the ufunc method, which skips ``np.sum``'s Python-level dispatch
     (a few microseconds a call, as much as the sum itself on the lesson's 5x3 arrays)."""
     if xp is np:
-        if _short_last_axis(x, axis):
+        if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
             return _fold_last_axis(np.add, x, keepdims)
         return np.add.reduce(x, axis=axis, keepdims=keepdims)
     return xp.sum(x, axis=axis, keepdims=keepdims)
@@ -233,7 +233,7 @@ def largest(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
             keepdims: bool = False) -> Any:
     """``xp.max``, on NumPy with the same short-axis fast path as ``total``."""
     if xp is np:
-        if _short_last_axis(x, axis):
+        if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
             return _fold_last_axis(np.maximum, x, keepdims)
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
     return xp.max(x, axis=axis, keepdims=keepdims)
@@ -247,7 +247,7 @@ FOLD_MIN_SIZE = 4096
 
 
 def _short_last_axis(x: Any, axis: int | tuple[int, ...] | None) -> bool:
-    if not isinstance(x, np.ndarray) or x.ndim == 0 or x.size < FOLD_MIN_SIZE:
+    if not isinstance(x, np.ndarray) or x.ndim == 0:  # callers checked the size
         return False
     if isinstance(axis, tuple):
         if len(axis) != 1:

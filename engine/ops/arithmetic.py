@@ -67,7 +67,9 @@ def _product_summed_to(xp, g, other, x):
     """``g * other`` summed back to the shape of ``x``; on NumPy, when ``other`` is full-size
     and large, one einsum pass that never writes the product out."""
     shape = tuple(x.shape)
-    if xp is np and g.size > SMALL_ARRAY and other.shape == g.shape and shape != g.shape:
+    if shape == g.shape:  # not broadcast: nothing to sum
+        return g * other
+    if xp is np and g.size > SMALL_ARRAY and other.shape == g.shape:
         axes = sum_axes_to(g.shape, shape)
         letters = "abcdefghijklmnopqrstuvwxyz"[:g.ndim]
         kept = "".join(c for i, c in enumerate(letters) if i not in axes)
