@@ -31,6 +31,7 @@ from engine.feeds import bind_feeds, initial_value
 from engine.gcpause import collector_paused
 from engine.graph import Graph
 from engine.instrument import Trace, instrument
+from engine.ops.base import SMALL_ARRAY
 from engine.plan import Plan, Step, compile_plan
 from engine.shapes import Dims, ShapeError, format_shape, sum_to
 
@@ -244,7 +245,9 @@ class Executor:
                         part = self._sum_to(step, part, tuple(args[index].shape))
                     if grads[slot] is None:
                         grads[slot] = part
-                        owned[slot] = shared and fresh_parts and _is_fresh(part, g, args, parts)
+                        # adding in place saves a new array; on small ones not the check's cost
+                        owned[slot] = shared and fresh_parts and part.size > SMALL_ARRAY and \
+                            _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
                     else:  # never write into an array we did not create
