@@ -210,6 +210,32 @@ def test_named_dimensions_bind_from_feeds(build) -> None:
         ex.forward({"x": np.zeros((7, 3)), "y": np.zeros((5, 3))})
 
 
+def test_feed_checks_remembered_per_shape_bind_their_own_dims(build) -> None:
+    """Feeds of a few shapes (a training loop's batches and splits) skip the checks they
+    passed before, yet each shape keeps its own named dimensions, and a new bad feed fails."""
+    ex = engine.Executor(build("""
+        name: remembered
+        dims: {batch: 2}
+        inputs:
+          x: {shape: [batch, 3], requires_grad: true}
+          y: {shape: [batch, 3], init: one_hot}
+        nodes:
+          p: {op: Softmax, inputs: [x]}
+          loss: {op: NLL, inputs: [p, y]}
+        loss: loss
+    """))
+    for rows in (7, 5, 7, 5):  # the second round finds both shapes remembered
+        ex.forward({"x": np.zeros((rows, 3))})
+        assert ex.value("y").shape == (rows, 3)
+        assert ex.backward()["x"].shape == (rows, 3)
+    with pytest.raises(engine.DataError, match=r"expected shape \[batch, 3\].*fed \[7, 4\]"):
+        ex.forward({"x": np.zeros((7, 4))})
+    with pytest.raises(engine.DataError, match=r"declared dtype float64, fed complex128"):
+        ex.forward({"x": np.zeros((7, 3), dtype=np.complex128)})
+    with pytest.raises(engine.DataError, match=r"expected shape \[batch, 3\].*fed \[7, 2\]"):
+        ex.forward({"x": [[0.0, 0.0]] * 7})  # not an array: checked every time
+
+
 @pytest.mark.parametrize(("feeds", "pattern"), [
     ({"x": np.zeros((5, 4))}, r"input 'x' \(test.yaml:4:3\): expected shape \[5, 3\], fed "
                               r"\[5, 4\]"),
