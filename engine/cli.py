@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from engine.commands import check, explain, graph, run, schema, train
 from engine.diagnostics import count, report
-from engine.errors import EngineError, SpecError
+from engine.errors import EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, train, schema)
 
@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(exc.problems, "error", sys.stderr, args.snippets)
         print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)
         return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

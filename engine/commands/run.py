@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from engine.datafiles import load_array, write_atomically
-from engine.diagnostics import report
-from engine.errors import DataError
+from engine.commands.common import load_spec, print_json, require_suffix
+from engine.datafiles import check_writable, load_array, save_npz
 from engine.executor import Executor
 from engine.imports import add_import_path_option
-from engine.loader import load
 from engine.shapes import format_shape
 from engine.train.checkpoint import load_trained
 
@@ -60,10 +56,11 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load(args.spec, import_paths=args.import_path, strict=args.strict)
-    report(graph.warnings, "warning", sys.stderr, args.snippets)
-    if args.save is not None and args.save.suffix != ".npz":
-        raise DataError(f"--save {args.save}: the file name must end in .npz")
+    if args.save is not None:
+        require_suffix("--save", args.save, (".npz",))
+    graph = load_spec(args, strict=args.strict)
+    if args.save is not None:
+        check_writable(args.save)
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
     if args.params is not None:
@@ -75,19 +72,17 @@ def run(args: argparse.Namespace) -> int:
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
     grads_np = {k: np.asarray(v) for k, v in grads.items()}
     if args.save is not None:
-        write_atomically(args.save, lambda handle: _save(handle, outputs_np, grads_np))
+        save_npz(args.save, {**{f"outputs/{k}": v for k, v in outputs_np.items()},
+                             **{f"grads/{k}": v for k, v in grads_np.items()}})
     if args.json:
-        document = {
-            "outputs": {k: _jsonable(v) for k, v in outputs_np.items()},
-            "loss": _jsonable(np.asarray(executor.loss)) if executor.loss is not None else None,
-            "grads": {k: _jsonable(v) for k, v in grads_np.items()},
+        document: dict[str, Any] = {
+            "outputs": {k: v.tolist() for k, v in outputs_np.items()},
+            "loss": executor.loss,
+            "grads": {k: v.tolist() for k, v in grads_np.items()},
         }
         if executor.trace is not None:
-            document["trace"] = [
-                {k: _jsonable(np.asarray(v)) if isinstance(v, float) else v for k, v in row.items()}
-                for row in executor.trace.as_json()]
-        json.dump(document, sys.stdout, allow_nan=False)
-        sys.stdout.write("\n")
+            document["trace"] = executor.trace.as_json()
+        print_json(document)
     else:
         _print_report(graph.spec.name, str(args.spec), executor, outputs_np, grads_np, sys.stdout)
         if executor.trace is not None:
@@ -96,25 +91,6 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None and not args.json:
         print(f"saved outputs and gradients to {args.save}")
     return 0
-
-
-def _save(handle: IO[bytes], outputs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-    arrays = {f"outputs/{k}": v for k, v in outputs.items()}
-    arrays.update({f"grads/{k}": v for k, v in grads.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    handle.write(buffer.getvalue())
-
-
-def _jsonable(array: np.ndarray) -> Any:
-    """Nested lists; NaN and infinities become the strings "NaN", "Infinity", "-Infinity"."""
-    if array.dtype.kind != "f" or np.isfinite(array).all():
-        return array.tolist()
-    words = np.where(np.isnan(array), "NaN", np.where(array > 0, "Infinity", "-Infinity"))
-    mixed = array.astype(object)
-    bad = ~np.isfinite(array)
-    mixed[bad] = words[bad]
-    return mixed.tolist()
 
 
 def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, np.ndarray],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,15 +13,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import DataError, EngineError, SpecError
+from engine.commands.common import load_spec, print_json, require_suffix
+from engine.datafiles import check_writable, require_file
+from engine.errors import DataError, SpecError, UsageError
 from engine.graph import Graph
 from engine.imports import add_import_path_option
-from engine.loader import load
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
-from engine.train.progress import BarProgress
+from engine.train.progress import BarProgress, split_metrics
 from schemas.train import OPTIMIZERS, TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
@@ -96,20 +95,10 @@ def _set_argument(text: str) -> tuple[tuple[str, ...], Any]:
     return tuple(field.split(".")), parsed
 
 
-class UsageError(EngineError):
-    """A command-line value the train: section refuses (exit 2, like argparse's own errors)."""
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _train(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _train(args: argparse.Namespace) -> int:
-    graph = load(args.spec, import_paths=args.import_path)
+    if args.save is not None:
+        require_suffix("--save", args.save, (".npz",))
+    graph = load_spec(args)
     config = resolve_config(graph.spec.train, args)
     data_file = _check_ready(graph, config, args)
     checkpoint = _checkpoint(graph, config, args)
@@ -140,10 +129,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
     """Everything that can stop a run, checked before any data is read; returns the data file."""
-    if args.save is not None and args.save.suffix != ".npz":
-        raise UsageError(f"--save {args.save}: the file name must end in .npz")
     if args.plot is not None:
-        pyplot(args.plot)  # a missing matplotlib is found before training, not after
+        pyplot(args.plot)  # a bad suffix or a missing matplotlib is found before training
+    for output in (args.save, args.plot):  # and so is a typo in a path
+        if output is not None:
+            check_writable(output)
     if config.data is None:
         raise DataError(f"{args.spec}: no data to train on: set train.data in the spec or pass "
                         "--data FILE")
@@ -155,8 +145,7 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
                         "minimise; add loss: NODE")
     if args.override_data:
         data_file = Path(args.override_data)
-        if not data_file.is_file():
-            raise DataError(f"--data {data_file}: no such file")
+        require_file(data_file, "--data")
         return data_file
     data_file = graph.base_dir / config.data
     if not data_file.is_file():
@@ -251,13 +240,12 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace,
           f"(lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
           f"{outcome.seconds:.2f} s")
     print(f"data: {data_file}, {dataset.n_train} training rows, {dataset.n_val} validation rows")
-    for part, rows in (("train", dataset.n_train), ("val", dataset.n_val)):
-        loss, accuracy = outcome.last(f"{part}_loss"), outcome.last(f"{part}_accuracy")
-        if loss is None:
-            continue
+    rows = {"train": dataset.n_train, "val": dataset.n_val}
+    last = {key: outcome.last(key) for key in outcome.history}
+    for part, loss, accuracy in split_metrics(last):
         line = f"{part:<5} loss {loss:.4f}"
         if accuracy is not None:
-            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows)}/{rows})"
+            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows[part])}/{rows[part]})"
         print(line)
     if outcome.saved:
         print(f"saved parameters to {args.save}")
@@ -281,17 +269,5 @@ def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) ->
         "saved": str(args.save) if outcome.saved else None,
         "history": outcome.history,
     }
-    json.dump(_finite(document), sys.stdout, allow_nan=False)
-    sys.stdout.write("\n")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinities: write them as "NaN", "Infinity", "-Infinity" (as run does)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
+    print_json(document)
 
