@@ -190,3 +190,32 @@ def test_metrics_are_formatted_from_what_is_there() -> None:
     assert format_metrics(metrics) == "train loss 0.5000 acc 0.750"
     both = {"train_loss": 1.0, "val_loss": 2.0}
     assert format_metrics(both) == "train loss 1.0000  val loss 2.0000"
+
+
+def test_check_takes_import_path_like_every_verb_that_loads_a_spec(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "nn.yaml").write_text((GRAPHS / "lib" / "nn.yaml").read_text())
+    spec = tmp_path / "project" / "main.yaml"
+    spec.write_text("name: m\ninputs: {x: {shape: [2, 3], init: zeros}}\n"
+                    "imports: {nn: nn.yaml}\nnodes:\n  p: {op: nn.softmax, inputs: [x]}\n"
+                    "outputs: [p]\n")
+    assert main(["check", str(spec), "--snippets", "never"]) == 1
+    assert "no such file 'nn.yaml'" in capsys.readouterr().err
+    assert main(["check", str(spec), "--import-path", str(tmp_path / "shared")]) == 0
+    assert "p/raised" in capsys.readouterr().out
+
+
+def test_every_option_of_every_verb_has_help_text() -> None:
+    import argparse
+
+    from engine.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(verbs.choices) == {"run", "check", "schema", "graph", "explain", "train"}
+    for name, verb in verbs.choices.items():
+        assert verb.description, name
+        for action in verb._actions:
+            assert action.help, f"engine {name} {'/'.join(action.option_strings) or action.dest}"
