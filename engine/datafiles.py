@@ -49,8 +49,18 @@ def require_file(path: Path, option: str = "") -> None:
 
 def _load_numpy(path: Path) -> np.ndarray:
     try:
+        with path.open("rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (it lacks NumPy's header); write it with "
+                            "numpy.save, or feed a .csv of numbers")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # NumPy suggests loading it unsafely: we never do
+            raise DataError(f"{path}: holds Python objects, which are never unpickled; save an "
+                            "array of numbers") from None
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
 
 

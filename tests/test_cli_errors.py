@@ -219,3 +219,27 @@ def test_every_option_of_every_verb_has_help_text() -> None:
         assert verb.description, name
         for action in verb._actions:
             assert action.help, f"engine {name} {'/'.join(action.option_strings) or action.dest}"
+
+
+def test_npy_files_that_are_not_arrays_of_numbers(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"not numpy at all")
+    err = fails(capsys, 1, "run", SOFTMAX, "--feed", f"x={garbage}")
+    assert err == (f"error: {garbage}: not a .npy file (it lacks NumPy's header); write it with "
+                   "numpy.save, or feed a .csv of numbers\n")
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    err = fails(capsys, 1, "run", SOFTMAX, "--feed", f"x={objects}")
+    assert err == f"error: {objects}: holds Python objects, which are never unpickled; save an " \
+                  "array of numbers\n"
+    assert "allow_pickle" not in err
+
+
+def test_an_input_fed_twice_is_a_usage_error(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((5, 3)))
+    err = fails(capsys, 2, "run", SOFTMAX, "--feed", f"x={x}", "--feed", f"y={x}",
+                "--feed", f"x={x}")
+    assert err == "error: --feed x: fed more than once; give each input one --feed NAME=FILE\n"

@@ -11,6 +11,7 @@ import numpy as np
 
 from engine.commands.common import load_spec, print_json, require_suffix
 from engine.datafiles import check_writable, load_array, save_npz
+from engine.errors import UsageError
 from engine.executor import Executor
 from engine.imports import add_import_path_option
 from engine.shapes import format_shape
@@ -61,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     graph = load_spec(args, strict=args.strict)
     if args.save is not None:
         check_writable(args.save)
+    names = [name for name, _ in args.feed]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"--feed {', '.join(twice)}: fed more than once; give each input one "
+                         "--feed NAME=FILE")
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
     if args.params is not None:
