@@ -243,3 +243,13 @@ def test_an_input_fed_twice_is_a_usage_error(tmp_path: Path,
     err = fails(capsys, 2, "run", SOFTMAX, "--feed", f"x={x}", "--feed", f"y={x}",
                 "--feed", f"x={x}")
     assert err == "error: --feed x: fed more than once; give each input one --feed NAME=FILE\n"
+
+
+def test_a_spec_that_is_not_utf8_is_located_at_its_first_bad_byte(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "latin1.yaml"
+    spec.write_bytes("name: caf\u00e9\nnodes: {}\n# na\u00efve\n".encode("latin-1"))
+    err = fails(capsys, 1, "run", str(spec), "--snippets", "never")
+    # 'caf' is 9 bytes into line 1, so the byte 0xe9 of the é is at column 10
+    assert err == (f"error: {spec}:1:10: not UTF-8 text: byte 0xe9 (invalid continuation byte); "
+                   "save the file as UTF-8\n1 error found\n")
