@@ -157,6 +157,8 @@ def check_writable(path: Path) -> None:
     """Raise a DataError if ``path`` cannot be an output file: commands call this before long
     work, so that a typo in an output path does not cost a training run."""
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{path}: {str(folder)!r} is a file, not a folder")
     if not folder.is_dir():
         raise DataError(f"{path}: folder {str(folder)!r} does not exist")
     if path.is_dir():

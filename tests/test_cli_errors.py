@@ -56,6 +56,13 @@ def test_an_output_path_that_is_a_folder(argv: list[str], tmp_path: Path,
     assert err == f"error: {target}: is a folder; name a file to write\n"
 
 
+def test_an_output_below_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("")
+    target = tmp_path / "notes.txt" / "schema.json"
+    err = fails(capsys, 1, "schema", "-o", str(target))
+    assert err == f"error: {target}: '{tmp_path / 'notes.txt'}' is a file, not a folder\n"
+
+
 def test_an_output_folder_that_refuses_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
