@@ -24,7 +24,7 @@ from engine.loader import load
 def load_spec(args: argparse.Namespace, *, strict: bool = False) -> Graph:
     """Load ``args.spec`` with the command's ``--import-path`` folders; print its warnings on
     stderr (``strict`` makes them errors instead)."""
-    graph = load(args.spec, import_paths=getattr(args, "import_path", ()), strict=strict)
+    graph = load(args.spec, import_paths=args.import_path, strict=strict)
     report(graph.warnings, "warning", sys.stderr, args.snippets)
     return graph
 
