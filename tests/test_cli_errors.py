@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,9 +182,13 @@ def test_run_json_writes_non_finite_numbers_as_strings(
                     "{value: [1, 0, -1]}, requires_grad: true}\nnodes:\n"
                     "  l: {op: Log, inputs: [x]}\n  s: {op: Sum, inputs: [l]}\n"
                     "outputs: [l]\nloss: s\n")
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's RuntimeWarning would fail the run
         assert main(["run", str(spec), "--json", "--trace"]) == 0
-    document = json.loads(capsys.readouterr().out)  # one document, and strict JSON
+    captured = capsys.readouterr()
+    assert captured.err == ("warning: NaN or inf in the loss, output 'l', gradient 'x'; run again "
+                            "with --check-finite to stop at the first node that makes one\n")
+    document = json.loads(captured.out)  # one document, and strict JSON
     assert document["outputs"]["l"] == [0.0, "-Infinity", "NaN"]  # log 1, log 0, log -1
     assert document["loss"] == "NaN"
     assert document["grads"]["x"] == [1.0, "Infinity", -1.0]  # d log x = 1/x

@@ -59,24 +59,26 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 def run(args: argparse.Namespace) -> int:
     if args.save is not None:
         require_suffix("--save", args.save, (".npz",))
-    graph = load_spec(args, strict=args.strict)
-    if args.save is not None:
-        check_writable(args.save)
     names = [name for name, _ in args.feed]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(f"--feed {', '.join(twice)}: fed more than once; give each input one "
                          "--feed NAME=FILE")
+    graph = load_spec(args, strict=args.strict)
+    if args.save is not None:
+        check_writable(args.save)
     feeds = {name: load_array(file, key=name) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)
         feeds = trained.prepare(feeds)
-    outputs = executor.forward(feeds)
-    grads = executor.backward() if graph.loss is not None else {}
+    with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
+        outputs = executor.forward(feeds)
+        grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
     grads_np = {k: np.asarray(v) for k, v in grads.items()}
+    _warn_non_finite(executor.loss, outputs_np, grads_np)
     if args.save is not None:
         save_npz(args.save, {**{f"outputs/{k}": v for k, v in outputs_np.items()},
                              **{f"grads/{k}": v for k, v in grads_np.items()}})
@@ -97,6 +99,19 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None and not args.json:
         print(f"saved outputs and gradients to {args.save}")
     return 0
+
+
+def _warn_non_finite(loss: float | None, outputs: dict[str, np.ndarray],
+                     grads: dict[str, np.ndarray]) -> None:
+    """One warning, in the engine's form, instead of NumPy's RuntimeWarnings that point into
+    the ops' source: which results hold NaN or inf, and how to find where they began."""
+    bad = ["the loss"] if loss is not None and not np.isfinite(loss) else []
+    bad += [f"{kind} {name!r}" for kind, arrays in (("output", outputs), ("gradient", grads))
+            for name, array in arrays.items()
+            if array.dtype.kind in "fc" and not np.isfinite(array).all()]
+    if bad:
+        print(f"warning: NaN or inf in {', '.join(bad)}; run again with --check-finite to stop "
+              "at the first node that makes one", file=sys.stderr)
 
 
 def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, np.ndarray],
