@@ -265,3 +265,15 @@ def test_a_spec_that_is_not_utf8_is_located_at_its_first_bad_byte(
     # 'caf' is 9 bytes into line 1, so the byte 0xe9 of the é is at column 10
     assert err == (f"error: {spec}:1:10: not UTF-8 text: byte 0xe9 (invalid continuation byte); "
                    "save the file as UTF-8\n1 error found\n")
+
+
+def test_a_feed_that_does_not_fit_names_its_file(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.ones((5, 4)))
+    err = fails(capsys, 1, "run", SOFTMAX, "--feed", f"x={wide}")
+    assert err.startswith(f"error: --feed x={wide}: input 'x' ({SOFTMAX}:9:3): expected shape "
+                          "[5, 3], fed [5, 4]: axis 1 differs")
+    err = fails(capsys, 1, "run", SOFTMAX, "--feed", f"z={wide}")
+    assert err == f"error: --feed z={wide}: cannot feed 'z': it is not declared; the inputs " \
+                  "are: x, y\n"

@@ -11,8 +11,10 @@ import numpy as np
 
 from engine.commands.common import load_spec, print_json, require_suffix
 from engine.datafiles import check_writable, load_array, save_npz
-from engine.errors import UsageError
+from engine.errors import DataError, UsageError
 from engine.executor import Executor
+from engine.feeds import bind_feeds
+from engine.graph import Graph
 from engine.imports import add_import_path_option
 from engine.shapes import format_shape
 from engine.train.checkpoint import load_trained
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     graph = load_spec(args, strict=args.strict)
     if args.save is not None:
         check_writable(args.save)
-    feeds = {name: load_array(file, key=name) for name, file in args.feed}
+    feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
     if args.params is not None:
         trained = load_trained(args.params, graph)
@@ -99,6 +101,17 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None and not args.json:
         print(f"saved outputs and gradients to {args.save}")
     return 0
+
+
+def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
+    """The array ``--feed NAME=FILE`` gives, checked against the input on its own first, so
+    that a wrong name, dtype or shape is reported with the file it came from."""
+    array = load_array(file, key=name)
+    try:
+        bind_feeds(graph, {name: array})
+    except DataError as exc:
+        raise DataError(f"--feed {name}={file}: {exc}") from None
+    return array
 
 
 def _warn_non_finite(loss: float | None, outputs: dict[str, np.ndarray],
