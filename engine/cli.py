@@ -20,7 +20,9 @@ COMMANDS = (run, check, graph, explain, train, schema)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="engine", description="Run declarative computational graphs written as YAML specs.")
+        prog="engine", description="Run declarative computational graphs written as YAML specs.",
+        epilog="'engine COMMAND --help' describes a command. Exit codes: 0 success, 1 a spec or "
+               "data error, 2 a usage error, 130 interrupted.")
     _add_snippets(parser, "auto")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:

@@ -277,3 +277,11 @@ def test_a_feed_that_does_not_fit_names_its_file(tmp_path: Path,
     err = fails(capsys, 1, "run", SOFTMAX, "--feed", f"z={wide}")
     assert err == f"error: --feed z={wide}: cannot feed 'z': it is not declared; the inputs " \
                   "are: x, y\n"
+
+
+def test_the_top_level_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "Exit codes: 0 success, 1 a spec or data error, 2 a usage error, 130 interrupted" \
+        in " ".join(capsys.readouterr().out.split())
