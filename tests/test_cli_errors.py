@@ -285,3 +285,16 @@ def test_the_top_level_help_states_the_exit_codes(capsys: pytest.CaptureFixture[
     assert exited.value.code == 0
     assert "Exit codes: 0 success, 1 a spec or data error, 2 a usage error, 130 interrupted" \
         in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_checkpoint_with_a_foreign_generator_state(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "params.npz"
+    assert main(["train", MLP, "--epochs", "1", "--save", str(saved)]) == 0
+    capsys.readouterr()
+    arrays = dict(np.load(saved))
+    arrays["rng"] = np.array(json.dumps({"bit_generator": "MT19937", "state": {}}))
+    np.savez(saved, **arrays)
+    err = fails(capsys, 1, "train", MLP, "--epochs", "2", "--resume", str(saved))
+    assert err.startswith(f"error: {saved}: unreadable checkpoint metadata (")
+    assert err.endswith("--resume takes a file that engine train --save wrote\n")
