@@ -10,6 +10,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -160,6 +161,11 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     if args.resume is None:
         return None
     checkpoint = load_checkpoint(args.resume)
+    try:
+        np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{args.resume}: unreadable checkpoint metadata ({exc}); --resume takes "
+                        "a file that engine train --save wrote") from None
     if args.override_seed is not None and args.override_seed != checkpoint.seed:
         raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
                          f"{checkpoint.seed}, which fixes its split and batch order")

@@ -82,10 +82,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         epoch, seed, optimizer = int(meta["epoch"]), int(meta["seed"]), str(meta["optimizer"])
         history = dict(meta["history"])
-        np.random.default_rng().bit_generator.state = rng_state  # the loop's generator kind
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: unreadable checkpoint metadata ({exc}); --resume takes a file "
-                        "that engine train --save wrote") from None
+        raise DataError(f"{path}: unreadable checkpoint metadata ({exc})") from None
     return Checkpoint(_prefixed(arrays, "params/"), optimizer, _prefixed(arrays, "optimizer/"),
                       rng_state, epoch, seed, history, _scaling(arrays))
 
