@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(outcome, trainer, args)
     else:
-        _print_summary(outcome, trainer, args, data_file)
+        _print_summary(outcome, trainer, args)
     if outcome.interrupted:
         kept = f"; {args.save} holds it (continue with --resume {args.save})" \
             if outcome.saved else ""
@@ -238,14 +238,13 @@ def _stop_on_interrupt() -> Iterator[Any]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace,
-                   data_file: Path) -> None:
+def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     config, dataset = trainer.config, trainer.dataset
     opt = config.optimizer
     print(f"{trainer.graph.spec.name} ({args.spec}): {outcome.epochs} epochs of {opt.name} "
           f"(lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
           f"{outcome.seconds:.2f} s")
-    print(f"data: {data_file}, {dataset.n_train} training rows, {dataset.n_val} validation rows")
+    print(f"data: {dataset.file}, {dataset.n_train} training rows, {dataset.n_val} validation rows")
     rows = {"train": dataset.n_train, "val": dataset.n_val}
     last = {key: outcome.last(key) for key in outcome.history}
     for part, loss, accuracy in split_metrics(last):
