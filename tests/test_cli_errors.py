@@ -298,3 +298,10 @@ def test_a_checkpoint_with_a_foreign_generator_state(tmp_path: Path,
     err = fails(capsys, 1, "train", MLP, "--epochs", "2", "--resume", str(saved))
     assert err.startswith(f"error: {saved}: unreadable checkpoint metadata (")
     assert err.endswith("--resume takes a file that engine train --save wrote\n")
+
+
+def test_the_train_summary_counts_in_the_singular_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", MLP, "--epochs", "1", "--set", "val_split=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert ": 1 epoch of adam (lr 0.01, batch size 16)" in lines[0]
+    assert lines[1].endswith(", 178 training rows, 0 validation rows")  # wine.csv has 178 rows

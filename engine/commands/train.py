@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from engine.commands.common import load_spec, print_json, require_suffix
 from engine.datafiles import check_writable, require_file
+from engine.diagnostics import count
 from engine.errors import DataError, SpecError, UsageError
 from engine.graph import Graph
 from engine.imports import add_import_path_option
@@ -241,10 +242,11 @@ def _stop_on_interrupt() -> Iterator[Any]:
 def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     config, dataset = trainer.config, trainer.dataset
     opt = config.optimizer
-    print(f"{trainer.graph.spec.name} ({args.spec}): {outcome.epochs} epochs of {opt.name} "
-          f"(lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
+    print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
+          f"{opt.name} (lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
           f"{outcome.seconds:.2f} s")
-    print(f"data: {dataset.file}, {dataset.n_train} training rows, {dataset.n_val} validation rows")
+    print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
+          f"{count(dataset.n_val, 'validation row')}")
     rows = {"train": dataset.n_train, "val": dataset.n_val}
     last = {key: outcome.last(key) for key in outcome.history}
     for part, loss, accuracy in split_metrics(last):
