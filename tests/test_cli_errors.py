@@ -305,3 +305,16 @@ def test_the_train_summary_counts_in_the_singular_too(capsys: pytest.CaptureFixt
     lines = capsys.readouterr().out.splitlines()
     assert ": 1 epoch of adam (lr 0.01, batch size 16)" in lines[0]
     assert lines[1].endswith(", 178 training rows, 0 validation rows")  # wine.csv has 178 rows
+
+
+def test_a_checkpoint_missing_optimizer_state_names_its_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "params.npz"
+    assert main(["train", MLP, "--epochs", "1", "--save", str(saved)]) == 0
+    capsys.readouterr()
+    arrays = dict(np.load(saved))
+    del arrays["optimizer/m/w1"]  # adam's first moment of w1
+    np.savez(saved, **arrays)
+    err = fails(capsys, 1, "train", MLP, "--epochs", "2", "--resume", str(saved))
+    assert err.startswith(f"error: {saved}: the checkpoint's optimizer state does not fit: ")
+    assert "'m/w1'" in err

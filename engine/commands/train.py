@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(graph, config, data_file, seed)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
-        trainer.resume(checkpoint)
+        try:
+            trainer.resume(checkpoint)
+        except DataError as exc:
+            raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
     with _stop_on_interrupt() as stop, \
             (BarProgress(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
