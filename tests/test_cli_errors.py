@@ -318,3 +318,20 @@ def test_a_checkpoint_missing_optimizer_state_names_its_file(
     err = fails(capsys, 1, "train", MLP, "--epochs", "2", "--resume", str(saved))
     assert err.startswith(f"error: {saved}: the checkpoint's optimizer state does not fit: ")
     assert "'m/w1'" in err
+
+
+def test_training_a_graph_whose_parameters_get_no_gradient(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "fixed.yaml"
+    spec.write_text("name: fixed\ninputs:\n  x: {shape: [batch, 2]}\n  y: {shape: [batch, 2]}\n"
+                    "parameters:\n  unused: {shape: [2], init: zeros}\n"
+                    "nodes:\n  probs: {op: Softmax, inputs: [x]}\n"
+                    "  loss: {op: NLL, inputs: [probs, y]}\n  spare: {op: Exp, inputs: [unused]}\n"
+                    "outputs: [spare]\nloss: loss\n"
+                    "train: {data: d.csv, inputs: {x: {columns: [a, b]}, y: {label: c}}}\n")
+    (tmp_path / "d.csv").write_text("a,b,c\n1,2,0\n3,4,1\n5,6,0\n")
+    err = fails(capsys, 1, "train", str(spec), "--snippets", "never")
+    assert err.endswith(f"error: {spec}: no parameter gets a gradient from the loss 'loss', so "
+                        "training has nothing to change; declare parameters: and use them on "
+                        "the way to the loss\n")
+    assert "parameter 'unused' gets no gradient" in err  # the spec's warning came first

@@ -20,6 +20,7 @@ from engine.diagnostics import count
 from engine.errors import DataError, SpecError, UsageError
 from engine.graph import Graph
 from engine.imports import add_import_path_option
+from engine.lint import gradient_reach
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
@@ -148,6 +149,11 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
     if graph.loss is None:
         raise DataError(f"{args.spec}: the spec declares no loss, so there is nothing to "
                         "minimise; add loss: NODE")
+    if not any(graph.values[name].kind == "parameter"
+               for name in gradient_reach(graph, graph.loss)):
+        raise DataError(f"{args.spec}: no parameter gets a gradient from the loss "
+                        f"{graph.loss!r}, so training has nothing to change; declare "
+                        "parameters: and use them on the way to the loss")
     if args.override_data:
         data_file = Path(args.override_data)
         require_file(data_file, "--data")
