@@ -13,14 +13,16 @@ from collections.abc import Sequence
 
 from engine.commands import check, explain, graph, run, schema, train
 from engine.diagnostics import count, report
-from engine.errors import EngineError, SpecError
+from engine.errors import EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, train, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="engine", description="Run declarative computational graphs written as YAML specs.")
+        prog="engine", description="Run declarative computational graphs written as YAML specs.",
+        epilog="'engine COMMAND --help' describes a command. Exit codes: 0 success, 1 a spec or "
+               "data error, 2 a usage error, 130 interrupted.")
     _add_snippets(parser, "auto")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
@@ -47,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(exc.problems, "error", sys.stderr, args.snippets)
         print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)
         return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

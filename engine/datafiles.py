@@ -25,8 +25,7 @@ from engine.errors import DataError
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """An array from a .npy file, an .npz file (``key`` picks the array) or a numeric CSV."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _load_numpy(path)
@@ -38,10 +37,30 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
                     "or .csv")
 
 
+def require_file(path: Path, option: str = "") -> None:
+    """Raise a DataError unless ``path`` is a file (missing and a folder are told apart);
+    ``option`` (``--data``) prefixes the message when the path came from the command line."""
+    where = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise DataError(f"{where}: is a folder, not a file")
+    if not path.is_file():
+        raise DataError(f"{where}: no such file")
+
+
 def _load_numpy(path: Path) -> np.ndarray:
     try:
+        with path.open("rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (it lacks NumPy's header); write it with "
+                            "numpy.save, or feed a .csv of numbers")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # NumPy suggests loading it unsafely: we never do
+            raise DataError(f"{path}: holds Python objects, which are never unpickled; save an "
+                            "array of numbers") from None
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
 
 
@@ -57,10 +76,16 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file, by name; nothing pickled is ever loaded."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file, whatever its name
+        raise DataError(f"{path}: holds one array (.npy format), not an .npz archive of named "
+                        "arrays; write it with numpy.savez")
+    try:
+        with loaded as archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
@@ -87,8 +112,7 @@ def load_csv(path: Path) -> np.ndarray:
 
 def read_csv_table(path: Path) -> CsvTable:
     """Read a numeric CSV; a ragged row or a non-number is an error naming its line and column."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -129,14 +153,27 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def check_writable(path: Path) -> None:
+    """Raise a DataError if ``path`` cannot be an output file: commands call this before long
+    work, so that a typo in an output path does not cost a training run."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{path}: {str(folder)!r} is a file, not a folder")
+    if not folder.is_dir():
+        raise DataError(f"{path}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; name a file to write")
+
+
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DataError(f"{path}: folder {str(folder)!r} does not exist")
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
-        dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    check_writable(path)
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
         with handle:
             write(handle)
@@ -144,8 +181,10 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
             os.chmod(handle.name, _mode_for(path))
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
         raise
 
 

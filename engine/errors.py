@@ -44,6 +44,10 @@ class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 
 
+class UsageError(EngineError):
+    """A command-line value the command refuses once parsed (exit 2, like argparse's errors)."""
+
+
 class NonFiniteError(DataError):
     """A value or gradient became NaN or inf (raised only when finiteness is checked)."""
 

@@ -42,10 +42,6 @@ class Chains:
     paths: tuple[tuple[Factor, ...], ...] | None
     blocked: tuple[str, ...]  # why uses of wrt carry no derivative (non-differentiable inputs)
 
-    @property
-    def listed(self) -> bool:
-        return self.paths is not None
-
 
 def derivative_chains(graph: Graph, wrt: str, of: str | None = None,
                       limit: int = DEFAULT_MAX_PATHS) -> Chains:

@@ -89,8 +89,9 @@ def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarr
     decl = value.decl
     where = f"{value.kind} {value.name!r} ({graph.where(value.name)})"
     if decl is None or decl.init is None:
-        raise DataError(f"{where} was not fed and has no init; feed it (for example "
-                        f"--feed {value.name}=FILE.npy) or give it an init in the spec")
+        raise DataError(f"{where} was not fed and has no init; give it an init in the spec, "
+                        f"or feed it (engine run --feed {value.name}=FILE.npy; engine train: "
+                        f"an entry under train.inputs)")
     shape = dims.shape(value.shape)
     unbound = [d for d in shape if isinstance(d, str)]
     if unbound:

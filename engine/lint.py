@@ -65,7 +65,7 @@ def _unused_sources(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _gradient_reach(graph: Graph, loss: str) -> set[str]:
+def gradient_reach(graph: Graph, loss: str) -> set[str]:
     """Values whose gradient backward from ``loss`` computes: only differentiable edges count."""
     reached = {loss}
     stack = [loss]
@@ -90,7 +90,7 @@ def _gradients(graph: Graph) -> list[Problem]:
     loss = graph.loss
     if loss is None:
         return warnings
-    reached = _gradient_reach(graph, loss)
+    reached = gradient_reach(graph, loss)
     ancestors = _upstream(graph, {loss})
     for name, value in graph.values.items():
         if name in reached or value.kind not in ("input", "parameter") \

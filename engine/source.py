@@ -269,6 +269,10 @@ def read_text(path: Path) -> str:
     except IsADirectoryError:
         raise SpecError([Problem(str(path), 1, 1, "", "is a directory, not a spec file")]) from None
     except UnicodeDecodeError as exc:
-        raise SpecError([Problem(str(path), 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
+        before = exc.object[:exc.start]
+        line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError([Problem(str(path), line, col, "", f"not UTF-8 text: byte "
+                                 f"0x{exc.object[exc.start]:02x} ({exc.reason}); save the file "
+                                 "as UTF-8")]) from None
     except OSError as exc:
         raise SpecError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None

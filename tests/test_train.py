@@ -164,7 +164,7 @@ def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = plt.imread(picture)
     assert image.shape[0] == 400 and image.shape[1] == 640
-    assert main(["train", MLP, "--epochs", "1", "--plot", str(tmp_path / "loss.gif")]) == 1
+    assert main(["train", MLP, "--epochs", "1", "--plot", str(tmp_path / "loss.gif")]) == 2
     assert "must end in .png" in capsys.readouterr().err
 
 

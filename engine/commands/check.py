@@ -19,6 +19,7 @@ from engine.budget import DEFAULT_MAX_BYTES, human_bytes, parse_bytes, sizes
 from engine.diagnostics import SnippetMode, count, report
 from engine.errors import Problem, SpecError
 from engine.graph import Graph
+from engine.imports import add_import_path_option
 from engine.loader import load
 from engine.shapes import format_shape
 
@@ -32,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
         epilog="examples:\n  python -m engine check graphs/*.yaml\n"
                "  python -m engine check graphs/mlp.yaml --strict --json")
     parser.add_argument("specs", type=Path, nargs="+", metavar="SPEC", help="YAML graph specs")
+    add_import_path_option(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document with every spec's errors, warnings and "
                              "values (nothing on stderr)")
@@ -65,7 +67,8 @@ class Verdict:
 
 
 def run(args: argparse.Namespace) -> int:
-    verdicts = [_check(spec, args.strict, args.max_bytes) for spec in args.specs]
+    verdicts = [_check(spec, args.import_path, args.strict, args.max_bytes)
+                for spec in args.specs]
     failed = sum(1 for v in verdicts if v.errors)
     if args.json:
         document = {"ok": not failed, "specs": [v.to_json() for v in verdicts]}
@@ -80,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _check(spec: Path, strict: bool, max_bytes: int) -> Verdict:
+def _check(spec: Path, import_paths: list[Path], strict: bool, max_bytes: int) -> Verdict:
     try:
-        graph = load(spec, strict=strict, max_bytes=max_bytes)
+        graph = load(spec, import_paths, strict=strict, max_bytes=max_bytes)
     except SpecError as exc:
         return Verdict(str(spec), errors=exc.problems)
     return Verdict(str(spec), warnings=graph.warnings, summary=_summary(graph))

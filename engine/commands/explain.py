@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DataError
+from engine.commands.common import load_spec
+from engine.errors import UsageError
 from engine.explain import DEFAULT_MAX_PATHS, as_latex, as_text, derivative_chains
 from engine.imports import add_import_path_option
-from engine.loader import load
 
 HELP = "write d(loss)/d(NAME) as a sum over paths of products of local partial derivatives"
 
@@ -39,8 +39,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.max_paths < 1:
-        raise DataError(f"--max-paths must be at least 1, got {args.max_paths}")
-    graph = load(args.spec, import_paths=args.import_path)
+        raise UsageError(f"--max-paths must be at least 1, got {args.max_paths}")
+    graph = load_spec(args)
     chains = derivative_chains(graph, args.wrt, args.of, args.max_paths)
     sys.stdout.write(as_latex(chains) if args.latex else as_text(chains))
     value = graph.values[args.wrt]

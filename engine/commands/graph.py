@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.commands.common import load_spec
 from engine.datafiles import write_atomically
-from engine.errors import DataError
+from engine.errors import UsageError
 from engine.imports import add_import_path_option
-from engine.loader import load
 from engine.picture import backward_picture, forward_picture
 from engine.render import FORMATS, render
 
@@ -44,16 +44,21 @@ def _format(args: argparse.Namespace) -> str:
         return args.format
     if args.output is not None and str(args.output) != "-":
         by_suffix = {suffix: fmt for fmt, suffix in SUFFIX.items()} | {".gv": "dot"}
-        return by_suffix.get(args.output.suffix.lower(), "svg")
+        fmt = by_suffix.get(args.output.suffix.lower())
+        if fmt is None:
+            raise UsageError(f"-o {args.output}: cannot tell the format from the suffix "
+                             f"{args.output.suffix or '(none)'!r}; end the name in "
+                             f"{', '.join(by_suffix)}, or pass --format")
+        return fmt
     return "dot" if args.output is not None else "svg"
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = _format(args)
     if str(args.output) == "-" and fmt not in ("dot", "mermaid", "svg"):
-        raise DataError(f"-o -: {fmt} is binary; write it to a file, or use --format svg, dot "
+        raise UsageError(f"-o -: {fmt} is binary; write it to a file, or use --format svg, dot "
                         "or mermaid for stdout")
-    graph = load(args.spec, import_paths=args.import_path)
+    graph = load_spec(args)
     picture = backward_picture(graph) if args.backward else forward_picture(graph)
     data = render(picture, fmt)
     if str(args.output) == "-":

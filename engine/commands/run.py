@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from engine.datafiles import load_array, write_atomically
-from engine.diagnostics import report
-from engine.errors import DataError
+from engine.commands.common import load_spec, print_json, require_suffix
+from engine.datafiles import check_writable, load_array, save_npz
+from engine.errors import DataError, UsageError
 from engine.executor import Executor
+from engine.feeds import bind_feeds
+from engine.graph import Graph
 from engine.imports import add_import_path_option
-from engine.loader import load
 from engine.shapes import format_shape
 from engine.train.checkpoint import load_trained
 
@@ -60,34 +59,40 @@ def _feed_argument(text: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load(args.spec, import_paths=args.import_path, strict=args.strict)
-    report(graph.warnings, "warning", sys.stderr, args.snippets)
-    if args.save is not None and args.save.suffix != ".npz":
-        raise DataError(f"--save {args.save}: the file name must end in .npz")
-    feeds = {name: load_array(file, key=name) for name, file in args.feed}
+    if args.save is not None:
+        require_suffix("--save", args.save, (".npz",))
+    names = [name for name, _ in args.feed]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"--feed {', '.join(twice)}: fed more than once; give each input one "
+                         "--feed NAME=FILE")
+    graph = load_spec(args, strict=args.strict)
+    if args.save is not None:
+        check_writable(args.save)
+    feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)
         feeds = trained.prepare(feeds)
-    outputs = executor.forward(feeds)
-    grads = executor.backward() if graph.loss is not None else {}
+    with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
+        outputs = executor.forward(feeds)
+        grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
     grads_np = {k: np.asarray(v) for k, v in grads.items()}
+    _warn_non_finite(executor.loss, outputs_np, grads_np)
     if args.save is not None:
-        write_atomically(args.save, lambda handle: _save(handle, outputs_np, grads_np))
+        save_npz(args.save, {**{f"outputs/{k}": v for k, v in outputs_np.items()},
+                             **{f"grads/{k}": v for k, v in grads_np.items()}})
     if args.json:
-        document = {
-            "outputs": {k: _jsonable(v) for k, v in outputs_np.items()},
-            "loss": _jsonable(np.asarray(executor.loss)) if executor.loss is not None else None,
-            "grads": {k: _jsonable(v) for k, v in grads_np.items()},
+        document: dict[str, Any] = {
+            "outputs": {k: v.tolist() for k, v in outputs_np.items()},
+            "loss": executor.loss,
+            "grads": {k: v.tolist() for k, v in grads_np.items()},
         }
         if executor.trace is not None:
-            document["trace"] = [
-                {k: _jsonable(np.asarray(v)) if isinstance(v, float) else v for k, v in row.items()}
-                for row in executor.trace.as_json()]
-        json.dump(document, sys.stdout, allow_nan=False)
-        sys.stdout.write("\n")
+            document["trace"] = executor.trace.as_json()
+        print_json(document)
     else:
         _print_report(graph.spec.name, str(args.spec), executor, outputs_np, grads_np, sys.stdout)
         if executor.trace is not None:
@@ -98,23 +103,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save(handle: IO[bytes], outputs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-    arrays = {f"outputs/{k}": v for k, v in outputs.items()}
-    arrays.update({f"grads/{k}": v for k, v in grads.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    handle.write(buffer.getvalue())
+def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
+    """The array ``--feed NAME=FILE`` gives, checked against the input on its own first, so
+    that a wrong name, dtype or shape is reported with the file it came from."""
+    array = load_array(file, key=name)
+    try:
+        bind_feeds(graph, {name: array})
+    except DataError as exc:
+        raise DataError(f"--feed {name}={file}: {exc}") from None
+    return array
 
 
-def _jsonable(array: np.ndarray) -> Any:
-    """Nested lists; NaN and infinities become the strings "NaN", "Infinity", "-Infinity"."""
-    if array.dtype.kind != "f" or np.isfinite(array).all():
-        return array.tolist()
-    words = np.where(np.isnan(array), "NaN", np.where(array > 0, "Infinity", "-Infinity"))
-    mixed = array.astype(object)
-    bad = ~np.isfinite(array)
-    mixed[bad] = words[bad]
-    return mixed.tolist()
+def _warn_non_finite(loss: float | None, outputs: dict[str, np.ndarray],
+                     grads: dict[str, np.ndarray]) -> None:
+    """One warning, in the engine's form, instead of NumPy's RuntimeWarnings that point into
+    the ops' source: which results hold NaN or inf, and how to find where they began."""
+    bad = ["the loss"] if loss is not None and not np.isfinite(loss) else []
+    bad += [f"{kind} {name!r}" for kind, arrays in (("output", outputs), ("gradient", grads))
+            for name, array in arrays.items()
+            if array.dtype.kind in "fc" and not np.isfinite(array).all()]
+    if bad:
+        print(f"warning: NaN or inf in {', '.join(bad)}; run again with --check-finite to stop "
+              "at the first node that makes one", file=sys.stderr)
 
 
 def _print_report(name: str, file: str, executor: Executor, outputs: dict[str, np.ndarray],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -12,18 +10,22 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import DataError, EngineError, SpecError
+from engine.commands.common import load_spec, print_json, require_suffix
+from engine.datafiles import check_writable, require_file
+from engine.diagnostics import count
+from engine.errors import DataError, SpecError, UsageError
 from engine.graph import Graph
 from engine.imports import add_import_path_option
-from engine.loader import load
+from engine.lint import gradient_reach
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
-from engine.train.progress import BarProgress
+from engine.train.progress import BarProgress, split_metrics
 from schemas.train import OPTIMIZERS, TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
@@ -96,20 +98,10 @@ def _set_argument(text: str) -> tuple[tuple[str, ...], Any]:
     return tuple(field.split(".")), parsed
 
 
-class UsageError(EngineError):
-    """A command-line value the train: section refuses (exit 2, like argparse's own errors)."""
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _train(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _train(args: argparse.Namespace) -> int:
-    graph = load(args.spec, import_paths=args.import_path)
+    if args.save is not None:
+        require_suffix("--save", args.save, (".npz",))
+    graph = load_spec(args)
     config = resolve_config(graph.spec.train, args)
     data_file = _check_ready(graph, config, args)
     checkpoint = _checkpoint(graph, config, args)
@@ -118,7 +110,10 @@ def _train(args: argparse.Namespace) -> int:
     dataset = load_dataset(graph, config, data_file, seed)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
-        trainer.resume(checkpoint)
+        try:
+            trainer.resume(checkpoint)
+        except DataError as exc:
+            raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
     with _stop_on_interrupt() as stop, \
             (BarProgress(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
@@ -128,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(outcome, trainer, args)
     else:
-        _print_summary(outcome, trainer, args, data_file)
+        _print_summary(outcome, trainer, args)
     if outcome.interrupted:
         kept = f"; {args.save} holds it (continue with --resume {args.save})" \
             if outcome.saved else ""
@@ -140,10 +135,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
     """Everything that can stop a run, checked before any data is read; returns the data file."""
-    if args.save is not None and args.save.suffix != ".npz":
-        raise UsageError(f"--save {args.save}: the file name must end in .npz")
     if args.plot is not None:
-        pyplot(args.plot)  # a missing matplotlib is found before training, not after
+        pyplot(args.plot)  # a bad suffix or a missing matplotlib is found before training
+    for output in (args.save, args.plot):  # and so is a typo in a path
+        if output is not None:
+            check_writable(output)
     if config.data is None:
         raise DataError(f"{args.spec}: no data to train on: set train.data in the spec or pass "
                         "--data FILE")
@@ -153,10 +149,14 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
     if graph.loss is None:
         raise DataError(f"{args.spec}: the spec declares no loss, so there is nothing to "
                         "minimise; add loss: NODE")
+    if not any(graph.values[name].kind == "parameter"
+               for name in gradient_reach(graph, graph.loss)):
+        raise DataError(f"{args.spec}: no parameter gets a gradient from the loss "
+                        f"{graph.loss!r}, so training has nothing to change; declare "
+                        "parameters: and use them on the way to the loss")
     if args.override_data:
         data_file = Path(args.override_data)
-        if not data_file.is_file():
-            raise DataError(f"--data {data_file}: no such file")
+        require_file(data_file, "--data")
         return data_file
     data_file = graph.base_dir / config.data
     if not data_file.is_file():
@@ -171,6 +171,11 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     if args.resume is None:
         return None
     checkpoint = load_checkpoint(args.resume)
+    try:
+        np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{args.resume}: unreadable checkpoint metadata ({exc}); --resume takes "
+                        "a file that engine train --save wrote") from None
     if args.override_seed is not None and args.override_seed != checkpoint.seed:
         raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
                          f"{checkpoint.seed}, which fixes its split and batch order")
@@ -243,21 +248,20 @@ def _stop_on_interrupt() -> Iterator[Any]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace,
-                   data_file: Path) -> None:
+def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     config, dataset = trainer.config, trainer.dataset
     opt = config.optimizer
-    print(f"{trainer.graph.spec.name} ({args.spec}): {outcome.epochs} epochs of {opt.name} "
-          f"(lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
+    print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
+          f"{opt.name} (lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
           f"{outcome.seconds:.2f} s")
-    print(f"data: {data_file}, {dataset.n_train} training rows, {dataset.n_val} validation rows")
-    for part, rows in (("train", dataset.n_train), ("val", dataset.n_val)):
-        loss, accuracy = outcome.last(f"{part}_loss"), outcome.last(f"{part}_accuracy")
-        if loss is None:
-            continue
+    print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
+          f"{count(dataset.n_val, 'validation row')}")
+    rows = {"train": dataset.n_train, "val": dataset.n_val}
+    last = {key: outcome.last(key) for key in outcome.history}
+    for part, loss, accuracy in split_metrics(last):
         line = f"{part:<5} loss {loss:.4f}"
         if accuracy is not None:
-            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows)}/{rows})"
+            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows[part])}/{rows[part]})"
         print(line)
     if outcome.saved:
         print(f"saved parameters to {args.save}")
@@ -281,17 +285,5 @@ def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) ->
         "saved": str(args.save) if outcome.saved else None,
         "history": outcome.history,
     }
-    json.dump(_finite(document), sys.stdout, allow_nan=False)
-    sys.stdout.write("\n")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinities: write them as "NaN", "Infinity", "-Infinity" (as run does)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
+    print_json(document)
 

@@ -47,6 +47,10 @@ class Dataset:
 
 def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) -> Dataset:
     """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows."""
+    if data_file.suffix.lower() not in (".csv", ".npz"):
+        raise DataError(f"{data_file}: unknown data format {data_file.suffix or '(no suffix)'!r}"
+                        "; training data is a .csv file (numbers, with a header row) or an "
+                        ".npz file of arrays")
     mapping = _Mapping(graph, config)
     source: CsvTable | NpzArrays = read_npz_arrays(data_file) \
         if data_file.suffix.lower() == ".npz" else read_csv_table(data_file)

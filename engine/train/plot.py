@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from engine.datafiles import write_atomically
-from engine.errors import EngineError
+from engine.errors import EngineError, UsageError
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -19,7 +19,7 @@ FORMATS = (".png", ".svg", ".pdf")
 def pyplot(path: Path) -> ModuleType:
     """matplotlib's pyplot on a file-only backend, or an error that says how to install it."""
     if path.suffix.lower() not in FORMATS:
-        raise EngineError(f"--plot {path}: the file name must end in {', '.join(FORMATS)}")
+        raise UsageError(f"--plot {path}: the file name must end in {' or '.join(FORMATS)}")
     try:
         import matplotlib
     except ImportError:

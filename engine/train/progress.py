@@ -40,13 +40,18 @@ class BarProgress:
 
 def format_metrics(metrics: dict[str, float | None]) -> str:
     """``train loss 0.1234 acc 0.975  val loss 0.2345 acc 0.944``; absent values are left out."""
+    return "  ".join(f"{part} loss {loss:.4f}"
+                     + ("" if accuracy is None else f" acc {accuracy:.3f}")
+                     for part, loss, accuracy in split_metrics(metrics))
+
+
+def split_metrics(metrics: dict[str, float | None]) -> list[tuple[str, float, float | None]]:
+    """``(part, loss, accuracy)`` for each of ``train`` and ``val`` that has a loss (a run with
+    ``val_split: 0`` has none for ``val``); the accuracy is None for a graph that does not
+    classify."""
     parts = []
     for part in ("train", "val"):
-        loss, accuracy = metrics.get(f"{part}_loss"), metrics.get(f"{part}_accuracy")
-        if loss is None:
-            continue
-        text = f"{part} loss {loss:.4f}"
-        if accuracy is not None:
-            text += f" acc {accuracy:.3f}"
-        parts.append(text)
-    return "  ".join(parts)
+        loss = metrics.get(f"{part}_loss")
+        if loss is not None:
+            parts.append((part, loss, metrics.get(f"{part}_accuracy")))
+    return parts
