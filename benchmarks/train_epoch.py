@@ -79,9 +79,11 @@ class NumpyMLP:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved rounds (engine, NumPy) whose median ratio is reported")
     parser.add_argument("--epochs", type=int, default=20, help="epochs timed per round")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="rows per batch, for both loops")
     args = parser.parse_args()
     graph = load(ROOT / "graphs" / "mlp.yaml")
     assert graph.spec.train is not None

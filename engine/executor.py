@@ -211,14 +211,17 @@ class Executor:
         Without ``seed`` backward starts at the spec's loss with gradient 1; with
         ``{node: upstream}`` it starts from those nodes with those gradients.  ``keep``
         names nodes whose gradients are returned too (they are freed otherwise), which
-        is how the lesson's intermediate gradients, such as the one on ``raised``, are seen.
+        is how the lesson's intermediate gradients, such as the one on ``raised``, are seen;
+        a kept node that backward does not reach is left out of the result.
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
         plan, slots, xp = self.plan, self._slots, self._op_xp
         grads: list[Array] = [None] * len(plan.names)
         owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
-        kept = {self._node_slot(name): name for name in keep} if keep else None
+        # Tensors that require grad are returned anyway; any other name must be a node.
+        kept = {self._node_slot(name): name for name in keep
+                if name not in dict(self._grad_slots)} if keep else None
         result: dict[str, Array] = {}
         if seed is None:
             grads[self._loss_seed_slot()] = self._ones_like_loss()

@@ -363,3 +363,12 @@ def test_parameter_shape_from_a_dims_default(build) -> None:
     assert ex.parameters["w"].shape == (3, 4)
     ex.forward()
     np.testing.assert_array_equal(ex.backward()["w"], np.full((3, 4), 2.0))  # column sums of x
+
+
+def test_keep_accepts_tensors_that_require_grad() -> None:
+    ex = engine.Executor(engine.load(GRAPHS / "softmax.yaml"))
+    ex.forward()
+    grads = ex.backward(keep=["x", "raised"])
+    assert set(grads) == {"x", "raised"}
+    with pytest.raises(engine.DataError, match="'y' is not a node"):
+        ex.backward(keep=["y"])

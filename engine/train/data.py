@@ -27,6 +27,14 @@ Arrays = dict[str, np.ndarray]
 
 
 @dataclass
+
+def classifier_ends(graph: Graph) -> tuple[str, str] | None:
+    """(probabilities, target) when the loss is NLL over class probabilities, else None."""
+    loss = graph.nodes.get(graph.loss or "")
+    if loss is None or loss.op.name != "NLL":
+        return None
+    return loss.inputs[0], loss.inputs[1]
+
 class Dataset:
     """Feeds for the training and validation rows, ready to slice into batches."""
 
@@ -273,10 +281,8 @@ class _Mapping:
 
     def _classes_of_loss(self) -> int | str:
         """K for integer labels: the class axis of the probabilities the NLL loss reads."""
-        loss = self.graph.nodes.get(self.graph.loss or "")
-        if loss is None or loss.op.name != "NLL":
-            return "?"
-        return self.graph.values[loss.inputs[0]].shape[-1]
+        ends = classifier_ends(self.graph)
+        return "?" if ends is None else self.graph.values[ends[0]].shape[-1]
 
     def _index(self, column: str | int, table: CsvTable,
                path: tuple[str | int, ...] | None) -> int | None:

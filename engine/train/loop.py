@@ -26,7 +26,7 @@ from engine.executor import Executor
 from engine.feeds import tensor_rng
 from engine.graph import Graph
 from engine.train.checkpoint import Checkpoint, save_checkpoint
-from engine.train.data import Arrays, Dataset
+from engine.train.data import Arrays, Dataset, classifier_ends
 from engine.train.optimizers import make_optimizer
 from schemas.train import TrainConfig
 
@@ -70,14 +70,6 @@ def batches(rows: int, batch_size: int, order: np.ndarray) -> Iterator[np.ndarra
     """Consecutive slices of ``order``: every row once per epoch, the last batch maybe smaller."""
     for start in range(0, rows, batch_size):
         yield order[start:start + batch_size]
-
-
-def classifier_ends(graph: Graph) -> tuple[str, str] | None:
-    """(probabilities, target) when the loss is NLL over class probabilities, else None."""
-    loss = graph.nodes.get(graph.loss or "")
-    if loss is None or loss.op.name != "NLL":
-        return None
-    return loss.inputs[0], loss.inputs[1]
 
 
 @dataclass
