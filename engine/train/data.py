@@ -26,8 +26,6 @@ from schemas.train import InputData, TrainConfig
 Arrays = dict[str, np.ndarray]
 
 
-@dataclass
-
 def classifier_ends(graph: Graph) -> tuple[str, str] | None:
     """(probabilities, target) when the loss is NLL over class probabilities, else None."""
     loss = graph.nodes.get(graph.loss or "")
@@ -35,6 +33,8 @@ def classifier_ends(graph: Graph) -> tuple[str, str] | None:
         return None
     return loss.inputs[0], loss.inputs[1]
 
+
+@dataclass
 class Dataset:
     """Feeds for the training and validation rows, ready to slice into batches."""
 
