@@ -247,9 +247,14 @@ def chain_numpy(x: np.ndarray, length: int) -> np.ndarray:
     return grad
 
 
-def chain(length: int) -> Workload:
-    x = np.random.default_rng(2).random((4, 4))
-    ex = engine.Executor(engine.loads(chain_spec(length), file="chain.yaml"))
+def _x_gradient_runners(spec: str, file: str, x: np.ndarray,
+                        torch_graph: Callable[[Any, Any], Any]) -> tuple[
+                            Callable[[], np.ndarray], Callable[[], Any] | None]:
+    """Engine and (when installed) PyTorch runs of a one-input graph, returning d loss / d x.
+
+    ``torch_graph(torch, x)`` builds the same graph in PyTorch; its sum is the loss.
+    """
+    ex = engine.Executor(engine.loads(spec, file=file))
     feeds = {"x": x}
 
     def run_engine() -> np.ndarray:
@@ -257,17 +262,27 @@ def chain(length: int) -> Workload:
         return ex.backward()["x"]
 
     torch = _torch()
-    run_torch = None
-    if torch is not None:
-        tx = torch.from_numpy(x)
+    if torch is None:
+        return run_engine, None
+    tx = torch.from_numpy(x)
 
-        def run_torch() -> Any:
-            xr = tx.detach().requires_grad_()
-            v = xr
-            for i in range(length):
-                v = v * CHAIN_FACTOR if i % 2 == 0 else torch.exp(v)
-            v.sum().backward()
-            return xr.grad
+    def run_torch() -> Any:
+        xr = tx.detach().requires_grad_()
+        torch_graph(torch, xr).sum().backward()
+        return xr.grad
+
+    return run_engine, run_torch
+
+
+def chain(length: int) -> Workload:
+    x = np.random.default_rng(2).random((4, 4))
+
+    def torch_chain(torch: Any, v: Any) -> Any:
+        for i in range(length):
+            v = v * CHAIN_FACTOR if i % 2 == 0 else torch.exp(v)
+        return v
+
+    run_engine, run_torch = _x_gradient_runners(chain_spec(length), "chain.yaml", x, torch_chain)
 
     def check() -> None:
         np.testing.assert_allclose(run_engine(), chain_numpy(x, length), rtol=1e-9, atol=1e-300)
@@ -311,25 +326,14 @@ def diamond_numpy(x: np.ndarray, depth: int) -> np.ndarray:
 
 def diamond(depth: int) -> Workload:
     x = -np.random.default_rng(3).random((4, 4))  # x <= 0 stays bounded through the levels
-    ex = engine.Executor(engine.loads(diamond_spec(depth), file="diamond.yaml"))
-    feeds = {"x": x}
 
-    def run_engine() -> np.ndarray:
-        ex.forward(feeds)
-        return ex.backward()["x"]
+    def torch_diamond(torch: Any, v: Any) -> Any:
+        for _ in range(depth):
+            v = torch.exp(v) * (v * DIAMOND_FACTOR)
+        return v
 
-    torch = _torch()
-    run_torch = None
-    if torch is not None:
-        tx = torch.from_numpy(x)
-
-        def run_torch() -> Any:
-            xr = tx.detach().requires_grad_()
-            v = xr
-            for _ in range(depth):
-                v = torch.exp(v) * (v * DIAMOND_FACTOR)
-            v.sum().backward()
-            return xr.grad
+    run_engine, run_torch = _x_gradient_runners(diamond_spec(depth), "diamond.yaml", x,
+                                                torch_diamond)
 
     def check() -> None:
         np.testing.assert_allclose(run_engine(), diamond_numpy(x, depth), rtol=1e-9)
