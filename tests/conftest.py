@@ -14,6 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ROOT / "graphs"
 
 
+#: A value used twice by one node: its two gradients must be summed (Mul(x, x) -> 2x).
+SQUARE_SPEC = """
+    name: square
+    inputs: {x: {shape: [3], requires_grad: true, init: ones}}
+    nodes:
+      sq: {op: Mul, inputs: [x, x]}
+      loss: {op: Sum, inputs: [sq]}
+    loss: loss
+"""
+
+
 @pytest.fixture
 def build() -> Callable[[str], engine.Graph]:
     """Build a graph from spec text (dedented), as if read from ``test.yaml``."""

@@ -191,8 +191,7 @@ def test_user_arrays_are_never_written_to(build) -> None:
     np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
 
 
-def test_named_dimensions_bind_from_feeds(build) -> None:
-    graph = build("""
+NAMED_BATCH_SPEC = """
         name: named
         dims: {batch: 2}
         inputs:
@@ -202,7 +201,11 @@ def test_named_dimensions_bind_from_feeds(build) -> None:
           p: {op: Softmax, inputs: [x]}
           loss: {op: NLL, inputs: [p, y]}
         loss: loss
-    """)
+    """
+
+
+def test_named_dimensions_bind_from_feeds(build) -> None:
+    graph = build(NAMED_BATCH_SPEC)
     ex = engine.Executor(graph)
     ex.forward({"x": np.zeros((7, 3))})
     assert ex.value("y").shape == (7, 3)  # the default follows the fed batch size
@@ -213,17 +216,7 @@ def test_named_dimensions_bind_from_feeds(build) -> None:
 def test_feed_checks_remembered_per_shape_bind_their_own_dims(build) -> None:
     """Feeds of a few shapes (a training loop's batches and splits) skip the checks they
     passed before, yet each shape keeps its own named dimensions, and a new bad feed fails."""
-    ex = engine.Executor(build("""
-        name: remembered
-        dims: {batch: 2}
-        inputs:
-          x: {shape: [batch, 3], requires_grad: true}
-          y: {shape: [batch, 3], init: one_hot}
-        nodes:
-          p: {op: Softmax, inputs: [x]}
-          loss: {op: NLL, inputs: [p, y]}
-        loss: loss
-    """))
+    ex = engine.Executor(build(NAMED_BATCH_SPEC))
     for rows in (7, 5, 7, 5):  # the second round finds both shapes remembered
         ex.forward({"x": np.zeros((rows, 3))})
         assert ex.value("y").shape == (rows, 3)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import networkx as nx
-from conftest import GRAPHS, ROOT
+from conftest import GRAPHS, ROOT, SQUARE_SPEC
 
 import engine
 from engine.explain import as_latex, as_text, count_paths, derivative_chains
@@ -83,14 +83,7 @@ loss: loss
 
 
 def test_a_value_used_twice_gives_two_named_paths(build) -> None:
-    graph = build("""
-        name: square
-        inputs: {x: {shape: [3], requires_grad: true, init: ones}}
-        nodes:
-          sq: {op: Mul, inputs: [x, x]}
-          loss: {op: Sum, inputs: [sq]}
-        loss: loss
-    """)
+    graph = build(SQUARE_SPEC)
     text = as_text(derivative_chains(graph, "x"))
     assert "sum over 2 paths" in text
     assert "(∂sq/∂x as a)" in text and "(∂sq/∂x as b)" in text

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GRAPHS, ROOT
+from conftest import GRAPHS, ROOT, SQUARE_SPEC
 
 import engine
 from engine.picture import backward_picture, forward_picture
@@ -114,14 +114,7 @@ def test_softmax_backward_dot_is_the_lessons_backward_pass() -> None:
 
 
 def test_backward_reverses_every_forward_edge_and_sums_repeated_uses(build) -> None:
-    graph = build("""
-        name: square
-        inputs: {x: {shape: [3], requires_grad: true, init: ones}}
-        nodes:
-          sq: {op: Mul, inputs: [x, x]}
-          loss: {op: Sum, inputs: [sq]}
-        loss: loss
-    """)
+    graph = build(SQUARE_SPEC)
     edges = Counter((t, h) for t, h, _ in dot_edges(to_dot(backward_picture(graph))))
     # x is used twice by sq: both gradients meet in a sum, as the executor adds them.
     assert edges == Counter({("dloss", "loss"): 1, ("loss", "sq"): 1, ("sq", "+x"): 2,
