@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import numpy as np  # noqa: E402
 
 from benchmarks import workloads as wl  # noqa: E402
-from engine.datafiles import write_atomically  # noqa: E402
+from engine.io.atomic import write_atomically  # noqa: E402
 
 MEMORY_SHAPE = (4096, 1024)
 

@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.feeds import tensor_rng  # noqa: E402
-from engine.loader import load  # noqa: E402
+from engine.runtime.feeds import tensor_rng  # noqa: E402
+from engine.spec.loader import load  # noqa: E402
 from engine.train.data import load_dataset  # noqa: E402
 from engine.train.loop import NoProgress, Trainer  # noqa: E402
 

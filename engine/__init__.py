@@ -18,8 +18,9 @@ from typing import Any
 _EXPORTS = {
     "DataError": "engine.errors", "EngineError": "engine.errors",
     "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
-    "Executor": "engine.executor", "Graph": "engine.graph", "load": "engine.loader",
-    "loads": "engine.loader", "REGISTRY": "engine.ops",
+    "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
+    "load": "engine.spec.loader",
+    "loads": "engine.spec.loader", "REGISTRY": "engine.ops",
 }
 
 __all__ = sorted(_EXPORTS)

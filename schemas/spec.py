@@ -2,11 +2,11 @@
 
 These models check each field on its own (types, allowed values, unknown keys).
 Checks that need the whole graph (names resolve, no cycles, shapes agree) live
-in ``engine.graph``.  Each node's model is built from the op registry: the
+in ``engine.graph.build``.  Each node's model is built from the op registry: the
 ``op`` key selects the op's attribute model, so the schema and the ops can never
 disagree and a new op needs no edit here.  A node whose ``op`` is not in the
 registry calls a function (``functions:`` or an import); its attributes can
-only be checked against the function, so ``engine.functions`` checks them when
+only be checked against the function, so ``engine.spec.inline`` checks them when
 it expands the call.
 """
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from engine.cli import main
+from engine.cli.main import main
 
 CORPUS = ROOT / "tests" / "bad_specs"
 FILES = sorted(CORPUS.glob("*.yaml"))

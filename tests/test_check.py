@@ -14,10 +14,10 @@ import pytest
 from conftest import GRAPHS, ROOT
 
 import engine
-from engine.budget import human_bytes, parse_bytes
-from engine.cli import main
-from engine.diagnostics import render, snippet
+from engine.cli.diagnostics import render, snippet
+from engine.cli.main import main
 from engine.errors import Problem
+from engine.graph.budget import human_bytes, parse_bytes
 
 WARNED = textwrap.dedent("""\
     name: warned

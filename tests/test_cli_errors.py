@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import GRAPHS
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.train.progress import format_metrics, split_metrics
 
 SOFTMAX = str(GRAPHS / "softmax.yaml")
@@ -81,7 +81,7 @@ def test_a_failing_write_leaves_no_temporary_file(tmp_path: Path,
     def full(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("engine.datafiles.os.replace", full)
+    monkeypatch.setattr("engine.io.atomic.os.replace", full)
     err = fails(capsys, 1, "schema", "-o", str(tmp_path / "schema.json"))
     assert "cannot write there (No space left on device)" in err
     assert list(tmp_path.iterdir()) == []
@@ -222,7 +222,7 @@ def test_check_takes_import_path_like_every_verb_that_loads_a_spec(
 def test_every_option_of_every_verb_has_help_text() -> None:
     import argparse
 
-    from engine.cli import build_parser
+    from engine.cli.main import build_parser
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -13,7 +13,7 @@ import networkx as nx
 from conftest import GRAPHS, ROOT, SQUARE_SPEC
 
 import engine
-from engine.explain import as_latex, as_text, count_paths, derivative_chains
+from engine.graph.explain import as_latex, as_text, count_paths, derivative_chains
 
 SOFTMAX = GRAPHS / "softmax.yaml"
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 import engine
-import engine.functions
+import engine.spec.inline
 
 
 def write(folder: Path, files: dict[str, str]) -> None:
@@ -541,7 +541,7 @@ def test_schema_error_in_an_imported_file_names_the_import(tmp_path: Path) -> No
 
 def test_expansion_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls nested in calls multiply; a spec cannot make the loader build without end."""
-    monkeypatch.setattr(engine.functions, "MAX_NODES", 10)
+    monkeypatch.setattr(engine.spec.inline, "MAX_NODES", 10)
     write(tmp_path, {"main.yaml": HEAD + textwrap.dedent("""\
         functions:
           two:

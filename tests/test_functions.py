@@ -345,7 +345,7 @@ def test_readme_example_runs_and_its_calls_equal_the_softmax_op() -> None:
 
 
 def test_explain_puts_names_from_calls_in_parentheses(build) -> None:
-    from engine.explain import as_text, derivative_chains
+    from engine.graph.explain import as_text, derivative_chains
 
     graph = build("""\
         name: t

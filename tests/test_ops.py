@@ -6,9 +6,9 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 
-from engine.gradcheck import analytic_vjp, max_relative_error, numeric_vjp
+from engine.graph.shapes import Dims
 from engine.ops import REGISTRY, OpDef, Sample
-from engine.shapes import Dims
+from engine.testing.gradcheck import analytic_vjp, max_relative_error, numeric_vjp
 
 CASES = [
     pytest.param(op, sample, id=f"{name}-{index}-{sample.note}")

@@ -278,7 +278,7 @@ def test_large_arrays_take_the_numpy_fast_paths_and_agree(build) -> None:
 def test_reductions_over_a_few_columns_give_numpys_bits(columns) -> None:
     """NumPy reduces a short last axis row by row, slowly; folding the columns instead must
     give exactly what NumPy's reduce gives (NaN included)."""
-    from engine.shapes import FOLD_MIN_SIZE, largest, total
+    from engine.runtime.kernels import FOLD_MIN_SIZE, largest, total
 
     rng = np.random.default_rng(columns)
     x = rng.normal(size=(FOLD_MIN_SIZE, columns)) * 10.0 ** rng.uniform(-8, 8, (1, columns))

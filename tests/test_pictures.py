@@ -21,8 +21,8 @@ import yaml
 from conftest import GRAPHS, ROOT, SQUARE_SPEC
 
 import engine
-from engine.picture import backward_picture, forward_picture
-from engine.render import render, to_dot, to_mermaid
+from engine.draw.picture import backward_picture, forward_picture
+from engine.draw.render import render, to_dot, to_mermaid
 
 SPECS = sorted(GRAPHS.glob("*.yaml"))
 SOFTMAX = GRAPHS / "softmax.yaml"

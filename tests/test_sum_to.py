@@ -6,7 +6,8 @@ import array_api_strict
 import numpy as np
 import pytest
 
-from engine.shapes import ShapeError, sum_to
+from engine.graph.shapes import ShapeError
+from engine.runtime.kernels import sum_to
 
 RNG = np.random.default_rng(7)
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from conftest import GRAPHS, ROOT
 
-from engine.cli import main
-from engine.feeds import tensor_rng
-from engine.loader import load
+from engine.cli.main import main
+from engine.runtime.feeds import tensor_rng
+from engine.spec.loader import load
 from engine.train.checkpoint import load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Trainer, batches
@@ -253,11 +253,11 @@ def test_a_kill_during_save_leaves_the_previous_checkpoint_readable(
 HALF_WRITER = textwrap.dedent("""
     import io, sys, time
     import numpy as np
-    import engine.datafiles as datafiles
+    import engine.io.atomic as atomic
     from engine.train.checkpoint import Checkpoint, save_checkpoint
     path = sys.argv[1]
     save_checkpoint(path, Checkpoint({"w": np.full(1000, 1.0)}, "sgd", {}, {}, 1, 0, {}))
-    real = datafiles.write_atomically
+    real = atomic.write_atomically
 
     def stall_halfway(target, write):
         def half(handle):
@@ -270,7 +270,7 @@ HALF_WRITER = textwrap.dedent("""
             time.sleep(60)
         real(target, half)
 
-    datafiles.write_atomically = stall_halfway
+    atomic.write_atomically = stall_halfway
     save_checkpoint(path, Checkpoint({"w": np.full(1000, 2.0)}, "sgd", {}, {}, 2, 0, {}))
 """)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from engine.cli import main
+from engine.cli.main import main
 
 SPEC = """\
 name: tiny
@@ -188,7 +188,7 @@ def test_npz_arrays_feed_inputs_whole(tmp_path: Path,
     spec = write_npz(tmp_path, features=features, labels=labels)
     assert main(["train", str(spec), "--json", "--epochs", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["train_rows"] == 16
-    from engine.loader import load
+    from engine.spec.loader import load
     from engine.train.data import load_dataset
 
     graph = load(spec)

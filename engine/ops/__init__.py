@@ -4,7 +4,8 @@
 """
 
 from engine.ops import arithmetic, elementwise, linalg, reductions, shaping, softmax
-from engine.ops.base import REGISTRY, OpAttrs, OpDef, Sample
+from engine.ops.base import REGISTRY, OpAttrs, OpDef
+from engine.ops.samples import Sample
 
 __all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "linalg",
            "reductions", "shaping", "softmax"]

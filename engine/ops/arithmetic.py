@@ -12,11 +12,11 @@ from engine.ops.base import (
     SMALL_ARRAY,
     NoAttrs,
     OpDef,
-    binary_samples,
     broadcast_shape,
     register,
 )
-from engine.shapes import sum_axes_to, sum_to
+from engine.ops.samples import binary_samples
+from engine.runtime.kernels import sum_axes_to, sum_to
 
 _ANY = (-2.0, 2.0)
 _AWAY_FROM_ZERO = (0.5, 2.0)

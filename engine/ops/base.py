@@ -14,14 +14,15 @@ NumPy, array-api-strict and, later, other array libraries.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from engine.shapes import Dims, Shape, ShapeError
+from engine.graph.shapes import Dims, Shape, ShapeError
+from engine.ops.samples import Sample
 
 Array = Any  # an array of whichever namespace the executor runs on
 
@@ -37,15 +38,6 @@ class OpAttrs(BaseModel):
     """Base of every op's attribute model: frozen, and unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """Inputs (float64 NumPy arrays unless integer by nature) and attributes for op tests."""
-
-    inputs: tuple[np.ndarray, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
 
 
 Forward = Callable[..., Array]
@@ -130,35 +122,6 @@ def same_shape(_attrs: OpAttrs, _dims: Dims, shape: Shape) -> Shape:
 def broadcast_shape(_attrs: OpAttrs, dims: Dims, *shapes: Shape) -> Shape:
     """Shape rule of elementwise binary ops."""
     return dims.broadcast(*shapes)
-
-
-def unary_samples(rng: np.random.Generator, low: float, high: float) -> list[Sample]:
-    """Samples for elementwise unary ops over the value domain [low, high]."""
-    shapes = [(), (4,), (3, 4), (2, 3, 4)]
-    return [Sample((rng.uniform(low, high, size=s),), note=f"shape {s}") for s in shapes]
-
-
-#: Pairs of shapes that exercise every broadcasting case, for binary ops.
-BROADCAST_PAIRS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
-    ((3, 4), (3, 4)),
-    ((2, 3, 4), (4,)),
-    ((3, 1), (1, 4)),
-    ((2, 1, 4), (3, 1)),
-    ((), (3, 4)),
-    ((1, 1, 3), (2, 8, 3)),
-)
-
-
-def binary_samples(
-    rng: np.random.Generator, domains: tuple[tuple[float, float], tuple[float, float]]
-) -> list[Sample]:
-    """Broadcasting samples for elementwise binary ops; ``domains`` gives each input's range."""
-    (lo_a, hi_a), (lo_b, hi_b) = domains
-    return [
-        Sample((rng.uniform(lo_a, hi_a, size=a), rng.uniform(lo_b, hi_b, size=b)),
-               note=f"{a} with {b}")
-        for a, b in BROADCAST_PAIRS
-    ]
 
 
 class NoAttrs(OpAttrs):

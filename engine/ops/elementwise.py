@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.base import NoAttrs, OpDef, Sample, register, same_shape, unary_samples
+from engine.ops.base import NoAttrs, OpDef, register, same_shape
+from engine.ops.samples import Sample, unary_samples
 
 
 def _exp_vjp(xp, attrs, g, out, inputs, needs):

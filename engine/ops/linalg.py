@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.base import NoAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape
+from engine.graph.shapes import Dims, Shape, ShapeError, format_shape
+from engine.ops.base import NoAttrs, OpDef, register
+from engine.ops.samples import Sample
 
 
 def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:

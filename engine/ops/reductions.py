@@ -8,8 +8,10 @@ from functools import lru_cache
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, largest, normalize_axes, reduced_shape, total
+from engine.graph.shapes import Dims, Shape, normalize_axes, reduced_shape
+from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, register
+from engine.ops.samples import Sample
+from engine.runtime.kernels import largest, total
 
 
 class ReduceAttrs(OpAttrs):

@@ -7,8 +7,9 @@ import math
 import numpy as np
 from pydantic import Field, field_validator
 
-from engine.ops.base import OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.ops.base import OpAttrs, OpDef, register
+from engine.ops.samples import Sample
 
 
 class ReshapeAttrs(OpAttrs):

@@ -7,8 +7,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, Sample, register
-from engine.shapes import Dims, Shape, ShapeError, format_shape, largest, normalize_axes, total
+from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, register
+from engine.ops.samples import Sample
+from engine.runtime.kernels import largest, total
 
 
 class AxisAttrs(OpAttrs):

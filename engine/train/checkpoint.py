@@ -1,7 +1,7 @@
 """Checkpoints: parameters, optimizer state, the batch-order RNG state and the history, in one .npz.
 
 One file holds everything a resumed run needs to continue bit for bit.  It is
-written with ``engine.datafiles.save_npz`` (a temporary file renamed into
+written with ``engine.io.arrays.save_npz`` (a temporary file renamed into
 place), so a reader (or a run killed mid-save) finds the previous checkpoint
 or the new one, never half of one.  Nothing is pickled: the RNG state and the
 metadata are JSON text in 0-d string arrays.
@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.datafiles import load_npz, save_npz
 from engine.errors import DataError
-from engine.graph import Graph
-from engine.shapes import format_shape
+from engine.graph.model import Graph
+from engine.graph.shapes import format_shape
+from engine.io.arrays import load_npz
+from engine.io.atomic import save_npz
 
 FORMAT = "engine-train-checkpoint/1"
 

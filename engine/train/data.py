@@ -2,7 +2,7 @@
 
 Everything that can be wrong with the data is found here, before the first
 step, and named by file, line and column: a missing file, a ragged row, a cell
-that is not a number (engine.datafiles), a column the header lacks, a label
+that is not a number (engine.io.arrays), a column the header lacks, a label
 that is not a class index, too few rows for the split.  Mapping problems that
 are the spec's fault (an input that does not exist, a column count that does
 not match the input's shape) are SpecErrors located in the ``train:`` section.
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datafiles import CsvTable, load_npz, read_csv_table
 from engine.errors import DataError, Problem, SpecError, did_you_mean
-from engine.feeds import tensor_rng
-from engine.graph import Graph, Value
-from engine.shapes import format_shape
+from engine.graph.model import Graph, Value
+from engine.graph.shapes import format_shape
+from engine.io.arrays import CsvTable, load_npz, read_csv_table
+from engine.runtime.feeds import tensor_rng
 from schemas.train import InputData, TrainConfig
 
 Arrays = dict[str, np.ndarray]

@@ -22,9 +22,9 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import DataError
-from engine.executor import Executor
-from engine.feeds import tensor_rng
-from engine.graph import Graph
+from engine.graph.model import Graph
+from engine.runtime.executor import Executor
+from engine.runtime.feeds import tensor_rng
 from engine.train.checkpoint import Checkpoint, save_checkpoint
 from engine.train.data import Arrays, Dataset, classifier_ends
 from engine.train.optimizers import make_optimizer

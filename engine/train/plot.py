@@ -10,8 +10,8 @@ import io
 from pathlib import Path
 from types import ModuleType
 
-from engine.datafiles import write_atomically
 from engine.errors import EngineError, UsageError
+from engine.io.atomic import write_atomically
 
 FORMATS = (".png", ".svg", ".pdf")
 

@@ -1,0 +1,67 @@
+"""What every verb does the same way: load a spec and show its warnings, check an output
+file's suffix, print one JSON document.
+
+Kept in one place so that the verbs cannot drift apart: warnings look the same
+whichever verb printed them, a wrong suffix is a usage error (exit 2) everywhere,
+and every ``--json`` writes NaN and infinities the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.cli.diagnostics import report
+from engine.errors import UsageError
+from engine.graph.model import Graph
+from engine.spec.loader import load
+
+
+def load_spec(args: argparse.Namespace, *, strict: bool = False) -> Graph:
+    """Load ``args.spec`` with the command's ``--import-path`` folders; print its warnings on
+    stderr (``strict`` makes them errors instead)."""
+    graph = load(args.spec, import_paths=args.import_path, strict=strict)
+    report(graph.warnings, "warning", sys.stderr, args.snippets)
+    return graph
+
+
+def require_suffix(option: str, path: Path, suffixes: tuple[str, ...]) -> None:
+    """A usage error unless ``path`` ends in one of ``suffixes`` (``.npz``)."""
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+
+
+def print_json(document: Any) -> None:
+    """Write ``document`` to stdout as one JSON document on one line."""
+    json.dump(finite(document), sys.stdout, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinities: they become the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def add_import_path_option(parser: argparse.ArgumentParser) -> None:
+    """``--import-path DIR``, the same for every verb that loads a spec."""
+    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        type=_import_dir,
+                        help="a folder that imports may also read from (besides the spec's "
+                             "own folder); repeatable")
+
+
+def _import_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path

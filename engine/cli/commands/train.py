@@ -1,0 +1,289 @@
+"""``engine train SPEC``: train the graph as its ``train:`` section says, options overriding it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from engine.cli.commands.common import add_import_path_option, load_spec, print_json, require_suffix
+from engine.cli.diagnostics import count
+from engine.errors import DataError, SpecError, UsageError
+from engine.graph.lint import gradient_reach
+from engine.graph.model import Graph
+from engine.io.arrays import require_file
+from engine.io.atomic import check_writable
+from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
+from engine.train.data import load_dataset
+from engine.train.loop import NoProgress, Outcome, Trainer
+from engine.train.plot import plot_history, pyplot
+from engine.train.progress import BarProgress, split_metrics
+from schemas.train import OPTIMIZERS, TrainConfig
+
+HELP = "train the graph's parameters on data, as the spec's train: section says"
+
+#: Options that override one field of the train: section: (option, field path, type).
+_OVERRIDES: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
+    ("--data", ("data",), str, "FILE"),
+    ("--epochs", ("epochs",), int, "N"),
+    ("--lr", ("lr",), float, "X"),
+    ("--batch-size", ("batch_size",), int, "N"),
+    ("--val-split", ("val_split",), float, "F"),
+    ("--seed", ("seed",), int, "N"),
+    ("--momentum", ("optimizer", "momentum"), float, "X"),
+    ("--beta1", ("optimizer", "beta1"), float, "X"),
+    ("--beta2", ("optimizer", "beta2"), float, "X"),
+    ("--eps", ("optimizer", "eps"), float, "X"),
+)
+
+EPILOG = """\
+examples:
+  python -m engine train graphs/mlp.yaml
+  python -m engine train graphs/mlp.yaml --epochs 20 --lr 0.05 --optimizer momentum --save p.npz
+  python -m engine train graphs/mlp.yaml --resume p.npz --epochs 40 --save p.npz --plot loss.png
+  python -m engine train graphs/mlp.yaml --set inputs.x.standardize=false --json
+
+Every field of the train: section can be overridden: the options above, or --set for any
+field (its value is YAML). --data is relative to the current folder; train.data in the spec
+is relative to the spec. Exit codes: 0 done, 1 spec or data error, 2 usage error,
+130 interrupted (Ctrl-C stops after the last complete epoch, which --save has written)."""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help=HELP, description=HELP + ".", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
+    add_import_path_option(parser)
+    for option, path, kind, metavar in _OVERRIDES:
+        parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
+                            help=f"override train.{'.'.join(path)}")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help="override train.optimizer (its coefficients take their defaults "
+                             "unless given too)")
+    parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                        help="override train.shuffle")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        dest="set_fields", type=_set_argument,
+                        help="override any field of train:, e.g. inputs.x.standardize=false; "
+                             "repeatable")
+    parser.add_argument("--save", type=Path, metavar="PARAMS.npz",
+                        help="write parameters, optimizer state and RNG state after every "
+                             "epoch, atomically")
+    parser.add_argument("--resume", type=Path, metavar="PARAMS.npz",
+                        help="continue from a checkpoint that --save wrote")
+    parser.add_argument("--plot", type=Path, metavar="LOSS.png",
+                        help="draw the train and validation loss per epoch (.png, .svg or .pdf;"
+                             " needs matplotlib)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document at the end instead of the summary")
+
+
+def _set_argument(text: str) -> tuple[tuple[str, ...], Any]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML") from None
+    return tuple(field.split(".")), parsed
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.save is not None:
+        require_suffix("--save", args.save, (".npz",))
+    graph = load_spec(args)
+    config = resolve_config(graph.spec.train, args)
+    data_file = _check_ready(graph, config, args)
+    checkpoint = _checkpoint(graph, config, args)
+    seed = checkpoint.seed if checkpoint is not None else \
+        config.seed if config.seed is not None else graph.spec.seed
+    dataset = load_dataset(graph, config, data_file, seed)
+    trainer = Trainer(graph, config, dataset, seed, save=args.save)
+    if checkpoint is not None:
+        try:
+            trainer.resume(checkpoint)
+        except DataError as exc:
+            raise DataError(f"{args.resume}: {exc}") from None
+    show_bar = sys.stdout.isatty() and not args.json
+    with _stop_on_interrupt() as stop, \
+            (BarProgress(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
+        outcome = trainer.run(progress, stop)
+    if args.plot is not None:
+        plot_history(args.plot, outcome.history, f"{graph.spec.name}: loss per epoch")
+    if args.json:
+        _print_json(outcome, trainer, args)
+    else:
+        _print_summary(outcome, trainer, args)
+    if outcome.interrupted:
+        kept = f"; {args.save} holds it (continue with --resume {args.save})" \
+            if outcome.saved else ""
+        print(f"interrupted: stopped after epoch {outcome.epochs} of {config.epochs}{kept}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
+    """Everything that can stop a run, checked before any data is read; returns the data file."""
+    if args.plot is not None:
+        pyplot(args.plot)  # a bad suffix or a missing matplotlib is found before training
+    for output in (args.save, args.plot):  # and so is a typo in a path
+        if output is not None:
+            check_writable(output)
+    if config.data is None:
+        raise DataError(f"{args.spec}: no data to train on: set train.data in the spec or pass "
+                        "--data FILE")
+    if not config.inputs:
+        raise DataError(f"{args.spec}: train.inputs is empty: say which columns feed which "
+                        "input, for example inputs: {x: {columns: rest}, y: {label: class}}")
+    if graph.loss is None:
+        raise DataError(f"{args.spec}: the spec declares no loss, so there is nothing to "
+                        "minimise; add loss: NODE")
+    if not any(graph.values[name].kind == "parameter"
+               for name in gradient_reach(graph, graph.loss)):
+        raise DataError(f"{args.spec}: no parameter gets a gradient from the loss "
+                        f"{graph.loss!r}, so training has nothing to change; declare "
+                        "parameters: and use them on the way to the loss")
+    if args.override_data:
+        data_file = Path(args.override_data)
+        require_file(data_file, "--data")
+        return data_file
+    data_file = graph.base_dir / config.data
+    if not data_file.is_file():
+        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
+                                              "(train.data is relative to the spec's folder)")])
+    return data_file
+
+
+def _checkpoint(graph: Graph, config: TrainConfig,
+                args: argparse.Namespace) -> Checkpoint | None:
+    """The checkpoint to resume from, checked against the graph and this run's settings."""
+    if args.resume is None:
+        return None
+    checkpoint = load_checkpoint(args.resume)
+    try:
+        np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{args.resume}: unreadable checkpoint metadata ({exc}); --resume takes "
+                        "a file that engine train --save wrote") from None
+    if args.override_seed is not None and args.override_seed != checkpoint.seed:
+        raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
+                         f"{checkpoint.seed}, which fixes its split and batch order")
+    if checkpoint.optimizer != config.optimizer.name:
+        raise DataError(f"{args.resume}: trained with {checkpoint.optimizer}, but this run uses "
+                        f"{config.optimizer.name}; pass --optimizer {checkpoint.optimizer}")
+    checkpoint.params = fit_parameters(args.resume, checkpoint.params, graph)
+    return checkpoint
+
+
+def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:
+    """The spec's train: section with the command line's overrides, validated again."""
+    data: dict[str, Any] = (spec_config.model_dump(exclude_unset=True)
+                            if spec_config is not None else {})
+    given: list[str] = []
+    if args.optimizer is not None:
+        current = data.get("optimizer", {}).get("name", "sgd")
+        if current != args.optimizer:
+            data["optimizer"] = {"name": args.optimizer}
+        given.append(f"--optimizer {args.optimizer}")
+    for option, path, _kind, _metavar in _OVERRIDES:
+        value = getattr(args, "override_" + path[-1])
+        if value is not None:
+            _assign(data, path, value, option)
+            given.append(f"{option} {value}")
+    if args.shuffle is not None:
+        data["shuffle"] = args.shuffle
+    for path, value in args.set_fields:
+        _assign(data, path, value, "--set")
+        given.append(f"--set {'.'.join(path)}")
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"train.{'.'.join(str(p) for p in e['loc'])}: "
+                             f"{str(e['msg']).removeprefix('Value error, ')}"
+                             for e in exc.errors(include_url=False))
+        raise UsageError(f"{problems} (after the command line's {', '.join(given)})") from None
+
+
+def _assign(data: dict[str, Any], path: tuple[str, ...], value: Any, option: str) -> None:
+    target = data
+    for key in path[:-1]:
+        child = target.setdefault(key, {})
+        if isinstance(child, str) and key == "optimizer":  # bare name: optimizer: adam
+            child = target[key] = {"name": child}
+        if not isinstance(child, dict):
+            raise UsageError(f"{option} {'.'.join(path)}: train.{key} is not a mapping")
+        target = child
+    target[path[-1]] = value
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[Any]:
+    """Turn the first Ctrl-C into a request to stop at the next batch; a second one aborts."""
+    requested = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal requested
+        requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: signals cannot be caught here
+        yield lambda: False
+        return
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
+    config, dataset = trainer.config, trainer.dataset
+    opt = config.optimizer
+    print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
+          f"{opt.name} (lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
+          f"{outcome.seconds:.2f} s")
+    print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
+          f"{count(dataset.n_val, 'validation row')}")
+    rows = {"train": dataset.n_train, "val": dataset.n_val}
+    last = {key: outcome.last(key) for key in outcome.history}
+    for part, loss, accuracy in split_metrics(last):
+        line = f"{part:<5} loss {loss:.4f}"
+        if accuracy is not None:
+            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows[part])}/{rows[part]})"
+        print(line)
+    if outcome.saved:
+        print(f"saved parameters to {args.save}")
+    if args.plot is not None:
+        print(f"plotted the loss curve to {args.plot}")
+
+
+def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
+    document = {
+        "epochs": outcome.epochs,
+        "train_loss": outcome.last("train_loss"),
+        "val_loss": outcome.last("val_loss"),
+        "train_accuracy": outcome.last("train_accuracy"),
+        "val_accuracy": outcome.last("val_accuracy"),
+        "train_rows": trainer.dataset.n_train,
+        "val_rows": trainer.dataset.n_val,
+        "seed": trainer.seed,
+        "optimizer": trainer.config.optimizer.name,
+        "interrupted": outcome.interrupted,
+        "seconds": outcome.seconds,
+        "saved": str(args.save) if outcome.saved else None,
+        "history": outcome.history,
+    }
+    print_json(document)
+

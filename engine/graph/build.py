@@ -1,0 +1,317 @@
+"""A validated spec as a DAG: names resolved, order fixed, shapes and dtypes inferred.
+
+Everything that can be checked without data is checked here, and every problem
+found is reported at once with its location: a name that names nothing, a name
+defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar,
+a literal its dtype cannot hold, values too large for the byte budget.  What is
+legal but probably not meant becomes a located warning (``engine.graph.lint``).
+Function calls have already been expanded (``engine.spec.inline``) into primitive
+nodes, each with its own location, which may be in an imported file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from engine.errors import Problem, SpecError, did_you_mean
+from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
+from engine.graph.lint import lint
+from engine.graph.model import Graph, Kind, Node, Value
+from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.ops import REGISTRY
+from engine.ops.base import FLOAT_DTYPES, promoted
+from engine.spec.inline import FlatNode
+from engine.spec.literals import literal_problem, yaml_number
+from engine.spec.source import Location, PathKey, SourceMap
+from schemas.spec import Constant, Spec, TensorDecl
+
+_SECTIONS: tuple[tuple[str, Kind], ...] = (
+    ("inputs", "input"), ("parameters", "parameter"), ("constants", "constant"), ("nodes", "node"),
+)
+
+
+class _Builder:
+    """Collects problems while building, so that all of them are reported together."""
+
+    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path):
+        self.spec = spec
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+        self.duplicates: set[str] = set()
+        self.values: dict[str, Value] = {}
+        self.nodes: dict[str, Node] = {}
+        self.dims = Dims()
+
+    def problem(self, path: PathKey, message: str) -> None:
+        self.problems.append(self.source.problem(path, message))
+
+    def check_literal(self, loc: Location, value: Any, dtype: str, allow_nonfinite: bool) -> None:
+        """Report the first number of a literal that its dtype cannot hold, at that number."""
+        found = literal_problem(value, dtype, allow_nonfinite)
+        if found is not None:
+            index, message = found
+            self.problems.append(loc.at(*index).problem(message))
+
+    def fail_if_problems(self) -> None:
+        if self.problems:
+            raise SpecError(self.problems)
+
+    # -- names -----------------------------------------------------------------------------
+
+    def declare(self) -> None:
+        """Tensors and constants become values; nodes become values in ``connect``."""
+        spec = self.spec
+        for section, kind in _SECTIONS:
+            for name, decl in getattr(spec, section).items():
+                path = (section, name)
+                if name in self.values:
+                    first = self.values[name]
+                    line, _ = first.loc.source.position(first.loc.path)
+                    self.problem(path, f"name {name!r} is defined twice: it is already a "
+                                       f"{first.kind} (line {line}); rename one of them")
+                    self.duplicates.add(name)
+                    continue
+                if kind == "node":
+                    continue  # its values come from the expanded nodes, in connect()
+                value = Value(name, kind, Location(self.source, path))
+                if isinstance(decl, TensorDecl):
+                    self._tensor(value, decl)
+                elif isinstance(decl, Constant):
+                    self._constant(value, decl)
+                self.values[name] = value
+
+    def _tensor(self, value: Value, decl: TensorDecl) -> None:
+        value.decl = decl
+        value.shape = tuple(decl.shape)
+        value.dtype = decl.dtype
+        default_grad = value.kind == "parameter"
+        value.requires_grad = default_grad if decl.requires_grad is None else decl.requires_grad
+        if value.kind == "parameter" and decl.requires_grad is False:
+            self.problem((*value.loc.path, "requires_grad"),
+                         "a parameter always gets a gradient; declare a fixed tensor under "
+                         "constants or inputs instead")
+        if value.requires_grad and decl.dtype not in FLOAT_DTYPES:
+            self.problem((*value.loc.path, "requires_grad"),
+                         f"only floating-point tensors can require grad, this one is {decl.dtype}")
+        if decl.init is None:
+            if value.kind == "parameter":
+                self.problem(value.loc.path, "a parameter needs an init, for example "
+                                         "init: {normal: {mean: 0, std: 0.1}}")
+            return
+        self._check_init(value, decl)
+
+    def _check_init(self, value: Value, decl: TensorDecl) -> None:
+        init = decl.init
+        assert init is not None
+        path = (*value.loc.path, "init")
+        form = init.form
+        if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
+            self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
+                               "integer class indices use init: {labels: {classes: N}}")
+        if form == "labels" and decl.dtype != "int64":
+            self.problem(path, f"labels are integer class indices: declare dtype: int64 "
+                               f"(found {decl.dtype}), or use one_hot for float rows")
+        if form == "value":
+            self.check_literal(value.loc.at("init", "value"), init.value, decl.dtype,
+                               init.allow_nonfinite)
+            literal = np.asarray(init.value, dtype=np.float64)
+            named = any(isinstance(d, str) for d in decl.shape)
+            if not named and literal.shape != tuple(decl.shape):
+                self.problem(path, f"value has shape {format_shape(literal.shape)} but the "
+                                   f"tensor is declared {format_shape(decl.shape)}")
+        if form == "file":
+            file = self.base_dir / str(init.file)
+            if file.suffix != ".npy":
+                self.problem(path, f"init file must be a .npy file, found {init.file!r}")
+            elif not file.is_file():
+                self.problem(path, f"init file {str(file)!r} does not exist (paths are relative "
+                                   "to the spec's folder)")
+
+    def _constant(self, value: Value, decl: Constant) -> None:
+        value.weak = decl.dtype is None and not isinstance(decl.value, list)
+        value.dtype = decl.dtype or "float64"
+        problems = len(self.problems)
+        self.check_literal(value.loc.at("value"), decl.value, value.dtype, decl.allow_nonfinite)
+        if len(self.problems) == problems:
+            value.literal = np.asarray(decl.value, dtype=value.dtype)
+        value.shape = np.shape(decl.value)
+
+    # -- edges -----------------------------------------------------------------------------
+
+    def connect(self, flat: list[FlatNode]) -> nx.DiGraph:
+        """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
+        flat = [node for node in flat if node.top not in self.duplicates]  # already reported
+        for node in flat:
+            self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
+        edges: list[tuple[str, str]] = []
+        for node in flat:
+            name = node.name
+            op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
+            refs = [ref if isinstance(ref, str) else self._inline_constant(node, index, ref)
+                    for index, ref in enumerate(node.inputs)]
+            fewest, most = op.arity
+            if not fewest <= len(refs) <= most:
+                expected = str(most) if fewest == most else f"{fewest} to {most}"
+                self.problems.append(node.loc.at("inputs").problem(
+                    f"node {name!r} ({op.name}): takes {expected} inputs "
+                    f"({', '.join(op.input_names)}), found {len(refs)}"))
+            self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
+            edges.extend((ref, name) for ref in refs)
+        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag.add_nodes_from(self.values)
+        dag.add_edges_from(edges)
+        return dag
+
+    def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
+        name = f"{node.name}.inputs[{index}]"
+        value = Value(name, "constant", node.loc.at("inputs", index), weak=True, call=node.call)
+        if not np.isfinite(number):
+            self.problems.append(value.loc.problem(
+                f"non-finite inline constant {yaml_number(number)}; declare it under constants "
+                "with allow_nonfinite: true if it is meant"))
+        value.literal = np.asarray(float(number))
+        self.values[name] = value
+        return name
+
+    def order(self, dag: nx.DiGraph) -> list[str]:
+        try:  # ties in file order, so inference (and its messages) follows the spec as written
+            order = list(nx.lexicographical_topological_sort(
+                dag, key=lambda n: self.values[n].loc.sort_key()))
+        except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
+            self._report_cycles(dag)
+            order = []
+        self.fail_if_problems()
+        return [n for n in order if n in self.nodes]
+
+    def _report_cycles(self, dag: nx.DiGraph) -> None:
+        cycles = [c for c in nx.strongly_connected_components(dag)
+                  if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
+        for component in cycles:
+            cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
+            start = min(cycle, key=lambda n: self.values[n].loc.sort_key())
+            turn = cycle.index(start)
+            cycle = cycle[turn:] + cycle[:turn]
+            self.problems.append(self.values[start].loc.problem(
+                "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
+
+    # -- shapes and dtypes -----------------------------------------------------------------
+
+    def infer(self, order: list[str]) -> None:
+        failed: set[str] = set()
+        for name in order:
+            node = self.nodes[name]
+            if any(ref in failed for ref in node.inputs):
+                failed.add(name)
+                continue
+            ins = [self.values[ref] for ref in node.inputs]
+            label = f"node {name!r} ({node.op.name})"
+            self.dims.site = f"at {node.loc.where()} by {label}"
+            strong = [v.dtype for v in ins if not v.weak]
+            floats = [d for d in strong if d in FLOAT_DTYPES]
+            weak_dtype = promoted(*floats) if floats else "float64"
+            for v in ins:
+                if v.weak:
+                    v.dtype = weak_dtype
+                    self._check_weak(v, label)
+            try:
+                shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
+            except ShapeError as exc:
+                failed.add(name)
+                self.problems.append(node.loc.problem(f"{label}: {exc}"))
+                continue
+            try:
+                dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
+            except ShapeError as exc:
+                failed.add(name)
+                dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
+                                                                           strict=True))
+                self.problems.append(node.loc.problem(
+                    f"{label}: {exc} ({dtypes}); declare the input with a float dtype (float64, "
+                    "float32, float16)"))
+                continue
+            value = self.values[name]
+            value.shape = shape  # names kept for messages; resolved once inference is done
+            value.dtype = dtype
+            value.requires_grad = any(
+                self.values[ref].requires_grad and node.op.is_differentiable(i)
+                for i, ref in enumerate(node.inputs))
+
+    def _check_weak(self, value: Value, user: str) -> None:
+        """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
+        if value.literal is None:  # refused already
+            return
+        found = literal_problem(value.literal, value.dtype, allow_nonfinite=True)
+        if found is not None:
+            index, message = found
+            self.problems.append(value.loc.at(*index).problem(
+                f"{message} (a bare number takes the dtype of its use, here {user})"))
+
+    def check_ends(self) -> tuple[list[str], str | None]:
+        """Outputs and loss must name values (and the loss a node); found with the names."""
+        outputs = []
+        for index, name in enumerate(self.spec.outputs):
+            if name not in self.values:
+                self.problem(("outputs", index), f"output {name!r} names nothing"
+                                                 f"{did_you_mean(name, self.values)}")
+            else:
+                outputs.append(name)
+        loss = self.spec.loss
+        if loss is not None and loss not in self.nodes:
+            what = "names nothing" if loss not in self.values else \
+                f"is a {self.values[loss].kind}, not a node"
+            self.problem(("loss",), f"loss {loss!r} {what}{did_you_mean(loss, self.nodes)}")
+        return outputs, loss
+
+    def check_dim_defaults(self) -> None:
+        """A default under ``dims:`` must agree with sizes the shapes already fix."""
+        for name, size in self.spec.dims.items():
+            bound = self.dims.resolve(name)
+            if isinstance(bound, int) and bound != size:
+                self.problem(("dims", name), f"default size {size} of dimension {name!r} "
+                                             f"disagrees with the graph{self.dims.explain(name)}; "
+                                             "change the default or the shapes")
+
+    def check_loss_is_scalar(self) -> None:
+        loss = self.spec.loss
+        if loss is None or loss not in self.nodes:
+            return
+        shape = self.dims.shape(self.values[loss].shape)
+        if shape != ():
+            self.problem(("loss",), f"loss {loss!r} must be a scalar (shape []) so backward can "
+                                    f"start from 1, but it has shape {format_shape(shape)}; "
+                                    "reduce it with Sum or Mean")
+
+
+def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
+                expanded: tuple[list[FlatNode], dict[str, str]],
+                max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
+    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
+
+    Raises SpecError with every problem found.  ``max_bytes`` bounds the memory
+    the graph's values take at their declared shapes; it is checked here, before
+    anything is allocated.
+    """
+    builder = _Builder(spec, source, base_dir)
+    builder.declare()
+    flat, calls = expanded
+    dag = builder.connect(flat)
+    outputs, loss = builder.check_ends()
+    order = builder.order(dag)  # reports cycles along with the problems found so far
+    builder.infer(order)
+    builder.check_dim_defaults()
+    builder.check_loss_is_scalar()
+    builder.fail_if_problems()
+    for value in builder.values.values():  # names bound late in inference reach every value
+        value.shape = builder.dims.shape(value.shape)
+    graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+                  builder.dims, outputs, loss, calls)
+    over = check_budget(graph, max_bytes)
+    if over is not None:
+        raise SpecError([over])
+    graph.warnings = sorted(set(lint(graph)))
+    return graph

@@ -1,0 +1,131 @@
+"""Located warnings: what a spec may legally say but probably does not mean.
+
+A node whose value nobody reads, an input nothing uses, a parameter the loss's
+gradient never reaches, a ``requires_grad`` that changes nothing, and float16's
+narrow range.  They are warnings rather than errors because a spec under
+construction often has them; ``--strict`` (or ``engine.load(..., strict=True)``)
+turns them into errors for CI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.errors import Problem, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.graph.model import Graph
+
+FLOAT16_WARNING = (
+    "float16 holds magnitudes up to 65504 only (np.finfo('float16').max, the lesson's limit): "
+    "Exp overflows to inf for inputs above 11.09 and sums of many values overflow; use float32 "
+    "unless memory demands float16")
+
+
+def lint(graph: Graph) -> list[Problem]:
+    """Every warning about a graph that built without errors."""
+    return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
+            *_float16(graph), *_unused_dims(graph)]
+
+
+def _unreached_nodes(graph: Graph) -> list[Problem]:
+    source = graph.source
+    ends = set(graph.outputs) | ({graph.loss} if graph.loss else set())
+    if not ends:
+        if not graph.nodes:
+            return []
+        return [source.problem((), "the spec declares no outputs and no loss, so nothing it "
+                                   "computes is reported; list values under outputs:")]
+    used = _upstream(graph, ends)
+    return [node.loc.problem(f"node {name!r} ({node.op.name}) reaches neither an "
+                                      "output nor the loss, so its value is computed and "
+                                      "dropped; list it under outputs or remove it")
+            for name, node in graph.nodes.items() if name not in used]
+
+
+def _upstream(graph: Graph, ends: set[str]) -> set[str]:
+    """``ends`` and everything they read, in one walk however many ends there are."""
+    seen = set(ends)
+    stack = list(ends)
+    while stack:
+        for ref in graph.dag.predecessors(stack.pop()):
+            if ref not in seen:
+                seen.add(ref)
+                stack.append(ref)
+    return seen
+
+
+def _unused_sources(graph: Graph) -> list[Problem]:
+    warnings = []
+    for name, value in graph.values.items():
+        if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
+                and graph.dag.out_degree(name) == 0:
+            warnings.append(value.loc.problem(f"{value.kind} {name!r} is used by no node; "
+                                              "remove it or list it among a node's inputs"))
+    return warnings
+
+
+def gradient_reach(graph: Graph, loss: str) -> set[str]:
+    """Values whose gradient backward from ``loss`` computes: only differentiable edges count."""
+    reached = {loss}
+    stack = [loss]
+    while stack:
+        node = graph.nodes.get(stack.pop())
+        if node is None:
+            continue
+        for index, ref in enumerate(node.inputs):
+            if node.op.is_differentiable(index) and ref not in reached:
+                reached.add(ref)
+                stack.append(ref)
+    return reached
+
+
+def _gradients(graph: Graph) -> list[Problem]:
+    source = graph.source
+    warnings = []
+    for value in graph.values.values():
+        if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
+            warnings.append(value.loc.at("requires_grad").problem(
+                "requires_grad has no effect: a parameter always gets a gradient; remove it"))
+    loss = graph.loss
+    if loss is None:
+        return warnings
+    reached = gradient_reach(graph, loss)
+    ancestors = _upstream(graph, {loss})
+    for name, value in graph.values.items():
+        if name in reached or value.kind not in ("input", "parameter") \
+                or graph.dag.out_degree(name) == 0:  # unused: already warned about
+            continue
+        how = (f"reaches the loss {loss!r} only through inputs that have no gradient (such "
+               "as NLL's target)" if name in ancestors else f"does not reach the loss {loss!r}")
+        if value.kind == "parameter":
+            warnings.append(value.loc.problem(f"parameter {name!r} gets no gradient: it {how}; "
+                                              "use it on the way to the loss, or make it a "
+                                              "constant"))
+        elif value.decl is not None and value.decl.requires_grad:
+            warnings.append(value.loc.at("requires_grad").problem(
+                f"requires_grad has no effect: input {name!r} {how}; remove requires_grad"))
+    if not any(graph.values[n].requires_grad for n in reached
+               if graph.values[n].kind in ("input", "parameter")):
+        warnings.append(source.problem(("loss",), f"the loss {loss!r} depends on no tensor that "
+                                                  "requires grad, so backward computes no "
+                                                  "gradient; declare parameters or set "
+                                                  "requires_grad: true on an input"))
+    return warnings
+
+
+def _float16(graph: Graph) -> list[Problem]:
+    for value in graph.values.values():
+        if value.dtype == "float16" and value.kind != "node" and not value.weak:
+            return [value.loc.at("dtype").problem(FLOAT16_WARNING)]
+    return []
+
+
+def _unused_dims(graph: Graph) -> list[Problem]:
+    """A default under ``dims:`` that no declared shape names is most likely misspelt."""
+    named = {d for v in graph.values.values() if v.decl is not None for d in v.decl.shape
+             if isinstance(d, str)}
+    return [graph.source.problem(("dims", name), f"dimension {name!r} is named by no shape"
+                                                 f"{did_you_mean(name, named)}, so its default "
+                                                 "is never used")
+            for name in graph.spec.dims if name not in named]

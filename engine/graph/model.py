@@ -1,0 +1,77 @@
+"""The Graph every later stage reads: values, nodes, order and inferred shapes.
+
+It is plain data, apart from the spec stage that builds it (``engine.graph.build``),
+so the runtime, the pictures and the checks can import it without the builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+
+from engine.errors import Problem
+from engine.graph.shapes import Dims, Shape
+from engine.ops import OpAttrs, OpDef
+from engine.spec.source import Location, SourceMap
+from schemas.spec import Spec, TensorDecl
+
+Kind = Literal["input", "parameter", "constant", "node"]
+@dataclass
+class Value:
+    """One named value of the graph, with what is known of it before running."""
+
+    name: str
+    kind: Kind
+    loc: Location
+    shape: Shape = ()
+    dtype: str = "float64"
+    requires_grad: bool = False
+    decl: TensorDecl | None = None
+    literal: Any = None
+    weak: bool = False
+    call: str = ""  # the function call it was inlined from, such as probs or h1/linear
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op application: which op, its attributes and the names it reads, in order."""
+
+    name: str
+    op: OpDef
+    attrs: OpAttrs
+    inputs: tuple[str, ...]
+    loc: Location
+
+
+@dataclass
+class Graph:
+    """What ``engine.load`` returns; the executor compiles it into a plan."""
+
+    spec: Spec
+    source: SourceMap
+    base_dir: Path
+    dag: nx.DiGraph
+    values: dict[str, Value]
+    nodes: dict[str, Node]
+    order: list[str]
+    dims: Dims
+    outputs: list[str]
+    loss: str | None
+    calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+    def where(self, name: str) -> str:
+        """``file:line:col`` of a value's definition (and the calls that inlined it)."""
+        return self.values[name].loc.where()
+
+    def grad_tensors(self) -> list[str]:
+        """Inputs and parameters that get a gradient, in declaration order."""
+        return [v.name for v in self.values.values()
+                if v.kind in ("input", "parameter") and v.requires_grad]

@@ -1,0 +1,2 @@
+"""Files of arrays: reading .npy, .npz and .csv with located errors, and writing outputs
+atomically."""

@@ -1,0 +1,72 @@
+"""Output files that appear whole or not at all.
+
+Data goes to a temporary file in the target's folder, which then replaces the
+target in one step, so a reader sees the old file or the new one, never half of
+one, even if the process is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from engine.errors import DataError
+
+
+def check_writable(path: Path) -> None:
+    """Raise a DataError if ``path`` cannot be an output file: commands call this before long
+    work, so that a typo in an output path does not cost a training run."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{path}: {str(folder)!r} is a file, not a folder")
+    if not folder.is_dir():
+        raise DataError(f"{path}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; name a file to write")
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it into place."""
+    path = Path(path)
+    check_writable(path)
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.chmod(handle.name, _mode_for(path))
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException as exc:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        raise
+
+
+def _mode_for(path: Path) -> int:
+    """The target's mode if it exists, else what the umask gives a new file (tempfile's 0600
+    would otherwise make every output private)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to an .npz file atomically (never half-written, even if killed)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(path, lambda handle: handle.write(buffer.getvalue()))

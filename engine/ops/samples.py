@@ -1,0 +1,51 @@
+"""Sample inputs that the registry-driven tests feed every op, and their generators.
+
+Each op's ``samples`` picks from these with its own value domain (Log away from
+zero, Relu away from its kink), so that a new op is tested the day it is
+registered without a test of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Inputs (float64 NumPy arrays unless integer by nature) and attributes for op tests."""
+
+    inputs: tuple[np.ndarray, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+def unary_samples(rng: np.random.Generator, low: float, high: float) -> list[Sample]:
+    """Samples for elementwise unary ops over the value domain [low, high]."""
+    shapes = [(), (4,), (3, 4), (2, 3, 4)]
+    return [Sample((rng.uniform(low, high, size=s),), note=f"shape {s}") for s in shapes]
+
+
+#: Pairs of shapes that exercise every broadcasting case, for binary ops.
+BROADCAST_PAIRS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((3, 4), (3, 4)),
+    ((2, 3, 4), (4,)),
+    ((3, 1), (1, 4)),
+    ((2, 1, 4), (3, 1)),
+    ((), (3, 4)),
+    ((1, 1, 3), (2, 8, 3)),
+)
+
+
+def binary_samples(
+    rng: np.random.Generator, domains: tuple[tuple[float, float], tuple[float, float]]
+) -> list[Sample]:
+    """Broadcasting samples for elementwise binary ops; ``domains`` gives each input's range."""
+    (lo_a, hi_a), (lo_b, hi_b) = domains
+    return [
+        Sample((rng.uniform(lo_a, hi_a, size=a), rng.uniform(lo_b, hi_b, size=b)),
+               note=f"{a} with {b}")
+        for a, b in BROADCAST_PAIRS
+    ]

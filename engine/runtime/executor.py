@@ -1,0 +1,356 @@
+"""Runs a compiled plan: forward in order, then backward in reverse, micrograd-simple.
+
+Forward is a flat loop writing each node's value into its slot; each node runs
+once however many consumers it has, and a value is dropped after its last use
+unless it is an output or backward reads it (the plan decides which, once).
+Backward seeds the loss with 1, walks the steps that lead to a tensor requiring
+grad in reverse, asks each vjp only for the gradients that are needed, sums a
+gradient back to the shape of a broadcast input where the inferred shapes say it
+may be broadcast, and adds the gradients of a value that feeds several nodes,
+in place into buffers the executor created itself.  There is no recursion, so
+100,000-node graphs run.  Arrays the user passes in are never written to.
+
+``Executor(graph, optimize=False)`` is the plain path: every value is kept, every
+gradient's shape is checked at run time, nothing is updated in place, and the
+ops see NumPy through ``array_api_compat`` so that their NumPy fast paths are off.
+The tests compare the two paths on every example graph and on random graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
+from types import ModuleType
+from typing import Any
+
+import array_api_compat.numpy as plain_numpy
+import numpy as np
+
+from engine.errors import DataError, EngineError, did_you_mean
+from engine.gcpause import collector_paused
+from engine.graph.model import Graph
+from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.ops.base import SMALL_ARRAY
+from engine.runtime.feeds import bind_feeds, initial_value
+from engine.runtime.instrument import Trace, instrument
+from engine.runtime.kernels import sum_to
+from engine.runtime.plan import Plan, Step, compile_plan
+
+Array = Any
+
+class Executor:
+    """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
+
+    ``xp`` is the array namespace to run on (NumPy by default; any namespace of
+    the Python array API standard, such as ``array_api_strict``, works).
+    ``seed`` overrides the spec's seed for default values of inputs and parameters.
+    ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
+    holds NaN or inf (and keeps every value, for its report); ``trace`` fills
+    ``self.trace`` with per-node statistics and timings.
+    ``optimize=False`` runs the plain path (see the module docstring): slower and
+    keeps every value, for debugging and as a reference.
+    """
+
+    def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
+                 check_finite: bool = False, trace: bool = False, optimize: bool = True):
+        self.graph = graph
+        self.trace: Trace | None = Trace(graph) if trace else None
+        with collector_paused():
+            self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
+                                         check_finite=check_finite)
+        self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
+        self.xp = np if xp is None else xp
+        self.optimize = optimize
+        self.seed = graph.spec.seed if seed is None else seed
+        self._slots: list[Array] = [None] * len(self.plan.names)
+        self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
+        self._ran_forward = False
+        self._dims: Dims = graph.dims
+        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...], Dims] = {}
+        dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
+        dims.apply_defaults(graph.spec.dims)
+        self.parameters: dict[str, Array] = {
+            name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
+            for name, v in graph.values.items() if v.kind == "parameter"
+        }
+        for name, v in graph.values.items():
+            if v.kind == "constant":
+                self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
+        with collector_paused():
+            self._derive()  # last: whatever rewrote plan.steps before this is what runs
+
+    def _derive(self) -> None:
+        """Flatten the final plan into tuples, so the hot loops only index and call."""
+        plan, optimize = self.plan, self.optimize
+        # Ops look for NumPy by identity to take their fast paths; the plain path hides it.
+        self._op_xp = plain_numpy if (self.xp is np and not optimize) else self.xp
+        self._fresh_parts = optimize and self.xp is np
+        self._forward_program = [
+            (step.op.forward, step.attrs, _getter(step.inputs), step.output,
+             () if self._keep_values else step.frees, step)
+            for step in plan.steps]
+        differentiating = [step for step in reversed(plan.steps) if step.differentiates]
+        fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
+        for step in differentiating:
+            for slot, need in zip(step.inputs, step.needs, strict=True):
+                fan_in[slot] += need
+        self._backward_program = [
+            (step.op.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
+             tuple((index, slot, reduces or not optimize, fan_in[slot] > 1)
+                   for index, (slot, need, reduces)
+                   in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
+                   if need),
+             step)
+            for step in differentiating]
+        values = self.graph.values
+        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
+                        if v.kind == "input"]  # a dtype object compares faster than its name
+        self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
+                                 if v.kind == "parameter"]
+        self._no_values = (None,) * (len(plan.names) - plan.sources)
+        self._outputs = [(name, plan.slots[name]) for name in self.graph.outputs]
+        self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
+        self._ones: dict[tuple[Any, Any], np.ndarray] = {}
+        self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
+
+    def _array(self, array: np.ndarray, dtype: str) -> Array:
+        if self.xp is np:
+            return np.asarray(array, dtype=dtype)
+        return self.xp.asarray(np.asarray(array, dtype=dtype), dtype=getattr(self.xp, dtype))
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, feeds: Mapping[str, Any] | None = None) -> dict[str, Array]:
+        """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
+        fed, dims = self._bind(feeds or {})
+        slots = self._slots
+        slots[self.plan.sources:] = self._no_values  # last pass's values go
+        self._ran_forward = False
+        self._dims = dims
+        parameters, numpy = self.parameters, self.xp is np
+        for name, slot in self._parameter_slots:
+            slots[slot] = parameters[name]
+        for name, slot, dtype in self._inputs:
+            array = fed.get(name)
+            if array is None:
+                slots[slot] = self._default(name, dims)
+            else:
+                slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
+                    else self._array(array, dtype.name)
+        xp = self._op_xp
+        step: Step | None = None
+        try:
+            for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
+                slots[output] = forward(xp, attrs, *inputs(slots))
+                for slot in frees:
+                    slots[slot] = None
+        except (ValueError, TypeError, IndexError) as exc:
+            assert step is not None
+            raise self._step_error(step, "forward", exc) from exc
+        self._ran_forward = True
+        return {name: slots[slot] for name, slot in self._outputs}
+
+    def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
+        """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have
+        passed before: the checks depend on nothing else.  A training loop feeds batches
+        of a few shapes (full, last, the train and validation splits), and on small arrays
+        the checks cost as much as the ops.  A few such keys are remembered."""
+        try:
+            key = tuple([(name, type(a), a.dtype, a.shape) for name, a in feeds.items()])
+        except AttributeError:  # lists or scalars: checked (and converted) every time
+            key = None
+        else:
+            dims = self._bound.get(key)
+            if dims is not None:
+                return feeds, dims
+        fed, dims = bind_feeds(self.graph, feeds)
+        if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):
+            if len(self._bound) >= _BOUND_KEYS:
+                self._bound.clear()
+            self._bound[key] = dims
+        return fed, dims
+
+    def _default(self, name: str, dims: Any) -> Array:
+        value = self.graph.values[name]
+        key = (name, dims.shape(value.shape))
+        if key not in self._defaults:
+            self._defaults[key] = self._array(initial_value(self.graph, value, dims, self.seed),
+                                              value.dtype)
+        return self._defaults[key]
+
+    def value(self, name: str) -> Array:
+        """A value of the last forward pass: an output, input, parameter, constant, the loss,
+        or a node that backward reads.  Other intermediate values are freed after their last
+        use; list them under ``outputs`` (or use ``optimize=False``) to read them."""
+        slot = self.plan.slots.get(name)
+        if slot is None:
+            raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
+                              f"{did_you_mean(name, self.plan.slots)}")
+        if not self._ran_forward:
+            raise EngineError(f"no value of {name!r} yet: run forward() first")
+        value = self._slots[slot]
+        if value is None:
+            raise EngineError(f"the value of node {name!r} was freed after its last use in "
+                              "forward to save memory; list it under outputs in the spec to "
+                              "keep it, or run Executor(graph, optimize=False), which keeps "
+                              "every value")
+        return value
+
+    @property
+    def loss(self) -> float | None:
+        """The loss of the last forward pass, or None when the spec declares no loss."""
+        if self._loss_slot is None or not self._ran_forward:
+            return None
+        return float(self._slots[self._loss_slot])  # kept: backward starts there
+
+    # -- backward --------------------------------------------------------------------------
+
+    def backward(self, seed: Mapping[str, Any] | None = None, *,
+                 keep: Iterable[str] = ()) -> dict[str, Array]:
+        """Gradients ``{tensor: d loss / d tensor}`` for every input and parameter requiring grad.
+
+        Without ``seed`` backward starts at the spec's loss with gradient 1; with
+        ``{node: upstream}`` it starts from those nodes with those gradients.  ``keep``
+        names nodes whose gradients are returned too (they are freed otherwise), which
+        is how the lesson's intermediate gradients, such as the one on ``raised``, are seen;
+        a kept node that backward does not reach is left out of the result.
+        """
+        if not self._ran_forward:
+            raise EngineError("backward() needs a forward() first: it uses the forward values")
+        plan, slots, xp = self.plan, self._slots, self._op_xp
+        grads: list[Array] = [None] * len(plan.names)
+        owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
+        # Tensors that require grad are returned anyway; any other name must be a node.
+        kept = {self._node_slot(name): name for name in keep
+                if name not in dict(self._grad_slots)} if keep else None
+        result: dict[str, Array] = {}
+        if seed is None:
+            grads[self._loss_seed_slot()] = self._ones_like_loss()
+        else:
+            for slot, upstream in self._seeds(seed).items():
+                grads[slot] = upstream
+        fresh_parts = self._fresh_parts
+        step: Step | None = None
+        try:
+            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                g = grads[output]
+                if g is None:
+                    continue
+                if kept and output in kept:
+                    result[kept[output]] = g
+                grads[output] = None  # consumed: free it
+                args = inputs(slots)
+                parts = vjp(xp, attrs, g, slots[output], args, needs)
+                for index, slot, reduces, shared in targets:
+                    part = parts[index]
+                    if part is None:
+                        continue
+                    if reduces and part.shape != args[index].shape:
+                        part = self._sum_to(step, part, tuple(args[index].shape))
+                    if grads[slot] is None:
+                        grads[slot] = part
+                        # adding in place saves a new array; on small ones not the check's cost
+                        owned[slot] = shared and fresh_parts and part.size > SMALL_ARRAY and \
+                            _is_fresh(part, g, args, parts)
+                    elif owned[slot]:
+                        grads[slot] += part
+                    else:  # never write into an array we did not create
+                        grads[slot] = grads[slot] + part
+                        owned[slot] = self.optimize
+        except (ValueError, TypeError, IndexError) as exc:
+            assert step is not None
+            raise self._step_error(step, "backward", exc) from exc
+        for name, slot in self._grad_slots:
+            g = grads[slot]
+            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
+        return result
+
+    def _loss_seed_slot(self) -> int:
+        if self._loss_slot is None:
+            raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
+                              "to say where backward starts")
+        return self._loss_slot
+
+    def _ones_like_loss(self) -> Array:
+        """The seed d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
+        a tenth of the cost of ``np.ones`` (whose Python-level body shows on small graphs)."""
+        loss = self._slots[self._loss_slot]
+        if self.xp is not np:
+            return self.xp.ones_like(loss)
+        key = (loss.shape, loss.dtype)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
+        return ones.copy()
+
+    def _seeds(self, seed: Mapping[str, Any]) -> dict[int, Array]:
+        graph = self.graph
+        seeds = {}
+        for name, upstream in seed.items():
+            slot = self._node_slot(name)
+            if isinstance(upstream, (np.ndarray, list, float, int)):
+                upstream = self._array(np.asarray(upstream), graph.values[name].dtype)
+            value = self._slots[slot]
+            shape = tuple(value.shape) if value is not None else \
+                self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
+            if len(upstream.shape) != len(shape) or any(
+                    isinstance(want, int) and want != got
+                    for want, got in zip(shape, upstream.shape, strict=True)):
+                raise DataError(f"upstream gradient for {name!r} has shape "
+                                f"{format_shape(upstream.shape)}, but {name!r} has shape "
+                                f"{format_shape(shape)}")
+            seeds[slot] = upstream
+        return seeds
+
+    def _node_slot(self, name: str) -> int:
+        if name not in self.graph.nodes:
+            raise DataError(f"{name!r} is not a node{did_you_mean(name, self.graph.nodes)}")
+        return self.plan.slots[name]
+
+    def _sum_to(self, step: Step, grad: Array, shape: tuple[int, ...]) -> Array:
+        try:
+            return sum_to(self.xp, grad, shape)
+        except ShapeError as exc:  # a vjp bug, not a user error: say which op
+            raise EngineError(f"node {step.name!r} ({step.op.name}): its vjp is wrong: "
+                              f"{exc}") from None
+
+    def _step_error(self, step: Step, phase: str, exc: Exception) -> DataError:
+        shapes = ", ".join(
+            f"{self.plan.names[i]}: {format_shape(getattr(self._slots[i], 'shape', ()))}"
+            for i in step.inputs)
+        node = self.graph.nodes[step.name]
+        return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
+                         f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+#: How many sets of feed shapes ``Executor._bind`` remembers as already checked.
+_BOUND_KEYS = 8
+
+
+def _getter(slots: tuple[int, ...]) -> Callable[[list[Array]], tuple[Array, ...]]:
+    """A C-level function from the slot list to the values at ``slots``, as a tuple."""
+    if len(slots) == 1:
+        (slot,) = slots
+        return lambda values: (values[slot],)
+    return itemgetter(*slots) if slots else lambda values: ()
+
+
+def _is_fresh(part: Array, g: Array, args: tuple[Array, ...], parts: tuple[Array, ...]) -> bool:
+    """Whether a NumPy vjp result is a new array nothing else refers to, so we may add into it.
+
+    Views, the upstream gradient passed through (Add returns ``g`` twice), an input
+    handed back, and one array returned for two inputs are all shared.  (Plain loops:
+    on these few items a generator costs more than the comparisons.)
+    """
+    if type(part) is not np.ndarray or not part.flags.owndata or not part.flags.writeable:
+        return False
+    if part is g:
+        return False
+    for arg in args:
+        if part is arg:
+            return False
+    seen = 0
+    for other in parts:
+        if other is part:
+            seen += 1
+    return seen == 1

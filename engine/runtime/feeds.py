@@ -1,0 +1,139 @@
+"""Tensors at run time: fed arrays checked against their declarations, defaults made from init.
+
+A feed is checked before anything runs: its name must be an input, its dtype
+must cast safely to the declared one, and its shape must match, binding named
+dimensions (``batch``) consistently across all feeds.  Defaults are drawn from
+a generator seeded by the spec's seed and the tensor's name, so adding a tensor
+never changes the values of the others.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import DataError, did_you_mean
+from engine.graph.model import Graph, Value
+from engine.graph.shapes import Dims, ShapeError, format_shape
+
+
+def tensor_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator for one tensor's init, independent of every other tensor's."""
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+
+
+def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Dims]:
+    """Check feeds against the spec; returns them as NumPy arrays and the bound dimensions."""
+    dims = graph.dims.copy()
+    checked: dict[str, np.ndarray] = {}
+    for name, data in feeds.items():
+        value = graph.values.get(name)
+        if value is None or value.kind != "input":
+            what = "is not declared" if value is None else f"is a {value.kind}"
+            inputs = [v.name for v in graph.values.values() if v.kind == "input"]
+            raise DataError(f"cannot feed {name!r}: it {what}{did_you_mean(name, inputs)}; the "
+                            f"inputs are: {', '.join(inputs) or 'none'}")
+        checked[name] = _check(graph, value, data, dims)
+    dims.apply_defaults(graph.spec.dims)  # defaults only for names no feed bound
+    return checked, dims
+
+
+_FIX = "feed data of the declared shape, or change the shape in the spec"
+
+
+def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
+    array = np.asarray(data)
+    if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
+        raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
+                        f"{array.dtype}")
+    if not _castable(array.dtype, value.dtype):
+        raise DataError(f"{_where(graph, value)}: declared dtype {value.dtype}, fed "
+                        f"{array.dtype}, which does not convert safely; convert the data or "
+                        "change the declared dtype")
+    # The shape as declared, names kept, so a conflict says which name and where it was bound.
+    declared = tuple(value.decl.shape) if value.decl is not None else value.shape
+    if array.ndim != len(declared):
+        raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}, fed "
+                        f"{format_shape(array.shape)} (rank {array.ndim}, not {len(declared)}); "
+                        f"{_FIX}")
+    dims.site = f"by the feed of {value.name!r} {format_shape(array.shape)}"
+    for axis, (want, got) in enumerate(zip(declared, array.shape, strict=True)):
+        if want == got:
+            continue
+        try:
+            dims.unify(want, int(got), "")
+        except ShapeError:
+            why = dims.explain(want).removeprefix("; ")
+            raise DataError(f"{_where(graph, value)}: expected shape {format_shape(declared)}"
+                            f"{f' ({why})' if why else ''}, fed {format_shape(array.shape)}: "
+                            f"axis {axis} differs; {_FIX}") from None
+    return array if array.dtype == value.dtype else array.astype(value.dtype)
+
+
+def _where(graph: Graph, value: Value) -> str:
+    return f"input {value.name!r} ({graph.where(value.name)})"
+
+
+@lru_cache(maxsize=256)
+def _castable(fed: np.dtype, declared: str) -> bool:
+    return bool(np.can_cast(fed, declared, casting="same_kind"))
+
+
+def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
+    """A tensor's default from its init, at the shape the bound dimensions give it."""
+    decl = value.decl
+    where = f"{value.kind} {value.name!r} ({graph.where(value.name)})"
+    if decl is None or decl.init is None:
+        raise DataError(f"{where} was not fed and has no init; give it an init in the spec, "
+                        f"or feed it (engine run --feed {value.name}=FILE.npy; engine train: "
+                        f"an entry under train.inputs)")
+    shape = dims.shape(value.shape)
+    unbound = [d for d in shape if isinstance(d, str)]
+    if unbound:
+        raise DataError(f"{where}: cannot make its default: dimension {unbound[0]!r} of "
+                        f"{format_shape(value.shape)} is bound by no feed; feed a tensor that "
+                        f"has it, or give it a default size under dims: in the spec")
+    size = tuple(int(d) for d in shape)
+    init, dtype, rng = decl.init, value.dtype, tensor_rng(seed, value.name)
+    form = init.form
+    if form == "zeros":
+        return np.zeros(size, dtype)
+    if form == "ones":
+        return np.ones(size, dtype)
+    if form == "uniform":
+        return rng.uniform(init.uniform.low, init.uniform.high, size).astype(dtype)
+    if form == "normal":
+        return rng.normal(init.normal.mean, init.normal.std, size).astype(dtype)
+    if form == "labels":
+        return rng.integers(0, init.labels.classes, size=size, dtype=np.int64)
+    if form == "one_hot":
+        labels = rng.integers(0, size[-1], size=size[:-1])
+        return np.eye(size[-1], dtype=dtype)[labels]
+    if form == "value":
+        literal = np.asarray(init.value, dtype=dtype)
+        return _same_shape(where, "value", literal, size)
+    return _same_shape(where, str(init.file), _load_npy(graph.base_dir / str(init.file), where,
+                                                       dtype), size)
+
+
+def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    if array.shape != size:
+        raise DataError(f"{where}: {origin} has shape {format_shape(array.shape)}, expected "
+                        f"{format_shape(size)}")
+    return array
+
+
+def _load_npy(path: Path, where: str, dtype: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{where}: cannot read init file {str(path)!r}: {exc}") from None
+    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+        raise DataError(f"{where}: init file {str(path)!r} holds {array.dtype}, which does not "
+                        f"convert safely to {dtype}")
+    return array.astype(dtype, copy=False)

@@ -1,0 +1,108 @@
+"""A graph compiled once into a flat list of steps over integer slots.
+
+The executor's loops then do no name lookups and no graph walks: forward runs
+the steps in order, backward runs the steps that lead to a tensor requiring
+grad in reverse, and ``needs`` tells each vjp which input gradients to compute.
+
+Everything that can be decided from the graph alone is decided here, once:
+which values backward reads (each op declares whether its vjp reads its inputs,
+its output, or neither), after which step each other value is dead and can be
+freed, and which input gradients may need summing back over broadcast axes
+(only where the inferred shapes of input and output differ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.graph.model import Graph
+from engine.ops import OpAttrs, OpDef
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node: ``slots[output] = op.forward(xp, attrs, *slots[inputs])``.
+
+    ``frees`` are the slots that are dead once this step has run (no later step
+    reads them, backward does not, and they are not outputs).  ``reduces[i]`` says
+    whether input i's gradient may come in a broadcast shape that must be summed
+    back to the input's shape.
+    """
+
+    name: str
+    op: OpDef
+    attrs: OpAttrs
+    inputs: tuple[int, ...]
+    output: int
+    needs: tuple[bool, ...]
+    frees: tuple[int, ...] = ()
+    reduces: tuple[bool, ...] = ()
+
+    @property
+    def differentiates(self) -> bool:
+        """Whether backward runs this step's vjp at all."""
+        return any(self.needs)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Slots for every value, and the steps in topological order.
+
+    ``kept`` are the node slots alive after forward: outputs, the loss, and what
+    backward reads.  ``sources`` are the slots of inputs, parameters and constants.
+    """
+
+    slots: dict[str, int]
+    names: tuple[str, ...]
+    steps: tuple[Step, ...]
+    grad_tensors: tuple[str, ...]
+    kept: frozenset[int] = frozenset()
+    sources: int = 0
+
+
+def compile_plan(graph: Graph) -> Plan:
+    """Number the values (sources first, then nodes in order) and build the steps.
+
+    One pass over the nodes in order decides what each step reads, what backward
+    keeps and where each value is last used; a second builds the steps.
+    """
+    values = graph.values
+    sources = [name for name, v in values.items() if v.kind != "node"]
+    names = (*sources, *graph.order)
+    slots = {name: index for index, name in enumerate(names)}
+    kept = {slots[name] for name in graph.outputs if name in graph.nodes}
+    if graph.loss is not None:
+        kept.add(slots[graph.loss])
+    last_use: dict[int, int] = {}
+    compiled = []
+    for index, name in enumerate(graph.order):
+        node = graph.nodes[name]
+        op, output = node.op, slots[name]
+        inputs = tuple(slots[ref] for ref in node.inputs)
+        shape = values[name].shape
+        needs, reduces = [], []
+        for i, ref in enumerate(node.inputs):
+            need = values[ref].requires_grad and op.is_differentiable(i)
+            needs.append(need)
+            # a gradient that may come broadcast is summed back: the input's shape is read
+            reduces.append(need and values[ref].shape != shape)
+        if any(needs):  # backward runs this vjp: keep what it reads
+            if op.vjp_uses_inputs:
+                kept.update(inputs)
+            if op.vjp_uses_output:
+                kept.add(output)
+            kept.update(slot for slot, r in zip(inputs, reduces, strict=True) if r)
+        last_use[output] = index
+        for slot in inputs:
+            last_use[slot] = index
+        compiled.append((node, inputs, output, tuple(needs), tuple(reduces)))
+    frees: list[list[int]] = [[] for _ in compiled]
+    for slot, index in last_use.items():
+        if slot >= len(sources) and slot not in kept:
+            frees[index].append(slot)
+    steps = tuple(Step(node.name, node.op, node.attrs, inputs, output, needs,
+                       tuple(sorted(dead)), reduces)
+                  for (node, inputs, output, needs, reduces), dead in zip(compiled, frees,
+                                                                         strict=True))
+    return Plan(slots, names, steps, tuple(graph.grad_tensors()),
+                frozenset(slot for slot in kept if slot >= len(sources)), len(sources))

@@ -1,0 +1,172 @@
+"""Pydantic's validation errors as located problems, in the user's words.
+
+Pydantic reports errors by field path; we translate each path back to the
+line and column where the user wrote it (the approach of Dagster's
+``pydantic_yaml``), and reword pydantic's messages into what was expected, what
+was found and, where possible, the likely fix.  ``engine.spec.inline`` uses the
+same translation for the nodes of a function body, which can only be validated
+once a call has supplied the function's attributes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+import schemas.spec as models
+import schemas.train as train_models
+from engine.errors import Problem, SpecError, did_you_mean
+from engine.spec.source import PathKey, SourceMap
+
+
+def validate_spec(data: Any, source: SourceMap) -> models.Spec:
+    """Validate parsed data against the Spec model, raising every problem at once."""
+    if not isinstance(data, dict):
+        raise SpecError([source.problem((), f"a spec is a mapping of keys such as name, inputs, "
+                                             f"nodes; found {type(data).__name__}")])
+    try:
+        return models.Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(located_problems(exc, data, source)) from None
+
+
+def located_problems(exc: ValidationError, data: Any, source: SourceMap,
+                     prefix: PathKey = ()) -> list[Problem]:
+    """One problem per location: alternatives of a union at one place are merged.
+
+    ``prefix`` is where in ``data`` the validated object sits, when it is not the root.
+    """
+    by_path: dict[PathKey, list[dict[str, Any]]] = defaultdict(list)
+    for error in exc.errors(include_url=False):
+        by_path[_data_path(error["loc"], source, prefix)].append(error)
+    return [source.problem(path, _message(path, errors, data)) for path, errors in by_path.items()]
+
+
+def _data_path(loc: tuple[Any, ...], source: SourceMap, prefix: PathKey) -> PathKey:
+    """Drop the parts of a pydantic location that are not in the data (union tags, types)."""
+    path: PathKey = prefix
+    for part in loc:
+        candidate = (*path, part)
+        if candidate in source.positions:
+            path = candidate
+    # An unknown key is not in the model, but it is in the data: keep it for the position.
+    if loc and loc[-1] not in path and (*path, loc[-1]) in source.positions:
+        path = (*path, loc[-1])
+    return path
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
+    "float_parsing": "a number", "string_type": "a string", "bool_type": "true or false",
+    "bool_parsing": "true or false", "finite_number": "a finite number", "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "string_pattern_mismatch": "a name (letters, digits and _, not starting with a digit)",
+}
+
+_BOUND_WORDS = {"greater_than": "greater than", "greater_than_equal": "at least",
+                "less_than": "less than", "less_than_equal": "at most"}
+
+
+def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
+    first = errors[0]
+    kind = first["type"]
+    found = first.get("input")
+    if kind == "missing":
+        return f"missing required key {first['loc'][-1]!r}"
+    if kind == "extra_forbidden":
+        return _unknown_key(path, data)
+    if kind == "union_tag_not_found":
+        return "missing key 'op': every node names its op, for example {op: Exp, inputs: [x]}"
+    if kind == "literal_error":
+        return f"expected {first['ctx']['expected']}, found {found!r}"
+    if kind in _BOUND_WORDS:
+        (limit,) = first["ctx"].values()
+        return f"expected a number {_BOUND_WORDS[kind]} {limit}, found {found!r}"
+    words = [_TYPE_WORDS.get(e["type"]) for e in errors]
+    if all(words):
+        expected = " or ".join(dict.fromkeys(w for w in words if w))
+        return f"expected {expected}, found {_describe(found)}{_number_hint(found)}"
+    messages = dict.fromkeys(str(e["msg"]).removeprefix("Value error, ") for e in errors)
+    return "; ".join(messages)
+
+
+def _number_hint(found: Any) -> str:
+    """YAML reads 1e6 (no dot) and 'inf' as text; say how to write them as numbers."""
+    if not isinstance(found, str):
+        return ""
+    try:
+        number = float(found)
+    except ValueError:
+        return ""
+    if number != number or number in (float("inf"), float("-inf")):
+        return "; YAML writes not-a-number and infinity as .nan, .inf and -.inf"
+    return (f"; YAML reads {found} as text: write {number!r} (a YAML exponent needs a dot and "
+            "a sign, as in 1.0e+6)")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"
+
+
+def _unknown_key(path: PathKey, data: Any) -> str:
+    key = path[-1]
+    allowed = _allowed_keys(path[:-1], data)
+    if allowed is None:
+        return f"unknown key {key!r}"
+    hint = did_you_mean(str(key), allowed)
+    return f"unknown key {key!r}{hint}; allowed here: {', '.join(allowed)}"
+
+
+def _allowed_keys(path: PathKey, data: Any) -> list[str] | None:
+    """The keys the model at ``path`` accepts, for 'did you mean' on unknown keys."""
+    model = _model_at(path, data)
+    return None if model is None else list(model.model_fields)
+
+
+def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
+    tensor_sections = ("inputs", "parameters")
+    if path == ():
+        return models.Spec
+    if len(path) == 2 and path[0] in tensor_sections:
+        return models.TensorDecl
+    if len(path) == 3 and path[0] in tensor_sections and path[2] == "init":
+        return models.Init
+    if len(path) == 4 and path[0] in tensor_sections and path[2] == "init":
+        return {"uniform": models.Uniform, "normal": models.Normal,
+                "labels": models.Labels}.get(str(path[3]))
+    if len(path) == 2 and path[0] == "constants":
+        return models.Constant
+    if len(path) == 2 and path[0] == "functions":
+        return models.Function
+    if (path[:1] == ("nodes",) and len(path) == 2) or \
+            (path[:1] == ("functions",) and path[2:3] == ("nodes",) and len(path) == 4):
+        node = _get(data, path)
+        op = node.get("op") if isinstance(node, dict) else None
+        return models.NODE_MODELS.get(op) if isinstance(op, str) else None
+    return _train_model_at(path)
+
+
+def _train_model_at(path: PathKey) -> type[BaseModel] | None:
+    """The models of the ``train:`` section, for 'did you mean' on its unknown keys."""
+    if path[:1] != ("train",):
+        return None
+    if len(path) == 1:
+        return train_models.TrainConfig
+    if path[1:] == ("optimizer",):
+        return train_models.OptimizerConfig
+    if len(path) == 3 and path[1] == "inputs":
+        return train_models.InputData
+    return None
+
+
+def _get(data: Any, path: PathKey) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data

@@ -1,0 +1,1 @@
+"""Tools the tests and ``gradcheck`` share: central finite differences in float64."""
