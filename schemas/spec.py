@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from engine.ops import REGISTRY
+from schemas.numbers import LARGEST_SIZE, MAX_RANK, Seed, Size
 from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -42,7 +43,7 @@ ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_W
 #: A function: ``softmax``, or ``nn.softmax`` for one imported as ``nn``.
 FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 DType = Literal["float64", "float32", "float16", "int64"]
-Dim = Annotated[int, Field(ge=0)] | Name
+Dim = Size | Name
 
 
 class StrictModel(BaseModel):
@@ -83,6 +84,9 @@ class Uniform(StrictModel):
     def _ordered(self) -> Uniform:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        if not np.isfinite(self.high - self.low):
+            raise ValueError(f"the range high - low ({self.high} - {self.low}) overflows "
+                             "float64; choose bounds closer together")
         return self
 
 
@@ -92,7 +96,8 @@ class Normal(StrictModel):
 
 
 class Labels(StrictModel):
-    classes: int = Field(gt=0, description="Number of classes; labels are 0 .. classes-1.")
+    classes: int = Field(gt=0, le=LARGEST_SIZE,
+                         description="Number of classes; labels are 0 .. classes-1.")
 
 
 _INIT_FORMS = ("zeros", "ones", "one_hot", "uniform", "normal", "labels", "value", "file")
@@ -157,8 +162,9 @@ class Init(StrictModel):
 class TensorDecl(StrictModel):
     """An input or parameter: its shape, dtype, default fill and whether it gets a gradient."""
 
-    shape: list[Dim] = Field(description="Sizes of the axes: integers, or names such as batch "
-                                         "that are bound when data is fed.")
+    shape: list[Dim] = Field(max_length=MAX_RANK,
+                             description="Sizes of the axes (at most 64): integers, or names "
+                                         "such as batch that are bound when data is fed.")
     dtype: DType = Field(default="float64", description="Element type; int64 is for class "
                                                         "labels.")
     init: Init | None = Field(default=None, description="Fill used when nothing is fed.")
@@ -274,8 +280,8 @@ class Spec(StrictModel):
 
     name: str = Field(description="Name of the graph.")
     description: str = Field(default="", description="What the graph computes, for people.")
-    seed: int = Field(default=0, description="Seed of every random init, for reproducibility.")
-    dims: dict[Name, Annotated[int, Field(ge=0)]] = Field(
+    seed: Seed = Field(default=0, description="Seed of every random init, for reproducibility.")
+    dims: dict[Name, Size] = Field(
         default_factory=dict, description="Default sizes of named dimensions, used for init "
                                           "values when no fed array binds the name.")
     inputs: dict[Name, TensorDecl] = Field(default_factory=dict,

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import networkx as nx
@@ -102,10 +101,8 @@ def diamonds(layers: int) -> str:
 
 def test_two_to_the_forty_paths_are_counted_not_enumerated() -> None:
     graph = engine.loads(diamonds(40), file="diamonds.yaml")
-    start = time.perf_counter()
-    chains = derivative_chains(graph, "h0")
+    chains = derivative_chains(graph, "h0")  # listing 2^40 paths would never end
     text = as_text(chains)
-    assert time.perf_counter() - start < 2.0
     assert chains.count == 2 ** 40 == 1099511627776
     assert chains.paths is None
     assert "1099511627776 paths (2^40)" in text and "--max-paths" in text

@@ -50,7 +50,10 @@ def sizes(graph: Graph) -> dict[str, Size]:
 
 
 def human_bytes(count: int) -> str:
-    """``4294967296`` -> ``4.0 GiB``."""
+    """``4294967296`` -> ``4.0 GiB``; a count past float64's range (shapes of 10^200) as a power
+    of two, since neither float() nor str() can take every integer."""
+    if count >= 1024**6:
+        return f"about 2^{count.bit_length() - 1} bytes"
     size = float(count)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if size < 1024 or unit == "PiB":
@@ -68,8 +71,9 @@ def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
     largest = max(known, key=lambda n: known[n].bytes or 0)
     size, value = known[largest], graph.values[largest]
     assert size.shape is not None and size.bytes is not None
+    exact = f" ({total:,} bytes)" if total < 1024**6 else ""
     return value.loc.problem(
-        f"the graph's values take {human_bytes(total)} ({total:,} bytes) at the declared "
+        f"the graph's values take {human_bytes(total)}{exact} at the declared "
         f"shapes, over the budget of {human_bytes(max_bytes)} (--max-bytes); the largest is "
         f"{value.kind} {largest!r}: {format_shape(size.shape)} {value.dtype}, "
         f"{human_bytes(size.bytes)}; make the shapes smaller or raise --max-bytes")

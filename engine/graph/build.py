@@ -113,6 +113,9 @@ class _Builder:
         if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
             self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
                                "integer class indices use init: {labels: {classes: N}}")
+        elif form == "one_hot" and self._size(decl.shape[-1]) == 0:
+            self.problem(path, f"one_hot needs at least one class, but the class axis of "
+                               f"{format_shape(decl.shape)} has size 0")
         if form == "labels" and decl.dtype != "int64":
             self.problem(path, f"labels are integer class indices: declare dtype: int64 "
                                f"(found {decl.dtype}), or use one_hot for float rows")
@@ -131,6 +134,10 @@ class _Builder:
             elif not file.is_file():
                 self.problem(path, f"init file {str(file)!r} does not exist (paths are relative "
                                    "to the spec's folder)")
+
+    def _size(self, dim: int | str) -> int | None:
+        """A declared dimension's size: the number, or a named one's default under dims:."""
+        return self.spec.dims.get(dim) if isinstance(dim, str) else dim
 
     def _constant(self, value: Value, decl: Constant) -> None:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)

@@ -15,7 +15,8 @@ from engine.ops.samples import Sample
 class ReshapeAttrs(OpAttrs):
     """The new shape; one entry may be -1, inferred from the element count (as in NumPy)."""
 
-    shape: list[int] = Field(description="Target shape; at most one -1.")
+    shape: list[int] = Field(max_length=64, description="Target shape (at most 64 axes); at "
+                                                           "most one -1.")
 
     @field_validator("shape")
     @classmethod

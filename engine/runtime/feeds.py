@@ -112,6 +112,9 @@ def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarr
     if form == "labels":
         return rng.integers(0, init.labels.classes, size=size, dtype=np.int64)
     if form == "one_hot":
+        if size[-1] == 0:
+            raise DataError(f"{where}: one_hot needs at least one class, but its class axis "
+                            f"has size 0 ({format_shape(size)})")
         labels = rng.integers(0, size[-1], size=size[:-1])
         return np.eye(size[-1], dtype=dtype)[labels]
     if form == "value":

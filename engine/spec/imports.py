@@ -20,6 +20,7 @@ from typing import Any
 import networkx as nx
 
 from engine.errors import Problem, SpecError
+from engine.io.paths import not_a_regular_file
 from engine.spec.source import Location, SourceMap, parse_yaml, read_text
 from engine.spec.validation import validate_spec
 from schemas.spec import Spec
@@ -101,12 +102,18 @@ def _resolve(text: str, folder: Path, roots: list[Path]) -> tuple[str, Path]:
     outside = None
     for base in bases:
         candidate = base / text
-        resolved = candidate.resolve()
+        try:
+            resolved = candidate.resolve()
+        except (OSError, ValueError):  # a NUL byte, a name over the system's limit
+            raise _Refused(f"{text!r}: {not_a_regular_file(candidate)}") from None
         if not any(resolved.is_relative_to(r) for r in allowed):
             outside = outside or resolved
             continue
-        if resolved.is_file():
+        problem = not_a_regular_file(resolved)
+        if problem is None:
             return os.path.normpath(candidate), resolved
+        if problem != "no such file":
+            raise _Refused(f"{text!r}: {problem}")
     if outside is not None:
         resolves = "is" if str(outside) == text else f"resolves to {str(outside)!r},"
         raise _Refused(f"{text!r} {resolves} outside the importing spec's "

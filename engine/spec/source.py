@@ -14,6 +14,8 @@ memory.
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from engine.errors import Problem, SpecError
+from engine.io.paths import not_a_regular_file
 
 try:  # the C composer is ~10x faster on large specs
     _Loader: type = yaml.CSafeLoader
@@ -40,6 +43,13 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+#: A number with an exponent but no dot (1e-3), which YAML 1.1 reads as text.
+_EXPONENT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
+#: Integers beyond float64's range are refused; such a number has 309 decimal digits (1,024
+#: in binary), so any longer literal is refused without being parsed.
+_MAX_INT_DIGITS = 1100
+_LARGEST_FLOAT = int(sys.float_info.max)
 _MAP_TAG = "tag:yaml.org,2002:map"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -191,12 +201,36 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
 def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
     """A plain scalar's value; any other tag is a problem (and the value None)."""
     if node.tag == _STR_TAG:  # most scalars; SafeConstructor would return the text as it is
+        if not node.style and _EXPONENT.match(node.value):  # plain: None or "" (C parser)
+            return float(node.value)  # YAML 1.2 reads 1e-3 as a number, and so do users
         return node.value
     if node.tag not in _SCALAR_TAGS:
         problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec; only "
                                         "plain strings, numbers, booleans and null are", path))
         return None
+    if node.tag == _INT_TAG:
+        return _integer(node, file, problems, path)
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+
+
+def _integer(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
+    """An integer literal, refused (as a problem, value None) beyond what float64 can hold.
+
+    No size, seed, index or value in a spec can usefully be that large, and every
+    later stage would otherwise fail on it in its own way (Python's 4,300-digit
+    limit on parsing, OverflowError converting to float or int64).
+    """
+    digits = sum(c.isdigit() for c in node.value)
+    number = None
+    if digits <= _MAX_INT_DIGITS:
+        number = _CONSTRUCTOR.yaml_constructors[_INT_TAG](_CONSTRUCTOR, node)
+        if abs(number) <= _LARGEST_FLOAT:
+            return number
+    shown = node.value if len(node.value) <= 24 else node.value[:12] + "..." + node.value[-6:]
+    problems.append(_at(node, file, f"the integer {shown} ({digits:,} digits) is too large: "
+                                    "a number in a spec must fit float64 (about 1.8e308 at "
+                                    "most)", path))
+    return None
 
 
 def _at(node: yaml.Node, file: str, message: str, path: PathKey = ()) -> Problem:
@@ -261,13 +295,13 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
 
 
 def read_text(path: Path) -> str:
-    """Read a spec file, turning OS errors into a located SpecError."""
+    """Read a spec file, turning OS errors into a located SpecError; only a regular file is
+    read (a FIFO would block, /dev/zero never end)."""
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise SpecError([Problem(str(path), 1, 1, "", problem)])
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([Problem(str(path), 1, 1, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise SpecError([Problem(str(path), 1, 1, "", "is a directory, not a spec file")]) from None
     except UnicodeDecodeError as exc:
         before = exc.object[:exc.start]
         line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1

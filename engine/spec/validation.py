@@ -82,6 +82,9 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
         return "missing key 'op': every node names its op, for example {op: Exp, inputs: [x]}"
     if kind == "literal_error":
         return f"expected {first['ctx']['expected']}, found {found!r}"
+    if kind == "too_long":
+        return (f"expected at most {first['ctx']['max_length']} entries, found "
+                f"{first['ctx']['actual_length']}")
     if kind in _BOUND_WORDS:
         (limit,) = first["ctx"].values()
         return f"expected a number {_BOUND_WORDS[kind]} {limit}, found {found!r}"
@@ -94,7 +97,7 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
 
 
 def _number_hint(found: Any) -> str:
-    """YAML reads 1e6 (no dot) and 'inf' as text; say how to write them as numbers."""
+    """A quoted number and 'inf' are text in YAML; say how to write them as numbers."""
     if not isinstance(found, str):
         return ""
     try:
@@ -103,8 +106,7 @@ def _number_hint(found: Any) -> str:
         return ""
     if number != number or number in (float("inf"), float("-inf")):
         return "; YAML writes not-a-number and infinity as .nan, .inf and -.inf"
-    return (f"; YAML reads {found} as text: write {number!r} (a YAML exponent needs a dot and "
-            "a sign, as in 1.0e+6)")
+    return f"; quoted, a number is text: write {number!r} without quotes"
 
 
 def _describe(value: Any) -> str:
