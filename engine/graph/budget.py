@@ -52,7 +52,7 @@ def sizes(graph: Graph) -> dict[str, Size]:
 def human_bytes(count: int) -> str:
     """``4294967296`` -> ``4.0 GiB``; a count past float64's range (shapes of 10^200) as a power
     of two, since neither float() nor str() can take every integer."""
-    if count >= 1024**6:
+    if count >= 2**70:
         return f"about 2^{count.bit_length() - 1} bytes"
     size = float(count)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -71,7 +71,7 @@ def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
     largest = max(known, key=lambda n: known[n].bytes or 0)
     size, value = known[largest], graph.values[largest]
     assert size.shape is not None and size.bytes is not None
-    exact = f" ({total:,} bytes)" if total < 1024**6 else ""
+    exact = f" ({total:,} bytes)" if total < 2**70 else ""
     return value.loc.problem(
         f"the graph's values take {human_bytes(total)}{exact} at the declared "
         f"shapes, over the budget of {human_bytes(max_bytes)} (--max-bytes); the largest is "

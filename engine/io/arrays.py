@@ -64,10 +64,12 @@ def _load_numpy(path: Path, check: HeaderCheck | None) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
 
 
-def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | None
-                 ) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | None,
+                 numbers: bool = True) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype a .npy stream's header claims, checked against the ``size`` of the
-    whole stream before any data is read: a header may claim 10^12 elements over a few bytes."""
+    whole stream before any data is read: a header may claim 10^12 elements over a few bytes.
+    ``numbers`` refuses strings and other non-numbers (data must be numbers; a checkpoint's
+    metadata is text)."""
     if handle.read(6) != b"\x93NUMPY":
         raise DataError(f"{where}: not a .npy file (it lacks NumPy's header); write it with "
                         "numpy.save, or feed a .csv of numbers")
@@ -82,7 +84,7 @@ def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | 
     if dtype.hasobject:  # reading it would unpickle: never
         raise DataError(f"{where}: holds Python objects, which are never unpickled; save an "
                         "array of numbers")
-    if dtype.kind not in "biufc":
+    if numbers and dtype.kind not in "biufc":
         raise DataError(f"{where}: holds {_dtype_words(dtype)}, not numbers; class labels are "
                         "integers 0 .. K-1 (map names to indices first)")
     claimed = math.prod(shape) * dtype.itemsize
@@ -118,13 +120,13 @@ def _load_npz(path: Path, key: str | None, check: HeaderCheck | None) -> np.ndar
         return _read_member(path, archive, chosen, names[chosen], check)
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path, numbers: bool = True) -> dict[str, np.ndarray]:
     """Every array of an .npz file, by name; nothing pickled is ever loaded, and each member's
-    header is checked before the member is decompressed."""
+    header is checked before the member is decompressed (``numbers``: as in ``_read_header``)."""
     require_file(path)
     with _open_npz(path) as archive:
         names = _members(path, archive)
-        return {name: _read_member(path, archive, name, member, None)
+        return {name: _read_member(path, archive, name, member, None, numbers)
                 for name, member in names.items()}
 
 
@@ -158,11 +160,11 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
 
 
 def _read_member(path: Path, archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo,
-                 check: HeaderCheck | None) -> np.ndarray:
+                 check: HeaderCheck | None, numbers: bool = True) -> np.ndarray:
     where = f"{path}: array {name!r}"
     try:
         with archive.open(info) as member:  # the header only: nothing else is decompressed
-            _read_header(member, where, info.file_size, check)
+            _read_header(member, where, info.file_size, check, numbers)
         with archive.open(info) as member:
             return np.lib.format.read_array(member, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
 from engine.cli.commands.common import add_import_path_option, load_spec, print_json, require_suffix
@@ -21,7 +20,8 @@ from engine.graph.lint import gradient_reach
 from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
-from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
+from engine.spec.source import parse_yaml
+from engine.train.checkpoint import Checkpoint, check_scaling, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
@@ -91,10 +91,11 @@ def _set_argument(text: str) -> tuple[tuple[str, ...], Any]:
     field, sep, value = text.partition("=")
     if not sep or not field:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML") from None
+    try:  # read as a spec is read: 1e-3 is a number, tags and huge integers are refused
+        parsed, _ = parse_yaml(value, "--set") if value.strip() else (None, None)
+    except SpecError as exc:
+        why = "; ".join(p.message for p in exc.problems)
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({why})") from None
     return tuple(field.split(".")), parsed
 
 
@@ -173,9 +174,10 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     checkpoint = load_checkpoint(args.resume)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise DataError(f"{args.resume}: unreadable checkpoint metadata ({exc}); --resume takes "
                         "a file that engine train --save wrote") from None
+    check_scaling(args.resume, checkpoint.scaling, graph)
     if args.override_seed is not None and args.override_seed != checkpoint.seed:
         raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
                          f"{checkpoint.seed}, which fixes its split and batch order")
