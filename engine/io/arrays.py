@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import tokenize
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | 
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         shape, _, dtype = read(handle)
-    except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
+    except (ValueError, SyntaxError, TypeError, OverflowError, tokenize.TokenError) as exc:
         raise DataError(f"{where}: the .npy header is malformed ({exc})") from None
     if dtype.hasobject:  # reading it would unpickle: never
         raise DataError(f"{where}: holds Python objects, which are never unpickled; save an "
@@ -99,7 +100,7 @@ def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | 
 
 
 def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+    return str(tuple(shape))
 
 
 def _dtype_words(dtype: np.dtype) -> str:
