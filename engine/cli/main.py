@@ -7,12 +7,14 @@ error (argparse's convention), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 from engine.cli.commands import check, explain, graph, run, schema, train
 from engine.cli.diagnostics import count, report
+from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, train, schema)
@@ -39,12 +41,27 @@ def _add_snippets(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m engine`` and the ``engine`` script; returns the exit code."""
+    """Entry point of ``python -m engine`` and the ``engine`` script; returns the exit code.
+
+    Everything printed goes through ``EscapingWriter``, so text from a spec or a data
+    file cannot drive the terminal.
+    """
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingWriter(sys.stdout), EscapingWriter(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
     try:
-        return handler.run(args)
+        code = handler.run(args)
+        sys.stdout.flush()  # here, not at exit, so that a full disk is an error of ours
+        return code
     except SpecError as exc:
         report(exc.problems, "error", sys.stderr, args.snippets)
         print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)
@@ -59,5 +76,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co: not an error of ours
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
+        _discard_stdout()
         return 0
+    except OSError as exc:  # stdout on a full disk (> /dev/full), a closed terminal
+        if exc.filename is not None:
+            raise  # a file we opened: the commands report their own files
+        _discard_stdout()
+        print(f"error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _discard_stdout() -> None:
+    """Point the process's stdout at /dev/null, so that the flush at exit does not fail again
+    on the same output (only when stdout is the real one, not a test's capture)."""
+    if sys.__stdout__ is None or unescaped(sys.stdout) is not sys.__stdout__:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from rich.console import Console
 
 from engine.cli.commands.common import add_import_path_option, load_spec, print_json, require_suffix
 from engine.cli.diagnostics import count
+from engine.cli.terminal import unescaped
 from engine.errors import DataError, SpecError, UsageError
 from engine.graph.lint import gradient_reach
 from engine.graph.model import Graph
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
     with _stop_on_interrupt() as stop, \
-            (BarProgress(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
+            (_bar(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
         outcome = trainer.run(progress, stop)
     if args.plot is not None:
         plot_history(args.plot, outcome.history, f"{graph.spec.name}: loss per epoch")
@@ -132,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _bar(epochs: int) -> BarProgress:
+    """The progress bar, drawing with its own escape sequences on the real stdout."""
+    return BarProgress(epochs, Console(file=unescaped(sys.stdout)))
 
 
 def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
