@@ -16,7 +16,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DataError": "engine.errors", "EngineError": "engine.errors",
+    "ArgumentError": "engine.errors", "DataError": "engine.errors",
+    "EngineError": "engine.errors",
     "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
     "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
     "load": "engine.spec.loader",

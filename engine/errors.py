@@ -44,6 +44,14 @@ class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 
 
+class ArgumentError(EngineError, TypeError):
+    """A Python API call was given an argument of the wrong kind (a list where a mapping of
+    names is expected, a string where a list of names is, a seed that is not a whole number).
+
+    Also a TypeError, so that code catching Python's own error for this still works.
+    """
+
+
 class UsageError(EngineError):
     """A command-line value the command refuses once parsed (exit 2, like argparse's errors)."""
 

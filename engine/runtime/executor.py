@@ -26,12 +26,12 @@ from typing import Any
 import array_api_compat.numpy as plain_numpy
 import numpy as np
 
-from engine.errors import DataError, EngineError, did_you_mean
+from engine.errors import ArgumentError, DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.ops.base import SMALL_ARRAY
-from engine.runtime.feeds import bind_feeds, initial_value
+from engine.runtime.feeds import as_array, bind_feeds, check_seed, initial_value, names_mapping
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import sum_to
 from engine.runtime.plan import Plan, Step, compile_plan
@@ -53,6 +53,9 @@ class Executor:
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True):
+        if not isinstance(graph, Graph):
+            raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
+                                f"{type(graph).__name__}")
         self.graph = graph
         self.trace: Trace | None = Trace(graph) if trace else None
         with collector_paused():
@@ -61,7 +64,7 @@ class Executor:
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
         self.xp = np if xp is None else xp
         self.optimize = optimize
-        self.seed = graph.spec.seed if seed is None else seed
+        self.seed = graph.spec.seed if seed is None else check_seed(seed)
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
@@ -182,6 +185,8 @@ class Executor:
         """A value of the last forward pass: an output, input, parameter, constant, the loss,
         or a node that backward reads.  Other intermediate values are freed after their last
         use; list them under ``outputs`` (or use ``optimize=False``) to read them."""
+        if not isinstance(name, str):
+            raise ArgumentError(f"value() takes a name (a string), found {type(name).__name__}")
         slot = self.plan.slots.get(name)
         if slot is None:
             raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
@@ -217,6 +222,9 @@ class Executor:
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
+        if isinstance(keep, str) or not isinstance(keep, Iterable):  # a str: its characters
+            raise ArgumentError(f"keep= takes a list of node names, found "
+                                f"{type(keep).__name__}: write keep=[{keep!r}]")
         plan, slots, xp = self.plan, self._slots, self._op_xp
         grads: list[Array] = [None] * len(plan.names)
         owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
@@ -286,10 +294,11 @@ class Executor:
     def _seeds(self, seed: Mapping[str, Any]) -> dict[int, Array]:
         graph = self.graph
         seeds = {}
-        for name, upstream in seed.items():
+        for name, upstream in names_mapping(seed, "backward's seed").items():
             slot = self._node_slot(name)
             if isinstance(upstream, (np.ndarray, list, float, int)):
-                upstream = self._array(np.asarray(upstream), graph.values[name].dtype)
+                upstream = self._array(as_array(upstream, f"upstream gradient for {name!r}"),
+                                       graph.values[name].dtype)
             value = self._slots[slot]
             shape = tuple(value.shape) if value is not None else \
                 self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
@@ -303,6 +312,9 @@ class Executor:
         return seeds
 
     def _node_slot(self, name: str) -> int:
+        if not isinstance(name, str):
+            raise ArgumentError(f"a node is named by a string, found {type(name).__name__} "
+                                f"{name!r}")
         if name not in self.graph.nodes:
             raise DataError(f"{name!r} is not a node{did_you_mean(name, self.graph.nodes)}")
         return self.plan.slots[name]

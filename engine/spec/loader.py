@@ -7,10 +7,11 @@ calls inlined (``engine.spec.inline``), then the graph (``engine.graph.build``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import SpecError
+from engine.errors import ArgumentError, SpecError
 from engine.gcpause import collector_paused
 from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.build import build_graph
@@ -29,6 +30,9 @@ def load(path: str | Path, import_paths: Sequence[str | Path] = (), *, strict: b
     Warnings end up in ``graph.warnings``; ``strict=True`` raises them as errors
     instead.  ``max_bytes`` bounds what the values take at their declared shapes.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"load() takes the path of a spec file, found "
+                            f"{type(path).__name__}; for spec text use engine.loads")
     path = Path(path)
     return _build(read_text(path), str(path), path.parent, import_paths, path, strict,
                   max_bytes)
@@ -41,11 +45,16 @@ def loads(text: str, file: str = "<string>", base_dir: str | Path = ".",
 
     Relative ``init: {file: ...}`` paths and imports resolve against it.
     """
+    if not isinstance(text, str):
+        raise ArgumentError(f"loads() takes spec text (a str), found {type(text).__name__}"
+                            + ("; decode bytes first" if isinstance(text, bytes) else ""))
     return _build(text, file, Path(base_dir), import_paths, None, strict, max_bytes)
 
 
 def _build(text: str, file: str, base_dir: Path, import_paths: Sequence[str | Path],
            path: Path | None, strict: bool, max_bytes: int) -> Graph:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise ArgumentError(f"max_bytes is a whole number of bytes >= 0, found {max_bytes!r}")
     with collector_paused():
         data, source = parse_yaml(text, file)
         spec = validate_spec(data, source)
