@@ -7,38 +7,25 @@ never a traceback from NumPy or the csv module.
 from __future__ import annotations
 
 import csv
-import math
-import tokenize
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from engine.errors import DataError
-from engine.graph.budget import human_bytes
 from engine.io.paths import not_a_regular_file
 
-#: The check a caller may make of an array's shape and dtype, read from its header, before
-#: any of its data is read (or decompressed).
-HeaderCheck = Callable[[tuple[int, ...], np.dtype], None]
 
-
-def load_array(path: str | Path, key: str | None = None, check: HeaderCheck | None = None
-               ) -> np.ndarray:
-    """An array from a .npy file, an .npz file (``key`` picks the array) or a numeric CSV.
-
-    ``check`` sees the shape and dtype of a .npy or .npz array before its data is read.
-    """
+def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """An array from a .npy file, an .npz file (``key`` picks the array) or a numeric CSV."""
     path = Path(path)
     require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _load_numpy(path, check)
+        return _load_numpy(path)
     if suffix == ".npz":
-        return _load_npz(path, key, check)
+        return _load_npz(path, key)
     if suffix == ".csv":
         return load_csv(path)
     raise DataError(f"{path}: unknown data format {suffix or '(no suffix)'!r}; use .npy, .npz "
@@ -46,130 +33,57 @@ def load_array(path: str | Path, key: str | None = None, check: HeaderCheck | No
 
 
 def require_file(path: Path, option: str = "") -> None:
-    """Raise a DataError unless ``path`` is a regular file (missing, a folder and a device or
-    pipe are told apart); ``option`` (``--data``) prefixes the message when the path came from
-    the command line."""
+    """Raise a DataError unless ``path`` is a regular file (missing, a folder, a device and a
+    FIFO are told apart: reading /dev/zero never ends, a FIFO blocks); ``option``
+    (``--data``) prefixes the message when the path came from the command line."""
     where = f"{option} {path}" if option else str(path)
     problem = not_a_regular_file(path)
-    if problem:
+    if problem is not None:
         raise DataError(f"{where}: {problem}")
 
 
-def _load_numpy(path: Path, check: HeaderCheck | None) -> np.ndarray:
+def _load_numpy(path: Path) -> np.ndarray:
     try:
         with path.open("rb") as handle:
-            _read_header(handle, str(path), path.stat().st_size, check)
-            handle.seek(0)
-            return np.lib.format.read_array(handle, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (it lacks NumPy's header); write it with "
+                            "numpy.save, or feed a .csv of numbers")
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # NumPy suggests loading it unsafely: we never do
+            raise DataError(f"{path}: holds Python objects, which are never unpickled; save an "
+                            "array of numbers") from None
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
 
 
-def _read_header(handle: IO[bytes], where: str, size: int, check: HeaderCheck | None,
-                 numbers: bool = True) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype a .npy stream's header claims, checked against the ``size`` of the
-    whole stream before any data is read: a header may claim 10^12 elements over a few bytes.
-    ``numbers`` refuses strings and other non-numbers (data must be numbers; a checkpoint's
-    metadata is text)."""
-    if handle.read(6) != b"\x93NUMPY":
-        raise DataError(f"{where}: not a .npy file (it lacks NumPy's header); write it with "
-                        "numpy.save, or feed a .csv of numbers")
-    handle.seek(0)
-    try:
-        version = np.lib.format.read_magic(handle)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(handle)
-    except (ValueError, SyntaxError, TypeError, OverflowError, tokenize.TokenError) as exc:
-        raise DataError(f"{where}: the .npy header is malformed ({exc})") from None
-    if dtype.hasobject:  # reading it would unpickle: never
-        raise DataError(f"{where}: holds Python objects, which are never unpickled; save an "
-                        "array of numbers")
-    if numbers and dtype.kind not in "biufc":
-        raise DataError(f"{where}: holds {_dtype_words(dtype)}, not numbers; class labels are "
-                        "integers 0 .. K-1 (map names to indices first)")
-    claimed = math.prod(shape) * dtype.itemsize
-    held = size - handle.tell()
-    if claimed != held:
-        raise DataError(f"{where}: the header says shape {_shape(shape)} of {dtype} "
-                        f"({human_bytes(claimed)}), but the file holds {held:,} bytes of data; "
-                        "the file is damaged or was not written by numpy.save")
-    if check is not None:
-        check(tuple(shape), dtype)
-    return tuple(shape), dtype
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    arrays = load_npz(path)
+    if key is not None and key in arrays:
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise DataError(f"{path}: holds arrays {', '.join(arrays) or '(none)'}; none is named "
+                    f"{key!r}")
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return str(tuple(shape))
-
-
-def _dtype_words(dtype: np.dtype) -> str:
-    return {"U": "strings", "S": "byte strings", "V": "records",
-            "M": "dates", "m": "time spans"}.get(dtype.kind, f"values of type {dtype}")
-
-
-def _load_npz(path: Path, key: str | None, check: HeaderCheck | None) -> np.ndarray:
-    with _open_npz(path) as archive:
-        names = _members(path, archive)
-        if key is not None and key in names:
-            chosen = key
-        elif len(names) == 1:
-            chosen = next(iter(names))
-        else:
-            raise DataError(f"{path}: holds arrays {', '.join(names) or '(none)'}; none is named "
-                            f"{key!r}")
-        return _read_member(path, archive, chosen, names[chosen], check)
-
-
-def load_npz(path: Path, numbers: bool = True) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, by name; nothing pickled is ever loaded, and each member's
-    header is checked before the member is decompressed (``numbers``: as in ``_read_header``)."""
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, by name; nothing pickled is ever loaded."""
     require_file(path)
-    with _open_npz(path) as archive:
-        names = _members(path, archive)
-        return {name: _read_member(path, archive, name, member, None, numbers)
-                for name, member in names.items()}
-
-
-def _open_npz(path: Path) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        try:
-            with path.open("rb") as handle:
-                npy = handle.read(6) == b"\x93NUMPY"
-        except OSError:
-            npy = False
-        if npy:
-            raise DataError(f"{path}: holds one array (.npy format), not an .npz archive of "
-                            "named arrays; write it with numpy.savez") from None
-        raise DataError(f"{path}: not a readable .npz file (not a zip archive); write it with "
-                        "numpy.savez") from None
-    except (OSError, ValueError, EOFError) as exc:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-
-
-def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Array name -> archive member; a member that is not a .npy array is an error."""
-    names: dict[str, zipfile.ZipInfo] = {}
-    for info in archive.infolist():
-        if not info.filename.endswith(".npy"):
-            raise DataError(f"{path}: member {info.filename!r} is not a .npy array; an .npz "
-                            "file holds only arrays (write it with numpy.savez)")
-        names[info.filename.removesuffix(".npy")] = info
-    return names
-
-
-def _read_member(path: Path, archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo,
-                 check: HeaderCheck | None, numbers: bool = True) -> np.ndarray:
-    where = f"{path}: array {name!r}"
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file, whatever its name
+        raise DataError(f"{path}: holds one array (.npy format), not an .npz archive of named "
+                        "arrays; write it with numpy.savez")
     try:
-        with archive.open(info) as member:  # the header only: nothing else is decompressed
-            _read_header(member, where, info.file_size, check, numbers)
-        with archive.open(info) as member:
-            return np.lib.format.read_array(member, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
-        raise DataError(f"{where}: not readable ({exc})") from None
+        with loaded as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by ``engine train --save``; every section is checked, so a
     damaged or hand-made file is a DataError that says which entry is wrong."""
-    arrays = load_npz(path, numbers=False)  # meta and rng are JSON text
+    arrays = load_npz(path)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
@@ -176,7 +176,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
-    arrays = load_npz(path, numbers=False)  # a checkpoint's meta and rng are text
+    arrays = load_npz(path)
     params = _prefixed(arrays, "params/") or arrays
     fitted = fit_parameters(path, params, graph)
     scaling = _scaling(path, arrays)
