@@ -182,15 +182,15 @@ class Executor:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name)
         xp = self.xp
-        run: Run | None = None
-        try:
-            for run in self._forward_program:
-                slots[run.output] = run.forward(xp, run.attrs, *run.inputs(slots))
-                for slot in run.frees:
+        step: Step | None = None
+        try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
+            for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
+                slots[output] = forward(xp, attrs, *inputs(slots))
+                for slot in frees:
                     slots[slot] = None
         except (ValueError, TypeError, IndexError) as exc:
-            assert run is not None
-            raise self._step_error(run.step, "forward", exc) from exc
+            assert step is not None
+            raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
         return {name: slots[slot] for name, slot in self._outputs}
 
@@ -311,28 +311,27 @@ class Executor:
         executor made itself (never into one the user passed, nor a view)."""
         xp, slots, fast = self.xp, self._slots, self._fast
         owned = [False] * len(grads)  # buffers the executor created: safe to add into
-        back: Back | None = None
-        try:
-            for back in self._backward_program:
-                g = grads[back.output]
+        step: Step | None = None
+        try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
+            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                g = grads[output]
                 if g is None:
                     continue
-                if kept and back.output in kept:
-                    result[kept[back.output]] = g
-                grads[back.output] = None  # consumed: free it
-                args = back.inputs(slots)
-                parts = back.vjp(xp, back.attrs, g, slots[back.output], args, back.needs)
-                for target in back.targets:
-                    part = parts[target.index]
+                if kept and output in kept:
+                    result[kept[output]] = g
+                grads[output] = None  # consumed: free it
+                args = inputs(slots)
+                parts = vjp(xp, attrs, g, slots[output], args, needs)
+                for index, slot, reduces, shared in targets:
+                    part = parts[index]
                     if part is None:
                         continue
-                    slot, arg = target.slot, args[target.index]
-                    if target.reduces and part.shape != arg.shape:
-                        part = self._sum_to(back.step, part, tuple(arg.shape))
+                    if reduces and part.shape != args[index].shape:
+                        part = self._sum_to(step, part, tuple(args[index].shape))
                     if grads[slot] is None:
                         grads[slot] = part
                         # adding in place saves a new array; on small ones not the check's cost
-                        owned[slot] = target.shared and fast and part.size > SMALL_ARRAY and \
+                        owned[slot] = shared and fast and part.size > SMALL_ARRAY and \
                             _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
@@ -340,8 +339,8 @@ class Executor:
                         grads[slot] = grads[slot] + part
                         owned[slot] = True
         except (ValueError, TypeError, IndexError) as exc:
-            assert back is not None
-            raise self._step_error(back.step, "backward", exc) from exc
+            assert step is not None
+            raise self._step_error(step, "backward", exc) from exc
 
     def _loss_start_slot(self) -> int:
         if self._loss_slot is None:
