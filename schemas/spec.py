@@ -48,9 +48,10 @@ Dim = Annotated[int, Field(ge=0)] | Name
 
 
 class StrictModel(BaseModel):
-    """Refuses unknown keys: a typo in a spec must be an error, not silently ignored."""
+    """Refuses unknown keys and converts nothing: a typo in a spec must be an error, not
+    silently ignored, and ``true`` is not the number 1 (``shape: [true, 2]``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def rectangular(value: Any) -> Any:

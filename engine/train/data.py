@@ -173,6 +173,12 @@ class _Mapping:
                                    f"{', '.join(source.arrays)}")
                 return np.zeros(0)
             data = source.arrays[key]
+            if data.dtype.kind not in "biuf":
+                kind = "complex numbers, whose imaginary part would be lost" \
+                    if data.dtype.kind == "c" else "no numbers"
+                self.problem(path, f"array {key!r} of {source.path} holds {data.dtype}: "
+                                   f"{kind}; feed an array of real numbers")
+                return np.zeros(0)
             if entry.label is not None:
                 return self._labels(name, value, data.astype(np.float64) if data.ndim == 1
                                     else None, lambda row: f"{source.path}: array {key!r}, row "
@@ -225,9 +231,6 @@ class _Mapping:
         if not fits:
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, but "
                                f"array {key!r} of {file} has shape {format_shape(data.shape)}")
-            return np.zeros(0)
-        if not np.issubdtype(data.dtype, np.number):
-            self.problem(path, f"array {key!r} of {file} holds {data.dtype}, not numbers")
             return np.zeros(0)
         bad = ~np.isfinite(data)
         if bad.any():
