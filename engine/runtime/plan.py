@@ -15,11 +15,14 @@ run on NumPy, the NumPy fast paths registered beside them (``OpDef.lowered``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 from engine.graph.model import Graph
 from engine.ops import OpAttrs, OpDef
 from engine.ops.base import Forward, Vjp
+from engine.ops.stochastic import RunMode, node_key
 
 
 @dataclass(frozen=True, repr=False)
@@ -126,3 +129,14 @@ def compile_plan(graph: Graph, *, fast: bool = False) -> Plan:
                                                                          strict=True))
     return Plan(slots, names, steps, tuple(graph.grad_tensors()),
                 frozenset(slot for slot in kept if slot >= len(sources)), len(sources), fast)
+
+
+def bind_mode(plan: Plan, mode: RunMode) -> Plan:
+    """The plan with each stochastic op's forward and vjp bound to ``mode`` and its node's key,
+    so the executor's loops call every op alike and random ops still see the run's mode."""
+    steps = tuple(
+        dataclasses.replace(step, forward=partial(step.forward, mode=mode, key=node_key(step.name)),
+                            vjp=partial(step.vjp, mode=mode, key=node_key(step.name)))
+        if step.op.stochastic else step
+        for step in plan.steps)
+    return dataclasses.replace(plan, steps=steps)
