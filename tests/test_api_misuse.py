@@ -41,8 +41,8 @@ CASES: dict[str, tuple[Callable[[engine.Executor], Any], type[Exception], str]] 
                           "found int"),
     "keep= holding a number": (lambda ex: ran(ex).backward(keep=[3]), engine.ArgumentError,
                                "a node is named by a string, found int 3"),
-    "backward's seed as a list": (lambda ex: ran(ex).backward(["softmax"]),
-                                  engine.ArgumentError, "backward's seed is a mapping"),
+    "backward's upstream as a list": (lambda ex: ran(ex).backward(["softmax"]),
+                                  engine.ArgumentError, "backward's upstream is a mapping"),
     "a ragged upstream gradient": (lambda ex: ran(ex).backward({"softmax": [[1.0], [1, 2]]}),
                                    engine.DataError, "upstream gradient for 'softmax': not a "
                                                      "rectangular array"),

@@ -1,21 +1,22 @@
 """The corpus of bad specs: each file in tests/bad_specs/ says, in its first lines, what
-``engine`` must report about it.
+``engine check`` must report about it.
 
     # what the file shows
     # expect: LINE:COL: REGEX        (one or more; REGEX is searched in the message)
-    # expect: REGEX                  (an error with no position: a data file, a checkpoint)
-    # args: --strict                 (extra arguments; {dir} is the corpus folder)
-    # verb: run                      (the verb to run; check when absent)
-    # exit: 2                        (the exit code; 1 when absent)
+    # expect: REGEX                  (an error that no line of the spec causes: bad data)
+    # warns: REGEX                   (a warning the run must print, besides succeeding)
+    # args: --strict                 (extra arguments of the verb; may be empty; {here} is
+    #                                 this folder, for --feed data/FILE)
+    # verb: run                      (default check; run, train, graph, explain)
+    # exit: 0                        (default 1)
 
 Each case runs the verb in-process (fast) and asserts the exit code, an
-``error: FILE:LINE:COL: ...`` line whose text matches (or, without a position,
-an ``error: ...`` line naming the data file), and no traceback.  A few
-run as real subprocesses too, so that "no traceback" holds for the installed
-command and not only for ``main``.  The expected positions were written by
-hand from the files; regexes were written from what each message must say.
-Data files the specs name live in tests/bad_specs/data/, made by
-tests/bad_specs/make_data.py (committed, so that the corpus needs no script to run).
+``error: FILE:LINE:COL: ...`` (or ``error: ...``) line whose text matches, and no
+traceback.  A few run as real subprocesses too, so that "no traceback" holds for
+the installed command and not only for ``main``.  The expected positions were
+written by hand from the files; regexes were written from what each message must
+say.  Data files the specs read (``data/``) are bad inputs too: each is read by
+at least one spec.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,43 +35,47 @@ from engine.cli.main import main
 
 CORPUS = ROOT / "tests" / "bad_specs"
 FILES = sorted(CORPUS.glob("*.yaml"))
+DATA = sorted(p for p in (CORPUS / "data").glob("*") if p.is_file())
 
 
 @dataclass(frozen=True)
 class Expectation:
-    line: int | None
+    line: int | None  # None: an error without a place in the spec (bad data)
     col: int | None
     pattern: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class Header:
-    expects: list[Expectation]
-    args: list[str]
+    """What a corpus file declares in its leading comments."""
+
+    expects: list[Expectation] = field(default_factory=list)
+    warns: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
     verb: str = "check"
     exit: int = 1
 
 
 def header(path: Path) -> Header:
-    """What a corpus file declares in its leading comments."""
-    expects: list[Expectation] = []
-    args: list[str] = []
-    verb, code = "check", 1
+    """The expectations, verb and arguments a corpus file declares in its leading comments."""
+    found = Header()
     for text in path.read_text().splitlines():
         if not text.startswith("#"):
             break
         if match := re.fullmatch(r"# expect: (\d+):(\d+): (.+)", text):
-            expects.append(Expectation(int(match[1]), int(match[2]), match[3]))
+            found.expects.append(Expectation(int(match[1]), int(match[2]), match[3]))
         elif match := re.fullmatch(r"# expect: (.+)", text):
-            expects.append(Expectation(None, None, match[1]))
+            found.expects.append(Expectation(None, None, match[1]))
+        elif match := re.fullmatch(r"# warns: (.+)", text):
+            found.warns.append(match[1])
         elif text.startswith("# args:"):
-            args = [a.replace("{dir}", str(CORPUS))
-                    for a in shlex.split(text.removeprefix("# args:"))]
-        elif text.startswith("# verb:"):
-            verb = text.removeprefix("# verb:").strip()
-        elif text.startswith("# exit:"):
-            code = int(text.removeprefix("# exit:"))
-    return Header(expects, args, verb, code)
+            found.args = [arg.replace("{here}", str(CORPUS))
+                          for arg in shlex.split(text.removeprefix("# args:"))]
+        elif match := re.fullmatch(r"# verb: (\w+)", text):
+            found.verb = match[1]
+        elif match := re.fullmatch(r"# exit: (\d+)", text):
+            found.exit = int(match[1])
+    return found
 
 
 def assert_reported(path: Path, stderr: str, expects: list[Expectation]) -> None:
@@ -91,9 +96,15 @@ def test_corpus_is_large_and_every_file_declares_an_expectation() -> None:
     assert len(FILES) >= 40
     for path in FILES:
         declared = header(path)
-        assert declared.expects, f"{path.name} declares no '# expect:' line"
-        for want in declared.expects:
-            re.compile(want.pattern)
+        assert declared.expects or declared.warns, f"{path.name} declares no '# expect:' line"
+        for pattern in [*(want.pattern for want in declared.expects), *declared.warns]:
+            re.compile(pattern)
+
+
+def test_every_data_file_is_read_by_a_spec() -> None:
+    texts = "".join(path.read_text() for path in FILES)
+    for data in DATA:
+        assert f"data/{data.name}" in texts, f"no spec reads {data.name}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
@@ -103,8 +114,11 @@ def test_bad_spec_is_reported_where_it_is(path: Path, capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert code == declared.exit, out + err
     assert_reported(path, err, declared.expects)
+    for pattern in declared.warns:
+        assert any(line.startswith("warning: ") and re.search(pattern, line)
+                   for line in err.splitlines()), f"no warning matches {pattern!r}:\n{err}"
     assert "Traceback" not in out + err
-    if declared.verb == "check":
+    if declared.verb == "check" and declared.exit == 1:
         assert f"{path}: " in out and " error" in out  # the summary line names the file
 
 
@@ -123,7 +137,8 @@ def test_real_process_prints_no_traceback(name: str, verb: str) -> None:
 
 def test_corpus_readme_lists_every_file_once_with_true_counts() -> None:
     readme = (CORPUS / "README.md").read_text()
-    assert f"{len(FILES)} specs in {readme.count(chr(10) + '| ') - 1} groups" in readme
+    groups = readme.count(chr(10) + "| ") - 1
+    assert f"{len(FILES)} specs in {groups} groups, with {len(DATA)} data files" in readme
     rows = re.findall(r"^\| ([^|]+) \| (\d+) \| (.+) \|$", readme, flags=re.M)
     listed = []
     for _group, number, specs in rows:

@@ -133,7 +133,9 @@ def _history(history: Any) -> dict[str, list[float | None]]:
 
 def _scaling(path: Path, arrays: dict[str, np.ndarray]
              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``scale/INPUT/mean`` and ``scale/INPUT/std``, both present, real and of one shape."""
+    """``scale/INPUT/mean`` and ``scale/INPUT/std``: both present, of one shape, real and
+    finite, and std > 0, since inputs are divided by it (training never writes a 0: a
+    constant column keeps std 1)."""
     scale = _prefixed(arrays, "scale/")
     result = {}
     for name in sorted({key.rsplit("/", 1)[0] for key in scale}):
@@ -142,9 +144,12 @@ def _scaling(path: Path, arrays: dict[str, np.ndarray]
             if array is None:
                 raise DataError(f"{path}: has no 'scale/{name}/{part}' beside the other "
                                 "standardisation entry of that input")
-            if array.dtype.kind not in "biuf":
-                raise DataError(f"{path}: 'scale/{name}/{part}' holds {array.dtype}, not real "
-                                "numbers")
+            bad = _first_bad(array, part == "std")
+            if bad:
+                want = "positive finite numbers" if part == "std" else "finite real numbers"
+                raise DataError(f"{path}: scale/{name}/{part} holds {bad}; a checkpoint's "
+                                f"standardisation {part} must be {want} (--params takes a file "
+                                "that engine train --save wrote)")
         mean, std = parts
         if mean.shape != std.shape:
             raise DataError(f"{path}: 'scale/{name}/mean' is {format_shape(mean.shape)} but "
@@ -168,6 +173,18 @@ def check_scaling(path: Path, scaling: dict[str, tuple[np.ndarray, np.ndarray]],
                             f"input {name!r} is declared {format_shape(value.shape)} "
                             f"({graph.where(name)}): expected one number per feature, "
                             f"{format_shape(features)}")
+
+
+def _first_bad(array: np.ndarray, positive: bool) -> str:
+    """What makes a scale array unusable (its dtype, or its first bad number), or ''."""
+    if array.dtype.kind not in "fiu":
+        return f"{array.dtype}, not real numbers"
+    flat = array.reshape(-1)
+    bad = ~np.isfinite(flat) | (flat <= 0) if positive else ~np.isfinite(flat)
+    if not bad.any():
+        return ""
+    index = int(np.argmax(bad))
+    return f"{float(flat[index])} at index {index}"
 
 
 def load_trained(path: Path, graph: Graph) -> Trained:

@@ -10,7 +10,7 @@ from typing import IO, Any
 import numpy as np
 
 from engine.cli.commands.common import (
-    add_import_path_option,
+    add_load_options,
     load_spec,
     print_json,
     require_suffix,
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--seed", type=seed_argument, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
