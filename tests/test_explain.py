@@ -139,7 +139,7 @@ def test_cli_text_latex_and_errors() -> None:
     assert result.returncode == 0 and result.stdout.startswith("\\begin{aligned}")
     for args, message, code in ((["--wrt", "xx"], "did you mean 'x'", 1),
                                 (["--wrt", "x", "--of", "y"], "is not a node", 1),
-                                (["--wrt", "x", "--max-paths", "0"], "at least 1", 2)):
+                                (["--wrt", "x", "--max-paths", "0"], "from 1 to 1,000,000", 2)):
         result = engine_cli("explain", str(SOFTMAX), *args)
         assert result.returncode == code, args
         assert message in result.stderr and "Traceback" not in result.stderr
