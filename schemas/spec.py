@@ -12,10 +12,12 @@ it expands the call.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -24,11 +26,13 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
 )
 
+from engine.errors import did_you_mean
 from engine.ops import REGISTRY
 from schemas.numbers import LARGEST_SIZE, MAX_RANK, Seed, Size
 from schemas.train import TrainConfig
@@ -42,8 +46,48 @@ Ref = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 InputRef = Annotated[str, StringConstraints(pattern=rf"^(\${_WORD}|{_WORD}(\.{_WORD})?)$")]
 #: What outputs and loss name: also values inside calls, such as ``probs/raised``.
 ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_WORD})?$")]
-#: A function: ``softmax``, or ``nn.softmax`` for one imported as ``nn``.
-FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
+#: Built-in ops are CamelCase (Softmax) and functions lower_case (softmax), so that a call,
+#: ``softmax`` or ``nn.softmax`` for one imported as ``nn``, is never a misspelt op (Sofmax):
+#: the JSON Schema can then refuse unknown ops, and editors underline them.
+FUNCTION_NAME_PATTERN = r"^[a-z_][A-Za-z0-9_]*$"
+CALL_PATTERN = rf"^({_WORD}\.)?[a-z_][A-Za-z0-9_]*$"
+
+
+def unknown_op(op: str) -> str:
+    """The message for an ``op`` that is neither a built-in op nor a function's name."""
+    return (f"unknown op {op!r}{did_you_mean(op, REGISTRY)}: built-in ops are CamelCase "
+            f"({', '.join(sorted(REGISTRY))}); functions are lower_case or alias.name "
+            "(softmax, nn.softmax)")
+
+
+def _call(op: str) -> str:
+    if re.match(CALL_PATTERN, op) is None:
+        raise ValueError(unknown_op(op))
+    return op
+
+
+def _op_or_call(op: str) -> str:
+    return op if op in REGISTRY else _call(op)
+
+
+def _function_name(name: str) -> str:
+    if re.match(FUNCTION_NAME_PATTERN, name) is None:
+        raise ValueError(f"a function's name starts with a lowercase letter or _ (built-in ops "
+                         f"are CamelCase, so calls and ops never look alike): found {name!r}"
+                         + (f"; rename it {re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower()!r}"
+                            if name[:1].isupper() else ""))
+    return name
+
+
+#: A function call, as ``op`` of a node.
+FunctionRef = Annotated[str, AfterValidator(_call),
+                        WithJsonSchema({"type": "string", "pattern": CALL_PATTERN})]
+#: The ``op`` of a function body's node: a built-in op or a call.
+BodyOp = Annotated[str, AfterValidator(_op_or_call), WithJsonSchema(
+    {"anyOf": [{"enum": sorted(REGISTRY)}, {"type": "string", "pattern": CALL_PATTERN}]})]
+#: The name of a function, under ``functions:``.
+FunctionName = Annotated[str, AfterValidator(_function_name),
+                         WithJsonSchema({"type": "string", "pattern": FUNCTION_NAME_PATTERN})]
 DType = Literal["float64", "float32", "float16", "int64"]
 Dim = Size | Name
 
@@ -238,15 +282,14 @@ class CallNode(NodeFields):
     model_config = ConfigDict(extra="allow")
 
     op: FunctionRef = Field(
-        description="A function (softmax, or nn.softmax from an import), or in a function's "
-                    "body also an op.",
-        json_schema_extra={"not": {"enum": sorted(REGISTRY)}})
+        description="A function (softmax, or nn.softmax from an import): lower_case, where "
+                    "built-in ops are CamelCase.")
 
 
 class BodyNode(CallNode):
     """A node of a function's body: an op (with ``$name`` attributes) or a call."""
 
-    op: FunctionRef = Field(
+    op: BodyOp = Field(
         description="An op, or a function (softmax, or nn.softmax from an import).")
 
 
@@ -296,8 +339,9 @@ class Spec(StrictModel):
     imports: dict[Name, str] = Field(
         default_factory=dict, description="Alias to spec file (relative to this one) whose "
                                           "functions are then called as alias.function.")
-    functions: dict[Name, Function] = Field(default_factory=dict,
-                                            description="Reusable subgraphs, called like ops.")
+    functions: dict[FunctionName, Function] = Field(
+        default_factory=dict, description="Reusable subgraphs, called like ops.",
+        json_schema_extra={"additionalProperties": False})  # names outside the pattern
     nodes: dict[Name, Node] = Field(default_factory=dict,
                                     description="Operations; a node's value has its name.")
     outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")

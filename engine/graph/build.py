@@ -29,6 +29,9 @@ from engine.spec.literals import literal_problem, yaml_number
 from engine.spec.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
+#: Ops whose keepdims: false drops the reduced axes.
+_REDUCTIONS = ("Sum", "Mean", "Max")
+
 _SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("inputs", "input"), ("parameters", "parameter"), ("constants", "constant"), ("nodes", "node"),
 )
@@ -46,6 +49,8 @@ class _Builder:
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
+        #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
+        self.hints: dict[str, tuple[str, str]] = {}
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -226,11 +231,14 @@ class _Builder:
                 if v.weak:
                     v.dtype = weak_dtype
                     self._check_weak(v, label)
+            hint = self._keepdims_hint(node, ins)
+            if hint:
+                self.hints[self.dims.site] = (name, hint)
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
                 failed.add(name)
-                self.problems.append(node.loc.problem(f"{label}: {exc}"))
+                self.problems.append(node.loc.problem(f"{label}: {exc}{hint}"))
                 continue
             try:
                 dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
@@ -248,6 +256,21 @@ class _Builder:
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)
                 for i, ref in enumerate(node.inputs))
+
+    def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
+        """Why broadcasting may pair the wrong axes: an input that a reduction made without
+        keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
+        (the softmax mistake: x / Sum(x, axis: -1))."""
+        rank = max((len(v.shape) for v in ins), default=0)
+        for ref, value in zip(node.inputs, ins, strict=True):
+            producer = self.nodes.get(ref)
+            attrs = producer.attrs if producer is not None else None
+            if producer is not None and producer.op.name in _REDUCTIONS and \
+                    not attrs.keepdims and attrs.axis is not None and len(value.shape) < rank:
+                return (f"; {ref!r} is {producer.op.name} over axis {attrs.axis} without "
+                        f"keepdims, so that axis is gone and broadcasting pairs its axes with "
+                        f"the last ones of the other input; keepdims: true on {ref!r} keeps it")
+        return ""
 
     def _check_weak(self, value: Value, user: str) -> None:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
@@ -279,7 +302,15 @@ class _Builder:
         """A default under ``dims:`` must agree with sizes the shapes already fix."""
         for name, size in self.spec.dims.items():
             bound = self.dims.resolve(name)
-            if isinstance(bound, int) and bound != size:
+            if not isinstance(bound, int) or bound == size:
+                continue
+            culprit = self.hints.get(self.dims.origins.get(name, ""))
+            if culprit is not None:  # the binding is the mistake, not the default
+                node, hint = culprit
+                self.problems.append(self.nodes[node].loc.problem(
+                    f"node {node!r} ({self.nodes[node].op.name}): broadcasting binds {name} = "
+                    f"{bound}, but dims: gives {name} = {size}{hint}"))
+            else:
                 self.problem(("dims", name), f"default size {size} of dimension {name!r} "
                                              f"disagrees with the graph{self.dims.explain(name)}; "
                                              "change the default or the shapes")

@@ -109,7 +109,7 @@ def read_csv_table(path: Path) -> CsvTable:
     """Read a numeric CSV; a ragged row or a non-number is an error naming its line and column."""
     require_file(path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel) is not a cell
             reader = csv.reader(handle)
             rows = [(reader.line_num, row) for row in reader if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

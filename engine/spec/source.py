@@ -44,6 +44,7 @@ _SCALAR_TAGS = {
 }
 _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 #: A number with an exponent but no dot (1e-3), which YAML 1.1 reads as text.
 _EXPONENT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
 #: Integers beyond float64's range are refused; such a number has 309 decimal digits (1,024
@@ -61,6 +62,8 @@ class SourceMap:
 
     file: str
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    #: Where a YAML 1.1 boolean word (yes, on, off...) was written, and its text.
+    booleans: dict[PathKey, str] = field(default_factory=dict)
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """The position of ``path``, or of its nearest recorded ancestor."""
@@ -198,8 +201,20 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
                                       "write the values out or use fewer aliases")])
 
 
-def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
+def _boolean_name(text: str) -> str:
+    """Why ``on:`` is not a name, and what to write instead."""
+    return (f"{text!r} is read by YAML 1.1 as the boolean {_yaml11_bool(text)}, not as a name; "
+            f"write it in quotes ('{text}') to use it as a name")
+
+
+def _yaml11_bool(text: str) -> str:
+    return "true" if text.lower() in ("y", "yes", "on", "true") else "false"
+
+
+def _scalar(node: yaml.ScalarNode, source: SourceMap, problems: list[Problem],
+            path: PathKey) -> Any:
     """A plain scalar's value; any other tag is a problem (and the value None)."""
+    file = source.file
     if node.tag == _STR_TAG:  # most scalars; SafeConstructor would return the text as it is
         if not node.style and _EXPONENT.match(node.value):  # plain: None or "" (C parser)
             return float(node.value)  # YAML 1.2 reads 1e-3 as a number, and so do users
@@ -210,6 +225,8 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: Pat
         return None
     if node.tag == _INT_TAG:
         return _integer(node, file, problems, path)
+    if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+        source.booleans[path] = node.value  # yes, on, off...: a name, if text was expected
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
 
 
@@ -249,7 +266,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     while stack:
         node, path, container, slot = stack.pop()
         if isinstance(node, yaml.ScalarNode):
-            container[slot] = _scalar(node, file, problems, path)
+            container[slot] = _scalar(node, source, problems, path)
         elif node.tag not in (_SEQ_TAG, _MAP_TAG):
             problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec",
                                 path))
@@ -275,9 +292,12 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                                         "supported in a spec; write the keys out", path))
                     continue
                 if key_node.tag not in _SCALAR_TAGS:
-                    _scalar(key_node, file, problems, path)  # reports the tag
+                    _scalar(key_node, source, problems, path)  # reports the tag
                     continue
-                key = _scalar(key_node, file, problems, path)
+                if key_node.tag == _BOOL_TAG:  # every key of a spec is a name
+                    problems.append(_at(key_node, file, _boolean_name(key_node.value), path))
+                    continue
+                key = _scalar(key_node, source, problems, path)
                 child_path = (*path, key)
                 if key in mapping:
                     first = source.positions[child_path]

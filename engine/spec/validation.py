@@ -41,7 +41,17 @@ def located_problems(exc: ValidationError, data: Any, source: SourceMap,
     by_path: dict[PathKey, list[dict[str, Any]]] = defaultdict(list)
     for error in exc.errors(include_url=False):
         by_path[_data_path(error["loc"], source, prefix)].append(error)
-    return [source.problem(path, _message(path, errors, data)) for path, errors in by_path.items()]
+    return [source.problem(path, _message(path, errors, data) + _boolean_hint(path, errors, source))
+            for path, errors in by_path.items()]
+
+
+def _boolean_hint(path: PathKey, errors: list[dict[str, Any]], source: SourceMap) -> str:
+    """``outputs: [on]`` reads as [True]: say why, where a name was expected."""
+    text = source.booleans.get(path)
+    if text is None or not any(e["type"] in ("string_type", "literal_error") for e in errors):
+        return ""
+    return (f"; YAML 1.1 reads {text} as a boolean: write it in quotes ('{text}') to use it "
+            "as a name")
 
 
 def _data_path(loc: tuple[Any, ...], source: SourceMap, prefix: PathKey) -> PathKey:
