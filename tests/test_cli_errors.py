@@ -111,7 +111,7 @@ def test_training_data_of_an_unknown_format(tmp_path: Path,
     data = tmp_path / "wine.npy"
     np.save(data, np.zeros((4, 14)))
     err = fails(capsys, 1, "train", MLP, "--data", str(data))
-    assert err.startswith(f"error: {data}: unknown data format '.npy'; training data is a .csv")
+    assert err.startswith(f"error: {data}: unknown data format '.npy'; a data file is a .csv")
 
 
 def test_a_bad_output_path_is_found_before_training(tmp_path: Path,

@@ -70,6 +70,11 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     save_npz(path, arrays)
 
 
+def best_path(path: Path) -> Path:
+    """Where early stopping keeps the best epoch beside the last: ``p.npz`` -> ``p.best.npz``."""
+    return path.with_name(path.stem + ".best" + path.suffix)
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by ``engine train --save``."""
     arrays = load_npz(path)
