@@ -198,7 +198,7 @@ def test_run_json_writes_non_finite_numbers_as_strings(
 def test_metrics_are_formatted_from_what_is_there() -> None:
     metrics = {"train_loss": 0.5, "train_accuracy": 0.75, "val_loss": None,
                "val_accuracy": None}
-    assert split_metrics(metrics) == [("train", 0.5, 0.75)]
+    assert split_metrics(metrics) == [("train", {"loss": 0.5, "accuracy": 0.75})]
     assert format_metrics(metrics) == "train loss 0.5000 acc 0.750"
     both = {"train_loss": 1.0, "val_loss": 2.0}
     assert format_metrics(both) == "train loss 1.0000  val loss 2.0000"
