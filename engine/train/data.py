@@ -220,7 +220,9 @@ class _Mapping:
             return np.zeros(0)
         if entry.label is not None:
             col = self._index(entry.label, source, ("inputs", name, "label"))
-            return self._labels(name, value, None if col is None else source.data[:, col],
+            if col is None:  # reported
+                return np.zeros(0)
+            return self._labels(name, value, source.data[:, col],
                                 lambda row: f"{source.path}:{source.lines[row]}: "
                                             f"{source.column_name(col)}")
         return self._features(name, value, entry, source)
