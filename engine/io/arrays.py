@@ -93,6 +93,8 @@ class CsvTable:
     header: list[str] | None
     data: np.ndarray
     lines: np.ndarray
+    #: Whether every cell is written as an integer (digits, maybe signed).
+    integral: bool = False
 
     def column_name(self, col: int) -> str:
         """``column 3 ('ash')``: 1-based, as a spreadsheet shows it, with the header's name."""
@@ -100,8 +102,13 @@ class CsvTable:
 
 
 def load_csv(path: Path) -> np.ndarray:
-    """A 2-D float array from a CSV of numbers; a first row of non-numbers is a header."""
-    return read_csv_table(path).data
+    """A 2-D array from a CSV of numbers; a first row of non-numbers is a header.
+
+    int64 when every cell is written as an integer (``3``, not ``3.0``), so that a
+    column of class labels feeds an int64 input; float64 otherwise.
+    """
+    table = read_csv_table(path)
+    return table.data.astype(np.int64) if table.integral else table.data
 
 
 def read_csv_table(path: Path) -> CsvTable:
@@ -122,6 +129,7 @@ def read_csv_table(path: Path) -> CsvTable:
         raise DataError(f"{path}: the file holds a header but no data rows")
     width = len(header) if header is not None else len(rows[0][1])
     data = np.empty((len(rows), width))
+    integral = True
     for index, (line, row) in enumerate(rows):
         if len(row) != width:
             raise DataError(f"{path}:{line}: row has {len(row)} columns, expected {width}")
@@ -131,7 +139,9 @@ def read_csv_table(path: Path) -> CsvTable:
             except ValueError:
                 raise DataError(f"{path}:{line}: {_column_label(header, col)}: {cell!r} is not "
                                 "a number") from None
-    return CsvTable(path, header, data, np.array([line for line, _ in rows]))
+        integral = integral and all(cell.strip().lstrip("+-").isdigit() for cell in row)
+    integral = integral and bool(np.all(np.abs(data) < 2.0 ** 53))  # exact in float64
+    return CsvTable(path, header, data, np.array([line for line, _ in rows]), integral)
 
 
 def _column_label(header: list[str] | None, col: int) -> str:

@@ -71,10 +71,11 @@ def measured(graph: Graph, config: TrainConfig | None) -> Measured | None:
         assert target is not None
         got, want = graph.values[metrics.prediction].shape, graph.values[target].shape
         for name in metrics.report:
-            fits = want in (got, got[:-1]) if name == "accuracy" else want == got
+            fits = want in (got, got[:-1]) and got[-1:] != (1,) if name == "accuracy" \
+                else want == got
             if not fits:
-                what = "[batch, K] scores against one-hot rows [batch, K] or class indices " \
-                       "[batch]" if name == "accuracy" else "the same shape"
+                what = "[batch, K] scores, K > 1, against one-hot rows [batch, K] or class " \
+                       "indices [batch]" if name == "accuracy" else "the same shape"
                 problem("report", f"{name} compares {metrics.prediction!r} "
                                   f"{format_shape(got)} with {target!r} {format_shape(want)}; "
                                   f"it needs {what}")
