@@ -25,7 +25,9 @@ Column = Annotated[str, Field(min_length=1)] | Annotated[StrictInt, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are refused and nothing is converted (``epochs: true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _BareName(_Strict):
@@ -60,8 +62,8 @@ class OptimizerConfig(_BareName):
                                                               "of gradients.")
     beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam, AdamW: decay of the "
                                                                 "mean of squared gradients.")
-    eps: float = Field(default=1e-8, gt=0, description="Adam, AdamW: added to the "
-                                                       "denominator.")
+    eps: float = Field(default=1e-8, gt=0, allow_inf_nan=False,
+                       description="Adam, AdamW: added to the denominator.")
 
     @model_validator(mode="after")
     def _coefficients_fit(self) -> OptimizerConfig:
@@ -85,13 +87,14 @@ class ScheduleConfig(_BareName):
         default="constant", description="constant: lr.  step: lr * gamma^floor(epoch / "
                                         "step_size).  cosine: from lr down to min_lr over the "
                                         "epochs after the warmup, half a cosine wave.")
-    warmup_epochs: float = Field(default=0, ge=0, description="Linear warmup first: the rate "
-                                                              "rises from lr/steps to lr over "
-                                                              "these epochs, then the schedule "
-                                                              "runs.")
+    warmup_epochs: float = Field(
+        default=0, ge=0, allow_inf_nan=False,
+        description="Linear warmup first: the rate rises from lr/steps to lr over these "
+                    "epochs, then the schedule runs.")
     step_size: int = Field(default=10, gt=0, description="step: epochs between decays.")
     gamma: float = Field(default=0.1, gt=0, le=1, description="step: factor of each decay.")
-    min_lr: float = Field(default=0.0, ge=0, description="cosine: the rate at the last epoch.")
+    min_lr: float = Field(default=0.0, ge=0, allow_inf_nan=False,
+                          description="cosine: the rate at the last epoch.")
 
     @model_validator(mode="after")
     def _fields_fit(self) -> ScheduleConfig:
@@ -187,26 +190,24 @@ class TrainConfig(_Strict):
         default_factory=dict, description="Graph input -> the data that feeds it.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,
                                        description="sgd, momentum, adam or adamw.")
-    weight_decay: float = Field(default=0.0, ge=0, description="L2 regularisation of every "
-                                                               "parameter: sgd, momentum and "
-                                                               "adam add weight_decay * w to "
-                                                               "the gradient; adamw subtracts "
-                                                               "lr * weight_decay * w from w, "
-                                                               "decoupled.")
+    weight_decay: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="L2 regularisation of every parameter: sgd, momentum and adam add "
+                    "weight_decay * w to the gradient; adamw subtracts lr * weight_decay * w "
+                    "from w, decoupled.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig,
                                      description="constant, step or cosine, with an optional "
                                                  "linear warmup.")
-    clip_grad_norm: float | None = Field(default=None, gt=0, description="Scale the gradients "
-                                                                        "down when their "
-                                                                        "global L2 norm "
-                                                                        "exceeds this.")
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Scale the gradients down when their global L2 norm exceeds this.")
     early_stopping: EarlyStopping | None = Field(
         default=None, description="Stop when a validation metric stops improving; --save "
                                   "then also keeps the best epoch in NAME.best.npz.")
     metrics: MetricsConfig | None = Field(
         default=None, description="The prediction node and target to measure accuracy, MSE or "
                                   "MAE on; default: accuracy when the loss is NLL.")
-    lr: float = Field(default=0.01, gt=0, description="Learning rate.")
+    lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="Learning rate.")
     batch_size: int = Field(default=32, gt=0, description="Rows per mini-batch; the last "
                                                            "batch of an epoch may be smaller.")
     epochs: int = Field(default=10, ge=0, description="Total number of passes over the "

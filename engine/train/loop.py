@@ -104,7 +104,8 @@ class Trainer:
             # kept after forward, so that it can be read for the metrics
             graph = dataclasses.replace(graph, outputs=[*graph.outputs,
                                                         self.measured.prediction])
-        self.executor = Executor(graph, seed=self.seed)
+        # training mode: random ops (Dropout) are active in the steps, not in the measurements
+        self.executor = Executor(graph, seed=self.seed, training=True)
         self.params = self.executor.parameters
         config = self.config
         self.optimizer = make_optimizer(config.optimizer, config.lr, self.params,
@@ -201,6 +202,7 @@ class Trainer:
         ex, optimizer = self.executor, self.optimizer
         scheduled = config.schedule.name != "constant" or config.schedule.warmup_epochs > 0
         for done, index in enumerate(batches(rows, config.batch_size, order), start=1):
+            ex.step = self.epoch * total + done - 1  # seeds Dropout's masks, resume-proof
             ex.forward({name: array[index] for name, array in train.items()})
             loss = ex.loss
             assert loss is not None
@@ -257,7 +259,11 @@ class Trainer:
     def measure(self, feeds: Arrays) -> dict[str, float | None]:
         """``{"loss": ..., metric: ...}`` of one forward pass over ``feeds``."""
         ex = self.executor
-        ex.forward(feeds)
+        ex.training = False
+        try:
+            ex.forward(feeds)
+        finally:
+            ex.training = True
         loss = ex.loss
         assert loss is not None
         result: dict[str, float | None] = {"loss": loss}

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_import_path_option, load_spec, print_json
+from engine.cli.commands.common import add_load_options, load_spec, print_json
 from engine.cli.diagnostics import count
 from engine.errors import DataError
 from engine.graph.subgraph import needed_by
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
         "eval", help=HELP, description=HELP + ".", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a loss")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_import_path_option, load_spec, require_suffix
+from engine.cli.commands.common import add_load_options, load_spec, require_suffix
 from engine.errors import DataError, UsageError, did_you_mean
 from engine.graph.model import Graph
 from engine.graph.subgraph import needed_by
@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
         "predict", help=HELP, description=HELP + ".", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
