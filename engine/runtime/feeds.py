@@ -117,8 +117,8 @@ def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarr
     if form == "value":
         literal = np.asarray(init.value, dtype=dtype)
         return _same_shape(where, "value", literal, size)
-    return _same_shape(where, str(init.file), _load_npy(graph.base_dir / str(init.file), where,
-                                                       dtype), size)
+    assert value.file is not None  # resolved (and confined) when the graph was built
+    return _same_shape(where, str(init.file), _load_npy(value.file, where, dtype), size)
 
 
 def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
