@@ -179,7 +179,7 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     """The checkpoint to resume from, checked against the graph and this run's settings."""
     if args.resume is None:
         return None
-    checkpoint = load_checkpoint(args.resume)
+    checkpoint = load_checkpoint(args.resume, graph.max_bytes)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
     except (ValueError, TypeError, KeyError) as exc:
