@@ -3,9 +3,22 @@
 ``REGISTRY`` maps the name a spec writes after ``op:`` to its ``OpDef``.
 """
 
-from engine.ops import arithmetic, elementwise, linalg, reductions, shaping, softmax
+from engine.ops import (
+    arithmetic,
+    elementwise,
+    indexing,
+    linalg,
+    normalization,
+    piecewise,
+    reductions,
+    shaping,
+    softmax,
+    special,
+    stochastic,
+)
 from engine.ops.base import REGISTRY, OpAttrs, OpDef
 from engine.ops.samples import Sample
 
-__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "linalg",
-           "reductions", "shaping", "softmax"]
+__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "indexing",
+           "linalg", "normalization", "piecewise", "reductions", "shaping", "softmax", "special",
+           "stochastic"]

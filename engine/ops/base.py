@@ -8,7 +8,11 @@ op is gradient-checked the day it is registered.
 
 Forward and vjp receive the array namespace ``xp`` from the executor and use
 only functions of the Python array API standard, so the same code runs on
-NumPy, array-api-strict and, later, other array libraries.
+NumPy, array-api-strict and, later, other array libraries, and can be traced by
+a symbolic namespace.  NumPy-only speed-ups (``out=``, einsum, ufunc methods)
+never sit inside a rule: they are the optional ``fast_forward``/``fast_vjp``
+beside it, as JAX registers a per-platform lowering beside a primitive, and the
+plan picks them once, at compile time, when it runs optimized on NumPy.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ class OpDef:
     to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
     no work is spent on data that does not require grad.
 
+    ``fast_forward`` and ``fast_vjp``, when given, take the same arguments as
+    ``forward`` and ``vjp`` and compute the same values on NumPy arrays only, faster.
+
+    ``variadic`` ops (Concat) take any number, at least ``min_inputs``, of inputs named
+    after their last input name: ``inputs[0]``, ``inputs[1]``...
+
+    ``stochastic`` ops (Dropout) also take the keywords ``mode`` (the executor's
+    ``RunMode``: training or not, seed, step) and ``key`` (the node's own random
+    stream) in forward and vjp; called without them they evaluate.
+
     ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
@@ -74,15 +88,32 @@ class OpDef:
     convention: str = ""
     vjp_uses_inputs: bool = True
     vjp_uses_output: bool = True
+    fast_forward: Forward | None = None
+    fast_vjp: Vjp | None = None
+    variadic: bool = False
+    stochastic: bool = False
 
     @property
-    def arity(self) -> tuple[int, int]:
-        """(fewest, most) inputs the op accepts."""
+    def arity(self) -> tuple[int, int | None]:
+        """(fewest, most) inputs the op accepts; most is None for a variadic op."""
         most = len(self.input_names)
-        return (most if self.min_inputs is None else self.min_inputs, most)
+        return (most if self.min_inputs is None else self.min_inputs,
+                None if self.variadic else most)
+
+    def input_name(self, index: int) -> str:
+        """The name of input ``index``, for messages (``inputs[2]`` of a variadic op)."""
+        if self.variadic and index >= len(self.input_names) - 1:
+            return f"{self.input_names[-1]}[{index - len(self.input_names) + 1}]"
+        return self.input_names[index]
 
     def is_differentiable(self, index: int) -> bool:
         return self.differentiable is None or self.differentiable[index]
+
+    def lowered(self, fast: bool) -> tuple[Forward, Vjp]:
+        """(forward, vjp) to run: the NumPy fast paths where ``fast`` and they exist."""
+        if not fast:
+            return self.forward, self.vjp
+        return self.fast_forward or self.forward, self.fast_vjp or self.vjp
 
     def result_dtype(self, attrs: OpAttrs, dtypes: Sequence[str]) -> str:
         rule = self.dtype or float_result

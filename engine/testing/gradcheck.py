@@ -21,7 +21,9 @@ EPS = 1e-6
 def numeric_vjp(fn: Callable[..., np.ndarray], inputs: Sequence[np.ndarray], index: int,
                 upstream: np.ndarray, eps: float = EPS) -> np.ndarray:
     """d sum(upstream * fn(*inputs)) / d inputs[index], by central differences."""
-    args = [np.array(x, dtype=np.float64, copy=True) for x in inputs]
+    # integer inputs (indices, class labels) stay integers; only floats are perturbed
+    args = [np.array(x, copy=True) if np.issubdtype(np.asarray(x).dtype, np.integer)
+            else np.array(x, dtype=np.float64, copy=True) for x in inputs]
     x = args[index]
     grad = np.zeros_like(x)
     for position in np.ndindex(x.shape):

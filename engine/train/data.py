@@ -242,9 +242,14 @@ class _Mapping:
 
     def _as_float(self, name: str, value: Value, data: np.ndarray,
                   path: tuple[str | int, ...]) -> np.ndarray:
+        if value.dtype in ("int64", "int32"):  # token or index inputs (Gather's indices)
+            if not np.array_equal(data, np.round(data)):
+                self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
+                                   "holds non-integer values")
+            return data.astype(value.dtype)
         if value.dtype not in ("float64", "float32", "float16"):
             self.problem(path, f"input {name!r} has dtype {value.dtype}; features feed "
-                               "floating-point inputs (a label feeds integers)")
+                               "floating-point or integer inputs (a label feeds integers)")
             return data
         return data.astype(value.dtype)
 
