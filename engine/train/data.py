@@ -20,7 +20,7 @@ from engine.errors import DataError, Problem, SpecError, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
 from engine.io.arrays import CsvTable, load_npz, read_csv_table
-from engine.runtime.feeds import tensor_rng
+from engine.runtime.feeds import one_hot_rows, tensor_rng
 from engine.train.metrics import measured
 from schemas.train import InputData, TrainConfig
 
@@ -99,8 +99,8 @@ def read_inputs(graph: Graph, config: TrainConfig, file: Path,
                         "data file is a .csv file (numbers, with a header row) or an .npz file "
                         "of arrays")
     mapping = _Mapping(graph, config)
-    source: CsvTable | NpzArrays = read_npz_arrays(file) \
-        if file.suffix.lower() == ".npz" else read_csv_table(file)
+    source: CsvTable | NpzArrays = read_npz_arrays(file, graph.max_bytes) \
+        if file.suffix.lower() == ".npz" else read_csv_table(file, max_bytes=graph.max_bytes)
     arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()
               if names is None or name in names}
     mapping.fail_if_problems()
@@ -119,8 +119,8 @@ class NpzArrays:
     arrays: dict[str, np.ndarray]
 
 
-def read_npz_arrays(path: Path) -> NpzArrays:
-    return NpzArrays(path, load_npz(path))
+def read_npz_arrays(path: Path, max_bytes: int) -> NpzArrays:
+    return NpzArrays(path, load_npz(path, max_bytes=max_bytes))
 
 
 def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
@@ -322,7 +322,7 @@ class _Mapping:
                             f"0..{classes - 1} (input {name!r} is declared "
                             f"{format_shape(value.shape)})")
         indices = labels.astype(np.int64)
-        return np.eye(classes, dtype=value.dtype)[indices] if one_hot else indices
+        return one_hot_rows(indices, classes, value.dtype) if one_hot else indices
 
     def _classes_of_loss(self) -> int | str:
         """K for integer labels: the class axis of the measured prediction (by default the

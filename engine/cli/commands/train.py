@@ -22,6 +22,7 @@ from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
+from engine.spec.paths import Refused, confine
 from engine.train.checkpoint import Checkpoint, best_path, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
@@ -195,11 +196,12 @@ def _data_file(graph: Graph, args: argparse.Namespace, field: str, value: str) -
         data_file = Path(given)
         require_file(data_file, "--" + field.replace("_", "-"))
         return data_file
-    data_file = graph.base_dir / value
-    if not data_file.is_file():
-        raise SpecError([graph.source.problem(("train", field), f"{data_file}: no such file "
-                                              f"(train.{field} is relative to the spec's "
-                                              "folder)")])
+    try:
+        _, data_file = confine(value, graph.base_dir, graph.import_roots)
+    except Refused as exc:
+        raise SpecError([graph.source.problem(("train", field),
+                                              f"train {field.replace('_', ' ')}: {exc}")]) \
+            from None
     return data_file
 
 
@@ -208,7 +210,7 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     """The checkpoint to resume from, checked against the graph and this run's settings."""
     if args.resume is None:
         return None
-    checkpoint = load_checkpoint(args.resume)
+    checkpoint = load_checkpoint(args.resume, graph.max_bytes)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
     except (ValueError, TypeError, KeyError) as exc:
