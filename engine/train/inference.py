@@ -34,7 +34,7 @@ def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: 
                                      f"{'it' if len(unmapped) == 1 else 'them'}"))
         arrays = read_inputs(graph, config, file, names)
     elif file.suffix.lower() == ".npz":
-        stored = load_npz(file)
+        stored = load_npz(file, max_bytes=graph.max_bytes)
         unmapped = [name for name in names if name not in stored]
         if unmapped:
             raise DataError(_missing(verb, needed, unmapped, f"{file} has no array of that "
