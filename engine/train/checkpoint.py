@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError
+from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_npz
@@ -74,10 +75,16 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by ``engine train --save``; every section is checked, so a
-    damaged or hand-made file is a DataError that says which entry is wrong."""
-    arrays = load_npz(path)
+def best_path(path: Path) -> Path:
+    """Where early stopping keeps the best epoch beside the last: ``p.npz`` -> ``p.best.npz``."""
+    return path.with_name(path.stem + ".best" + path.suffix)
+
+
+def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
+    """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays.
+    Every section is checked, so a damaged or hand-made file is a DataError that says which
+    entry is wrong."""
+    arrays = load_npz(path, max_bytes=max_bytes)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
@@ -193,7 +200,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
-    arrays = load_npz(path)
+    arrays = load_npz(path, max_bytes=graph.max_bytes)
     params = _prefixed(arrays, "params/") or arrays
     fitted = fit_parameters(path, params, graph)
     scaling = _scaling(path, arrays)
