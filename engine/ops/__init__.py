@@ -3,9 +3,19 @@
 ``REGISTRY`` maps the name a spec writes after ``op:`` to its ``OpDef``.
 """
 
-from engine.ops import arithmetic, elementwise, linalg, reductions, shaping, softmax
+from engine.ops import (
+    arithmetic,
+    broadcasting,
+    casting,
+    compare,
+    elementwise,
+    linalg,
+    reductions,
+    shaping,
+    softmax,
+)
 from engine.ops.base import REGISTRY, OpAttrs, OpDef
 from engine.ops.samples import Sample
 
-__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "linalg",
-           "reductions", "shaping", "softmax"]
+__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "broadcasting", "casting",
+           "compare", "elementwise", "linalg", "reductions", "shaping", "softmax"]
