@@ -314,23 +314,27 @@ class _GradBuilder:
 
     def _text(self, spec: dict[str, Any], gradients: dict[str, str]) -> str:
         graph = self.graph
-        made_from = f"{graph.file} (graph {graph.spec.name!r})"
-        header = [
-            f"# Written by engine grad{': ' + self.command if self.command else ''}",
-            f"# from {made_from}.",
-            f"# Its outputs are the original outputs, then the gradients of {self.target!r}: "
+        return spec_text(spec, [
+            f"Written by engine grad{': ' + self.command if self.command else ''}",
+            f"from {graph.file} (graph {graph.spec.name!r}).",
+            f"Its outputs are the original outputs, then the gradients of {self.target!r}: "
             + ", ".join(f"{out} = d {self.target} / d {t}" for t, out in gradients.items()) + ".",
-            "# Functions are inlined, and the seed, the sums at fan-out and the reductions of "
+            "Functions are inlined, and the seed, the sums at fan-out and the reductions of "
             "broadcast gradients are nodes.",
-        ]
-        body = []
-        for key, value in spec.items():
-            if isinstance(value, dict):
-                body.append(f"{key}:")
-                body += [f"  {name}: {_flow(entry)}" for name, entry in value.items()]
-            else:
-                body.append(f"{key}: {_flow(value)}")
-        return "\n".join([*header, "", *body]) + "\n"
+        ])
+
+
+def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:
+    """A spec as YAML, one line per tensor and node (as the example specs are written),
+    under a header comment."""
+    body = []
+    for key, value in spec.items():
+        if isinstance(value, dict) and value:
+            body.append(f"{key}:")
+            body += [f"  {name}: {_flow(entry)}" for name, entry in value.items()]
+        else:
+            body.append(f"{key}: {_flow(value)}")
+    return "\n".join([*(f"# {line}" for line in header), "", *body]) + "\n"
 
 
 class _Names:
