@@ -62,6 +62,12 @@ def grad(graph: Graph, wrt: Sequence[str] | None = None, *, of: str | None = Non
     return result
 
 
+def reached(graph: Graph, of: str | None = None) -> set[str]:
+    """The values from which a differentiable path leads to the loss (or to node ``of``):
+    those whose gradient ``grad`` can give; any other's is zero."""
+    return _GradBuilder(graph, of, None, "").reached
+
+
 def grad_spec(graph: Graph, wrt: Sequence[str] | None = None, *, of: str | None = None,
               out_dir: Path | None = None, command: str = "") -> GradSpec:
     """The spec of ``grad(graph, wrt, of=of)``.  ``out_dir`` is where it will be written
