@@ -153,7 +153,14 @@ class SymbolicArray:
     def __neg__(self): return self.tracer.emit("Neg", [self])
 
     __hash__ = object.__hash__
-    __array_ufunc__ = None  # NumPy scalars defer to the operators above
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy scalars (``np.float64(2) * x``) and NumPy's own ufuncs on symbolic arrays:
+        those with a graph op are traced, any other is a TraceError naming it."""
+        op = _UFUNCS.get(ufunc.__name__)
+        if method != "__call__" or kwargs or op is None:
+            raise TraceError(f"the NumPy function {ufunc.__name__} was called on a symbolic "
+                             "array: the rule is not written with the array namespace xp")
+        return self.tracer.emit(op, [self.tracer.operand(x) for x in inputs])
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise TraceError("a NumPy function was called on a symbolic array: the rule is not "
@@ -174,6 +181,12 @@ class SymbolicArray:
         rank = self.ndim + len(before) + len(after)
         axes = [*range(len(before)), *range(rank - len(after), rank)]
         return self.tracer.emit("Unsqueeze", [self], {"axes": axes})
+
+
+#: NumPy ufuncs that a graph op computes, for ``SymbolicArray.__array_ufunc__``.
+_UFUNCS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
+           "true_divide": "Div", "power": "Pow", "negative": "Neg", "greater": "Greater",
+           "less": "Less", "equal": "Equal", "exp": "Exp", "log": "Log", "tanh": "Tanh"}
 
 
 @dataclass(eq=False)
@@ -210,7 +223,7 @@ class Tracer:
             return value
         if isinstance(value, bool):
             raise TraceError("a bool Python scalar in a vjp rule cannot be traced")
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float, np.number)):
             return self.constant(float(value))
         if isinstance(value, (SymbolicCount, SymbolicDim)):
             return self.count(value if isinstance(value, SymbolicCount)
