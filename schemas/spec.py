@@ -37,6 +37,8 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 _WORD = r"[A-Za-z_][A-Za-z0-9_]*"
 #: What a node reads: a name, or ``call.out_name`` for one output of a function call.
 Ref = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
+#: What a node's input may also be in a function body: ``$attr``, the number an attribute holds.
+InputRef = Annotated[str, StringConstraints(pattern=rf"^(\${_WORD}|{_WORD}(\.{_WORD})?)$")]
 #: What outputs and loss name: also values inside calls, such as ``probs/raised``.
 ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_WORD})?$")]
 #: A function: ``softmax``, or ``nn.softmax`` for one imported as ``nn``.
@@ -46,9 +48,10 @@ Dim = Annotated[int, Field(ge=0)] | Name
 
 
 class StrictModel(BaseModel):
-    """Refuses unknown keys: a typo in a spec must be an error, not silently ignored."""
+    """Refuses unknown keys and converts nothing: a typo in a spec must be an error, not
+    silently ignored, and ``true`` is not the number 1 (``shape: [true, 2]``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def rectangular(value: Any) -> Any:
@@ -198,9 +201,10 @@ class Constant(StrictModel):
 class NodeFields(StrictModel):
     """What every node has besides its op's attributes."""
 
-    inputs: list[Ref | StrictInt | StrictFloat] = Field(
+    inputs: list[InputRef | StrictInt | StrictFloat] = Field(
         description="Names of the values this node reads (the graph's edges); a number is an "
-                    "inline constant; call.out_name is one output of a function call.")
+                    "inline constant; call.out_name is one output of a function call; in a "
+                    "function body, $attr is the number the attribute attr holds.")
     description: str = Field(default="", description="Free text, for people.")
 
 

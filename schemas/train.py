@@ -20,7 +20,9 @@ Column = Annotated[str, Field(min_length=1)] | Annotated[StrictInt, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are refused and nothing is converted (``epochs: true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class OptimizerConfig(_Strict):
@@ -38,7 +40,8 @@ class OptimizerConfig(_Strict):
                                                               "gradients.")
     beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam: decay of the mean of "
                                                                 "squared gradients.")
-    eps: float = Field(default=1e-8, gt=0, description="Adam: added to the denominator.")
+    eps: float = Field(default=1e-8, gt=0, allow_inf_nan=False,
+                       description="Adam: added to the denominator.")
 
     @model_validator(mode="before")
     @classmethod
@@ -114,7 +117,7 @@ class TrainConfig(_Strict):
         default_factory=dict, description="Graph input -> the data that feeds it.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,
                                        description="sgd, momentum or adam.")
-    lr: float = Field(default=0.01, gt=0, description="Learning rate.")
+    lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="Learning rate.")
     batch_size: int = Field(default=32, gt=0, description="Rows per mini-batch; the last "
                                                            "batch of an epoch may be smaller.")
     epochs: int = Field(default=10, ge=0, description="Total number of passes over the "

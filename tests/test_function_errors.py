@@ -346,6 +346,39 @@ CASES = {
           b: {op: Add, inputs: [a, x]}
         """, 8, 7, "functions.f.nodes.e",
         r"cycle: a -> b -> a; a graph must be acyclic \(in 'f' called by node 'a'"),
+    "an attribute used as an input that the function does not declare": (
+        """\
+        functions:
+          shift:
+            inputs: [v]
+            attrs: {eps: 0.1}
+            nodes:
+              s: {op: Add, inputs: [v, $epz]}
+            outputs: [s]
+        nodes:
+          t: {op: shift, inputs: [x]}
+        """, 9, 32, "functions.shift.nodes.s.inputs[1]",
+        r"\$epz names no attribute of function 'shift' \(did you mean 'eps'\?\)"),
+    "an attribute used as an input outside a function": (
+        """\
+        nodes:
+          t: {op: Add, inputs: [x, $eps]}
+        """, 5, 28, "nodes.t.inputs[1]",
+        r"input '\$eps' refers to a function attribute, but this node is not in a function"),
+    "an attribute used as an input is not a number": (
+        """\
+        functions:
+          shift:
+            inputs: [v]
+            attrs: {eps: 0.1}
+            nodes:
+              s: {op: Add, inputs: [v, $eps]}
+            outputs: [s]
+        nodes:
+          t: {op: shift, inputs: [x], eps: [1, 2]}
+        """, 9, 32, "functions.shift.nodes.s.inputs[1]",
+        r"input '\$eps' is \[1, 2\], but an input given by an attribute must be a number "
+        r"\(in 'shift' called by node 't'"),
 }
 
 

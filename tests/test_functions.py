@@ -381,3 +381,26 @@ def test_training_the_example_with_functions_equals_training_the_plain_one() -> 
     functions, plain = histories
     for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
         np.testing.assert_allclose(functions[key], plain[key], rtol=1e-10, err_msg=key)
+
+
+def test_an_attribute_stands_for_a_number_among_the_inputs(build) -> None:
+    graph = build("""
+        name: t
+        functions:
+          affine:
+            inputs: [v]
+            attrs: {scale: 2.0, shift: 1}
+            nodes:
+              scaled: {op: Mul, inputs: [v, $scale]}
+              moved:  {op: Add, inputs: [scaled, $shift]}
+            outputs: [moved]
+        inputs:
+          x: {shape: [3], init: {value: [1.0, 2.0, 3.0]}}
+        nodes:
+          default: {op: affine, inputs: [x]}
+          given:   {op: affine, inputs: [x], scale: -1, shift: 0.5}
+        outputs: [default, given]
+    """)
+    out = engine.Executor(graph).forward()
+    np.testing.assert_array_equal(out["default"], [3.0, 5.0, 7.0])
+    np.testing.assert_array_equal(out["given"], [-0.5, -1.5, -2.5])

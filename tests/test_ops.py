@@ -185,6 +185,15 @@ def _op_spec(op: OpDef, sample: Sample, upstream: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Ops whose vjp cannot be written as graph nodes yet, and why: engine grad refuses them with a
+#: located message (checked below), and so does a second derivative through them.
+NO_GRAPH_DERIVATIVE = {
+    "Gather": "its vjp computes with int64 indices (negative ones shifted), and Add and Reshape "
+              "take floats only",
+    "Dropout": "in training its vjp reuses the forward's random mask, which no node holds",
+}
+
+
 @pytest.mark.parametrize(("op", "sample"), CASES)
 def test_second_derivative_matches_differences_of_the_first(op: OpDef, sample: Sample) -> None:
     """d/da_j and d/du of phi = sum_i <v_i, vjp_i(a, u)>, from the gradient graph differentiated
@@ -202,9 +211,17 @@ def test_second_derivative_matches_differences_of_the_first(op: OpDef, sample: S
                        if out.dtype.kind == "f"), op.name
         assert op.convention, f"{op.name} must say why it passes no gradient"
         return
+    if out.size == 0:
+        return  # nothing to differentiate
     rng = np.random.default_rng(3)
     upstream = rng.normal(size=out.shape)
     graph = engine.loads(_op_spec(op, sample, upstream), file="second.yaml")
+    if op.name in NO_GRAPH_DERIVATIVE and not (op.name == "Dropout" and
+                                               not sample.attrs.get("training")):
+        with pytest.raises(engine.EngineError, match=rf"node 'out' \({op.name}, second.yaml:\d+:"
+                                                     r"\d+\): its derivative cannot be written"):
+            grad(graph, [f"a{i}" for i, need in enumerate(needs) if need])
+        return
     wrt = [f"a{i}" for i, need in enumerate(needs) if need]
     made = hvp_spec(graph, wrt)
     dot = engine.loads(made.text, file="second_hvp.yaml")

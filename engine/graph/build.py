@@ -155,8 +155,9 @@ class _Builder:
             refs = [ref if isinstance(ref, str) else self._inline_constant(node, index, ref)
                     for index, ref in enumerate(node.inputs)]
             fewest, most = op.arity
-            if not fewest <= len(refs) <= most:
-                expected = str(most) if fewest == most else f"{fewest} to {most}"
+            if len(refs) < fewest or (most is not None and len(refs) > most):
+                expected = (f"{fewest} or more" if most is None else
+                            str(most) if fewest == most else f"{fewest} to {most}")
                 self.problems.append(node.loc.at("inputs").problem(
                     f"node {name!r} ({op.name}): takes {expected} inputs "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))

@@ -51,7 +51,7 @@ def derivative_chains(graph: Graph, wrt: str, of: str | None = None,
     count = counts.get(wrt, 0)
     blocked = tuple(
         f"{node.name} ({node.op.name}) takes no derivative in its input "
-        f"{node.op.input_names[i]!r}"
+        f"{node.op.input_name(i)!r}"
         for node in graph.nodes.values() for i, ref in enumerate(node.inputs)
         if ref == wrt and not node.op.is_differentiable(i))
     paths = tuple(_paths(graph, wrt, of, counts)) if 0 < count <= limit else None
@@ -97,7 +97,7 @@ def _paths(graph: Graph, wrt: str, of: str,
             continue
         for node_name, index in reversed(uses.get(value, [])):
             node = graph.nodes[node_name]
-            factor = Factor(node_name, value, index, node.op.name, node.op.input_names[index],
+            factor = Factor(node_name, value, index, node.op.name, node.op.input_name(index),
                             node.inputs.count(value) > 1)
             stack.append((node_name, (factor, *factors)))
 

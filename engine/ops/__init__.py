@@ -9,13 +9,19 @@ from engine.ops import (
     casting,
     compare,
     elementwise,
+    indexing,
     linalg,
+    normalization,
+    piecewise,
     reductions,
     shaping,
     softmax,
+    special,
+    stochastic,
 )
 from engine.ops.base import REGISTRY, OpAttrs, OpDef
 from engine.ops.samples import Sample
 
 __all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "broadcasting", "casting",
-           "compare", "elementwise", "linalg", "reductions", "shaping", "softmax"]
+           "compare", "elementwise", "indexing", "linalg", "normalization", "piecewise",
+           "reductions", "shaping", "softmax", "special", "stochastic"]

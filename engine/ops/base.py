@@ -53,6 +53,13 @@ class OpDef:
     to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
     no work is spent on data that does not require grad.
 
+    ``variadic`` ops (Concat) take any number, at least ``min_inputs``, of inputs named
+    after their last input name: ``inputs[0]``, ``inputs[1]``...
+
+    ``stochastic`` ops (Dropout) also take the keywords ``mode`` (the executor's
+    ``RunMode``: training or not, seed, step) and ``key`` (the node's own random
+    stream) in forward and vjp; called without them they evaluate.
+
     ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
@@ -74,12 +81,21 @@ class OpDef:
     convention: str = ""
     vjp_uses_inputs: bool = True
     vjp_uses_output: bool = True
+    variadic: bool = False
+    stochastic: bool = False
 
     @property
-    def arity(self) -> tuple[int, int]:
-        """(fewest, most) inputs the op accepts."""
+    def arity(self) -> tuple[int, int | None]:
+        """(fewest, most) inputs the op accepts; most is None for a variadic op."""
         most = len(self.input_names)
-        return (most if self.min_inputs is None else self.min_inputs, most)
+        return (most if self.min_inputs is None else self.min_inputs,
+                None if self.variadic else most)
+
+    def input_name(self, index: int) -> str:
+        """The name of input ``index``, for messages (``inputs[2]`` of a variadic op)."""
+        if self.variadic and index >= len(self.input_names) - 1:
+            return f"{self.input_names[-1]}[{index - len(self.input_names) + 1}]"
+        return self.input_names[index]
 
     def is_differentiable(self, index: int) -> bool:
         return self.differentiable is None or self.differentiable[index]

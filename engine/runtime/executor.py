@@ -31,10 +31,11 @@ from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.ops.base import SMALL_ARRAY
+from engine.ops.stochastic import RunMode
 from engine.runtime.feeds import bind_feeds, initial_value
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import sum_to
-from engine.runtime.plan import Plan, Step, compile_plan
+from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
 
 Array = Any
 
@@ -52,16 +53,19 @@ class Executor:
     """
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
-                 check_finite: bool = False, trace: bool = False, optimize: bool = True):
+                 check_finite: bool = False, trace: bool = False, optimize: bool = True,
+                 training: bool = False):
         self.graph = graph
         self.trace: Trace | None = Trace(graph) if trace else None
+        self.seed = graph.spec.seed if seed is None else seed
+        #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
+        self.mode = RunMode(training=training, seed=self.seed)
         with collector_paused():
-            self.plan: Plan = instrument(compile_plan(graph), graph, trace=self.trace,
-                                         check_finite=check_finite)
+            self.plan: Plan = instrument(bind_mode(compile_plan(graph), self.mode), graph,
+                                         trace=self.trace, check_finite=check_finite)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
         self.xp = np if xp is None else xp
         self.optimize = optimize
-        self.seed = graph.spec.seed if seed is None else seed
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
@@ -112,6 +116,24 @@ class Executor:
         self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
         self._ones: dict[tuple[Any, Any], np.ndarray] = {}
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
+
+    @property
+    def training(self) -> bool:
+        """Whether passes train (Dropout drops) or evaluate (the default); may be reassigned."""
+        return self.mode.training
+
+    @training.setter
+    def training(self, training: bool) -> None:
+        self.mode.training = training
+
+    @property
+    def step(self) -> int:
+        """The training step, which seeds random ops with the seed; the trainer advances it."""
+        return self.mode.step
+
+    @step.setter
+    def step(self, step: int) -> None:
+        self.mode.step = step
 
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:

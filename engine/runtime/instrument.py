@@ -248,7 +248,7 @@ class _Checker:
         diagnosis = self._diagnosis(bad, before, self.graph.values[target].dtype, wider)
         return NonFiniteError(
             f"{self._head()}: in backward, the gradient d({target}) it sends to its input "
-            f"{self.step.op.input_names[index]!r} is not finite ({bad.nan} NaN, {bad.inf} inf "
+            f"{self.step.op.input_name(index)!r} is not finite ({bad.nan} NaN, {bad.inf} inf "
             f"of {bad.size} elements): {diagnosis}{listing}\n  upstream d({self.step.name})  "
             f"{stats(xp, g)}",
             node=self.step.name, phase="backward")

@@ -13,10 +13,13 @@ freed, and which input gradients may need summing back over broadcast axes
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 from engine.graph.model import Graph
 from engine.ops import OpAttrs, OpDef
+from engine.ops.stochastic import RunMode, node_key
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,15 @@ def compile_plan(graph: Graph) -> Plan:
                                                                          strict=True))
     return Plan(slots, names, steps, tuple(graph.grad_tensors()),
                 frozenset(slot for slot in kept if slot >= len(sources)), len(sources))
+
+
+def bind_mode(plan: Plan, mode: RunMode) -> Plan:
+    """The plan with each stochastic op's forward and vjp bound to ``mode`` and its node's key,
+    so the executor's loops call every op alike and random ops still see the run's mode."""
+    steps = tuple(
+        dataclasses.replace(step, op=dataclasses.replace(
+            step.op, forward=partial(step.op.forward, mode=mode, key=node_key(step.name)),
+            vjp=partial(step.op.vjp, mode=mode, key=node_key(step.name))))
+        if step.op.stochastic else step
+        for step in plan.steps)
+    return dataclasses.replace(plan, steps=steps)

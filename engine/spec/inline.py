@@ -168,7 +168,10 @@ class _Expander:
                             f"(attrs: {', '.join(function.attrs) or 'none'})"))
         for name, node in body.nodes.items():
             for index, ref in enumerate(node.inputs):  # type: ignore[attr-defined]
-                if isinstance(ref, str):
+                match = _ATTR_REF.match(ref) if isinstance(ref, str) else None
+                if match:
+                    self.check_attr_input(body, function, name, index, match[1])
+                elif isinstance(ref, str):
                     try:
                         _resolve(body, ref)
                     except _BadRef as exc:
@@ -176,6 +179,20 @@ class _Expander:
                             f"node {name!r} ({node.op}){_of(body)}: input {ref!r} {exc}"))  # type: ignore[attr-defined]
         if function is not None:
             self.check_signature(body, function)
+
+    def check_attr_input(self, body: _Body, function: Function | None, name: str, index: int,
+                         attr: str) -> None:
+        """``$attr`` as an input: only in a function body, and only naming its attributes."""
+        where = body.at("nodes", name, "inputs", index)
+        if function is None:
+            self.problems.append(where.problem(
+                f"node {name!r}: input '${attr}' refers to a function attribute, but this node "
+                "is not in a function; write the number itself, or declare a constant"))
+        elif attr not in function.attrs:
+            self.problems.append(where.problem(
+                f"${attr} names no attribute of function {body.function!r}"
+                f"{did_you_mean(attr, function.attrs)}; declare it under attrs "
+                f"(attrs: {', '.join(function.attrs) or 'none'})"))
 
     def check_signature(self, body: _Body, function: Function) -> None:
         name = str(body.function)
@@ -296,7 +313,8 @@ class _Expander:
             name, node = entry
             body = inst.body
             loc = Location(body.module.source, body.path("nodes", name), inst.calls)
-            inputs = tuple(_global(inst, ref) for ref in node.inputs)  # type: ignore[attr-defined]
+            inputs = tuple(self.bind_input(inst, ref, loc, index)
+                           for index, ref in enumerate(node.inputs))  # type: ignore[attr-defined]
             top = inst.top or name
             callee = body.callees.get(name)
             if callee is not None:
@@ -314,6 +332,21 @@ class _Expander:
                     "build the graph"))
                 break
         return flat, done
+
+    def bind_input(self, inst: _Instance, ref: str | int | float, loc: Location,
+                   index: int) -> str | int | float:
+        """The global value name (or number) an input refers to; ``$attr`` takes the value of
+        the instance's attribute, which must be a number."""
+        match = _ATTR_REF.match(ref) if isinstance(ref, str) else None
+        if match is None:
+            return _global(inst, ref)
+        value = inst.attrs[match[1]]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problems.append(loc.at("inputs", index).problem(
+                f"input '${match[1]}' is {value!r}, but an input given by an attribute must "
+                "be a number"))
+            return 0.0
+        return value
 
     def call(self, inst: _Instance, name: str, node: BaseModel, callee: _Callee,
              inputs: tuple[str | int | float, ...], loc: Location, top: str) -> _Instance:
@@ -333,7 +366,10 @@ class _Expander:
         """The node's registry model; in a function body, validated with its attributes."""
         if not isinstance(node, CallNode):
             return node  # the spec's own node, validated with the spec
-        data, _ = _substitute(node.model_dump(exclude_unset=True), inst.attrs)
+        data = node.model_dump(exclude_unset=True)
+        inputs = data.pop("inputs")  # bound by bind_input, which checks $attr there
+        data, _ = _substitute(data, inst.attrs)
+        data["inputs"] = inputs
         try:
             return NODE_MODELS[node.op].model_validate(data)
         except ValidationError as exc:

@@ -86,13 +86,36 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: unreadable checkpoint metadata ({exc})") from None
     return Checkpoint(_prefixed(arrays, "params/"), optimizer, _prefixed(arrays, "optimizer/"),
-                      rng_state, epoch, seed, history, _scaling(arrays))
+                      rng_state, epoch, seed, history, _scaling(path, arrays))
 
 
-def _scaling(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _scaling(path: Path, arrays: dict[str, np.ndarray]
+             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per standardised input, (mean, std): real and finite, and std > 0, since inputs are
+    divided by it (training never writes a 0: a constant column keeps std 1)."""
     scale = _prefixed(arrays, "scale/")
     names = {key.rsplit("/", 1)[0] for key in scale}
+    for key, array in sorted(scale.items()):
+        std = key.endswith("/std")
+        bad = _first_bad(array, std)
+        if bad:
+            want = "positive finite numbers" if std else "finite real numbers"
+            raise DataError(f"{path}: scale/{key} holds {bad}; a checkpoint's standardisation "
+                            f"{key.rsplit('/', 1)[1]} must be {want} (--params takes a file "
+                            "that engine train --save wrote)")
     return {name: (scale[f"{name}/mean"], scale[f"{name}/std"]) for name in sorted(names)}
+
+
+def _first_bad(array: np.ndarray, positive: bool) -> str:
+    """What makes a scale array unusable (its dtype, or its first bad number), or ''."""
+    if array.dtype.kind not in "fiu":
+        return f"{array.dtype}, not real numbers"
+    flat = array.reshape(-1)
+    bad = ~np.isfinite(flat) | (flat <= 0) if positive else ~np.isfinite(flat)
+    if not bad.any():
+        return ""
+    index = int(np.argmax(bad))
+    return f"{float(flat[index])} at index {index}"
 
 
 def load_trained(path: Path, graph: Graph) -> Trained:
@@ -103,7 +126,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     """
     arrays = load_npz(path)
     params = _prefixed(arrays, "params/") or arrays
-    return Trained(fit_parameters(path, params, graph), _scaling(arrays))
+    return Trained(fit_parameters(path, params, graph), _scaling(path, arrays))
 
 
 def fit_parameters(path: Path, params: dict[str, np.ndarray],

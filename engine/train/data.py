@@ -173,6 +173,12 @@ class _Mapping:
                                    f"{', '.join(source.arrays)}")
                 return np.zeros(0)
             data = source.arrays[key]
+            if data.dtype.kind not in "biuf":
+                kind = "complex numbers, whose imaginary part would be lost" \
+                    if data.dtype.kind == "c" else "no numbers"
+                self.problem(path, f"array {key!r} of {source.path} holds {data.dtype}: "
+                                   f"{kind}; feed an array of real numbers")
+                return np.zeros(0)
             if entry.label is not None:
                 return self._labels(name, value, data.astype(np.float64) if data.ndim == 1
                                     else None, lambda row: f"{source.path}: array {key!r}, row "
@@ -226,9 +232,6 @@ class _Mapping:
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, but "
                                f"array {key!r} of {file} has shape {format_shape(data.shape)}")
             return np.zeros(0)
-        if not np.issubdtype(data.dtype, np.number):
-            self.problem(path, f"array {key!r} of {file} holds {data.dtype}, not numbers")
-            return np.zeros(0)
         bad = ~np.isfinite(data)
         if bad.any():
             where = tuple(int(i[0]) for i in np.nonzero(bad))
@@ -238,9 +241,14 @@ class _Mapping:
 
     def _as_float(self, name: str, value: Value, data: np.ndarray,
                   path: tuple[str | int, ...]) -> np.ndarray:
+        if value.dtype in ("int64", "int32"):  # token or index inputs (Gather's indices)
+            if not np.array_equal(data, np.round(data)):
+                self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
+                                   "holds non-integer values")
+            return data.astype(value.dtype)
         if value.dtype not in ("float64", "float32", "float16"):
             self.problem(path, f"input {name!r} has dtype {value.dtype}; features feed "
-                               "floating-point inputs (a label feeds integers)")
+                               "floating-point or integer inputs (a label feeds integers)")
             return data
         return data.astype(value.dtype)
 

@@ -18,6 +18,7 @@ size-1 axes differ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -105,6 +106,7 @@ class SymbolicArray:
     label: str = ""
     node: EmittedNode | None = None
     literal: Number | None = None  # an inline number written into its users' inputs
+    empty: bool = False  # zeros without elements (``xp.zeros`` with a 0 size): no node
 
     # -- what rules read -------------------------------------------------------------------
 
@@ -170,17 +172,39 @@ class SymbolicArray:
         raise TraceError("a vjp rule branched on an array's values, which a graph cannot do")
 
     def __getitem__(self, key: Any) -> SymbolicArray:
-        """Only ``x[..., None]`` and the like: new axes, no selection."""
+        """New axes (``x[..., None]``) become Unsqueeze, basic slices (``g[:, 2:5]``) Slice;
+        indexing by arrays or integers cannot be traced."""
         key = key if isinstance(key, tuple) else (key,)
-        if key.count(Ellipsis) > 1 or any(k is not None and k is not Ellipsis for k in key):
-            raise TraceError(f"indexing with {key!r}: only new axes (None) can be traced")
+        if key.count(Ellipsis) > 1 or any(
+                k is not None and k is not Ellipsis and not isinstance(k, slice) for k in key):
+            raise TraceError(f"indexing with {key!r}: only slices and new axes can be traced")
         if Ellipsis not in key:
             key = (*key, Ellipsis)
         split = key.index(Ellipsis)
         before, after = key[:split], key[split + 1:]
-        rank = self.ndim + len(before) + len(after)
-        axes = [*range(len(before)), *range(rank - len(after), rank)]
-        return self.tracer.emit("Unsqueeze", [self], {"axes": axes})
+        if any(isinstance(k, slice) for k in key) and None in key:
+            raise TraceError(f"indexing with {key!r}: slices and new axes at once")
+        if None in key:
+            rank = self.ndim + len(before) + len(after)
+            axes = [*range(len(before)), *range(rank - len(after), rank)]
+            return self.tracer.emit("Unsqueeze", [self], {"axes": axes})
+        positions = [*enumerate(before), *((self.ndim - len(after) + i, k)
+                                           for i, k in enumerate(after))]
+        cuts = [(axis, k) for axis, k in positions if k != slice(None)]
+        if not cuts:
+            return self
+        starts, ends, steps = [], [], []
+        for _axis, cut in cuts:
+            step = 1 if cut.step is None else cut.step
+            starts.append(cut.start if cut.start is not None else (0 if step > 0 else -1))
+            ends.append(cut.stop if cut.stop is not None else (_END if step > 0 else -_END))
+            steps.append(step)
+        return self.tracer.emit("Slice", [self], {"starts": starts, "ends": ends,
+                                                  "axes": [a for a, _ in cuts], "steps": steps})
+
+
+#: An end beyond any axis (ONNX writes INT_MAX): slices clamp it to the axis' length.
+_END = 2**62
 
 
 #: NumPy ufuncs that a graph op computes, for ``SymbolicArray.__array_ufunc__``.
@@ -255,6 +279,8 @@ class Tracer:
 
     def emit(self, op_name: str, inputs: Sequence[SymbolicArray], attrs: dict | None = None
              ) -> SymbolicArray:
+        if any(v.empty for v in inputs):
+            raise TraceError(f"{op_name} of an array without elements")
         op = REGISTRY[op_name]
         attrs = attrs or {}
         model = op.attrs(**attrs)
@@ -357,6 +383,9 @@ class Namespace:
 
     def reshape(self, x, shape) -> SymbolicArray:
         source, target = tuple(x.shape_), tuple(shape)
+        if -1 in target and all(isinstance(d, int) for d in source):
+            known = math.prod(d for d in target if d != -1)
+            target = tuple(math.prod(source) // known if d == -1 else d for d in target)
         if source == target:
             return x
         if [d for d in source if d != 1] == [d for d in target if d != 1]:
@@ -374,12 +403,69 @@ class Namespace:
                              "value of the rule has that shape to take it from")
         return self._emit("ReshapeLike", [x, like])
 
+    def sign(self, x) -> SymbolicArray:
+        """-1, 0 or 1: the difference of two comparisons, in x's dtype."""
+        tracer, dtype = self._tracer, x.dtype
+        positive = self.astype(self._emit("Greater", [x, 0.0]), dtype)
+        negative = self.astype(self._emit("Less", [x, 0.0]), dtype)
+        return tracer.emit("Sub", [positive, negative])
+
+    def abs(self, x): return self._emit("Abs", [x])
+    def sqrt(self, x): return self._emit("Sqrt", [x])
+    def maximum(self, a, b): return self._emit("Maximum", [a, b])
+    def minimum(self, a, b): return self._emit("Minimum", [a, b])
+
+    def concat(self, arrays, axis=0) -> SymbolicArray:
+        arrays = [a for a in arrays if not getattr(a, "empty", False)]
+        if len(arrays) == 1:
+            return arrays[0]
+        return self._emit("Concat", arrays, {"axis": axis})
+
+    def flip(self, x, axis=None) -> SymbolicArray:
+        axes = range(x.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
+        key = [slice(None)] * x.ndim
+        for a in axes:
+            key[a] = slice(None, None, -1)
+        return x[tuple(key)]
+
+    def expand_dims(self, x, axis=0) -> SymbolicArray:
+        return self._emit("Unsqueeze", [x], {"axes": [axis]})
+
+    def tensordot(self, a, b, axes) -> SymbolicArray:
+        """``axes=([i], [0])`` with a matrix ``b``: a's axis i moved last, times b."""
+        (left,), (right,) = axes
+        if right != 0 or b.ndim != 2:
+            raise TraceError(f"tensordot with axes {axes} and b of rank {b.ndim}")
+        left %= a.ndim
+        order = [*(i for i in range(a.ndim) if i != left), left]
+        moved = self.permute_dims(a, order) if order != list(range(a.ndim)) else a
+        if a.ndim == 1:
+            row = self._emit("Unsqueeze", [moved], {"axes": [0]})
+            return self._emit("Squeeze", [self._emit("MatMul", [row, b])], {"axes": [0]})
+        return self._emit("MatMul", [moved, b])
+
     # creation
     def zeros_like(self, x) -> SymbolicArray:
         return self._emit("BroadcastTo", [self._tracer.constant(0.0), x])
 
     def ones_like(self, x) -> SymbolicArray:
         return self._emit("BroadcastTo", [self._tracer.constant(1.0), x])
+
+    def full_like(self, x, value) -> SymbolicArray:
+        return self._emit("BroadcastTo", [self._tracer.constant(float(value)), x])
+
+    def zeros(self, shape, dtype=None) -> SymbolicArray:
+        """Zeros of a shape some value of the rule has, or else a constant (known sizes)."""
+        like = self._tracer.like(shape)
+        if like is not None and (dtype is None or str(dtype) == like.dtype):
+            return self.zeros_like(like)
+        if not all(isinstance(d, int) for d in shape):
+            raise TraceError(f"zeros of shape {format_shape(shape)}: no value of the rule has "
+                             "that shape to take it from")
+        if 0 in shape:  # no elements: only concat may use it, and leaves it out
+            return SymbolicArray(self._tracer, tuple(shape), str(dtype or "float64"), empty=True)
+        return self._tracer.array_constant(np.zeros(tuple(shape)).tolist(),
+                                           str(dtype or "float64"))
 
     def arange(self, stop, dtype=None):
         return self._tracer.array_constant(list(range(int(stop))), str(dtype or "int64"))

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine.cli.commands.common import add_import_path_option
+from engine.cli.commands.common import add_load_options
 from engine.cli.diagnostics import SnippetMode, count, report
 from engine.errors import Problem, SpecError
-from engine.graph.budget import DEFAULT_MAX_BYTES, human_bytes, parse_bytes, sizes
+from engine.graph.budget import human_bytes, sizes
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.spec.loader import load
@@ -33,22 +33,11 @@ def add_parser(subparsers: Any) -> None:
         epilog="examples:\n  python -m engine check graphs/*.yaml\n"
                "  python -m engine check graphs/mlp.yaml --strict --json")
     parser.add_argument("specs", type=Path, nargs="+", metavar="SPEC", help="YAML graph specs")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document with every spec's errors, warnings and "
                              "values (nothing on stderr)")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
-    parser.add_argument("--max-bytes", type=_bytes_argument, default=DEFAULT_MAX_BYTES,
-                        metavar="SIZE",
-                        help="refuse specs whose values take more than SIZE at their declared "
-                             "shapes (default 4GiB; accepts 512MB, 2GiB, 1e9, ...)")
-
-
-def _bytes_argument(text: str) -> int:
-    try:
-        return parse_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass

@@ -17,14 +17,16 @@ from typing import Any
 
 from engine.cli.diagnostics import report
 from engine.errors import UsageError
+from engine.graph.budget import DEFAULT_MAX_BYTES, parse_bytes
 from engine.graph.model import Graph
 from engine.spec.loader import load
 
 
 def load_spec(args: argparse.Namespace, *, strict: bool = False) -> Graph:
-    """Load ``args.spec`` with the command's ``--import-path`` folders; print its warnings on
-    stderr (``strict`` makes them errors instead)."""
-    graph = load(args.spec, import_paths=args.import_path, strict=strict)
+    """Load ``args.spec`` with the command's ``--import-path`` folders and ``--max-bytes``
+    budget; print its warnings on stderr (``strict`` makes them errors instead)."""
+    graph = load(args.spec, import_paths=args.import_path, strict=strict,
+                 max_bytes=args.max_bytes)
     report(graph.warnings, "warning", sys.stderr, args.snippets)
     return graph
 
@@ -52,12 +54,25 @@ def finite(value: Any) -> Any:
     return value
 
 
-def add_import_path_option(parser: argparse.ArgumentParser) -> None:
-    """``--import-path DIR``, the same for every verb that loads a spec."""
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """``--import-path DIR`` and ``--max-bytes SIZE``, the same for every verb that loads a
+    spec: where imports may read, and how much memory what the spec names may take."""
     parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
                         type=_import_dir,
                         help="a folder that imports may also read from (besides the spec's "
                              "own folder); repeatable")
+    parser.add_argument("--max-bytes", type=_bytes_argument, default=DEFAULT_MAX_BYTES,
+                        metavar="SIZE",
+                        help="refuse what would take more memory than SIZE: the graph's values "
+                             "at their declared or fed shapes, a data file, the spec file "
+                             "(default 4GiB; accepts 512MB, 2GiB, 1e9, ...)")
+
+
+def _bytes_argument(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _import_dir(text: str) -> Path:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.commands.common import add_import_path_option, load_spec
+from engine.cli.commands.common import add_load_options, load_spec
 from engine.errors import UsageError
 from engine.graph.explain import DEFAULT_MAX_PATHS, as_latex, as_text, derivative_chains
 
@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> None:
                "  python -m engine explain graphs/softmax.yaml --wrt x\n"
                "  python -m engine explain graphs/softmax.yaml --wrt x --of inverted --latex")
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--wrt", required=True, metavar="NAME",
                         help="the value to differentiate with respect to (input, parameter, "
                              "constant or node)")

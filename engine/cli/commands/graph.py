@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.commands.common import add_import_path_option, load_spec
+from engine.cli.commands.common import add_load_options, load_spec
 from engine.draw.picture import backward_picture, forward_picture
 from engine.draw.render import FORMATS, render
 from engine.errors import UsageError
@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
                "  python -m engine graph graphs/softmax.yaml --backward -o bwd.png\n"
                "  python -m engine graph graphs/mlp.yaml --format mermaid -o -   # to stdout")
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--backward", action="store_true",
                         help="draw the backward pass: red d(name) gradients, sums where they "
                              "meet, values kept for backward, and what needs no gradient")

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_import_path_option, load_spec, print_json, require_suffix
+from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
 from engine.errors import DataError, UsageError
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--feed", action="append", default=[], metavar="NAME=FILE",
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
-    add_import_path_option(parser)
+    add_load_options(parser)
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",

@@ -14,13 +14,14 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from engine.cli.commands.common import add_import_path_option, load_spec, print_json, require_suffix
+from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
 from engine.cli.diagnostics import count
 from engine.errors import DataError, SpecError, UsageError
 from engine.graph.lint import gradient_reach
 from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
+from engine.io.lock import exclusive
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
@@ -62,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
         "train", help=HELP, description=HELP + ".", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
-    add_import_path_option(parser)
+    add_load_options(parser)
     for option, path, kind, metavar in _OVERRIDES:
         parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
                             help=f"override train.{'.'.join(path)}")
@@ -104,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
     graph = load_spec(args)
     config = resolve_config(graph.spec.train, args)
     data_file = _check_ready(graph, config, args)
+    with exclusive(args.save, "engine train --save") if args.save is not None else \
+            nullcontext():
+        return _train(graph, config, data_file, args)
+
+
+def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Namespace) -> int:
+    """Resume, read the data, train and report; ``--save``'s file is locked meanwhile."""
     checkpoint = _checkpoint(graph, config, args)
     seed = checkpoint.seed if checkpoint is not None else \
         config.seed if config.seed is not None else graph.spec.seed
