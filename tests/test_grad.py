@@ -9,6 +9,7 @@ checked against finite differences in test_ops.py.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -109,8 +110,10 @@ def test_cli_grad_writes_a_spec_that_runs_alone(tmp_path: Path, capsys) -> None:
     out = tmp_path / "g.yaml"
     assert main(["grad", str(GRAPHS / "softmax.yaml"), "-o", str(out)]) == 0
     text = out.read_text()
-    assert text.startswith("# Written by engine grad")
-    assert "softmax.yaml" in text.splitlines()[1]
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=" + str(
+        Path(os.path.relpath(GRAPHS.parent / "schemas" / "graph.schema.json", tmp_path)))
+    assert text.splitlines()[1].startswith("# Written by engine grad")
+    assert "softmax.yaml" in text.splitlines()[2]
     assert "loss:" not in [line.split(" ")[0] for line in text.splitlines()]
     capsys.readouterr()
     assert main(["run", str(out), "--json"]) == 0

@@ -321,6 +321,7 @@ class _GradBuilder:
     def _text(self, spec: dict[str, Any], gradients: dict[str, str]) -> str:
         graph = self.graph
         return spec_text(spec, [
+            *schema_comment(graph, self.out_dir),
             f"Written by engine grad{': ' + self.command if self.command else ''}",
             f"from {graph.file} (graph {graph.spec.name!r}).",
             f"Its outputs are the original outputs, then the gradients of {self.target!r}: "
@@ -328,6 +329,25 @@ class _GradBuilder:
             "Functions are inlined, and the seed, the sums at fan-out and the reductions of "
             "broadcast gradients are nodes.",
         ])
+
+
+_SCHEMA = "yaml-language-server: $schema="
+
+
+def schema_comment(graph: Graph, out_dir: Path | None) -> list[str]:
+    """The editor's schema line of the spec's file, pointed at the same schema from
+    ``out_dir`` (default: the spec's folder), or nothing."""
+    try:
+        with open(graph.file, encoding="utf-8") as handle:
+            first = handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not first.startswith(f"# {_SCHEMA}"):
+        return []
+    target = first.removeprefix(f"# {_SCHEMA}")
+    if "://" not in target and not os.path.isabs(target):
+        target = os.path.relpath(graph.base_dir / target, out_dir or graph.base_dir)
+    return [_SCHEMA + target]
 
 
 def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.graph.model import Graph
-from engine.transform.grad import grad_spec, spec_text
+from engine.transform.grad import grad_spec, schema_comment, spec_text
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class HvpSpec:
 
 
 def hvp_spec(graph: Graph, wrt: Sequence[str] | None = None, *, of: str | None = None,
-             command: str = "") -> HvpSpec:
+             out_dir: Path | None = None, command: str = "") -> HvpSpec:
     """The gradient graph of ``graph`` with ``hv = <d_t, v_t>`` summed over ``wrt`` as its loss."""
-    made = grad_spec(graph, wrt, of=of)
+    made = grad_spec(graph, wrt, of=of, out_dir=out_dir)
     spec = copy.deepcopy(made.spec)
     taken = {name for section in ("inputs", "parameters", "constants", "nodes")
              for name in spec.get(section, {})}
@@ -71,6 +72,7 @@ def hvp_spec(graph: Graph, wrt: Sequence[str] | None = None, *, of: str | None =
     spec["outputs"] = [*spec["outputs"], total]
     spec["loss"] = total
     text = spec_text(spec, [
+        *schema_comment(graph, out_dir),
         f"Written by engine grad --hvp{': ' + command if command else ''}",
         f"from {graph.file} (graph {graph.spec.name!r}).",
         f"Its loss {total} = sum of <d_t, v_t> over "

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.commands.common import add_import_path_option, load_spec, require_suffix
+from engine.cli.commands.common import add_load_options, load_spec, require_suffix
 from engine.io.atomic import check_writable, write_atomically
 from engine.transform.grad import grad_spec
 from engine.transform.hvp import hvp_spec
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
                              "<d_NAME, v_NAME>: engine grad on the result gives H v")
     parser.add_argument("-o", "--output", type=Path, metavar="OUT.yaml",
                         help="where to write the spec (default: stdout)")
-    add_import_path_option(parser)
+    add_load_options(parser)
 
 
 def add_wrt_option(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         else f"engine grad {args.spec}"
     out_dir = args.output.parent if args.output is not None else Path.cwd()
     if args.hvp:
-        text = hvp_spec(graph, args.wrt, of=args.of, command=command).text
+        text = hvp_spec(graph, args.wrt, of=args.of, out_dir=out_dir, command=command).text
     else:
         text = grad_spec(graph, args.wrt, of=args.of, out_dir=out_dir, command=command).text
     if args.output is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_import_path_option, load_spec, print_json
+from engine.cli.commands.common import add_load_options, load_spec, print_json
 from engine.cli.commands.grad import add_wrt_option
 from engine.cli.commands.run import _feed_argument, _read_feed
 from engine.errors import UsageError
@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    add_import_path_option(parser)
+    add_load_options(parser)
 
 
 def _positive(text: str) -> float:
