@@ -13,6 +13,7 @@ from typing import Any, Literal
 import networkx as nx
 
 from engine.errors import Problem
+from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.shapes import Dims, Shape
 from engine.ops import OpAttrs, OpDef
 from engine.spec.source import Location, SourceMap
@@ -33,6 +34,7 @@ class Value:
     literal: Any = None
     weak: bool = False
     call: str = ""  # the function call it was inlined from, such as probs or h1/linear
+    file: Path | None = None  # init: {file: ...}, resolved and confined (engine.spec.paths)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Node:
     loc: Location
 
 
-@dataclass
+@dataclass(repr=False)
 class Graph:
     """What ``engine.load`` returns; the executor compiles it into a plan."""
 
@@ -62,10 +64,22 @@ class Graph:
     loss: str | None
     calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
     warnings: list[Problem] = field(default_factory=list)
+    import_roots: list[Path] = field(default_factory=list)  # resolved --import-path folders
+    max_bytes: int = DEFAULT_MAX_BYTES  # the budget it was loaded with, for fed shapes too
 
     @property
     def file(self) -> str:
         return self.source.file
+
+    def summary(self) -> str:
+        """One line: name, node count, loss and its dtype (or the first output's)."""
+        head = self.loss if self.loss is not None else next(iter(self.outputs), None)
+        dtype = self.values[head].dtype if head is not None else "no outputs"
+        loss = f"loss {self.loss!r}" if self.loss is not None else "no loss"
+        return f"{self.spec.name!r}: {len(self.nodes)} nodes, {loss}, {dtype}"
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.summary()}>"
 
     def where(self, name: str) -> str:
         """``file:line:col`` of a value's definition (and the calls that inlined it)."""
