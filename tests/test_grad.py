@@ -147,7 +147,9 @@ def test_functions_are_inlined_and_init_files_still_found(tmp_path: Path) -> Non
         loss: loss
     """))
     assert main(["grad", str(spec), "-o", str(out_dir / "g.yaml")]) == 0
-    written = engine.load(out_dir / "g.yaml")
+    text = (out_dir / "g.yaml").read_text()
+    assert f"run it with --import-path {tmp_path}" in text  # w.npy is not below elsewhere/
+    written = engine.load(out_dir / "g.yaml", import_paths=[tmp_path])
     assert not written.spec.functions and not written.spec.imports
     got = engine.Executor(written).forward()["d_w"]
     ex = engine.Executor(engine.load(spec))

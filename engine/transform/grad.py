@@ -81,6 +81,7 @@ class _GradBuilder:
         self.target = self._target(of)
         self.out_dir = out_dir
         self.command = command
+        self.import_path_needed = False  # an init file is outside the written file's folder
         self.tracer = Tracer(graph.dims.copy())
         self.arrays = {name: self._array(value) for name, value in graph.values.items()}
         self.reached = self._reached()
@@ -306,7 +307,11 @@ class _GradBuilder:
             if not init.get("allow_nonfinite"):
                 init.pop("allow_nonfinite", None)
             if "file" in init and self.out_dir is not None:
-                init["file"] = os.path.relpath(self.graph.base_dir / init["file"], self.out_dir)
+                moved = os.path.relpath(self.graph.base_dir / init["file"], self.out_dir)
+                if ".." in Path(moved).parts:  # a spec may not name it so: keep the name
+                    self.import_path_needed = True
+                else:
+                    init["file"] = moved
             for word in ("zeros", "ones", "one_hot"):
                 if init == {word: True}:
                     decl["init"] = word
@@ -328,6 +333,8 @@ class _GradBuilder:
             + ", ".join(f"{out} = d {self.target} / d {t}" for t, out in gradients.items()) + ".",
             "Functions are inlined, and the seed, the sums at fan-out and the reductions of "
             "broadcast gradients are nodes.",
+            *([f"Its init files are named as in {graph.file}: run it with --import-path "
+               f"{graph.base_dir}."] if self.import_path_needed else []),
         ])
 
 
