@@ -130,6 +130,55 @@ def test_mse_is_the_mean_of_squared_errors_and_its_gradient(rng) -> None:
     np.testing.assert_allclose(grads["t"], -2 * (p - t) / p.size, rtol=1e-13)
 
 
+def test_mae_is_the_mean_of_absolute_errors_and_its_gradient(rng) -> None:
+    graph = library_graph("loss: {op: nn.mae, inputs: [p, t]}\n", p=[4, 3], t=[4, 3])
+    ex = engine.Executor(graph)
+    p, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    ex.forward({"p": p, "t": t})
+    assert float(ex.value("loss")) == pytest.approx(np.mean(np.abs(p - t)), rel=1e-14)
+    grads = ex.backward({"loss": np.array(1.0)})
+    np.testing.assert_allclose(grads["p"], np.sign(p - t) / p.size, rtol=1e-14)  # by hand
+
+
+def test_bce_with_logits_is_the_binary_cross_entropy_and_stays_finite(rng) -> None:
+    graph = library_graph("loss: {op: nn.bce_with_logits, inputs: [z, y]}\n",
+                          inputs="  y: {shape: [4, 3]}\n", z=[4, 3])
+    ex = engine.Executor(graph)
+    z, y = rng.normal(size=(4, 3)) * 3, rng.uniform(size=(4, 3))
+    ex.forward({"z": z, "y": y})
+    p = 1 / (1 + np.exp(-z))
+    want = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))  # the textbook formula
+    assert float(ex.value("loss")) == pytest.approx(want, rel=1e-12)
+    grads = ex.backward({"loss": np.array(1.0)})
+    np.testing.assert_allclose(grads["z"], (p - y) / z.size, rtol=1e-12)  # by hand
+    far = np.array([[-800.0, 800.0, 0.0]] * 4)  # sigmoid rounds to 0 and 1 here
+    ex.forward({"z": far, "y": np.tile([1.0, 0.0, 1.0], (4, 1))})
+    assert float(ex.value("loss")) == pytest.approx((800 + 800 + np.log(2)) / 3, rel=1e-14)
+
+
+@pytest.mark.parametrize(("axis", "fused_axis", "affine"), [(-1, -1, [4]), ([1, 2], 1, [3, 4])])
+def test_layer_norm_function_equals_the_layer_norm_op(axis, fused_axis, affine, rng) -> None:
+    graph = library_graph(f"""\
+        a: {{op: nn.layer_norm, inputs: [x, s, b], axis: {axis}, eps: 0.001}}
+        f: {{op: LayerNorm, inputs: [x, s, b], axis: {fused_axis}, eps: 0.001}}
+    """, x=[2, 3, 4], s=affine, b=affine)
+    feeds = {"x": rng.normal(1.0, 2.0, size=(2, 3, 4)), "s": rng.normal(size=affine),
+             "b": rng.normal(size=affine)}
+    same_forward_and_backward(graph, "a", "f", feeds)
+
+
+def test_embedding_picks_rows_and_adds_the_gradients_of_repeated_ids(rng) -> None:
+    graph = library_graph("rows: {op: nn.embedding, inputs: [table, ids]}\n",
+                          inputs="  ids: {shape: [2, 3], dtype: int64}\n", table=[5, 4])
+    table, ids = rng.normal(size=(5, 4)), np.array([[0, 3, 3], [4, 3, 0]])
+    ex = engine.Executor(graph)
+    np.testing.assert_array_equal(ex.forward({"table": table, "ids": ids})["rows"], table[ids])
+    upstream = rng.normal(size=(2, 3, 4))
+    want = np.zeros_like(table)
+    np.add.at(want, ids, upstream)
+    np.testing.assert_allclose(ex.backward({"rows": upstream})["table"], want, rtol=1e-14)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_staged_softmax_function_equals_the_lessons_code(seed: int) -> None:
     """The lesson's numbers, intermediate gradients included, under the call's names."""
