@@ -453,3 +453,47 @@ def test_an_attribute_stands_for_a_number_among_the_inputs(build) -> None:
     out = engine.Executor(graph).forward()
     np.testing.assert_array_equal(out["default"], [3.0, 5.0, 7.0])
     np.testing.assert_array_equal(out["given"], [-0.5, -1.5, -2.5])
+
+
+def attention_reference(x, wq, wk, wv, wo, heads: int, causal: bool = False) -> np.ndarray:
+    """Multi-head self-attention written directly in NumPy, head by head."""
+    batch, length, _ = x.shape
+    width = wq.shape[1] // heads
+    outputs = []
+    for h in range(heads):
+        part = slice(h * width, (h + 1) * width)
+        q, k, v = x @ wq[:, part], x @ wk[:, part], x @ wv[:, part]
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(width)
+        if causal:
+            scores = np.where(np.triu(np.ones((length, length)), 1) > 0, -1e9, scores)
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        outputs.append(weights @ v)
+    return np.concatenate(outputs, axis=-1) @ wo
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_equals_numpy_forward_and_by_finite_differences(heads: int, rng) -> None:
+    from engine.testing.gradcheck import numeric_vjp
+
+    graph = library_graph(f"att: {{op: nn.attention, inputs: [x, wq, wk, wv, wo], "
+                          f"heads: {heads}, head_dim: {4 // heads}}}\n",
+                          x=[2, 3, 4], wq=[4, 4], wk=[4, 4], wv=[4, 4], wo=[4, 4])
+    feeds = {name: rng.normal(size=(2, 3, 4) if name == "x" else (4, 4))
+             for name in ("x", "wq", "wk", "wv", "wo")}
+    ex = engine.Executor(graph)
+    got = ex.forward(feeds)["att"]
+    np.testing.assert_allclose(got, attention_reference(**feeds, heads=heads), rtol=1e-12)
+    upstream = rng.normal(size=got.shape)
+    grads = ex.backward({"att": upstream})
+    names = list(feeds)
+    for index, name in enumerate(names):
+        numeric = numeric_vjp(lambda *a: attention_reference(*a, heads=heads),
+                              [feeds[n] for n in names], index, upstream)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_attention_refuses_head_sizes_that_do_not_fit(build) -> None:
+    with pytest.raises(engine.SpecError, match="cannot reshape"):
+        library_graph("att: {op: nn.attention, inputs: [x, w, w, w, w], heads: 2, "
+                      "head_dim: 3}\n", x=[2, 3, 4], w=[4, 4])
