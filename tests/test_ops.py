@@ -136,6 +136,43 @@ def test_vjp_reads_only_what_the_op_declares(op: OpDef, sample: Sample) -> None:
             np.testing.assert_array_equal(part, ref)
 
 
+FAST_CASES = [case for case in CASES
+              if case.values[0].fast_forward or case.values[0].fast_vjp]
+
+
+def test_fast_paths_sit_beside_some_rules() -> None:
+    assert {case.values[0].name for case in FAST_CASES} >= {"Relu", "Mul", "Sum", "Softmax",
+                                                           "NLL"}
+
+
+@pytest.mark.parametrize(("op", "sample"), FAST_CASES)
+def test_numpy_fast_paths_give_the_rules_numbers(op: OpDef, sample: Sample) -> None:
+    """A fast path is a NumPy lowering of the rule: the same values (and the vjp reads only
+    what the op declares), also on an input large enough to take its large-array branch."""
+    attrs = op.attrs(**sample.attrs)
+    rank = max(x.ndim for x in sample.inputs)
+    grown = tuple(np.tile(x, (2048,) + (1,) * x.ndim) if x.ndim == rank or op.name == "NLL" else x
+                  for x in sample.inputs)  # a batch axis in front: the large-array branches
+    cases = [sample.inputs]
+    if op.name in ("Mul", "Sum", "Mean", "NLL"):
+        cases.append(grown)
+    for inputs in cases:
+        fast_forward, fast_vjp = op.lowered(True)
+        out = op.forward(np, attrs, *inputs)
+        np.testing.assert_allclose(fast_forward(np, attrs, *inputs), out, rtol=1e-13, atol=0)
+        upstream = np.random.default_rng(3).normal(size=np.shape(out))
+        needs = tuple(op.is_differentiable(i) for i in range(len(inputs)))
+        want = op.vjp(np, attrs, upstream, out, list(inputs), needs)
+        given = list(inputs) if op.vjp_uses_inputs else [None] * len(inputs)
+        got = fast_vjp(np, attrs, upstream, out if op.vjp_uses_output else None, given, needs)
+        for part, ref, x in zip(got, want, inputs, strict=True):
+            assert (part is None) == (ref is None)
+            if part is not None:
+                np.testing.assert_allclose(part, np.broadcast_to(ref, part.shape), rtol=1e-12,
+                                           atol=1e-15)
+                assert part.ndim <= max(x.ndim, np.ndim(out))
+
+
 def test_ops_that_need_less_say_so() -> None:
     """Declaring less than the vjp reads fails the test above; declaring more wastes memory."""
     reads = {name: (op.vjp_uses_inputs, op.vjp_uses_output) for name, op in REGISTRY.items()}

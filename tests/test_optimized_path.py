@@ -1,8 +1,8 @@
 """The optimized executor against the plain path, and what freeing values means for users.
 
 ``Executor(graph, optimize=False)`` keeps every value, checks every gradient's
-shape at run time, adds nothing in place and hides NumPy from the ops' fast
-paths.  Every optimization must give the same numbers (within 1e-12), on every
+shape at run time, adds nothing in place and runs the ops' plain rules without
+their NumPy fast paths.  Every optimization must give the same numbers (within 1e-12), on every
 example graph and on randomly generated graphs.
 """
 
@@ -278,15 +278,15 @@ def test_large_arrays_take_the_numpy_fast_paths_and_agree(build) -> None:
 def test_reductions_over_a_few_columns_give_numpys_bits(columns) -> None:
     """NumPy reduces a short last axis row by row, slowly; folding the columns instead must
     give exactly what NumPy's reduce gives (NaN included)."""
-    from engine.runtime.kernels import FOLD_MIN_SIZE, largest, total
+    from engine.runtime.kernels import FOLD_MIN_SIZE, numpy_max, numpy_sum
 
     rng = np.random.default_rng(columns)
     x = rng.normal(size=(FOLD_MIN_SIZE, columns)) * 10.0 ** rng.uniform(-8, 8, (1, columns))
     x[3, 1] = np.nan
     for keepdims in (True, False):
-        np.testing.assert_array_equal(total(np, x, -1, keepdims),
+        np.testing.assert_array_equal(numpy_sum(x, -1, keepdims),
                                       np.add.reduce(x, axis=-1, keepdims=keepdims))
-        np.testing.assert_array_equal(largest(np, x, (1,), keepdims),
+        np.testing.assert_array_equal(numpy_max(x, (1,), keepdims),
                                       np.maximum.reduce(x, axis=-1, keepdims=keepdims))
 
 

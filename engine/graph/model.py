@@ -46,7 +46,7 @@ class Node:
     loc: Location
 
 
-@dataclass
+@dataclass(repr=False)
 class Graph:
     """What ``engine.load`` returns; the executor compiles it into a plan."""
 
@@ -66,6 +66,16 @@ class Graph:
     @property
     def file(self) -> str:
         return self.source.file
+
+    def summary(self) -> str:
+        """One line: name, node count, loss and its dtype (or the first output's)."""
+        head = self.loss if self.loss is not None else next(iter(self.outputs), None)
+        dtype = self.values[head].dtype if head is not None else "no outputs"
+        loss = f"loss {self.loss!r}" if self.loss is not None else "no loss"
+        return f"{self.spec.name!r}: {len(self.nodes)} nodes, {loss}, {dtype}"
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.summary()}>"
 
     def where(self, name: str) -> str:
         """``file:line:col`` of a value's definition (and the calls that inlined it)."""

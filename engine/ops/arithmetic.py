@@ -8,84 +8,69 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.base import (
-    SMALL_ARRAY,
-    NoAttrs,
-    OpDef,
-    broadcast_shape,
-    register,
-)
-from engine.ops.samples import binary_samples
-from engine.runtime.kernels import sum_axes_to, sum_to
+from engine.ops.base import SMALL_ARRAY
+from engine.ops.standard import binary_op
+from engine.runtime.kernels import numpy_sum_to, sum_axes_to, sum_to
 
 _ANY = (-2.0, 2.0)
 _AWAY_FROM_ZERO = (0.5, 2.0)
 
 
-def _add_vjp(xp, attrs, g, out, inputs, needs):
-    return (g, g)
-
-
-register(OpDef(
-    name="Add", doc="a + b, broadcasting.", attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Add", "a + b, broadcasting.",
     forward=lambda xp, attrs, a, b: a + b,
-    vjp=_add_vjp,
-    shape=broadcast_shape,
+    vjp=lambda xp, attrs, g, out, inputs, needs: (g, g),
     reference=lambda attrs, a, b: np.add(a, b),
-    samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
-    vjp_uses_inputs=False,
-    vjp_uses_output=False,
-))
+    domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
+)
 
 
-def _sub_vjp(xp, attrs, g, out, inputs, needs):
-    return (g, -g if needs[1] else None)
-
-
-register(OpDef(
-    name="Sub", doc="a - b, broadcasting.", attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Sub", "a - b, broadcasting.",
     forward=lambda xp, attrs, a, b: a - b,
-    vjp=_sub_vjp,
-    shape=broadcast_shape,
+    vjp=lambda xp, attrs, g, out, inputs, needs: (g, -g if needs[1] else None),
     reference=lambda attrs, a, b: np.subtract(a, b),
-    samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
-    vjp_uses_inputs=False,
-    vjp_uses_output=False,
-))
+    domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
+)
 
 
 def _mul_vjp(xp, attrs, g, out, inputs, needs):
     a, b = inputs
     # A broadcast input's gradient is summed back here, before the other gradient is made,
     # so that two full-size temporaries never coexist (the lesson's softmax * inverted).
-    d_b = _product_summed_to(xp, g, a, b) if needs[1] else None
-    d_a = _product_summed_to(xp, g, b, a) if needs[0] else None
+    d_b = sum_to(xp, g * a, tuple(b.shape)) if needs[1] else None
+    d_a = sum_to(xp, g * b, tuple(a.shape)) if needs[0] else None
     return (d_a, d_b)
 
 
-def _product_summed_to(xp, g, other, x):
-    """``g * other`` summed back to the shape of ``x``; on NumPy, when ``other`` is full-size
-    and large, one einsum pass that never writes the product out."""
-    shape = tuple(x.shape)
+def _mul_fast_vjp(xp, attrs, g, out, inputs, needs):
+    a, b = inputs
+    d_b = _numpy_product_summed_to(g, a, b.shape) if needs[1] else None
+    d_a = _numpy_product_summed_to(g, b, a.shape) if needs[0] else None
+    return (d_a, d_b)
+
+
+def _numpy_product_summed_to(g, other, shape):
+    """``g * other`` summed back to ``shape``; when ``other`` is full-size and large,
+    one einsum pass that never writes the product out."""
     if shape == g.shape:  # not broadcast: nothing to sum
         return g * other
-    if xp is np and g.size > SMALL_ARRAY and other.shape == g.shape:
+    if g.size > SMALL_ARRAY and other.shape == g.shape:
         axes = sum_axes_to(g.shape, shape)
         letters = "abcdefghijklmnopqrstuvwxyz"[:g.ndim]
         kept = "".join(c for i, c in enumerate(letters) if i not in axes)
         return np.einsum(f"{letters},{letters}->{kept}", g, other).reshape(shape)
-    return sum_to(xp, g * other, shape)
+    return numpy_sum_to(g * other, shape)
 
 
-register(OpDef(
-    name="Mul", doc="a * b elementwise, broadcasting.", attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Mul", "a * b elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: a * b,
     vjp=_mul_vjp,
-    shape=broadcast_shape,
+    fast_vjp=_mul_fast_vjp,
     reference=lambda attrs, a, b: np.multiply(a, b),
-    samples=lambda rng: binary_samples(rng, (_ANY, _ANY)),
-    vjp_uses_output=False,
-))
+    domains=(_ANY, _ANY), uses_inputs=True, uses_output=False,
+)
 
 
 def _div_vjp(xp, attrs, g, out, inputs, needs):
@@ -94,14 +79,13 @@ def _div_vjp(xp, attrs, g, out, inputs, needs):
     return (g / b if needs[0] else None, -g * out / b if needs[1] else None)
 
 
-register(OpDef(
-    name="Div", doc="a / b elementwise, broadcasting.", attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Div", "a / b elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: a / b,
     vjp=_div_vjp,
-    shape=broadcast_shape,
     reference=lambda attrs, a, b: np.divide(a, b),
-    samples=lambda rng: binary_samples(rng, (_ANY, _AWAY_FROM_ZERO)),
-))
+    domains=(_ANY, _AWAY_FROM_ZERO), uses_inputs=True, uses_output=True,
+)
 
 
 def _pow_vjp(xp, attrs, g, out, inputs, needs):
@@ -112,14 +96,13 @@ def _pow_vjp(xp, attrs, g, out, inputs, needs):
     return (d_base, d_exponent)
 
 
-register(OpDef(
-    name="Pow", doc="base ** exponent elementwise, broadcasting; the exponent may require grad.",
-    attrs=NoAttrs, input_names=("base", "exponent"),
+binary_op(
+    "Pow", "base ** exponent elementwise, broadcasting; the exponent may require grad.",
+    input_names=("base", "exponent"),
     forward=lambda xp, attrs, base, exponent: xp.pow(base, exponent),
     vjp=_pow_vjp,
-    shape=broadcast_shape,
     reference=lambda attrs, base, exponent: np.exp(exponent * np.log(base)),
-    samples=lambda rng: binary_samples(rng, ((0.5, 2.0), (-2.0, 2.0))),
+    domains=((0.5, 2.0), _ANY), uses_inputs=True, uses_output=True,
     convention="d/d(exponent) base^exponent = base^exponent * ln(base) is defined only for "
                "base > 0; elsewhere it is NaN, as in NumPy.",
-))
+)

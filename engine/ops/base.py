@@ -8,7 +8,11 @@ op is gradient-checked the day it is registered.
 
 Forward and vjp receive the array namespace ``xp`` from the executor and use
 only functions of the Python array API standard, so the same code runs on
-NumPy, array-api-strict and, later, other array libraries.
+NumPy, array-api-strict and, later, other array libraries, and can be traced by
+a symbolic namespace.  NumPy-only speed-ups (``out=``, einsum, ufunc methods)
+never sit inside a rule: they are the optional ``fast_forward``/``fast_vjp``
+beside it, as JAX registers a per-platform lowering beside a primitive, and the
+plan picks them once, at compile time, when it runs optimized on NumPy.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class OpDef:
     to each input's shape. ``needs[i]`` says whether input i wants a gradient, so that
     no work is spent on data that does not require grad.
 
+    ``fast_forward`` and ``fast_vjp``, when given, take the same arguments as
+    ``forward`` and ``vjp`` and compute the same values on NumPy arrays only, faster.
+
     ``variadic`` ops (Concat) take any number, at least ``min_inputs``, of inputs named
     after their last input name: ``inputs[0]``, ``inputs[1]``...
 
@@ -81,6 +88,8 @@ class OpDef:
     convention: str = ""
     vjp_uses_inputs: bool = True
     vjp_uses_output: bool = True
+    fast_forward: Forward | None = None
+    fast_vjp: Vjp | None = None
     variadic: bool = False
     stochastic: bool = False
 
@@ -99,6 +108,12 @@ class OpDef:
 
     def is_differentiable(self, index: int) -> bool:
         return self.differentiable is None or self.differentiable[index]
+
+    def lowered(self, fast: bool) -> tuple[Forward, Vjp]:
+        """(forward, vjp) to run: the NumPy fast paths where ``fast`` and they exist."""
+        if not fast:
+            return self.forward, self.vjp
+        return self.fast_forward or self.forward, self.fast_vjp or self.vjp
 
     def result_dtype(self, attrs: OpAttrs, dtypes: Sequence[str]) -> str:
         rule = self.dtype or float_result

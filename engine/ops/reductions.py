@@ -11,7 +11,7 @@ from pydantic import Field
 from engine.graph.shapes import Dims, Shape, normalize_axes, reduced_shape
 from engine.ops.base import SMALL_ARRAY, OpAttrs, OpDef, register
 from engine.ops.samples import Sample
-from engine.runtime.kernels import largest, total
+from engine.runtime.kernels import numpy_max, numpy_sum
 
 
 class ReduceAttrs(OpAttrs):
@@ -59,25 +59,33 @@ def _reduce_samples(rng: np.random.Generator) -> list[Sample]:
     return samples
 
 
-def _spread(xp, g, x):
-    """``g`` (with kept axes) repeated over the shape of ``x``."""
-    if xp is np and x.size <= SMALL_ARRAY:  # copying is cheaper than broadcast_to
-        spread = np.empty(x.shape, g.dtype)
-        spread[...] = g
-        return spread
-    return xp.broadcast_to(g, x.shape)
-
-
 def _sum_vjp(xp, attrs, g, out, inputs, needs):
     # The lesson's "distribute the gradient over all input elements".
     (x,) = inputs
-    return (_spread(xp, _expand(xp, attrs, g, x), x),)
+    return (xp.broadcast_to(_expand(xp, attrs, g, x), x.shape),)
+
+
+def _numpy_spread(g, x):
+    """``g`` (with kept axes) repeated over the shape of ``x``; a small one copied, which
+    is cheaper than ``broadcast_to``."""
+    if x.size <= SMALL_ARRAY:
+        spread = np.empty(x.shape, g.dtype)
+        spread[...] = g
+        return spread
+    return np.broadcast_to(g, x.shape)
+
+
+def _sum_fast_vjp(xp, attrs, g, out, inputs, needs):
+    (x,) = inputs
+    return (_numpy_spread(_expand(np, attrs, g, x), x),)
 
 
 register(OpDef(
     name="Sum", doc="Sum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: total(xp, x, _axes(attrs, x.ndim), attrs.keepdims),
+    forward=lambda xp, attrs, x: xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_sum_vjp,
+    fast_forward=lambda xp, attrs, x: numpy_sum(x, _axes(attrs, x.ndim), attrs.keepdims),
+    fast_vjp=_sum_fast_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims),
@@ -92,13 +100,19 @@ def _count(attrs: ReduceAttrs, x) -> int:
 
 def _mean_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    return (_spread(xp, _expand(xp, attrs, g, x) / _count(attrs, x), x),)
+    return (xp.broadcast_to(_expand(xp, attrs, g, x) / _count(attrs, x), x.shape),)
+
+
+def _mean_fast_vjp(xp, attrs, g, out, inputs, needs):
+    (x,) = inputs
+    return (_numpy_spread(_expand(np, attrs, g, x) / _count(attrs, x), x),)
 
 
 register(OpDef(
     name="Mean", doc="Arithmetic mean over axes.", attrs=ReduceAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.mean(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_mean_vjp,
+    fast_vjp=_mean_fast_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.add.reduce(x, axis=_axes(attrs, x.ndim),
                                              keepdims=attrs.keepdims) / _count(attrs, x),
@@ -109,16 +123,24 @@ register(OpDef(
 
 def _max_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    kept = _expand(xp, attrs, out, x)
-    winners = xp.astype(x == kept, x.dtype)
-    ties = total(xp, winners, _axes(attrs, x.ndim), keepdims=True)
+    winners = xp.astype(x == _expand(xp, attrs, out, x), x.dtype)
+    ties = xp.sum(winners, axis=_axes(attrs, x.ndim), keepdims=True)
     return (_expand(xp, attrs, g, x) * winners / ties,)
+
+
+def _max_fast_vjp(xp, attrs, g, out, inputs, needs):
+    (x,) = inputs
+    winners = (x == _expand(np, attrs, out, x)).astype(x.dtype)
+    ties = numpy_sum(winners, _axes(attrs, x.ndim), keepdims=True)
+    return (_expand(np, attrs, g, x) * winners / ties,)
 
 
 register(OpDef(
     name="Max", doc="Maximum over axes.", attrs=ReduceAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: largest(xp, x, _axes(attrs, x.ndim), attrs.keepdims),
+    forward=lambda xp, attrs, x: xp.max(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_max_vjp,
+    fast_forward=lambda xp, attrs, x: numpy_max(x, _axes(attrs, x.ndim), attrs.keepdims),
+    fast_vjp=_max_fast_vjp,
     shape=_reduce_shape,
     reference=lambda attrs, x: np.maximum.reduce(x, axis=_axes(attrs, x.ndim),
                                                  keepdims=attrs.keepdims),

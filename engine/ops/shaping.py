@@ -88,7 +88,7 @@ def _transpose_shape(attrs: TransposeAttrs, dims: Dims, shape: Shape) -> Shape:
 
 def _transpose_vjp(xp, attrs, g, out, inputs, needs):
     order = _permutation(attrs, g.ndim)
-    inverse = tuple(int(i) for i in np.argsort(order))
+    inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
     return (xp.permute_dims(g, inverse),)
 
 

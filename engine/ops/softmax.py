@@ -10,7 +10,7 @@ from pydantic import Field
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, register
 from engine.ops.samples import Sample
-from engine.runtime.kernels import largest, total
+from engine.runtime.kernels import numpy_max, numpy_sum
 
 
 class AxisAttrs(OpAttrs):
@@ -27,16 +27,24 @@ def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
 def _softmax_forward(xp, attrs, x):
     # Subtracting the row maximum changes nothing mathematically and prevents overflow,
     # as the lesson recommends before exponentiating.
-    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
-    # on NumPy in place (shifted is ours): no second array
-    raised = np.exp(shifted, out=shifted) if xp is np else xp.exp(shifted)
-    raised /= total(xp, raised, attrs.axis, keepdims=True)  # in place: raised is ours
+    raised = xp.exp(x - xp.max(x, axis=attrs.axis, keepdims=True))
+    return raised / xp.sum(raised, axis=attrs.axis, keepdims=True)
+
+
+def _softmax_fast_forward(xp, attrs, x):
+    shifted = x - numpy_max(x, attrs.axis, keepdims=True)
+    raised = np.exp(shifted, out=shifted)  # in place (shifted is ours): no second array
+    raised /= numpy_sum(raised, attrs.axis, keepdims=True)
     return raised
 
 
 def _softmax_vjp(xp, attrs, g, out, inputs, needs):
     # Jacobian S_i (delta_ij - S_j) applied to g, without building the Jacobian.
-    d_x = g - total(xp, g * out, attrs.axis, keepdims=True)
+    return ((g - xp.sum(g * out, axis=attrs.axis, keepdims=True)) * out,)
+
+
+def _softmax_fast_vjp(xp, attrs, g, out, inputs, needs):
+    d_x = g - numpy_sum(g * out, attrs.axis, keepdims=True)
     d_x *= out  # in place: d_x is ours
     return (d_x,)
 
@@ -59,6 +67,8 @@ register(OpDef(
     attrs=AxisAttrs, input_names=("x",),
     forward=_softmax_forward,
     vjp=_softmax_vjp,
+    fast_forward=_softmax_fast_forward,
+    fast_vjp=_softmax_fast_vjp,
     shape=_axis_shape,
     reference=_softmax_reference,
     samples=_axis_samples,
@@ -67,12 +77,21 @@ register(OpDef(
 
 
 def _log_softmax_forward(xp, attrs, x):
-    shifted = x - largest(xp, x, attrs.axis, keepdims=True)
-    return shifted - xp.log(total(xp, xp.exp(shifted), attrs.axis, keepdims=True))
+    shifted = x - xp.max(x, axis=attrs.axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=attrs.axis, keepdims=True))
+
+
+def _log_softmax_fast_forward(xp, attrs, x):
+    shifted = x - numpy_max(x, attrs.axis, keepdims=True)
+    return shifted - np.log(numpy_sum(np.exp(shifted), attrs.axis, keepdims=True))
 
 
 def _log_softmax_vjp(xp, attrs, g, out, inputs, needs):
-    return (g - xp.exp(out) * total(xp, g, attrs.axis, keepdims=True),)
+    return (g - xp.exp(out) * xp.sum(g, axis=attrs.axis, keepdims=True),)
+
+
+def _log_softmax_fast_vjp(xp, attrs, g, out, inputs, needs):
+    return (g - np.exp(out) * numpy_sum(g, attrs.axis, keepdims=True),)
 
 
 register(OpDef(
@@ -80,6 +99,8 @@ register(OpDef(
     attrs=AxisAttrs, input_names=("x",),
     forward=_log_softmax_forward,
     vjp=_log_softmax_vjp,
+    fast_forward=_log_softmax_fast_forward,
+    fast_vjp=_log_softmax_fast_vjp,
     shape=_axis_shape,
     reference=lambda attrs, x: np.log(_softmax_reference(attrs, x)),
     samples=_axis_samples,
@@ -133,23 +154,26 @@ def _rows(probs) -> int:
 
 
 def _nll_forward(xp, attrs, probs, target):
-    terms = xp.log(probs)
-    if xp is np and probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
+    loss = -xp.sum(xp.log(probs) * _one_hot(xp, probs, target))
+    return loss / _rows(probs) if attrs.reduction == "mean" else loss
+
+
+def _nll_fast_forward(xp, attrs, probs, target):
+    terms = np.log(probs)
+    if probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
         axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
-        loss = -np.einsum(f"{axes},{axes}->", _one_hot(xp, probs, target), terms)
+        loss = -np.einsum(f"{axes},{axes}->", _one_hot(np, probs, target), terms)
     else:
-        terms *= _one_hot(xp, probs, target)  # in place: terms is ours
-        loss = -total(xp, terms)
+        terms *= _one_hot(np, probs, target)  # in place: terms is ours
+        loss = -numpy_sum(terms)
     return loss / _rows(probs) if attrs.reduction == "mean" else loss
 
 
 def _nll_vjp(xp, attrs, g, out, inputs, needs):
     probs, target = inputs
-    # The lesson's nll_grad: -y / p, scaled in place (d_probs is ours) by the upstream -g.
+    # The lesson's nll_grad: -y / p, scaled by the upstream -g.
     scale = -g / _rows(probs) if attrs.reduction == "mean" else -g
-    d_probs = _one_hot(xp, probs, target) / probs
-    d_probs *= scale
-    return (d_probs, None)
+    return (_one_hot(xp, probs, target) / probs * scale, None)
 
 
 def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -180,6 +204,7 @@ register(OpDef(
                     "one-hot rows (floats) or class indices (integers).",
     attrs=NLLAttrs, input_names=("probabilities", "target"),
     forward=_nll_forward,
+    fast_forward=_nll_fast_forward,
     vjp=_nll_vjp,
     shape=_nll_shape,
     dtype=_nll_dtype,

@@ -1,19 +1,21 @@
-"""Runs a compiled plan: forward in order, then backward in reverse, micrograd-simple.
+"""Runs a compiled plan: forward in order, then backward in reverse, as micrograd does.
 
 Forward is a flat loop writing each node's value into its slot; each node runs
 once however many consumers it has, and a value is dropped after its last use
 unless it is an output or backward reads it (the plan decides which, once).
-Backward seeds the loss with 1, walks the steps that lead to a tensor requiring
+Backward starts the loss at 1, walks the steps that lead to a tensor requiring
 grad in reverse, asks each vjp only for the gradients that are needed, sums a
-gradient back to the shape of a broadcast input where the inferred shapes say it
-may be broadcast, and adds the gradients of a value that feeds several nodes,
-in place into buffers the executor created itself.  There is no recursion, so
-100,000-node graphs run.  Arrays the user passes in are never written to.
+gradient back to the shape of a broadcast input, and adds the gradients of a
+value that feeds several nodes.  There is no recursion, so 100,000-node graphs run.
+Arrays the user passes in are never written to.
 
-``Executor(graph, optimize=False)`` is the plain path: every value is kept, every
-gradient's shape is checked at run time, nothing is updated in place, and the
-ops see NumPy through ``array_api_compat`` so that their NumPy fast paths are off.
-The tests compare the two paths on every example graph and on random graphs.
+``Executor(graph, optimize=False)`` is the reference path: the ops' plain rules
+alone, every value kept, every gradient's shape checked, nothing updated in
+place; its backward (``_backward_reference``) reads like micrograd's.  The
+optimized path on NumPy runs the ops' NumPy fast paths, frees values and
+gradients as soon as they are dead, sums back only where the inferred shapes
+differ, and adds into buffers it created itself.  The tests compare the two
+paths on every example graph and on random graphs.
 """
 
 from __future__ import annotations
@@ -21,23 +23,62 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
-import array_api_compat.numpy as plain_numpy
 import numpy as np
 
 from engine.errors import DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.ops.base import SMALL_ARRAY
+from engine.ops import OpAttrs
+from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
 from engine.runtime.feeds import bind_feeds, initial_value
 from engine.runtime.instrument import Trace, instrument
-from engine.runtime.kernels import sum_to
+from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
 
 Array = Any
+Getter = Callable[[list[Array]], tuple[Array, ...]]
+
+
+class Run(NamedTuple):
+    """One forward instruction: ``slots[output] = forward(xp, attrs, *inputs(slots))``,
+    then the ``frees`` slots are dropped."""
+
+    forward: Forward
+    attrs: OpAttrs
+    inputs: Getter
+    output: int
+    frees: tuple[int, ...]
+    step: Step
+
+
+class Target(NamedTuple):
+    """Where one input gradient of a vjp goes: the vjp's ``parts[index]`` into ``slot``.
+
+    ``reduces``: it may come broadcast and is summed back to the input's shape;
+    ``shared``: the slot receives other gradients too, so they are added.
+    """
+
+    index: int
+    slot: int
+    reduces: bool
+    shared: bool
+
+
+class Back(NamedTuple):
+    """One backward instruction: ``vjp`` of the step whose value is in ``output``."""
+
+    vjp: Vjp
+    attrs: OpAttrs
+    inputs: Getter
+    output: int
+    needs: tuple[bool, ...]
+    targets: tuple[Target, ...]
+    step: Step
+
 
 class Executor:
     """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
@@ -57,15 +98,17 @@ class Executor:
                  training: bool = False):
         self.graph = graph
         self.trace: Trace | None = Trace(graph) if trace else None
+        self.xp = np if xp is None else xp
+        self.optimize = optimize
+        self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else seed
         #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
         self.mode = RunMode(training=training, seed=self.seed)
         with collector_paused():
-            self.plan: Plan = instrument(bind_mode(compile_plan(graph), self.mode), graph,
-                                         trace=self.trace, check_finite=check_finite)
+            self.plan: Plan = instrument(bind_mode(compile_plan(graph, fast=self._fast),
+                                                   self.mode),
+                                         graph, trace=self.trace, check_finite=check_finite)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
-        self.xp = np if xp is None else xp
-        self.optimize = optimize
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
@@ -83,15 +126,17 @@ class Executor:
         with collector_paused():
             self._derive()  # last: whatever rewrote plan.steps before this is what runs
 
+    def __repr__(self) -> str:
+        path = "optimized" if self.optimize else "plain"
+        return (f"<Executor {self.graph.summary()}, {path}, "
+                f"on {getattr(self.xp, '__name__', self.xp)}>")
+
     def _derive(self) -> None:
-        """Flatten the final plan into tuples, so the hot loops only index and call."""
+        """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
-        # Ops look for NumPy by identity to take their fast paths; the plain path hides it.
-        self._op_xp = plain_numpy if (self.xp is np and not optimize) else self.xp
-        self._fresh_parts = optimize and self.xp is np
         self._forward_program = [
-            (step.op.forward, step.attrs, _getter(step.inputs), step.output,
-             () if self._keep_values else step.frees, step)
+            Run(step.forward, step.attrs, _getter(step.inputs), step.output,
+                () if self._keep_values else step.frees, step)
             for step in plan.steps]
         differentiating = [step for step in reversed(plan.steps) if step.differentiates]
         fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
@@ -99,12 +144,12 @@ class Executor:
             for slot, need in zip(step.inputs, step.needs, strict=True):
                 fan_in[slot] += need
         self._backward_program = [
-            (step.op.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
-             tuple((index, slot, reduces or not optimize, fan_in[slot] > 1)
-                   for index, (slot, need, reduces)
-                   in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
-                   if need),
-             step)
+            Back(step.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
+                 tuple(Target(index, slot, reduces or not optimize, fan_in[slot] > 1)
+                       for index, (slot, need, reduces)
+                       in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
+                       if need),
+                 step)
             for step in differentiating]
         values = self.graph.values
         self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
@@ -159,9 +204,9 @@ class Executor:
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name)
-        xp = self._op_xp
+        xp = self.xp
         step: Step | None = None
-        try:
+        try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
             for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
                 slots[output] = forward(xp, attrs, *inputs(slots))
                 for slot in frees:
@@ -227,33 +272,70 @@ class Executor:
 
     # -- backward --------------------------------------------------------------------------
 
-    def backward(self, seed: Mapping[str, Any] | None = None, *,
+    def backward(self, upstream: Mapping[str, Any] | None = None, *,
                  keep: Iterable[str] = ()) -> dict[str, Array]:
         """Gradients ``{tensor: d loss / d tensor}`` for every input and parameter requiring grad.
 
-        Without ``seed`` backward starts at the spec's loss with gradient 1; with
-        ``{node: upstream}`` it starts from those nodes with those gradients.  ``keep``
-        names nodes whose gradients are returned too (they are freed otherwise), which
-        is how the lesson's intermediate gradients, such as the one on ``raised``, are seen;
-        a kept node that backward does not reach is left out of the result.
+        Without ``upstream`` backward starts at the spec's loss with gradient 1; with
+        ``{node: gradient}`` it starts from those nodes with those upstream gradients.
+        ``keep`` names nodes whose gradients are returned too (they are freed otherwise),
+        which is how the lesson's intermediate gradients, such as the one on ``raised``,
+        are seen; a kept node that backward does not reach is left out of the result.
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
-        plan, slots, xp = self.plan, self._slots, self._op_xp
-        grads: list[Array] = [None] * len(plan.names)
-        owned = [False] * len(plan.names)  # buffers the executor created: safe to add into
+        grads: list[Array] = [None] * len(self.plan.names)
+        if upstream is None:
+            grads[self._loss_start_slot()] = self._ones_like_loss()
+        else:
+            for slot, gradient in self._upstream_slots(upstream).items():
+                grads[slot] = gradient
         # Tensors that require grad are returned anyway; any other name must be a node.
         kept = {self._node_slot(name): name for name in keep
-                if name not in dict(self._grad_slots)} if keep else None
+                if name not in dict(self._grad_slots)} if keep else {}
         result: dict[str, Array] = {}
-        if seed is None:
-            grads[self._loss_seed_slot()] = self._ones_like_loss()
-        else:
-            for slot, upstream in self._seeds(seed).items():
-                grads[slot] = upstream
-        fresh_parts = self._fresh_parts
-        step: Step | None = None
+        walk = self._backward_optimized if self.optimize else self._backward_reference
+        walk(grads, kept, result)
+        slots = self._slots
+        for name, slot in self._grad_slots:
+            g = grads[slot]
+            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
+        return result
+
+    def _backward_reference(self, grads: list[Array], kept: dict[int, str],
+                            result: dict[str, Array]) -> None:
+        """The plain reverse walk, as micrograd's: each reached step's vjp, each part
+        summed back to its input's shape (and checked), ``+`` where gradients meet."""
+        xp, slots = self.xp, self._slots
+        back: Back | None = None
         try:
+            for back in self._backward_program:
+                g = grads[back.output]
+                if g is None:  # nothing reached this node
+                    continue
+                if back.output in kept:
+                    result[kept[back.output]] = g
+                args = back.inputs(slots)
+                parts = back.vjp(xp, back.attrs, g, slots[back.output], args, back.needs)
+                for target in back.targets:
+                    part = parts[target.index]
+                    if part is not None:
+                        part = self._sum_to(back.step, part, tuple(args[target.index].shape))
+                        known = grads[target.slot]
+                        grads[target.slot] = part if known is None else known + part
+        except (ValueError, TypeError, IndexError) as exc:
+            assert back is not None
+            raise self._step_error(back.step, "backward", exc) from exc
+
+    def _backward_optimized(self, grads: list[Array], kept: dict[int, str],
+                            result: dict[str, Array]) -> None:
+        """The reference walk, plus: a gradient is freed once consumed, summed back only
+        where the plan says its shape may differ, and added in place into an array the
+        executor made itself (never into one the user passed, nor a view)."""
+        xp, slots, fast = self.xp, self._slots, self._fast
+        owned = [False] * len(grads)  # buffers the executor created: safe to add into
+        step: Step | None = None
+        try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
             for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
                 g = grads[output]
                 if g is None:
@@ -272,29 +354,25 @@ class Executor:
                     if grads[slot] is None:
                         grads[slot] = part
                         # adding in place saves a new array; on small ones not the check's cost
-                        owned[slot] = shared and fresh_parts and part.size > SMALL_ARRAY and \
+                        owned[slot] = shared and fast and part.size > SMALL_ARRAY and \
                             _is_fresh(part, g, args, parts)
                     elif owned[slot]:
                         grads[slot] += part
                     else:  # never write into an array we did not create
                         grads[slot] = grads[slot] + part
-                        owned[slot] = self.optimize
+                        owned[slot] = True
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
-        for name, slot in self._grad_slots:
-            g = grads[slot]
-            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
-        return result
 
-    def _loss_seed_slot(self) -> int:
+    def _loss_start_slot(self) -> int:
         if self._loss_slot is None:
             raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
                               "to say where backward starts")
         return self._loss_slot
 
     def _ones_like_loss(self) -> Array:
-        """The seed d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
+        """The start d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
         a tenth of the cost of ``np.ones`` (whose Python-level body shows on small graphs)."""
         loss = self._slots[self._loss_slot]
         if self.xp is not np:
@@ -305,24 +383,25 @@ class Executor:
             ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
         return ones.copy()
 
-    def _seeds(self, seed: Mapping[str, Any]) -> dict[int, Array]:
+    def _upstream_slots(self, upstream: Mapping[str, Any]) -> dict[int, Array]:
+        """The upstream gradients by slot, as arrays, each checked against its node's shape."""
         graph = self.graph
-        seeds = {}
-        for name, upstream in seed.items():
+        starts = {}
+        for name, gradient in upstream.items():
             slot = self._node_slot(name)
-            if isinstance(upstream, (np.ndarray, list, float, int)):
-                upstream = self._array(np.asarray(upstream), graph.values[name].dtype)
+            if isinstance(gradient, (np.ndarray, list, float, int)):
+                gradient = self._array(np.asarray(gradient), graph.values[name].dtype)
             value = self._slots[slot]
             shape = tuple(value.shape) if value is not None else \
                 self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
-            if len(upstream.shape) != len(shape) or any(
+            if len(gradient.shape) != len(shape) or any(
                     isinstance(want, int) and want != got
-                    for want, got in zip(shape, upstream.shape, strict=True)):
+                    for want, got in zip(shape, gradient.shape, strict=True)):
                 raise DataError(f"upstream gradient for {name!r} has shape "
-                                f"{format_shape(upstream.shape)}, but {name!r} has shape "
+                                f"{format_shape(gradient.shape)}, but {name!r} has shape "
                                 f"{format_shape(shape)}")
-            seeds[slot] = upstream
-        return seeds
+            starts[slot] = gradient
+        return starts
 
     def _node_slot(self, name: str) -> int:
         if name not in self.graph.nodes:
@@ -331,7 +410,7 @@ class Executor:
 
     def _sum_to(self, step: Step, grad: Array, shape: tuple[int, ...]) -> Array:
         try:
-            return sum_to(self.xp, grad, shape)
+            return numpy_sum_to(grad, shape) if self._fast else sum_to(self.xp, grad, shape)
         except ShapeError as exc:  # a vjp bug, not a user error: say which op
             raise EngineError(f"node {step.name!r} ({step.op.name}): its vjp is wrong: "
                               f"{exc}") from None

@@ -1,8 +1,8 @@
 """Tracing and NaN/Inf detection, by wrapping each step's op in the compiled plan.
 
-The executor's loops call ``step.op.forward`` and ``step.op.vjp``; when a trace or
-a finiteness check is asked for, each step gets a copy of its ``OpDef`` whose
-forward and vjp also record statistics and timings, or check the result.  When
+The executor's loops call ``step.forward`` and ``step.vjp``; when a trace or a
+finiteness check is asked for, each step gets a forward and vjp that also record
+statistics and timings, or check the result.  When
 neither is asked for the plan is returned as it is, so the feature costs nothing
 when off: the hot loop never tests a flag.
 """
@@ -20,7 +20,6 @@ import numpy as np
 from engine.errors import NonFiniteError
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
-from engine.ops import OpDef
 from engine.runtime.plan import Plan, Step
 
 Array = Any
@@ -125,13 +124,12 @@ def instrument(plan: Plan, graph: Graph, *, trace: Trace | None = None,
     """The plan with each step's op wrapped to trace and/or check; the same plan when neither."""
     if trace is None and not check_finite:
         return plan
-    steps = tuple(dataclasses.replace(step, op=_wrap(step, plan, graph, trace, check_finite))
-                  for step in plan.steps)
+    steps = tuple(_wrap(step, plan, graph, trace, check_finite) for step in plan.steps)
     return dataclasses.replace(plan, steps=steps)
 
 
-def _wrap(step: Step, plan: Plan, graph: Graph, trace: Trace | None, check: bool) -> OpDef:
-    op = step.op
+def _wrap(step: Step, plan: Plan, graph: Graph, trace: Trace | None, check: bool) -> Step:
+    inner_forward, inner_vjp = step.forward, step.vjp
     row = trace.rows[step.name] if trace is not None else None
     checker = _Checker(step, plan, graph)
     quiet = {"all": "ignore"} if check else {}
@@ -139,7 +137,7 @@ def _wrap(step: Step, plan: Plan, graph: Graph, trace: Trace | None, check: bool
     def forward(xp: Any, attrs: Any, *inputs: Array) -> Array:
         start = time.perf_counter()
         with np.errstate(**quiet):  # NumPy's warning would only repeat the report below
-            out = op.forward(xp, attrs, *inputs)
+            out = inner_forward(xp, attrs, *inputs)
         elapsed = time.perf_counter() - start
         if row is not None:
             row.value, row.forward_s, row.grad, row.backward_s = stats(xp, out), elapsed, None, None
@@ -153,7 +151,7 @@ def _wrap(step: Step, plan: Plan, graph: Graph, trace: Trace | None, check: bool
             raise checker.arriving_error(xp, g)
         start = time.perf_counter()
         with np.errstate(**quiet):
-            parts = op.vjp(xp, attrs, g, out, inputs, needs)
+            parts = inner_vjp(xp, attrs, g, out, inputs, needs)
         elapsed = time.perf_counter() - start
         if row is not None:
             row.grad, row.backward_s = stats(xp, g), elapsed
@@ -163,7 +161,7 @@ def _wrap(step: Step, plan: Plan, graph: Graph, trace: Trace | None, check: bool
                     raise checker.backward_error(xp, index, part, g, inputs)
         return parts
 
-    return dataclasses.replace(op, forward=forward, vjp=vjp)
+    return dataclasses.replace(step, forward=forward, vjp=vjp)
 
 
 class _Checker:

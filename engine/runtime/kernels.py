@@ -1,5 +1,11 @@
 """Reductions every stage shares at run time: ``sum_to`` (a broadcast gradient back to its
-input's shape), ``total`` and ``largest`` (sum and max with NumPy's fast paths).
+input's shape), and NumPy-only fast reductions for the ops' fast paths.
+
+``sum_to`` is plain array-API code, used by the rules and the plain executor.
+``numpy_sum``, ``numpy_max`` and ``numpy_sum_to`` are their NumPy lowerings: the
+ufunc methods, which skip ``np.sum``'s Python-level dispatch, and a column fold
+for a short last axis.  Only ``OpDef.fast_forward``/``fast_vjp`` and the
+optimized executor call them, and only on NumPy arrays.
 
 They are kept apart from ``engine.graph.shapes``, which reasons about shapes
 before any array exists; these touch arrays.
@@ -39,8 +45,18 @@ def sum_to(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
     if grad_shape == shape:
         return grad
     axes, keepdims, reshape = _reduction(grad_shape, shape)
-    reduced = total(xp, grad, axes, keepdims)
+    reduced = xp.sum(grad, axis=axes, keepdims=keepdims)
     return xp.reshape(reduced, shape) if reshape else reduced
+
+
+def numpy_sum_to(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``sum_to`` on NumPy, reducing with ``numpy_sum``."""
+    grad_shape = grad.shape
+    if grad_shape == shape:
+        return grad
+    axes, keepdims, reshape = _reduction(grad_shape, shape)
+    reduced = numpy_sum(grad, axes, keepdims)
+    return reduced.reshape(shape) if reshape else reduced
 
 
 @lru_cache(maxsize=4096)
@@ -64,30 +80,27 @@ def _reduction(grad_shape: tuple[int, ...], shape: tuple[int, ...]
     return axes, True, lead > 0
 
 
-def total(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
-          keepdims: bool = False) -> Any:
-    """``xp.sum``; on NumPy the ufunc method, which skips ``np.sum``'s Python-level dispatch
-    (a few microseconds a call, as much as the sum itself on the lesson's 5x3 arrays)."""
-    if xp is np:
-        if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
-            return _fold_last_axis(np.add, x, keepdims)
-        return np.add.reduce(x, axis=axis, keepdims=keepdims)
-    return xp.sum(x, axis=axis, keepdims=keepdims)
+def numpy_sum(x: np.ndarray, axis: int | tuple[int, ...] | None = None,
+              keepdims: bool = False) -> np.ndarray:
+    """``np.sum`` as the ufunc method, which skips ``np.sum``'s Python-level dispatch
+    (as much as the sum itself on the lesson's 5x3 arrays); same bits."""
+    if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
+        return _fold_last_axis(np.add, x, keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
 
-def largest(xp: Any, x: Any, axis: int | tuple[int, ...] | None = None,
-            keepdims: bool = False) -> Any:
-    """``xp.max``, on NumPy with the same short-axis fast path as ``total``."""
-    if xp is np:
-        if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
-            return _fold_last_axis(np.maximum, x, keepdims)
-        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
-    return xp.max(x, axis=axis, keepdims=keepdims)
+def numpy_max(x: np.ndarray, axis: int | tuple[int, ...] | None = None,
+              keepdims: bool = False) -> np.ndarray:
+    """``np.max`` with the same fast paths as ``numpy_sum``."""
+    if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
+        return _fold_last_axis(np.maximum, x, keepdims)
+    return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
 
 
-#: NumPy reduces a short last axis one row at a time: a 10,000 x 3 array takes 350 us for
-#: its row maxima, 15 us by combining its 3 columns.  Up to this many columns (and from
-#: FOLD_MIN_SIZE elements, below which one call is cheaper) the columns are combined.
+#: NumPy reduces a short last axis one row at a time, which on a 10,000 x 3 array is
+#: an order of magnitude slower than combining its 3 columns elementwise (see
+#: ``benchmarks/run.py``).  Up to this many columns (and from FOLD_MIN_SIZE elements,
+#: below which one call is cheaper) the columns are combined.
 FOLD_MAX_COLUMNS = 7
 FOLD_MIN_SIZE = 4096
 

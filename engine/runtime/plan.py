@@ -8,7 +8,9 @@ Everything that can be decided from the graph alone is decided here, once:
 which values backward reads (each op declares whether its vjp reads its inputs,
 its output, or neither), after which step each other value is dead and can be
 freed, and which input gradients may need summing back over broadcast axes
-(only where the inferred shapes of input and output differ).
+(only where the inferred shapes of input and output differ), and which
+implementation of each op runs: its plain array-API rules, or, for an optimized
+run on NumPy, the NumPy fast paths registered beside them (``OpDef.lowered``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from functools import partial
 
 from engine.graph.model import Graph
 from engine.ops import OpAttrs, OpDef
+from engine.ops.base import Forward, Vjp
 from engine.ops.stochastic import RunMode, node_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Step:
-    """One node: ``slots[output] = op.forward(xp, attrs, *slots[inputs])``.
+    """One node: ``slots[output] = forward(xp, attrs, *slots[inputs])``.
+
+    ``forward`` and ``vjp`` are the implementations of ``op`` chosen at compile time
+    (its rules, or its NumPy fast paths).
 
     ``frees`` are the slots that are dead once this step has run (no later step
     reads them, backward does not, and they are not outputs).  ``reduces[i]`` says
@@ -38,8 +44,14 @@ class Step:
     inputs: tuple[int, ...]
     output: int
     needs: tuple[bool, ...]
+    forward: Forward
+    vjp: Vjp
     frees: tuple[int, ...] = ()
     reduces: tuple[bool, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"<Step {self.name!r} {self.op.name} inputs={list(self.inputs)} "
+                f"output={self.output}>")
 
     @property
     def differentiates(self) -> bool:
@@ -47,7 +59,7 @@ class Step:
         return any(self.needs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Plan:
     """Slots for every value, and the steps in topological order.
 
@@ -61,10 +73,18 @@ class Plan:
     grad_tensors: tuple[str, ...]
     kept: frozenset[int] = frozenset()
     sources: int = 0
+    fast: bool = False
+
+    def __repr__(self) -> str:
+        lowering = "NumPy fast paths" if self.fast else "plain rules"
+        return (f"<Plan {len(self.steps)} steps over {len(self.names)} slots, "
+                f"{len(self.grad_tensors)} gradients, {lowering}>")
 
 
-def compile_plan(graph: Graph) -> Plan:
+def compile_plan(graph: Graph, *, fast: bool = False) -> Plan:
     """Number the values (sources first, then nodes in order) and build the steps.
+
+    ``fast`` picks each op's NumPy fast paths where it has them (only for NumPy arrays).
 
     One pass over the nodes in order decides what each step reads, what backward
     keeps and where each value is last used; a second builds the steps.
@@ -104,20 +124,19 @@ def compile_plan(graph: Graph) -> Plan:
         if slot >= len(sources) and slot not in kept:
             frees[index].append(slot)
     steps = tuple(Step(node.name, node.op, node.attrs, inputs, output, needs,
-                       tuple(sorted(dead)), reduces)
+                       *node.op.lowered(fast), tuple(sorted(dead)), reduces)
                   for (node, inputs, output, needs, reduces), dead in zip(compiled, frees,
                                                                          strict=True))
     return Plan(slots, names, steps, tuple(graph.grad_tensors()),
-                frozenset(slot for slot in kept if slot >= len(sources)), len(sources))
+                frozenset(slot for slot in kept if slot >= len(sources)), len(sources), fast)
 
 
 def bind_mode(plan: Plan, mode: RunMode) -> Plan:
     """The plan with each stochastic op's forward and vjp bound to ``mode`` and its node's key,
     so the executor's loops call every op alike and random ops still see the run's mode."""
     steps = tuple(
-        dataclasses.replace(step, op=dataclasses.replace(
-            step.op, forward=partial(step.op.forward, mode=mode, key=node_key(step.name)),
-            vjp=partial(step.op.vjp, mode=mode, key=node_key(step.name))))
+        dataclasses.replace(step, forward=partial(step.forward, mode=mode, key=node_key(step.name)),
+                            vjp=partial(step.vjp, mode=mode, key=node_key(step.name)))
         if step.op.stochastic else step
         for step in plan.steps)
     return dataclasses.replace(plan, steps=steps)
