@@ -457,7 +457,7 @@ def test_an_attribute_stands_for_a_number_among_the_inputs(build) -> None:
 
 def attention_reference(x, wq, wk, wv, wo, heads: int, causal: bool = False) -> np.ndarray:
     """Multi-head self-attention written directly in NumPy, head by head."""
-    batch, length, _ = x.shape
+    length = x.shape[1]
     width = wq.shape[1] // heads
     outputs = []
     for h in range(heads):
