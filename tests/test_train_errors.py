@@ -79,7 +79,8 @@ def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert f"--data {tmp_path / 'nothere.csv'}: no such file" in err
     (tmp_path / "data.csv").unlink()
     err = errors_of(capsys, spec)
-    assert f"spec.yaml:13:3: train.data: {tmp_path / 'data.csv'}: no such file" in err
+    assert (f"spec.yaml:13:3: train.data: train data: no such file 'data.csv' (looked for "
+            f"'{tmp_path / 'data.csv'}')") in err
 
 
 def test_unknown_column_is_located_in_the_spec_with_did_you_mean(

@@ -26,6 +26,7 @@ from engine.ops import REGISTRY
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.spec.inline import FlatNode
 from engine.spec.literals import literal_problem, yaml_number
+from engine.spec.paths import Refused, confine
 from engine.spec.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
@@ -37,10 +38,11 @@ _SECTIONS: tuple[tuple[str, Kind], ...] = (
 class _Builder:
     """Collects problems while building, so that all of them are reported together."""
 
-    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path):
+    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path, roots: list[Path]):
         self.spec = spec
         self.source = source
         self.base_dir = base_dir
+        self.roots = roots
         self.problems: list[Problem] = []
         self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
@@ -125,12 +127,14 @@ class _Builder:
                 self.problem(path, f"value has shape {format_shape(literal.shape)} but the "
                                    f"tensor is declared {format_shape(decl.shape)}")
         if form == "file":
-            file = self.base_dir / str(init.file)
-            if file.suffix != ".npy":
-                self.problem(path, f"init file must be a .npy file, found {init.file!r}")
-            elif not file.is_file():
-                self.problem(path, f"init file {str(file)!r} does not exist (paths are relative "
-                                   "to the spec's folder)")
+            text = str(init.file)
+            if not text.endswith(".npy"):
+                self.problem((*path, "file"), f"init file must be a .npy file, found {text!r}")
+                return
+            try:
+                _, value.file = confine(text, self.base_dir, self.roots)
+            except Refused as exc:
+                self.problem((*path, "file"), f"init file: {exc}")
 
     def _constant(self, value: Value, decl: Constant) -> None:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)
@@ -290,14 +294,17 @@ class _Builder:
 
 def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
                 expanded: tuple[list[FlatNode], dict[str, str]],
-                max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
+                max_bytes: int = DEFAULT_MAX_BYTES, import_roots: list[Path] | None = None
+                ) -> Graph:
     """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
 
     Raises SpecError with every problem found.  ``max_bytes`` bounds the memory
     the graph's values take at their declared shapes; it is checked here, before
-    anything is allocated.
+    anything is allocated, and kept for the fed shapes.  ``import_roots`` are the
+    resolved ``--import-path`` folders, where files the spec names may be too.
     """
-    builder = _Builder(spec, source, base_dir)
+    roots = import_roots or []
+    builder = _Builder(spec, source, base_dir, roots)
     builder.declare()
     flat, calls = expanded
     dag = builder.connect(flat)
@@ -310,7 +317,7 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, calls)
+                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes)
     over = check_budget(graph, max_bytes)
     if over is not None:
         raise SpecError([over])

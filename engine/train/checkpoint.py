@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError
+from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_npz
@@ -70,9 +71,9 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by ``engine train --save``."""
-    arrays = load_npz(path)
+def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
+    """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays."""
+    arrays = load_npz(path, max_bytes=max_bytes)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
@@ -124,7 +125,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
-    arrays = load_npz(path)
+    arrays = load_npz(path, max_bytes=graph.max_bytes)
     params = _prefixed(arrays, "params/") or arrays
     return Trained(fit_parameters(path, params, graph), _scaling(path, arrays))
 

@@ -20,7 +20,7 @@ from engine.errors import DataError, Problem, SpecError, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
 from engine.io.arrays import CsvTable, load_npz, read_csv_table
-from engine.runtime.feeds import tensor_rng
+from engine.runtime.feeds import one_hot_rows, tensor_rng
 from schemas.train import InputData, TrainConfig
 
 Arrays = dict[str, np.ndarray]
@@ -60,8 +60,9 @@ def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) 
                         "; training data is a .csv file (numbers, with a header row) or an "
                         ".npz file of arrays")
     mapping = _Mapping(graph, config)
-    source: CsvTable | NpzArrays = read_npz_arrays(data_file) \
-        if data_file.suffix.lower() == ".npz" else read_csv_table(data_file)
+    source: CsvTable | NpzArrays = read_npz_arrays(data_file, graph.max_bytes) \
+        if data_file.suffix.lower() == ".npz" else read_csv_table(data_file,
+                                                                  max_bytes=graph.max_bytes)
     arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()}
     mapping.fail_if_problems()
     rows = _same_rows(arrays, config, data_file)
@@ -85,8 +86,8 @@ class NpzArrays:
     arrays: dict[str, np.ndarray]
 
 
-def read_npz_arrays(path: Path) -> NpzArrays:
-    return NpzArrays(path, load_npz(path))
+def read_npz_arrays(path: Path, max_bytes: int) -> NpzArrays:
+    return NpzArrays(path, load_npz(path, max_bytes=max_bytes))
 
 
 def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
@@ -285,7 +286,7 @@ class _Mapping:
                             f"0..{classes - 1} (input {name!r} is declared "
                             f"{format_shape(value.shape)})")
         indices = labels.astype(np.int64)
-        return np.eye(classes, dtype=value.dtype)[indices] if one_hot else indices
+        return one_hot_rows(indices, classes, value.dtype) if one_hot else indices
 
     def _classes_of_loss(self) -> int | str:
         """K for integer labels: the class axis of the probabilities the NLL loss reads."""

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
     """The array ``--feed NAME=FILE`` gives, checked against the input on its own first, so
     that a wrong name, dtype or shape is reported with the file it came from."""
-    array = load_array(file, key=name)
+    array = load_array(file, key=name, max_bytes=graph.max_bytes)
     try:
         bind_feeds(graph, {name: array})
     except DataError as exc:

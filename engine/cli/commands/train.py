@@ -22,6 +22,7 @@ from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
+from engine.spec.paths import Refused, confine
 from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
@@ -166,10 +167,10 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
         data_file = Path(args.override_data)
         require_file(data_file, "--data")
         return data_file
-    data_file = graph.base_dir / config.data
-    if not data_file.is_file():
-        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
-                                              "(train.data is relative to the spec's folder)")])
+    try:
+        _, data_file = confine(config.data, graph.base_dir, graph.import_roots)
+    except Refused as exc:
+        raise SpecError([graph.source.problem(("train", "data"), f"train data: {exc}")]) from None
     return data_file
 
 
@@ -178,7 +179,7 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     """The checkpoint to resume from, checked against the graph and this run's settings."""
     if args.resume is None:
         return None
-    checkpoint = load_checkpoint(args.resume)
+    checkpoint = load_checkpoint(args.resume, graph.max_bytes)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
     except (ValueError, TypeError, KeyError) as exc:
