@@ -97,8 +97,8 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
                                   "mean 'epochs'?)"),
     ("  epochs: 1", "  optimizer: {name: adam, betta1: 0.8}",
      "train.optimizer.betta1: unknown key 'betta1' (did you mean 'beta1'"),
-    ("  epochs: 1", "  optimizer: nadam", "train.optimizer: expected 'sgd', 'momentum' or "
-                                          "'adam', found 'nadam'"),
+    ("  epochs: 1", "  optimizer: nadam", "train.optimizer: expected 'sgd', 'momentum', "
+                                          "'adam' or 'adamw', found 'nadam'"),
     ("  epochs: 1", "  optimizer: {name: sgd, momentum: 0.9}",
      "momentum is not a coefficient of sgd"),
     ("y: {label: label}", "y: {label: label, standardise: true}",

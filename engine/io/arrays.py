@@ -178,8 +178,15 @@ class CsvTable:
 
 
 def load_csv(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """A 2-D float array from a CSV of numbers; a first row of non-numbers is a header."""
-    return read_csv_table(path, max_bytes=max_bytes).data
+    """A 2-D array from a CSV of numbers; a first row of non-numbers is a header.
+
+    int64 when every value is a whole number (below 2**53, where float64 is exact), so
+    that a column of class labels feeds an int64 input; float64 otherwise (an int64
+    array feeds a float input as well).
+    """
+    data = read_csv_table(path, max_bytes=max_bytes).data
+    whole = bool(np.all(np.abs(data) < 2.0 ** 53)) and bool(np.all(data == np.trunc(data)))
+    return data.astype(np.int64) if whole else data
 
 
 def read_csv_table(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CsvTable:

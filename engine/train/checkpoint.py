@@ -71,6 +71,11 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     save_npz(path, arrays)
 
 
+def best_path(path: Path) -> Path:
+    """Where early stopping keeps the best epoch beside the last: ``p.npz`` -> ``p.best.npz``."""
+    return path.with_name(path.stem + ".best" + path.suffix)
+
+
 def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
     """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays."""
     arrays = load_npz(path, max_bytes=max_bytes)

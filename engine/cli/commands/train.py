@@ -23,12 +23,12 @@ from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
 from engine.spec.paths import Refused, confine
-from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
+from engine.train.checkpoint import Checkpoint, best_path, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
 from engine.train.progress import BarProgress, split_metrics
-from schemas.train import OPTIMIZERS, TrainConfig
+from schemas.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
 
@@ -44,7 +44,21 @@ _OVERRIDES: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
     ("--beta1", ("optimizer", "beta1"), float, "X"),
     ("--beta2", ("optimizer", "beta2"), float, "X"),
     ("--eps", ("optimizer", "eps"), float, "X"),
+    ("--weight-decay", ("weight_decay",), float, "X"),
+    ("--clip-grad-norm", ("clip_grad_norm",), float, "X"),
+    ("--warmup-epochs", ("schedule", "warmup_epochs"), float, "E"),
+    ("--step-size", ("schedule", "step_size"), int, "N"),
+    ("--gamma", ("schedule", "gamma"), float, "X"),
+    ("--min-lr", ("schedule", "min_lr"), float, "X"),
+    ("--patience", ("early_stopping", "patience"), int, "N"),
+    ("--stop-metric", ("early_stopping", "metric"), str, "METRIC"),
+    ("--val-data", ("val_data",), str, "FILE"),
+    ("--test-data", ("test_data",), str, "FILE"),
 )
+
+#: Options that choose a named model (its settings take their defaults unless given too).
+_NAMED = (("--optimizer", "optimizer", OPTIMIZERS, "sgd"),
+          ("--schedule", "schedule", SCHEDULES, "constant"))
 
 EPILOG = """\
 examples:
@@ -52,11 +66,14 @@ examples:
   python -m engine train graphs/mlp.yaml --epochs 20 --lr 0.05 --optimizer momentum --save p.npz
   python -m engine train graphs/mlp.yaml --resume p.npz --epochs 40 --save p.npz --plot loss.png
   python -m engine train graphs/mlp.yaml --set inputs.x.standardize=false --json
+  python -m engine train graphs/digits.yaml --optimizer adamw --weight-decay 0.01 \
+      --schedule cosine --warmup-epochs 1 --patience 5 --save p.npz   # best epoch: p.best.npz
 
 Every field of the train: section can be overridden: the options above, or --set for any
-field (its value is YAML). --data is relative to the current folder; train.data in the spec
-is relative to the spec. Exit codes: 0 done, 1 spec or data error, 2 usage error,
-130 interrupted (Ctrl-C stops after the last complete epoch, which --save has written)."""
+field (its value is YAML). --data, --val-data and --test-data are relative to the current
+folder; the same fields in the spec are relative to the spec. Exit codes: 0 done, 1 spec or
+data error, 2 usage error, 130 interrupted (Ctrl-C stops after the last complete epoch,
+which --save has written)."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -68,9 +85,10 @@ def add_parser(subparsers: Any) -> None:
     for option, path, kind, metavar in _OVERRIDES:
         parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
                             help=f"override train.{'.'.join(path)}")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS,
-                        help="override train.optimizer (its coefficients take their defaults "
-                             "unless given too)")
+    for option, field, names, _default in _NAMED:
+        parser.add_argument(option, choices=names, dest="override_name_" + field,
+                            help=f"override train.{field} (its settings take their defaults "
+                                 "unless given too)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                         help="override train.shuffle")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -113,14 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Namespace) -> int:
     """Resume, read the data, train and report; ``--save``'s file is locked meanwhile."""
+    val_file, test_file = (None if value is None else _data_file(graph, args, field, value)
+                           for field, value in (("val_data", config.val_data),
+                                                ("test_data", config.test_data)))
     checkpoint = _checkpoint(graph, config, args)
     seed = checkpoint.seed if checkpoint is not None else \
         config.seed if config.seed is not None else graph.spec.seed
-    dataset = load_dataset(graph, config, data_file, seed)
+    dataset = load_dataset(graph, config, data_file, seed, val_file=val_file,
+                           test_file=test_file)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
         try:
-            trainer.resume(checkpoint)
+            trainer.resume(checkpoint, _best_checkpoint(args.resume))
         except DataError as exc:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
@@ -163,14 +185,23 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
         raise DataError(f"{args.spec}: no parameter gets a gradient from the loss "
                         f"{graph.loss!r}, so training has nothing to change; declare "
                         "parameters: and use them on the way to the loss")
-    if args.override_data:
-        data_file = Path(args.override_data)
-        require_file(data_file, "--data")
+    return _data_file(graph, args, "data", config.data)
+
+
+def _data_file(graph: Graph, args: argparse.Namespace, field: str, value: str) -> Path:
+    """``train.FIELD``'s file: an option's path is relative to the current folder, the
+    spec's to the spec; a missing one is an error before any data is read."""
+    given = getattr(args, "override_" + field)
+    if given:
+        data_file = Path(given)
+        require_file(data_file, "--" + field.replace("_", "-"))
         return data_file
     try:
-        _, data_file = confine(config.data, graph.base_dir, graph.import_roots)
+        _, data_file = confine(value, graph.base_dir, graph.import_roots)
     except Refused as exc:
-        raise SpecError([graph.source.problem(("train", "data"), f"train data: {exc}")]) from None
+        raise SpecError([graph.source.problem(("train", field),
+                                              f"train {field.replace('_', ' ')}: {exc}")]) \
+            from None
     return data_file
 
 
@@ -195,16 +226,25 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     return checkpoint
 
 
+def _best_checkpoint(resumed: Path) -> Checkpoint | None:
+    """The best epoch that early stopping kept beside ``resumed``, if it is there."""
+    best = best_path(resumed)
+    return load_checkpoint(best) if best.is_file() else None
+
+
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:
     """The spec's train: section with the command line's overrides, validated again."""
     data: dict[str, Any] = (spec_config.model_dump(exclude_unset=True)
                             if spec_config is not None else {})
     given: list[str] = []
-    if args.optimizer is not None:
-        current = data.get("optimizer", {}).get("name", "sgd")
-        if current != args.optimizer:
-            data["optimizer"] = {"name": args.optimizer}
-        given.append(f"--optimizer {args.optimizer}")
+    for option, field, _names, default in _NAMED:
+        chosen = getattr(args, "override_name_" + field)
+        if chosen is None:
+            continue
+        current = data.get(field, {})
+        if (current if isinstance(current, str) else current.get("name", default)) != chosen:
+            data[field] = {"name": chosen}
+        given.append(f"{option} {chosen}")
     for option, path, _kind, _metavar in _OVERRIDES:
         value = getattr(args, "override_" + path[-1])
         if value is not None:
@@ -228,7 +268,7 @@ def _assign(data: dict[str, Any], path: tuple[str, ...], value: Any, option: str
     target = data
     for key in path[:-1]:
         child = target.setdefault(key, {})
-        if isinstance(child, str) and key == "optimizer":  # bare name: optimizer: adam
+        if isinstance(child, str) and key in ("optimizer", "schedule"):  # a bare name
             child = target[key] = {"name": child}
         if not isinstance(child, dict):
             raise UsageError(f"{option} {'.'.join(path)}: train.{key} is not a mapping")
@@ -260,18 +300,39 @@ def _stop_on_interrupt() -> Iterator[Any]:
 def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     config, dataset = trainer.config, trainer.dataset
     opt = config.optimizer
+    extras = [f"{opt.name} (lr {config.lr:g}"]
+    if config.schedule.name != "constant" or config.schedule.warmup_epochs:
+        warmup = config.schedule.warmup_epochs
+        extras.append(f"{config.schedule.name} schedule" +
+                      (f" after {warmup:g} warmup epochs" if warmup else ""))
+    if config.weight_decay:
+        extras.append(f"weight decay {config.weight_decay:g}")
+    if config.clip_grad_norm is not None:
+        extras.append(f"gradient norm clipped to {config.clip_grad_norm:g}")
+    extras.append(f"batch size {config.batch_size})")
     print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
-          f"{opt.name} (lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
-          f"{outcome.seconds:.2f} s")
+          f"{', '.join(extras)}, seed {trainer.seed}, {outcome.seconds:.2f} s")
+    validation = f"{dataset.val_file}, " if dataset.val_file is not None else ""
+    test = f", {dataset.test_file}: {count(dataset.n_test, 'test row')}" \
+        if dataset.test_file is not None else ""
     print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
-          f"{count(dataset.n_val, 'validation row')}")
-    rows = {"train": dataset.n_train, "val": dataset.n_val}
+          f"{validation}{count(dataset.n_val, 'validation row')}{test}")
+    rows = {"train": dataset.n_train, "val": dataset.n_val, "test": dataset.n_test}
     last = {key: outcome.last(key) for key in outcome.history}
-    for part, loss, accuracy in split_metrics(last):
-        line = f"{part:<5} loss {loss:.4f}"
-        if accuracy is not None:
-            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows[part])}/{rows[part]})"
+    last.update(outcome.test)
+    for part, values in split_metrics(last):
+        line = f"{part:<5} " + "  ".join(
+            f"{name} {value:.4f}" if name != "accuracy" else
+            f"accuracy {value:.3f} ({round(value * rows[part])}/{rows[part]})"
+            for name, value in values.items())
         print(line)
+    rule = config.early_stopping
+    if rule is not None and outcome.best_epoch is not None:
+        why = f"stopped early: {rule.metric} did not improve for " \
+              f"{count(rule.patience, 'epoch')}; " if outcome.stopped_early else ""
+        kept = f" ({best_path(args.save)})" if outcome.saved else ""
+        tested = "; the test rows were measured with it" if outcome.test else ""
+        print(f"{why}best epoch {outcome.best_epoch}{kept}{tested}")
     if outcome.saved:
         print(f"saved parameters to {args.save}")
     if args.plot is not None:
@@ -281,18 +342,18 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
 def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     document = {
         "epochs": outcome.epochs,
-        "train_loss": outcome.last("train_loss"),
-        "val_loss": outcome.last("val_loss"),
-        "train_accuracy": outcome.last("train_accuracy"),
-        "val_accuracy": outcome.last("val_accuracy"),
+        **{key: outcome.last(key) for key in trainer.keys},
+        **outcome.test,
         "train_rows": trainer.dataset.n_train,
         "val_rows": trainer.dataset.n_val,
+        **({"test_rows": trainer.dataset.n_test} if trainer.dataset.test_file else {}),
         "seed": trainer.seed,
         "optimizer": trainer.config.optimizer.name,
+        "best_epoch": outcome.best_epoch,
+        "stopped_early": outcome.stopped_early,
         "interrupted": outcome.interrupted,
         "seconds": outcome.seconds,
         "saved": str(args.save) if outcome.saved else None,
         "history": outcome.history,
     }
     print_json(document)
-
