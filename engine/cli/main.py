@@ -13,11 +13,22 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from engine.cli.commands import check, eval, explain, graph, predict, run, schema, train
+from engine.cli.commands import (
+    check,
+    eval,
+    explain,
+    grad,
+    gradcheck,
+    graph,
+    predict,
+    run,
+    schema,
+    train,
+)
 from engine.cli.diagnostics import count, report
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
-COMMANDS = (run, check, graph, explain, train, eval, predict, schema)
+COMMANDS = (run, check, graph, explain, grad, gradcheck, train, eval, predict, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
