@@ -11,6 +11,7 @@ nodes, each with its own location, which may be in an imported file.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.graph.lint import lint
 from engine.graph.model import Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.graph.targets import ClassTarget, class_targets, first_bad_label, row_name
 from engine.ops import REGISTRY
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.spec.inline import FlatNode
@@ -53,6 +55,8 @@ class _Builder:
         self.dims = Dims()
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
+        self.dag = nx.DiGraph()
+        self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -179,7 +183,7 @@ class _Builder:
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
             edges.extend((ref, name) for ref in refs)
-        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag = self.dag  # built in two calls: networkx costs ~10 us a call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag
@@ -231,10 +235,19 @@ class _Builder:
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = promoted(*floats) if floats else "float64"
-            for v in ins:
-                if v.weak:
-                    v.dtype = weak_dtype
-                    self._check_weak(v, label)
+            refs = list(node.inputs)
+            for i, v in enumerate(ins):
+                if not v.weak:
+                    continue
+                if v.name in self.weak_typed and v.dtype != weak_dtype:
+                    ins[i] = self._weak_as(v, weak_dtype, label)  # each use its own dtype
+                    refs[i] = ins[i].name
+                    continue
+                v.dtype = weak_dtype
+                self.weak_typed.add(v.name)
+                self._check_weak(v, label)
+            if refs != list(node.inputs):
+                node = self._rewire(node, refs)
             hint = self._keepdims_hint(node, ins)
             if hint:
                 self.hints[self.dims.site] = (name, hint)
@@ -275,6 +288,32 @@ class _Builder:
                         f"keepdims, so that axis is gone and broadcasting pairs its axes with "
                         f"the last ones of the other input; keepdims: true on {ref!r} keeps it")
         return ""
+
+    def _weak_as(self, value: Value, dtype: str, user: str) -> Value:
+        """The bare constant ``value`` at ``dtype``, for a use that needs another dtype than
+        the one an earlier use gave it: ``k: 2.0`` used by a float32 node and a float64 node
+        is two values, ``k`` and ``k.float32`` (a name no spec can write), so that what
+        ``check`` infers is what runs.  One value had one dtype, the last use's."""
+        name = f"{value.name}.{dtype}"
+        clone = self.values.get(name)
+        if clone is None:
+            clone = Value(name, "constant", value.loc, shape=value.shape, dtype=dtype,
+                          literal=value.literal, weak=True, call=value.call)
+            self.values[name] = clone
+            self.weak_typed.add(name)
+            self.dag.add_node(name)
+            self._check_weak(clone, user)
+        return clone
+
+    def _rewire(self, node: Node, refs: list[str]) -> Node:
+        """``node`` reading ``refs`` instead of its inputs, in the node table and the DAG."""
+        for ref in refs:
+            self.dag.add_edge(ref, node.name)
+        for old in set(node.inputs) - set(refs):
+            self.dag.remove_edge(old, node.name)
+        node = replace(node, inputs=tuple(refs))
+        self.nodes[node.name] = node
+        return node
 
     def _check_weak(self, value: Value, user: str) -> None:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
@@ -319,6 +358,34 @@ class _Builder:
                                              f"disagrees with the graph{self.dims.explain(name)}; "
                                              "change the default or the shapes")
 
+    def check_class_literals(self) -> dict[str, ClassTarget]:
+        """NLL's class-index targets written in the spec: each label must be 0..K-1 (a label
+        of 5 among 3 classes, or -1, would make a silent loss and gradient of 0)."""
+        targets = class_targets(self.nodes, self.values)
+        for name, target in targets.items():
+            value = self.values[name]
+            classes = self.dims.resolve(target.classes)
+            if target.one_hot or not isinstance(classes, int):
+                continue
+            about = target.describe(self.values, self.dims, classes)
+            init = value.decl.init if value.decl is not None else None
+            if init is not None and init.form == "labels" and init.labels.classes > classes:
+                self.problems.append(value.loc.at("init", "labels", "classes").problem(
+                    f"labels: {{classes: {init.labels.classes}}} draws labels up to "
+                    f"{init.labels.classes - 1}, but {about}; set classes: {classes}"))
+            literal, loc = None, value.loc
+            if init is not None and init.form == "value":
+                literal, loc = np.asarray(init.value), value.loc.at("init", "value")
+            elif value.kind == "constant":
+                literal, loc = value.literal, value.loc.at("value")
+            bad = None if literal is None else first_bad_label(np.asarray(literal), classes)
+            if bad is not None:
+                index, label = bad
+                self.problems.append(loc.at(*index).problem(
+                    f"label {label:g} ({row_name(index)}) is not a class index: {about}; "
+                    "labels count from 0"))
+        return targets
+
     def check_loss_is_scalar(self) -> None:
         loss = self.spec.loss
         if loss is None or loss not in self.nodes:
@@ -351,11 +418,13 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.infer(order)
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
+    targets = builder.check_class_literals()
     builder.fail_if_problems()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes)
+                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
+                  targets=targets)
     over = check_budget(graph, max_bytes)
     if over is not None:
         raise SpecError([over])

@@ -8,7 +8,6 @@ multiplies by a one-hot matrix of the indices, so that repeated indices add.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -159,6 +158,15 @@ def _slice_vjp(xp, attrs, g, out, inputs, needs):
     return (g,)
 
 
+def _slice_fast_vjp(xp, attrs, g, out, inputs, needs):
+    # on NumPy: zeros with the gradient written into the slice, no concatenations
+    (x,) = inputs
+    d_x = np.zeros(x.shape, g.dtype)
+    cuts = _slices(attrs, x.ndim)
+    d_x[tuple(cuts.get(axis, slice(None)) for axis in range(x.ndim))] = g
+    return (d_x,)
+
+
 def _unslice(xp, g, axis: int, taken: range, size: int):
     """The gradient of ``x[..., taken, ...]`` on axis ``axis`` of length ``size``: ``g``
     spread to the positions taken, zeros elsewhere (built by concatenation)."""
@@ -218,6 +226,7 @@ register(OpDef(
     dtype=lambda attrs, x: x,
     reference=_slice_reference,
     samples=_slice_samples,
+    fast_vjp=_slice_fast_vjp,
     vjp_uses_output=False,
 ))
 
@@ -253,17 +262,41 @@ def _gather_forward(xp, attrs, data, indices):
 
 def _gather_vjp(xp, attrs, g, out, inputs, needs):
     data, indices = inputs
-    axis = attrs.axis % data.ndim
+    axis, rank = attrs.axis % data.ndim, indices.ndim
     size = data.shape[axis]
-    positions = _positions(xp, indices, size)
-    # one_hot[k, j] = 1 where index k picks row j; contracting the gradient with it sums
-    # the gradients of repeated indices, as a scatter-add would.
-    one_hot = xp.astype(xp.reshape(positions, (-1, 1)) == xp.arange(size, dtype=positions.dtype),
-                        g.dtype)
-    flat = xp.reshape(g, (*data.shape[:axis], math.prod(indices.shape), *data.shape[axis + 1:]))
-    summed = xp.tensordot(flat, one_hot, axes=([axis], [0]))  # the indexed axis comes last
-    order = (*range(axis), data.ndim - 1, *range(axis, data.ndim - 1))
-    return (xp.permute_dims(summed, order), None)
+    # one_hot[..., j] = 1 where an index picks row j; summing the gradient times it over the
+    # indices' axes adds the gradients of repeated indices, as a scatter-add would.  Only
+    # comparisons, products, sums and axis moves: the gradient graph can write it with float
+    # ops (the indices compared as float64, exact below 2^53).  NumPy runs the fast path.
+    position = xp.astype(indices, xp.float64)
+    position = xp.where(position < 0, position + size, position)  # negative: from the end
+    one_hot = xp.astype(xp.expand_dims(position, axis=-1) == xp.arange(size, dtype=xp.float64),
+                        g.dtype)  # indices' shape + [size]
+    rest = data.ndim - 1  # the axes of data besides the indexed one
+    moved = xp.permute_dims(g, (*range(axis, axis + rank), *range(axis),
+                                *range(axis + rank, g.ndim)))  # indices' axes first
+    moved = xp.expand_dims(moved, axis=rank)  # indices' shape + [1] + the other axes
+    for _ in range(rest):
+        one_hot = xp.expand_dims(one_hot, axis=-1)
+    spread = one_hot * moved  # indices' shape + [size] + the other axes
+    summed = xp.sum(spread, axis=tuple(range(rank))) if rank else spread
+    return (xp.permute_dims(summed, (*range(1, axis + 1), 0, *range(axis + 1, data.ndim))),
+            None)
+
+
+def _gather_fast_forward(xp, attrs, data, indices):
+    return np.take(data, indices, axis=attrs.axis)  # multi-dimensional, negative indices
+
+
+def _gather_fast_vjp(xp, attrs, g, out, inputs, needs):
+    # NumPy's unbuffered scatter-add, O(size of g) rather than the one-hot product's O(g * V)
+    data, indices = inputs
+    axis = attrs.axis % data.ndim
+    d_data = np.zeros(data.shape, g.dtype)
+    moved = np.moveaxis(d_data, axis, 0)  # a view: adding into it fills d_data
+    np.add.at(moved, indices, np.moveaxis(g, list(range(axis, axis + indices.ndim)),
+                                          list(range(indices.ndim))))
+    return (d_data, None)
 
 
 def _gather_samples(rng: np.random.Generator) -> list[Sample]:
@@ -293,6 +326,8 @@ register(OpDef(
     reference=_gather_reference,
     samples=_gather_samples,
     differentiable=(True, False),
+    fast_forward=_gather_fast_forward,
+    fast_vjp=_gather_fast_vjp,
     convention="Not differentiable in its indices. Repeated indices add their gradients "
                "(a scatter-add). The second derivative is 0 (linear in data).",
     vjp_uses_output=False,
