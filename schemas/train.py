@@ -9,30 +9,29 @@ need the data (column names, label ranges) live in ``engine.train.data``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-_COEFFICIENTS = {"sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "eps")}
+from schemas.base import StrictModel
+
+#: The one list of optimizers: each name with its coefficients (fields of OptimizerConfig).
+COEFFICIENTS: dict[str, tuple[str, ...]] = {
+    "sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "eps")}
+OPTIMIZERS = tuple(COEFFICIENTS)
+OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]  # built from the table above
 
 Column = Annotated[str, Field(min_length=1)] | Annotated[StrictInt, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    """Unknown keys are refused and nothing is converted (``epochs: true`` is not 1)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     """An optimizer and its coefficients; a bare name (``optimizer: adam``) takes the defaults.
 
     Coefficients of another optimizer are refused, so that ``momentum: 0.9`` on
     ``adam`` is an error rather than a setting silently ignored.
     """
 
-    name: Literal["sgd", "momentum", "adam"] = Field(
+    name: OptimizerName = Field(  # type: ignore[valid-type]
         default="sgd", description="sgd: w -= lr*g.  momentum: v = momentum*v + g, w -= lr*v.  "
                                    "adam: Kingma and Ba (2015), with bias correction.")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="Momentum coefficient.")
@@ -51,12 +50,12 @@ class OptimizerConfig(_Strict):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         # Editors must accept the bare name too (optimizer: adam), as the validator does.
-        names = list(get_args(cls.model_fields["name"].annotation))
+        names = list(OPTIMIZERS)
         return {"anyOf": [{"enum": names}, handler(core_schema)]}
 
     @model_validator(mode="after")
     def _coefficients_fit(self) -> OptimizerConfig:
-        allowed = _COEFFICIENTS[self.name]
+        allowed = COEFFICIENTS[self.name]
         foreign = sorted(f for f in self.model_fields_set - {"name"} if f not in allowed)
         if foreign:
             fits = ", ".join(allowed) or "none"
@@ -65,7 +64,7 @@ class OptimizerConfig(_Strict):
         return self
 
 
-class InputData(_Strict):
+class InputData(StrictModel):
     """Where one graph input comes from: CSV feature columns, an .npz array, or class labels.
 
     A label column holds class indices 0 .. K-1; it becomes one-hot rows when the
@@ -107,7 +106,7 @@ class InputData(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """How ``engine train`` trains the graph; each field is also a command-line option."""
 
     data: str | None = Field(default=None, description="A CSV file (with a header row to "

@@ -27,9 +27,10 @@ from pydantic import BaseModel, ValidationError
 from engine.errors import Problem, SpecError, did_you_mean
 from engine.ops import REGISTRY
 from engine.spec.imports import Module
+from engine.spec.models import NODE_MODELS
 from engine.spec.source import Location, PathKey
 from engine.spec.validation import located_problems
-from schemas.spec import NODE_MODELS, CallNode, Function
+from schemas.spec import CallNode, Function
 
 #: Upper bound on the nodes all calls expand to (calls nested in calls multiply).
 MAX_NODES = 1_000_000
