@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import Problem
+from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
-
-if TYPE_CHECKING:
-    from engine.graph.model import Graph
 
 #: Default budget of ``engine.load`` and the CLI's ``--max-bytes``: 4 GiB.
 DEFAULT_MAX_BYTES = 4 * 2**30

@@ -18,8 +18,6 @@ import networkx as nx
 import numpy as np
 
 from engine.errors import Problem, SpecError, did_you_mean
-from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
-from engine.graph.lint import lint
 from engine.graph.model import Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.ops import REGISTRY
@@ -289,13 +287,12 @@ class _Builder:
 
 
 def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
-                expanded: tuple[list[FlatNode], dict[str, str]],
-                max_bytes: int = DEFAULT_MAX_BYTES) -> Graph:
-    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
+                expanded: tuple[list[FlatNode], dict[str, str]]) -> Graph:
+    """Order the DAG of the spec's nodes, calls expanded (``engine.spec.inline.expand``),
+    infer shapes.  Raises SpecError with every problem found.
 
-    Raises SpecError with every problem found.  ``max_bytes`` bounds the memory
-    the graph's values take at their declared shapes; it is checked here, before
-    anything is allocated.
+    The budget and the warnings are later stages (``engine.graph.budget``,
+    ``engine.graph.lint``), which the loader runs on the graph built here.
     """
     builder = _Builder(spec, source, base_dir)
     builder.declare()
@@ -309,10 +306,5 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.fail_if_problems()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
-    graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, calls)
-    over = check_budget(graph, max_bytes)
-    if over is not None:
-        raise SpecError([over])
-    graph.warnings = sorted(set(lint(graph)))
-    return graph
+    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+                 builder.dims, outputs, loss, calls)

@@ -1,8 +1,10 @@
 """Spec files to validated ``Graph`` objects.
 
-The pipeline: YAML with positions (``engine.spec.source``), pydantic
-(``engine.spec.validation``), the imported files (``engine.spec.imports``), function
-calls inlined (``engine.spec.inline``), then the graph (``engine.graph.build``).
+The pipeline, each stage a call here and data flowing one way: YAML with
+positions (``engine.spec.source``), pydantic (``engine.spec.validation``), the
+imported files (``engine.spec.imports``), function calls inlined
+(``engine.spec.inline``), the graph (``engine.graph.build``), its memory budget
+(``engine.graph.budget``), then its warnings (``engine.graph.lint``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 
 from engine.errors import SpecError
 from engine.gcpause import collector_paused
-from engine.graph.budget import DEFAULT_MAX_BYTES
+from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.graph.build import build_graph
+from engine.graph.lint import lint
 from engine.graph.model import Graph
 from engine.spec.imports import Module, load_imports
 from engine.spec.inline import expand
@@ -51,7 +54,11 @@ def _build(text: str, file: str, base_dir: Path, import_paths: Sequence[str | Pa
         spec = validate_spec(data, source)
         root = Module(spec, source, data, base_dir)
         modules = load_imports(root, [Path(p) for p in import_paths], path)
-        graph = build_graph(spec, source, base_dir, expand(modules), max_bytes=max_bytes)
+        graph = build_graph(spec, source, base_dir, expand(modules))
+        over = check_budget(graph, max_bytes)  # before anything is allocated
+        if over is not None:
+            raise SpecError([over])
+        graph.warnings = sorted(set(lint(graph)))
     if strict and graph.warnings:
         raise SpecError(graph.warnings)
     return graph
