@@ -17,7 +17,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from engine.errors import Problem, SpecError, did_you_mean
+from engine.cycles import cycle_path, find_cycles
+from engine.errors import Problems, did_you_mean
 from engine.graph.model import Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.ops import REGISTRY
@@ -39,7 +40,7 @@ class _Builder:
         self.spec = spec
         self.source = source
         self.base_dir = base_dir
-        self.problems: list[Problem] = []
+        self.problems = Problems()
         self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
@@ -54,10 +55,6 @@ class _Builder:
         if found is not None:
             index, message = found
             self.problems.append(loc.at(*index).problem(message))
-
-    def fail_if_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)
 
     # -- names -----------------------------------------------------------------------------
 
@@ -184,19 +181,13 @@ class _Builder:
         except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
             self._report_cycles(dag)
             order = []
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         return [n for n in order if n in self.nodes]
 
     def _report_cycles(self, dag: nx.DiGraph) -> None:
-        cycles = [c for c in nx.strongly_connected_components(dag)
-                  if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
-        for component in cycles:
-            cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
-            start = min(cycle, key=lambda n: self.values[n].loc.sort_key())
-            turn = cycle.index(start)
-            cycle = cycle[turn:] + cycle[:turn]
-            self.problems.append(self.values[start].loc.problem(
-                "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
+        for cycle in find_cycles(dag, lambda u, _next: self.values[u].loc.sort_key()):
+            self.problems.append(self.values[cycle[0]].loc.problem(
+                f"cycle: {cycle_path(cycle)}; a graph must be acyclic"))
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -303,7 +294,7 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.infer(order)
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
-    builder.fail_if_problems()
+    builder.problems.raise_if_any()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
