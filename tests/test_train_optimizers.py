@@ -77,3 +77,11 @@ def test_parameters_of_several_shapes_and_dtypes_update_like_one_at_a_time() -> 
         np.testing.assert_array_equal(together[name], alone[name])
         assert together[name].dtype == w.dtype and together[name].shape == w.shape
         np.testing.assert_allclose(together[name], w - 0.1 * grads[name], rtol=1e-6)
+
+
+def test_every_optimizer_name_has_one_implementation() -> None:
+    """The names live in schemas.train alone; the engine implements exactly those."""
+    from engine.train.optimizers import OPTIMIZERS as IMPLEMENTED
+    from schemas.train import OPTIMIZERS
+
+    assert tuple(IMPLEMENTED) == OPTIMIZERS

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -27,23 +28,45 @@ from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
 from engine.train.progress import BarProgress, split_metrics
-from schemas.train import OPTIMIZERS, TrainConfig
+from schemas.train import OPTIMIZERS, OptimizerConfig, TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
 
 #: Options that override one field of the train: section: (option, field path, type).
-_OVERRIDES: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
-    ("--data", ("data",), str, "FILE"),
-    ("--epochs", ("epochs",), int, "N"),
-    ("--lr", ("lr",), float, "X"),
-    ("--batch-size", ("batch_size",), int, "N"),
-    ("--val-split", ("val_split",), float, "F"),
-    ("--seed", ("seed",), int, "N"),
-    ("--momentum", ("optimizer", "momentum"), float, "X"),
-    ("--beta1", ("optimizer", "beta1"), float, "X"),
-    ("--beta2", ("optimizer", "beta2"), float, "X"),
-    ("--eps", ("optimizer", "eps"), float, "X"),
-)
+class Override(NamedTuple):
+    """A command-line option that overrides one field of the ``train:`` section."""
+
+    option: str  # --batch-size
+    path: tuple[str, ...]  # ("batch_size",), or ("optimizer", "momentum")
+    kind: type  # str, int, float or bool
+    help: str
+
+
+def _overrides() -> tuple[Override, ...]:
+    """One option per scalar field of ``TrainConfig`` and per optimizer coefficient, read off
+    the models (``batch_size`` is ``--batch-size``), so no field can lack its option.  The
+    optimizer's name has ``--optimizer``; ``inputs`` and anything else, ``--set``."""
+    fields = [((name,), field) for name, field in TrainConfig.model_fields.items()]
+    fields += [(("optimizer", name), field)
+               for name, field in OptimizerConfig.model_fields.items() if name != "name"]
+    overrides = []
+    for path, field in fields:
+        kind = _scalar_kind(field.annotation)
+        if kind is not None:
+            about = (field.description or "").rstrip(".").replace("%", "%%")
+            overrides.append(Override("--" + path[-1].replace("_", "-"), path, kind,
+                                      f"{about} (overrides train.{'.'.join(path)})"))
+    return tuple(overrides)
+
+
+def _scalar_kind(annotation: Any) -> type | None:
+    """str, int, float or bool for a field of that type (or that type or None), else None."""
+    union = get_origin(annotation) in (Union, types.UnionType)
+    members = [m for m in (get_args(annotation) if union else (annotation,)) if m is not type(None)]
+    return members[0] if len(members) == 1 and members[0] in (str, int, float, bool) else None
+
+
+_OVERRIDES = _overrides()
 
 EPILOG = """\
 examples:
@@ -64,14 +87,17 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
     add_load_options(parser)
-    for option, path, kind, metavar in _OVERRIDES:
-        parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
-                            help=f"override train.{'.'.join(path)}")
+    for override in _OVERRIDES:
+        dest = "override_" + override.path[-1]
+        if override.kind is bool:
+            parser.add_argument(override.option, action=argparse.BooleanOptionalAction,
+                                dest=dest, default=None, help=override.help)
+        else:
+            parser.add_argument(override.option, type=override.kind, dest=dest,
+                                metavar=override.path[-1].upper(), help=override.help)
     parser.add_argument("--optimizer", choices=OPTIMIZERS,
                         help="override train.optimizer (its coefficients take their defaults "
                              "unless given too)")
-    parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
-                        help="override train.shuffle")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         dest="set_fields", type=_set_argument,
                         help="override any field of train:, e.g. inputs.x.standardize=false; "
@@ -200,17 +226,16 @@ def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) ->
                             if spec_config is not None else {})
     given: list[str] = []
     if args.optimizer is not None:
-        current = data.get("optimizer", {}).get("name", "sgd")
+        current = data.get("optimizer", {}).get("name",
+                                                OptimizerConfig.model_fields["name"].default)
         if current != args.optimizer:
             data["optimizer"] = {"name": args.optimizer}
         given.append(f"--optimizer {args.optimizer}")
-    for option, path, _kind, _metavar in _OVERRIDES:
+    for option, path, _kind, _help in _OVERRIDES:
         value = getattr(args, "override_" + path[-1])
         if value is not None:
             _assign(data, path, value, option)
             given.append(f"{option} {value}")
-    if args.shuffle is not None:
-        data["shuffle"] = args.shuffle
     for path, value in args.set_fields:
         _assign(data, path, value, "--set")
         given.append(f"--set {'.'.join(path)}")
