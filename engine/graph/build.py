@@ -158,7 +158,7 @@ class _Builder:
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
             edges.extend((ref, name) for ref in refs)
-        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag = nx.DiGraph()  # built in two calls: networkx's cost is per call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag

@@ -22,7 +22,7 @@ import yaml
 
 from engine.errors import Problem, Problems, SpecError
 
-try:  # the C composer is ~10x faster on large specs
+try:  # the C composer is much faster on large specs
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
