@@ -9,38 +9,30 @@ need the data (column names, label ranges) live in ``engine.train.data``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
 from schemas.base import StrictModel
 
+_ADAM = ("beta1", "beta2", "eps")
 #: The one list of optimizers: each name with its coefficients (fields of OptimizerConfig).
 COEFFICIENTS: dict[str, tuple[str, ...]] = {
-    "sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "eps")}
+    "sgd": (), "momentum": ("momentum",), "adam": _ADAM, "adamw": _ADAM}
 OPTIMIZERS = tuple(COEFFICIENTS)
-OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]  # built from the table above
+#: The one list of schedules: each name with its own settings (fields of ScheduleConfig).
+SCHEDULE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "constant": (), "step": ("step_size", "gamma"), "cosine": ("min_lr",)}
+SCHEDULES = tuple(SCHEDULE_SETTINGS)
+METRICS = ("accuracy", "mse", "mae")
+#: Metrics where a smaller value is better (early stopping's direction).
+LOWER_IS_BETTER = ("loss", "mse", "mae")
 
 Column = Annotated[str, Field(min_length=1)] | Annotated[StrictInt, Field(ge=0)]
 
 
-class OptimizerConfig(StrictModel):
-    """An optimizer and its coefficients; a bare name (``optimizer: adam``) takes the defaults.
-
-    Coefficients of another optimizer are refused, so that ``momentum: 0.9`` on
-    ``adam`` is an error rather than a setting silently ignored.
-    """
-
-    name: OptimizerName = Field(  # type: ignore[valid-type]
-        default="sgd", description="sgd: w -= lr*g.  momentum: v = momentum*v + g, w -= lr*v.  "
-                                   "adam: Kingma and Ba (2015), with bias correction.")
-    momentum: float = Field(default=0.9, ge=0, lt=1, description="Momentum coefficient.")
-    beta1: float = Field(default=0.9, ge=0, lt=1, description="Adam: decay of the mean of "
-                                                              "gradients.")
-    beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam: decay of the mean of "
-                                                                "squared gradients.")
-    eps: float = Field(default=1e-8, gt=0, allow_inf_nan=False,
-                       description="Adam: added to the denominator.")
+class _BareName(StrictModel):
+    """A model whose ``name`` alone may be written bare (``schedule: cosine``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -50,8 +42,29 @@ class OptimizerConfig(StrictModel):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         # Editors must accept the bare name too (optimizer: adam), as the validator does.
-        names = list(OPTIMIZERS)
+        names = list(get_args(cls.model_fields["name"].annotation))
         return {"anyOf": [{"enum": names}, handler(core_schema)]}
+
+
+class OptimizerConfig(_BareName):
+    """An optimizer and its coefficients; a bare name (``optimizer: adam``) takes the defaults.
+
+    Coefficients of another optimizer are refused, so that ``momentum: 0.9`` on
+    ``adam`` is an error rather than a setting silently ignored.
+    """
+
+    name: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
+        default="sgd", description="sgd: w -= lr*g.  momentum: v = momentum*v + g, w -= lr*v.  "
+                                   "adam: Kingma and Ba (2015), with bias correction.  adamw: "
+                                   "adam with weight decay decoupled from the gradient "
+                                   "(Loshchilov and Hutter 2019).")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="Momentum coefficient.")
+    beta1: float = Field(default=0.9, ge=0, lt=1, description="Adam, AdamW: decay of the mean "
+                                                              "of gradients.")
+    beta2: float = Field(default=0.999, ge=0, lt=1, description="Adam, AdamW: decay of the "
+                                                                "mean of squared gradients.")
+    eps: float = Field(default=1e-8, gt=0, allow_inf_nan=False,
+                       description="Adam, AdamW: added to the denominator.")
 
     @model_validator(mode="after")
     def _coefficients_fit(self) -> OptimizerConfig:
@@ -62,6 +75,68 @@ class OptimizerConfig(StrictModel):
             raise ValueError(f"{', '.join(foreign)} is not a coefficient of {self.name} "
                              f"(its coefficients: {fits})")
         return self
+
+
+class ScheduleConfig(_BareName):
+    """The learning rate as a function of the epoch, set before every step.
+
+    ``e`` is the fractional epoch (epoch + batch / batches per epoch), so the rate
+    changes smoothly within an epoch; a resumed run recomputes it, there is no state.
+    """
+
+    name: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
+        default="constant", description="constant: lr.  step: lr * gamma^floor(epoch / "
+                                        "step_size).  cosine: from lr down to min_lr over the "
+                                        "epochs after the warmup, half a cosine wave.")
+    warmup_epochs: float = Field(
+        default=0, ge=0, allow_inf_nan=False,
+        description="Linear warmup first: the rate rises from lr/steps to lr over these "
+                    "epochs, then the schedule runs.")
+    step_size: int = Field(default=10, gt=0, description="step: epochs between decays.")
+    gamma: float = Field(default=0.1, gt=0, le=1, description="step: factor of each decay.")
+    min_lr: float = Field(default=0.0, ge=0, allow_inf_nan=False,
+                          description="cosine: the rate at the last epoch.")
+
+    @model_validator(mode="after")
+    def _fields_fit(self) -> ScheduleConfig:
+        own = SCHEDULE_SETTINGS[self.name]
+        foreign = sorted(f for f in self.model_fields_set - {"name", "warmup_epochs"}
+                         if f not in own)
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} is not a setting of the {self.name} "
+                             f"schedule (its settings: {', '.join((*own, 'warmup_epochs'))})")
+        return self
+
+
+class EarlyStopping(StrictModel):
+    """Stop when ``metric`` has not improved for ``patience`` epochs; keep the best epoch."""
+
+    patience: int = Field(default=5, gt=0, description="Epochs without improvement before "
+                                                       "training stops.")
+    metric: str = Field(default="val_loss", pattern=r"^val_[a-z]+$",
+                        description="What is watched: val_loss, or val_ followed by a metric "
+                                    "(val_accuracy, val_mse, val_mae); losses and errors "
+                                    "should fall, accuracy should rise.")
+
+
+class MetricsConfig(StrictModel):
+    """What is measured besides the loss, from a named prediction node and target input.
+
+    Naming the prediction makes accuracy independent of what the loss adds (an L2
+    term, a regulariser); ``mse`` and ``mae`` measure a regression's error.
+    """
+
+    prediction: str = Field(min_length=1, description="The node whose value is the prediction "
+                                                      "(class probabilities or scores [batch, "
+                                                      "K], or regression values).")
+    target: str | None = Field(default=None, description="The input holding the truth; "
+                                                         "default: the one input fed by a "
+                                                         "label, or the one input of the "
+                                                         "loss's data that is not a feature.")
+    report: list[Literal[METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["accuracy"], min_length=1,
+        description="accuracy: argmax of the prediction equals the label (or the one-hot "
+                    "target's argmax).  mse, mae: mean squared and mean absolute error.")
 
 
 class InputData(StrictModel):
@@ -115,7 +190,24 @@ class TrainConfig(StrictModel):
     inputs: dict[str, InputData] = Field(
         default_factory=dict, description="Graph input -> the data that feeds it.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,
-                                       description="sgd, momentum or adam.")
+                                       description="sgd, momentum, adam or adamw.")
+    weight_decay: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="L2 regularisation of every parameter: sgd, momentum and adam add "
+                    "weight_decay * w to the gradient; adamw subtracts lr * weight_decay * w "
+                    "from w, decoupled.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig,
+                                     description="constant, step or cosine, with an optional "
+                                                 "linear warmup.")
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Scale the gradients down when their global L2 norm exceeds this.")
+    early_stopping: EarlyStopping | None = Field(
+        default=None, description="Stop when a validation metric stops improving; --save "
+                                  "then also keeps the best epoch in NAME.best.npz.")
+    metrics: MetricsConfig | None = Field(
+        default=None, description="The prediction node and target to measure accuracy, MSE or "
+                                  "MAE on; default: accuracy when the loss is NLL.")
     lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="Learning rate.")
     batch_size: int = Field(default=32, gt=0, description="Rows per mini-batch; the last "
                                                            "batch of an epoch may be smaller.")
@@ -128,4 +220,27 @@ class TrainConfig(StrictModel):
                                                        "split and the batch order; default: "
                                                        "the spec's seed.")
     val_split: float = Field(default=0.2, ge=0, lt=1, description="Fraction of the rows held "
-                                                                  "out for validation.")
+                                                                  "out for validation (when "
+                                                                  "val_data is not given).")
+    val_data: str | None = Field(default=None, description="A file of validation rows, "
+                                                           "mapped like data; it replaces "
+                                                           "val_split.")
+    test_data: str | None = Field(default=None, description="A file of test rows, mapped like "
+                                                            "data, measured once after "
+                                                            "training.")
+
+    @model_validator(mode="after")
+    def _validation_source(self) -> TrainConfig:
+        if self.val_data is not None and "val_split" in self.model_fields_set \
+                and self.val_split > 0:
+            raise ValueError("give val_data or val_split, not both: val_data replaces the "
+                             "split")
+        if self.early_stopping is not None and self.val_data is None and self.val_split == 0:
+            raise ValueError("early_stopping watches a validation metric, but there are no "
+                             "validation rows: set val_split or val_data")
+        return self
+
+    @property
+    def validates(self) -> bool:
+        """Whether there are validation rows (a file or a split)."""
+        return self.val_data is not None or self.val_split > 0

@@ -17,7 +17,7 @@ import engine
 from engine.cli.diagnostics import render, snippet
 from engine.cli.main import main
 from engine.errors import Problem
-from engine.graph.budget import human_bytes, parse_bytes
+from engine.limits import human_bytes, parse_bytes
 
 WARNED = textwrap.dedent("""\
     name: warned
@@ -114,8 +114,8 @@ def test_max_bytes_is_checked_before_allocation(tmp_path: Path,
     capsys.readouterr()
     assert main(["check", "--max-bytes", "7.9MB", str(spec)]) == 1
     assert "take 7.6 MiB (8,000,000 bytes)" in capsys.readouterr().err
-    with pytest.raises(engine.SpecError, match="over the budget of 1000 bytes"):
-        engine.load(spec, max_bytes=1000)
+    with pytest.raises(engine.SpecError, match=r"over the budget of 97\.7 KiB"):
+        engine.load(spec, max_bytes=100_000)
 
 
 def test_unknown_dimensions_are_reported_not_guessed(tmp_path: Path,

@@ -111,7 +111,7 @@ def test_training_data_of_an_unknown_format(tmp_path: Path,
     data = tmp_path / "wine.npy"
     np.save(data, np.zeros((4, 14)))
     err = fails(capsys, 1, "train", MLP, "--data", str(data))
-    assert err.startswith(f"error: {data}: unknown data format '.npy'; training data is a .csv")
+    assert err.startswith(f"error: {data}: unknown data format '.npy'; a data file is a .csv")
 
 
 def test_a_bad_output_path_is_found_before_training(tmp_path: Path,
@@ -198,7 +198,7 @@ def test_run_json_writes_non_finite_numbers_as_strings(
 def test_metrics_are_formatted_from_what_is_there() -> None:
     metrics = {"train_loss": 0.5, "train_accuracy": 0.75, "val_loss": None,
                "val_accuracy": None}
-    assert split_metrics(metrics) == [("train", 0.5, 0.75)]
+    assert split_metrics(metrics) == [("train", {"loss": 0.5, "accuracy": 0.75})]
     assert format_metrics(metrics) == "train loss 0.5000 acc 0.750"
     both = {"train_loss": 1.0, "val_loss": 2.0}
     assert format_metrics(both) == "train loss 1.0000  val loss 2.0000"
@@ -226,7 +226,8 @@ def test_every_option_of_every_verb_has_help_text() -> None:
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(verbs.choices) == {"run", "check", "schema", "graph", "explain", "train"}
+    assert set(verbs.choices) == {"run", "check", "schema", "graph", "explain", "train", "eval",
+                                  "predict"}
     for name, verb in verbs.choices.items():
         assert verb.description, name
         for action in verb._actions:

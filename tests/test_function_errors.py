@@ -472,10 +472,11 @@ def test_imports_resolve_across_folders(tmp_path: Path) -> None:
 
 
 ESCAPES = {
-    "parent folder": ("../outside.yaml", r"resolves to .*outside\.yaml', outside the importing "
-                                         r"spec's folder"),
-    "absolute path": (None, r"outside the importing spec's folder"),
-    "url": ("https://example.com/nn.yaml", r"is a URL; imports are files on disk, and nothing "
+    "parent folder": ("../outside.yaml", r"'\.\./outside\.yaml' goes up a folder \('\.\.'\); "
+                                         r"a spec may only name files below its own folder"),
+    "absolute path": (None, r"is an absolute path; a spec names files relative to its own "
+                            r"folder"),
+    "url": ("https://example.com/nn.yaml", r"is a URL; a spec names files on disk, and nothing "
                                           r"is fetched"),
     "missing file": ("lib/none.yaml", r"no such file 'lib/none\.yaml'"),
     "symlink": ("link.yaml", r"resolves to .*outside\.yaml', outside"),
@@ -500,7 +501,7 @@ def test_a_nested_import_may_not_escape_its_own_folder(tmp_path: Path) -> None:
     write(tmp_path, {"main.yaml": HEAD + "imports: {a: lib/a.yaml}\nnodes: {}\n",
                      "lib/a.yaml": "name: a\nimports: {c: ../common.yaml}\nfunctions: {}\n",
                      "common.yaml": "name: c\nfunctions: {}\n"})
-    problem = only(problems(tmp_path / "main.yaml"), r"outside the importing spec's folder")
+    problem = only(problems(tmp_path / "main.yaml"), r"'\.\./common\.yaml' goes up a folder")
     assert (Path(problem.file).name, problem.line, problem.path) == ("a.yaml", 2, "imports.c")
 
 

@@ -108,9 +108,9 @@ def test_resume_refuses_a_checkpoint_of_another_graph(
     train_json(capsys, "--epochs", "1", "--save", str(saved))
     spec = tmp_path / "wider.yaml"
     spec.write_text((GRAPHS / "mlp.yaml").read_text().replace("[13, 10]", "[13, 11]")
-                    .replace("[1, 10]", "[1, 11]").replace("[10, 3]", "[11, 3]")
-                    .replace("data/wine.csv", str(GRAPHS / "data" / "wine.csv")))
-    assert main(["train", str(spec), "--resume", str(saved)]) == 1
+                    .replace("[1, 10]", "[1, 11]").replace("[10, 3]", "[11, 3]"))
+    assert main(["train", str(spec), "--data", str(GRAPHS / "data" / "wine.csv"),
+                 "--resume", str(saved)]) == 1
     assert "parameter 'w1' has shape [13, 10], but" in capsys.readouterr().err
 
 

@@ -79,7 +79,8 @@ def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert f"--data {tmp_path / 'nothere.csv'}: no such file" in err
     (tmp_path / "data.csv").unlink()
     err = errors_of(capsys, spec)
-    assert f"spec.yaml:13:3: train.data: {tmp_path / 'data.csv'}: no such file" in err
+    assert (f"spec.yaml:13:3: train.data: train data: no such file 'data.csv' (looked for "
+            f"'{tmp_path / 'data.csv'}')") in err
 
 
 def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
@@ -96,8 +97,8 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
                                   "mean 'epochs'?)"),
     ("  epochs: 1", "  optimizer: {name: adam, betta1: 0.8}",
      "train.optimizer.betta1: unknown key 'betta1' (did you mean 'beta1'"),
-    ("  epochs: 1", "  optimizer: nadam", "train.optimizer: expected 'sgd', 'momentum' or "
-                                          "'adam', found 'nadam'"),
+    ("  epochs: 1", "  optimizer: nadam", "train.optimizer: expected 'sgd', 'momentum', "
+                                          "'adam' or 'adamw', found 'nadam'"),
     ("  epochs: 1", "  optimizer: {name: sgd, momentum: 0.9}",
      "momentum is not a coefficient of sgd"),
     ("y: {label: label}", "y: {label: label, standardise: true}",

@@ -12,9 +12,9 @@ from schemas.train import OptimizerConfig
 
 
 def steps(config: OptimizerConfig, lr: float, w0: list[float],
-          grads: list[list[float]]) -> list[np.ndarray]:
+          grads: list[list[float]], **options: float) -> list[np.ndarray]:
     params = {"w": np.array(w0)}
-    opt = make_optimizer(config, lr, params)
+    opt = make_optimizer(config, lr, params, **options)
     seen = []
     for g in grads:
         opt.step({"w": np.array(g)})
@@ -79,9 +79,42 @@ def test_parameters_of_several_shapes_and_dtypes_update_like_one_at_a_time() -> 
         np.testing.assert_allclose(together[name], w - 0.1 * grads[name], rtol=1e-6)
 
 
+def test_weight_decay_joins_the_gradient_for_sgd_and_momentum() -> None:
+    # L2: g' = g + wd*w.  sgd: w1 = 2 - 0.1 * (1 + 0.5*2) = 1.8
+    (w1,) = steps(OptimizerConfig(name="sgd"), 0.1, [2.0], [[1.0]], weight_decay=0.5)
+    assert w1[0] == pytest.approx(1.8, abs=1e-15)
+    # momentum: v1 = g1' = 2, w1 = 1.8; v2 = 0.9*2 + (1 + 0.5*1.8) = 3.7, w2 = 1.8 - 0.37
+    _, w2 = steps(OptimizerConfig(name="momentum"), 0.1, [2.0], [[1.0], [1.0]],
+                  weight_decay=0.5)
+    assert w2[0] == pytest.approx(1.43, abs=1e-14)
+
+
+def test_adamw_decays_the_weights_apart_from_the_adam_step() -> None:
+    # Loshchilov and Hutter (2019), Algorithm 2 with schedule multiplier 1, as torch.optim.AdamW:
+    # w1 = w0 * (1 - lr*wd) - lr * m^/(sqrt(v^) + eps), and m^/sqrt(v^) = g/|g| at t = 1.
+    (w1,) = steps(OptimizerConfig(name="adamw"), 0.1, [3.0], [[2.0]], weight_decay=0.2)
+    assert w1[0] == pytest.approx(3.0 * (1 - 0.02) - 0.1 * 2.0 / (2.0 + 1e-8), rel=1e-14)
+    # adam with L2 instead: the decay joins g, and Adam's normalisation cancels most of it
+    (coupled,) = steps(OptimizerConfig(name="adam"), 0.1, [3.0], [[2.0]], weight_decay=0.2)
+    assert coupled[0] == pytest.approx(3.0 - 0.1 * 2.6 / (2.6 + 1e-8), rel=1e-14)
+
+
+def test_clip_grad_norm_scales_the_global_norm_over_all_parameters() -> None:
+    # g = ([3], [4]) has global norm 5; clipped to 1 it is ([0.6], [0.8])
+    params = {"a": np.array([1.0]), "b": np.array([1.0], dtype=np.float32)}
+    opt = make_optimizer(OptimizerConfig(name="sgd"), 1.0, params, clip_grad_norm=1.0)
+    opt.step({"a": np.array([3.0]), "b": np.array([4.0], dtype=np.float32)})
+    np.testing.assert_allclose(params["a"], [0.4], atol=1e-15)
+    np.testing.assert_allclose(params["b"], [0.2], atol=1e-7)
+    assert opt.grad_norm() == pytest.approx(1.0, rel=1e-7)
+    # a norm under the limit is left alone
+    (w1,) = steps(OptimizerConfig(name="sgd"), 1.0, [0.0], [[0.5]], clip_grad_norm=1.0)
+    assert w1[0] == -0.5
+
+
 def test_every_optimizer_name_has_one_implementation() -> None:
     """The names live in schemas.train alone; the engine implements exactly those."""
     from engine.train.optimizers import OPTIMIZERS as IMPLEMENTED
     from schemas.train import OPTIMIZERS
 
-    assert tuple(IMPLEMENTED) == OPTIMIZERS
+    assert sorted(IMPLEMENTED) == sorted(OPTIMIZERS)

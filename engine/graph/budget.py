@@ -15,10 +15,8 @@ import numpy as np
 
 from engine.errors import Problem
 from engine.graph.model import Graph
-from engine.graph.shapes import format_shape
-
-#: Default budget of ``engine.load`` and the CLI's ``--max-bytes``: 4 GiB.
-DEFAULT_MAX_BYTES = 4 * 2**30
+from engine.graph.shapes import Dims, format_shape
+from engine.limits import human_bytes
 
 
 @dataclass(frozen=True)
@@ -30,10 +28,12 @@ class Size:
     bytes: int | None
 
 
-def sizes(graph: Graph) -> dict[str, Size]:
-    """The size of every value, with the spec's ``dims:`` defaults filling unbound names."""
-    dims = graph.dims.copy()
-    dims.apply_defaults(graph.spec.dims)
+def sizes(graph: Graph, dims: Dims | None = None) -> dict[str, Size]:
+    """The size of every value, with the spec's ``dims:`` defaults filling unbound names,
+    or with ``dims`` (names bound by fed arrays, then the defaults)."""
+    if dims is None:
+        dims = graph.dims.copy()
+        dims.apply_defaults(graph.spec.dims)
     result = {}
     for name, value in graph.values.items():
         shape = dims.shape(value.shape)
@@ -46,47 +46,46 @@ def sizes(graph: Graph) -> dict[str, Size]:
     return result
 
 
-def human_bytes(count: int) -> str:
-    """``4294967296`` -> ``4.0 GiB``."""
-    size = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
-    """A problem at the largest value when all values together exceed ``max_bytes``."""
-    known = {name: s for name, s in sizes(graph).items() if s.bytes is not None}
+def _over(graph: Graph, max_bytes: int, dims: Dims | None = None) -> tuple[str, str] | None:
+    """(name of the largest value, what the values take and the largest is) when all values
+    together exceed ``max_bytes``, else None."""
+    known = {name: s for name, s in sizes(graph, dims).items() if s.bytes is not None}
     total = sum(s.bytes or 0 for s in known.values())
     if total <= max_bytes:
         return None
     largest = max(known, key=lambda n: known[n].bytes or 0)
     size, value = known[largest], graph.values[largest]
     assert size.shape is not None and size.bytes is not None
-    return value.loc.problem(
-        f"the graph's values take {human_bytes(total)} ({total:,} bytes) at the declared "
-        f"shapes, over the budget of {human_bytes(max_bytes)} (--max-bytes); the largest is "
-        f"{value.kind} {largest!r}: {format_shape(size.shape)} {value.dtype}, "
-        f"{human_bytes(size.bytes)}; make the shapes smaller or raise --max-bytes")
+    return largest, (
+        f"the graph's values take {human_bytes(total)} ({total:,} bytes){{at}}, over the budget "
+        f"of {human_bytes(max_bytes)} (--max-bytes); the largest is {value.kind} {largest!r}: "
+        f"{format_shape(size.shape)} {value.dtype}, {human_bytes(size.bytes)}")
 
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
-          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
+def check_budget(graph: Graph, max_bytes: int) -> Problem | None:
+    """A problem at the largest value when all values together exceed ``max_bytes``."""
+    over = _over(graph, max_bytes)
+    if over is None:
+        return None
+    largest, message = over
+    return graph.values[largest].loc.problem(
+        message.format(at=" at the declared shapes") +
+        "; make the shapes smaller or raise --max-bytes")
 
 
-def parse_bytes(text: str) -> int:
-    """``4GiB``, ``512MB``, ``1e9`` or ``1000000`` -> bytes; ValueError when unreadable."""
-    stripped = text.strip().lower().replace("_", "")
-    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz ")
-    unit = stripped[len(number):].strip()
-    try:
-        value = float(number) * _UNITS[unit]
-    except (KeyError, ValueError):
-        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}"
-                         ) from None
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"a size must be a finite number >= 0, found {text!r}")
-    return int(value)
+def fed_over_budget(graph: Graph, dims: Dims, fed: dict[str, tuple[int, ...]]) -> str | None:
+    """Why the shapes that fed arrays bind make the values exceed the graph's budget, or None.
+
+    An 8 MB feed into ``Add([n, 1], [1, n])`` binds n = 10**6, and the sum is a
+    [10**6, 10**6] array: this is checked before anything runs.
+    """
+    over = _over(graph, graph.max_bytes, dims)
+    if over is None:
+        return None
+    bound = sorted({d for v in graph.values.values() for d in v.shape if isinstance(d, str)})
+    names = ", ".join(f"{d} = {dims.resolve(d)}" for d in bound if isinstance(dims.resolve(d),
+                                                                                int))
+    feeds = ", ".join(f"{name} {format_shape(shape)}" for name, shape in fed.items())
+    at = f" at the shapes the feeds bind ({names})" if names else " at the fed shapes"
+    return (f"fed {feeds}: " + over[1].format(at=at) + "; feed smaller arrays, or raise the "
+            "budget (--max-bytes, or engine.load(..., max_bytes=...))")

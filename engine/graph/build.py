@@ -3,14 +3,16 @@
 Everything that can be checked without data is checked here, and every problem
 found is reported at once with its location: a name that names nothing, a name
 defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar,
-a literal its dtype cannot hold, values too large for the byte budget.  What is
-legal but probably not meant becomes a located warning (``engine.graph.lint``).
+a literal its dtype cannot hold.  The byte budget (``engine.graph.budget``) and
+what is legal but probably not meant (``engine.graph.lint``) are the stages after
+this one; the loader runs them on the graph built here.
 Function calls have already been expanded (``engine.spec.inline``) into primitive
 nodes, each with its own location, which may be in an imported file.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,12 @@ from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problems, did_you_mean
 from engine.graph.model import Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import REGISTRY
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.spec.inline import FlatNode
 from engine.spec.literals import literal_problem, yaml_number
+from engine.spec.paths import Refused, confine
 from engine.spec.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
@@ -36,15 +40,18 @@ _SECTIONS: tuple[tuple[str, Kind], ...] = (
 class _Builder:
     """Collects problems while building, so that all of them are reported together."""
 
-    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path):
+    def __init__(self, spec: Spec, source: SourceMap, base_dir: Path, roots: list[Path]):
         self.spec = spec
         self.source = source
         self.base_dir = base_dir
+        self.roots = roots
         self.problems = Problems()
         self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
+        self.dag = nx.DiGraph()
+        self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -120,12 +127,14 @@ class _Builder:
                 self.problem(path, f"value has shape {format_shape(literal.shape)} but the "
                                    f"tensor is declared {format_shape(decl.shape)}")
         if form == "file":
-            file = self.base_dir / str(init.file)
-            if file.suffix != ".npy":
-                self.problem(path, f"init file must be a .npy file, found {init.file!r}")
-            elif not file.is_file():
-                self.problem(path, f"init file {str(file)!r} does not exist (paths are relative "
-                                   "to the spec's folder)")
+            text = str(init.file)
+            if not text.endswith(".npy"):
+                self.problem((*path, "file"), f"init file must be a .npy file, found {text!r}")
+                return
+            try:
+                _, value.file = confine(text, self.base_dir, self.roots)
+            except Refused as exc:
+                self.problem((*path, "file"), f"init file: {exc}")
 
     def _constant(self, value: Value, decl: Constant) -> None:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)
@@ -158,7 +167,7 @@ class _Builder:
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
             edges.extend((ref, name) for ref in refs)
-        dag = nx.DiGraph()  # built in two calls: networkx's cost is per call, not per edge
+        dag = self.dag  # built in two calls: networkx's cost is per call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag
@@ -204,10 +213,19 @@ class _Builder:
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = promoted(*floats) if floats else "float64"
-            for v in ins:
-                if v.weak:
-                    v.dtype = weak_dtype
-                    self._check_weak(v, label)
+            refs = list(node.inputs)
+            for i, v in enumerate(ins):
+                if not v.weak:
+                    continue
+                if v.name in self.weak_typed and v.dtype != weak_dtype:
+                    ins[i] = self._weak_as(v, weak_dtype, label)  # each use its own dtype
+                    refs[i] = ins[i].name
+                    continue
+                v.dtype = weak_dtype
+                self.weak_typed.add(v.name)
+                self._check_weak(v, label)
+            if refs != list(node.inputs):
+                node = self._rewire(node, refs)
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
@@ -230,6 +248,32 @@ class _Builder:
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)
                 for i, ref in enumerate(node.inputs))
+
+    def _weak_as(self, value: Value, dtype: str, user: str) -> Value:
+        """The bare constant ``value`` at ``dtype``, for a use that needs another dtype than
+        the one an earlier use gave it: ``k: 2.0`` used by a float32 node and a float64 node
+        is two values, ``k`` and ``k.float32`` (a name no spec can write), so that what
+        ``check`` infers is what runs.  One value had one dtype, the last use's."""
+        name = f"{value.name}.{dtype}"
+        clone = self.values.get(name)
+        if clone is None:
+            clone = Value(name, "constant", value.loc, shape=value.shape, dtype=dtype,
+                          literal=value.literal, weak=True, call=value.call)
+            self.values[name] = clone
+            self.weak_typed.add(name)
+            self.dag.add_node(name)
+            self._check_weak(clone, user)
+        return clone
+
+    def _rewire(self, node: Node, refs: list[str]) -> Node:
+        """``node`` reading ``refs`` instead of its inputs, in the node table and the DAG."""
+        for ref in refs:
+            self.dag.add_edge(ref, node.name)
+        for old in set(node.inputs) - set(refs):
+            self.dag.remove_edge(old, node.name)
+        node = replace(node, inputs=tuple(refs))
+        self.nodes[node.name] = node
+        return node
 
     def _check_weak(self, value: Value, user: str) -> None:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
@@ -278,14 +322,20 @@ class _Builder:
 
 
 def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
-                expanded: tuple[list[FlatNode], dict[str, str]]) -> Graph:
+                expanded: tuple[list[FlatNode], dict[str, str]],
+                max_bytes: int = DEFAULT_MAX_BYTES, import_roots: list[Path] | None = None
+                ) -> Graph:
     """Order the DAG of the spec's nodes, calls expanded (``engine.spec.inline.expand``),
     infer shapes.  Raises SpecError with every problem found.
 
-    The budget and the warnings are later stages (``engine.graph.budget``,
+    ``max_bytes`` is kept on the graph, as the budget of fed shapes too; the budget and
+    the warnings themselves are later stages (``engine.graph.budget``,
     ``engine.graph.lint``), which the loader runs on the graph built here.
+    ``import_roots`` are the resolved ``--import-path`` folders, where files the spec
+    names may be too.
     """
-    builder = _Builder(spec, source, base_dir)
+    roots = import_roots or []
+    builder = _Builder(spec, source, base_dir, roots)
     builder.declare()
     flat, calls = expanded
     dag = builder.connect(flat)
@@ -298,4 +348,4 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                 builder.dims, outputs, loss, calls)
+                 builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes)

@@ -14,6 +14,7 @@ import networkx as nx
 
 from engine.errors import Problem
 from engine.graph.shapes import Dims, Shape
+from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import OpAttrs, OpDef
 from engine.spec.source import Location, SourceMap
 from schemas.spec import Spec, TensorDecl
@@ -33,6 +34,7 @@ class Value:
     literal: Any = None
     weak: bool = False
     call: str = ""  # the function call it was inlined from, such as probs or h1/linear
+    file: Path | None = None  # init: {file: ...}, resolved and confined (engine.spec.paths)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Graph:
     loss: str | None
     calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
     warnings: list[Problem] = field(default_factory=list)
+    import_roots: list[Path] = field(default_factory=list)  # resolved --import-path folders
+    max_bytes: int = DEFAULT_MAX_BYTES  # the budget it was loaded with, for fed shapes too
 
     @property
     def file(self) -> str:

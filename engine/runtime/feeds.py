@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError, did_you_mean
+from engine.graph.budget import fed_over_budget
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.io.arrays import load_array
 
 
 def tensor_rng(seed: int, name: str) -> np.random.Generator:
@@ -40,6 +42,10 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
                             f"inputs are: {', '.join(inputs) or 'none'}")
         checked[name] = _check(graph, value, data, dims)
     dims.apply_defaults(graph.spec.dims)  # defaults only for names no feed bound
+    if checked:
+        over = fed_over_budget(graph, dims, {name: a.shape for name, a in checked.items()})
+        if over is not None:
+            raise DataError(over)
     return checked, dims
 
 
@@ -112,13 +118,21 @@ def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarr
     if form == "labels":
         return rng.integers(0, init.labels.classes, size=size, dtype=np.int64)
     if form == "one_hot":
-        labels = rng.integers(0, size[-1], size=size[:-1])
-        return np.eye(size[-1], dtype=dtype)[labels]
+        return one_hot_rows(rng.integers(0, size[-1], size=size[:-1]), size[-1], dtype)
     if form == "value":
         literal = np.asarray(init.value, dtype=dtype)
         return _same_shape(where, "value", literal, size)
-    return _same_shape(where, str(init.file), _load_npy(graph.base_dir / str(init.file), where,
-                                                       dtype), size)
+    assert value.file is not None  # resolved (and confined) when the graph was built
+    return _same_shape(where, str(init.file),
+                       _load_npy(value.file, where, dtype, graph.max_bytes), size)
+
+
+def one_hot_rows(labels: np.ndarray, classes: int, dtype: str) -> np.ndarray:
+    """Rows with a 1 at each label's index: the size of the result, never ``eye(classes)``
+    (a [classes, classes] matrix: 74.5 GiB for 10**5 classes)."""
+    rows = np.zeros((*labels.shape, classes), dtype)
+    np.put_along_axis(rows, labels[..., None], 1, axis=-1)
+    return rows
 
 
 def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
@@ -128,11 +142,11 @@ def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...
     return array
 
 
-def _load_npy(path: Path, where: str, dtype: str) -> np.ndarray:
+def _load_npy(path: Path, where: str, dtype: str, max_bytes: int) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{where}: cannot read init file {str(path)!r}: {exc}") from None
+        array = load_array(path, max_bytes=max_bytes)
+    except DataError as exc:
+        raise DataError(f"{where}: cannot read init file: {exc}") from None
     if not np.can_cast(array.dtype, dtype, casting="same_kind"):
         raise DataError(f"{where}: init file {str(path)!r} holds {array.dtype}, which does not "
                         f"convert safely to {dtype}")

@@ -2,16 +2,14 @@
 
 A spec names files, never locations on the network: an import resolves to a
 file on disk below the importing spec's own folder or below a folder the user
-named with ``--import-path``.  Paths are resolved (``..`` and symbolic links
-followed) before that check, so neither can escape.  Each file is loaded once
+named with ``--import-path``, by the rule every path in a spec follows
+(``engine.spec.paths``).  Each file is loaded once
 however often it is imported, with a worklist rather than recursion, and an
 import cycle is an error that shows the whole cycle.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +19,10 @@ import networkx as nx
 
 from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problem, Problems, SpecError
+from engine.spec.paths import Refused, confine
 from engine.spec.source import Location, SourceMap, parse_yaml, read_text
 from engine.spec.validation import validate_spec
 from schemas.spec import Spec
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 @dataclass(eq=False)
@@ -43,17 +40,18 @@ class Module:
         return self.source.file
 
 
-def load_imports(root: Module, import_paths: Sequence[Path] = (),
-                 root_file: Path | None = None) -> list[Module]:
+def load_imports(root: Module, roots: Sequence[Path] = (), root_file: Path | None = None,
+                 text_limit: int | None = None) -> list[Module]:
     """Load every file ``root`` imports, directly or not; returns all modules, root first.
 
+    ``roots`` are the resolved ``--import-path`` folders (``engine.spec.paths.folders``).
+    ``text_limit`` bounds each file's size (``engine.graph.budget.spec_text_limit``).
     ``root_file`` is the file ``root`` was read from, if any, so that a file that
     imports it back closes a cycle instead of loading it a second time.
 
     Raises SpecError with every problem: a file that is missing, outside the
     allowed folders, a URL, invalid, or part of an import cycle.
     """
-    roots = [Path(p).resolve() for p in import_paths]
     loaded: dict[Path, Module] = {} if root_file is None else {root_file.resolve(): root}
     modules = [root]
     problems = Problems()
@@ -65,14 +63,14 @@ def load_imports(root: Module, import_paths: Sequence[Path] = (),
         for alias, text in module.spec.imports.items():
             site = Location(module.source, ("imports", alias))
             try:
-                shown, resolved = _resolve(text, module.folder, roots)
-            except _Refused as exc:
+                shown, resolved = confine(text, module.folder, roots)
+            except Refused as exc:
                 problems.append(site.problem(f"import {alias!r}: {exc}"))
                 continue
             target = loaded.get(resolved)
             if target is None:
                 try:
-                    target = _load(shown, resolved)
+                    target = _load(shown, resolved, text_limit)
                 except SpecError as exc:
                     where = site.where()
                     problems.extend(_imported_by(p, alias, where) for p in exc.problems)
@@ -88,38 +86,8 @@ def load_imports(root: Module, import_paths: Sequence[Path] = (),
     return modules
 
 
-class _Refused(Exception):
-    """An import that names no allowed file; the message says why and what to do."""
-
-
-def _resolve(text: str, folder: Path, roots: list[Path]) -> tuple[str, Path]:
-    """(path to show in messages, resolved path) of an import, or _Refused."""
-    if _URL.match(text):
-        raise _Refused(f"{text!r} is a URL; imports are files on disk, and nothing is fetched")
-    allowed = [folder.resolve(), *roots]
-    bases = [folder, *roots]
-    outside = None
-    for base in bases:
-        candidate = base / text
-        resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(r) for r in allowed):
-            outside = outside or resolved
-            continue
-        if resolved.is_file():
-            return os.path.normpath(candidate), resolved
-    if outside is not None:
-        resolves = "is" if str(outside) == text else f"resolves to {str(outside)!r},"
-        raise _Refused(f"{text!r} {resolves} outside the importing spec's "
-                       f"folder ({str(allowed[0])!r}) and every --import-path; an import may "
-                       "only read files below those folders (name another folder with "
-                       "--import-path DIR)")
-    tried = ", ".join(repr(os.path.normpath(b / text)) for b in bases)
-    raise _Refused(f"no such file {text!r} (looked for {tried}); paths are relative to the "
-                   "importing spec, or to an --import-path")
-
-
-def _load(shown: str, resolved: Path) -> Module:
-    data, source = parse_yaml(read_text(resolved), shown)
+def _load(shown: str, resolved: Path, text_limit: int | None) -> Module:
+    data, source = parse_yaml(read_text(resolved, text_limit), shown)
     return Module(validate_spec(data, source), source, data, resolved.parent)
 
 

@@ -259,10 +259,18 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     return holder["root"]
 
 
-def read_text(path: Path) -> str:
-    """Read a spec file, turning OS errors into a located SpecError."""
+def read_text(path: Path, limit: int | None = None) -> str:
+    """Read a spec file of at most ``limit`` bytes, turning OS errors into a located
+    SpecError.  The read itself is bounded, so a huge file costs no more than the limit."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise SpecError([Problem(str(path), 1, 1, "", f"the spec file is larger than "
+                                     f"{limit:,} bytes, the most that --max-bytes allows (parsing "
+                                     "YAML takes about 100 times the text's size); raise "
+                                     "--max-bytes")])
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode
     except FileNotFoundError:
         raise SpecError([Problem(str(path), 1, 1, "", "no such file")]) from None
     except IsADirectoryError:

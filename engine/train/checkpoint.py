@@ -25,6 +25,7 @@ from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_npz
 from engine.io.atomic import save_npz
+from engine.limits import DEFAULT_MAX_BYTES
 
 FORMAT = "engine-train-checkpoint/1"
 
@@ -70,9 +71,14 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by ``engine train --save``."""
-    arrays = load_npz(path)
+def best_path(path: Path) -> Path:
+    """Where early stopping keeps the best epoch beside the last: ``p.npz`` -> ``p.best.npz``."""
+    return path.with_name(path.stem + ".best" + path.suffix)
+
+
+def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
+    """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays."""
+    arrays = load_npz(path, max_bytes=max_bytes)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
@@ -124,7 +130,7 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     Takes a training checkpoint (``params/NAME``) or an .npz whose arrays are
     named after the parameters.
     """
-    arrays = load_npz(path)
+    arrays = load_npz(path, max_bytes=graph.max_bytes)
     params = _prefixed(arrays, "params/") or arrays
     return Trained(fit_parameters(path, params, graph), _scaling(path, arrays))
 

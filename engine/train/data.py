@@ -10,39 +10,39 @@ not match the input's shape) are SpecErrors located in the ``train:`` section.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engine.errors import DataError, Problem, SpecError, did_you_mean
+from engine.errors import DataError, Problems, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
 from engine.io.arrays import CsvTable, load_npz, read_csv_table
-from engine.runtime.feeds import tensor_rng
+from engine.runtime.feeds import one_hot_rows, tensor_rng
+from engine.train.metrics import measured
 from schemas.train import InputData, TrainConfig
 
 Arrays = dict[str, np.ndarray]
 
 
-def classifier_ends(graph: Graph) -> tuple[str, str] | None:
-    """(probabilities, target) when the loss is NLL over class probabilities, else None."""
-    loss = graph.nodes.get(graph.loss or "")
-    if loss is None or loss.op.name != "NLL":
-        return None
-    return loss.inputs[0], loss.inputs[1]
-
-
 @dataclass
 class Dataset:
-    """Feeds for the training and validation rows, ready to slice into batches."""
+    """Feeds for the training, validation and test rows, ready to slice into batches.
+
+    The validation rows are a seeded split of ``file`` or, with ``val_data``, a
+    file of their own; the test rows (``test_data``) are only measured.
+    """
 
     file: Path
     train: Arrays
     val: Arrays
     #: Per standardised input: (mean, std) over the training rows.
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    test: Arrays = field(default_factory=dict)
+    val_file: Path | None = None
+    test_file: Path | None = None
 
     @property
     def n_train(self) -> int:
@@ -52,29 +52,63 @@ class Dataset:
     def n_val(self) -> int:
         return len(next(iter(self.val.values())))
 
+    @property
+    def n_test(self) -> int:
+        return len(next(iter(self.test.values()))) if self.test else 0
 
-def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int) -> Dataset:
-    """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows."""
-    if data_file.suffix.lower() not in (".csv", ".npz"):
-        raise DataError(f"{data_file}: unknown data format {data_file.suffix or '(no suffix)'!r}"
-                        "; training data is a .csv file (numbers, with a header row) or an "
-                        ".npz file of arrays")
-    mapping = _Mapping(graph, config)
-    source: CsvTable | NpzArrays = read_npz_arrays(data_file) \
-        if data_file.suffix.lower() == ".npz" else read_csv_table(data_file)
-    arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()}
-    mapping.fail_if_problems()
-    rows = _same_rows(arrays, config, data_file)
-    n_train, _ = split_sizes(rows, config.val_split, data_file)
-    order = tensor_rng(seed, "train/split").permutation(rows)
-    train_rows, val_rows = order[:n_train], order[n_train:]
-    dataset = Dataset(data_file, {k: a[train_rows] for k, a in arrays.items()},
-                      {k: a[val_rows] for k, a in arrays.items()})
+
+def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int, *,
+                 val_file: Path | None = None, test_file: Path | None = None) -> Dataset:
+    """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows.
+
+    ``val_file`` and ``test_file`` default to ``train.val_data`` and ``train.test_data``
+    (relative to the spec); with a validation file there is no split.
+    """
+    if val_file is None and config.val_data is not None:
+        val_file = graph.base_dir / config.val_data
+    if test_file is None and config.test_data is not None:
+        test_file = graph.base_dir / config.test_data
+    arrays = read_inputs(graph, config, data_file)
+    rows = len(next(iter(arrays.values())))
+    if val_file is not None:
+        dataset = Dataset(data_file, arrays, read_inputs(graph, config, val_file),
+                          val_file=val_file)
+    else:
+        n_train, _ = split_sizes(rows, config.val_split, data_file)
+        order = tensor_rng(seed, "train/split").permutation(rows)
+        train_rows, val_rows = order[:n_train], order[n_train:]
+        dataset = Dataset(data_file, {k: a[train_rows] for k, a in arrays.items()},
+                          {k: a[val_rows] for k, a in arrays.items()})
+    if test_file is not None:
+        dataset.test, dataset.test_file = read_inputs(graph, config, test_file), test_file
     for name, entry in config.inputs.items():
         if entry.standardize:
-            mean, std = _standardize(dataset, name)
-            dataset.stats[name] = (mean, std)
+            dataset.stats[name] = _standardize(dataset, name)
     return dataset
+
+
+def read_inputs(graph: Graph, config: TrainConfig, file: Path,
+                names: Collection[str] | None = None) -> Arrays:
+    """The arrays that ``train.inputs`` maps from ``file``, by input name, unscaled.
+
+    ``names`` limits them to those inputs (``predict`` reads no labels); every
+    problem of the mapping is reported at once, located in the spec.
+    """
+    if file.suffix.lower() not in (".csv", ".npz"):
+        raise DataError(f"{file}: unknown data format {file.suffix or '(no suffix)'!r}; a "
+                        "data file is a .csv file (numbers, with a header row) or an .npz file "
+                        "of arrays")
+    mapping = _Mapping(graph, config)
+    source: CsvTable | NpzArrays = read_npz_arrays(file, graph.max_bytes) \
+        if file.suffix.lower() == ".npz" else read_csv_table(file, max_bytes=graph.max_bytes)
+    arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()
+              if names is None or name in names}
+    mapping.problems.raise_if_any()
+    if not arrays:
+        raise DataError(f"{file}: train.inputs maps none of the inputs needed "
+                        f"({', '.join(sorted(names or ()))})")
+    _same_rows(arrays, config, file)
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -85,8 +119,8 @@ class NpzArrays:
     arrays: dict[str, np.ndarray]
 
 
-def read_npz_arrays(path: Path) -> NpzArrays:
-    return NpzArrays(path, load_npz(path))
+def read_npz_arrays(path: Path, max_bytes: int) -> NpzArrays:
+    return NpzArrays(path, load_npz(path, max_bytes=max_bytes))
 
 
 def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
@@ -118,8 +152,9 @@ def _standardize(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0).astype(train.dtype)  # a constant column stays finite
-    dataset.train[name] = (train - mean) / std
-    dataset.val[name] = (dataset.val[name] - mean) / std
+    for part in (dataset.train, dataset.val, dataset.test):
+        if name in part:
+            part[name] = (part[name] - mean) / std
     return mean, std
 
 
@@ -129,7 +164,7 @@ class _Mapping:
     def __init__(self, graph: Graph, config: TrainConfig):
         self.graph = graph
         self.config = config
-        self.problems: list[Problem] = []
+        self.problems = Problems()
         inputs = {n: v for n, v in graph.values.items() if v.kind == "input"}
         for name in config.inputs:
             if name not in inputs:
@@ -142,17 +177,13 @@ class _Mapping:
                 self.problem(("inputs",), f"input {name!r} has the batch axis "
                                           f"{value.shape[0]!r} but no data: add "
                                           f"{name}: {{columns: [...]}} or {{label: COLUMN}}")
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         self.used = {c for e in config.inputs.values() if isinstance(e.columns, list)
                      for c in e.columns} | {e.label for e in config.inputs.values()
                                             if e.label is not None}
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(self.graph.source.problem(("train", *path), message))
-
-    def fail_if_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)
 
     def array(self, name: str, entry: InputData, source: CsvTable | NpzArrays) -> np.ndarray:
         """The array that feeds input ``name`` (rows on axis 0), or a placeholder after a
@@ -191,7 +222,9 @@ class _Mapping:
             return np.zeros(0)
         if entry.label is not None:
             col = self._index(entry.label, source, ("inputs", name, "label"))
-            return self._labels(name, value, None if col is None else source.data[:, col],
+            if col is None:  # reported
+                return np.zeros(0)
+            return self._labels(name, value, source.data[:, col],
                                 lambda row: f"{source.path}:{source.lines[row]}: "
                                             f"{source.column_name(col)}")
         return self._features(name, value, entry, source)
@@ -285,12 +318,14 @@ class _Mapping:
                             f"0..{classes - 1} (input {name!r} is declared "
                             f"{format_shape(value.shape)})")
         indices = labels.astype(np.int64)
-        return np.eye(classes, dtype=value.dtype)[indices] if one_hot else indices
+        return one_hot_rows(indices, classes, value.dtype) if one_hot else indices
 
     def _classes_of_loss(self) -> int | str:
-        """K for integer labels: the class axis of the probabilities the NLL loss reads."""
-        ends = classifier_ends(self.graph)
-        return "?" if ends is None else self.graph.values[ends[0]].shape[-1]
+        """K for integer labels: the class axis of the measured prediction (by default the
+        probabilities the NLL loss reads)."""
+        ends = measured(self.graph, self.config)
+        shape = () if ends is None else self.graph.values[ends.prediction].shape
+        return shape[-1] if shape else "?"
 
     def _index(self, column: str | int, table: CsvTable,
                path: tuple[str | int, ...] | None) -> int | None:

@@ -8,10 +8,16 @@ the same batches, and so the same parameters bit for bit, as an uninterrupted on
 Stopping is cooperative: ``stop()`` is asked after every batch, and a stop
 abandons the unfinished epoch, so the last checkpoint (and the summary) hold
 the last complete epoch, never a half-trained one.
+
+Early stopping watches a validation metric after every epoch; the best epoch's
+parameters are kept (in memory, and with ``save`` in ``NAME.best.npz`` beside
+the last checkpoint), and the test rows are measured with them.  The best epoch
+is found again from the history on resume, so no extra state is saved.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -21,14 +27,16 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.errors import DataError
+from engine.errors import DataError, SpecError
 from engine.graph.model import Graph
 from engine.runtime.executor import Executor
 from engine.runtime.feeds import tensor_rng
-from engine.train.checkpoint import Checkpoint, save_checkpoint
-from engine.train.data import Arrays, Dataset, classifier_ends
+from engine.train.checkpoint import Checkpoint, best_path, save_checkpoint
+from engine.train.data import Arrays, Dataset
+from engine.train.metrics import Measured, measured
 from engine.train.optimizers import make_optimizer
-from schemas.train import TrainConfig
+from engine.train.schedule import learning_rate
+from schemas.train import LOWER_IS_BETTER, TrainConfig
 
 HISTORY_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
@@ -60,6 +68,11 @@ class Outcome:
     interrupted: bool = False
     seconds: float = 0.0
     saved: bool = False
+    #: Loss and metrics on the test rows (``test_loss``, ``test_accuracy``, ...), if any.
+    test: dict[str, float | None] = field(default_factory=dict)
+    #: The epoch early stopping kept (1-based), and whether it stopped the run.
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
     def last(self, key: str) -> float | None:
         values = self.history.get(key, [])
@@ -81,19 +94,44 @@ class Trainer:
     dataset: Dataset
     seed: int
     save: Path | None = None
-    history: dict[str, list[float | None]] = field(
-        default_factory=lambda: {key: [] for key in HISTORY_KEYS})
+    history: dict[str, list[float | None]] = field(default_factory=dict)
     epoch: int = 0
 
     def __post_init__(self) -> None:
-        self.executor = Executor(self.graph, seed=self.seed)
+        self.measured: Measured | None = measured(self.graph, self.config)
+        graph = self.graph
+        if self.measured is not None and self.measured.prediction not in graph.outputs:
+            # kept after forward, so that it can be read for the metrics
+            graph = dataclasses.replace(graph, outputs=[*graph.outputs,
+                                                        self.measured.prediction])
+        # training mode: random ops (Dropout) are active in the steps, not in the measurements
+        self.executor = Executor(graph, seed=self.seed, training=True)
         self.params = self.executor.parameters
-        self.optimizer = make_optimizer(self.config.optimizer, self.config.lr, self.params)
+        config = self.config
+        self.optimizer = make_optimizer(config.optimizer, config.lr, self.params,
+                                        weight_decay=config.weight_decay,
+                                        clip_grad_norm=config.clip_grad_norm)
         self.rng = tensor_rng(self.seed, "train/order")
-        self.classifier = classifier_ends(self.graph)
+        extra = [m for m in (self.measured.report if self.measured else ()) if m != "accuracy"]
+        self.keys = (*HISTORY_KEYS, *(f"{part}_{m}" for m in extra for part in ("train", "val")))
+        self.history = {key: list(self.history.get(key, [])) for key in self.keys}
+        self.best_params: dict[str, np.ndarray] | None = None
+        self._check_early_stopping()
 
-    def resume(self, checkpoint: Checkpoint) -> None:
-        """Continue from ``checkpoint``: parameters, optimizer state, RNG state, history."""
+    def _check_early_stopping(self) -> None:
+        rule = self.config.early_stopping
+        if rule is None or rule.metric in self.keys or rule.metric == "val_loss":
+            return
+        watchable = ", ".join(k for k in self.keys if k.startswith("val_")
+                              and (k != "val_accuracy" or self.measured is not None))
+        raise SpecError([self.graph.source.problem(
+            ("train", "early_stopping", "metric"),
+            f"{rule.metric!r} is not measured; watchable: {watchable} (a metric is measured "
+            "when train.metrics reports it; accuracy also when the loss is NLL)")])
+
+    def resume(self, checkpoint: Checkpoint, best: Checkpoint | None = None) -> None:
+        """Continue from ``checkpoint``: parameters, optimizer state, RNG state, history;
+        ``best`` is the best epoch's checkpoint that early stopping kept, if any."""
         for name, array in checkpoint.params.items():
             np.copyto(self.params[name], array, casting="same_kind")  # a view the optimizer packs
         try:
@@ -102,13 +140,15 @@ class Trainer:
             raise DataError(f"the checkpoint's optimizer state does not fit: {exc}") from None
         self.rng.bit_generator.state = checkpoint.rng_state
         self.epoch = checkpoint.epoch
-        self.history = {key: list(checkpoint.history.get(key, [])) for key in HISTORY_KEYS}
+        self.history = {key: list(checkpoint.history.get(key, [])) for key in self.keys}
+        if best is not None and best.epoch == self.best_epoch():
+            self.best_params = {k: v.copy() for k, v in best.params.items()}
 
     def run(self, progress: Progress, stop: Callable[[], bool] = lambda: False) -> Outcome:
         """Train up to ``config.epochs`` in all; ``stop()`` is asked after every batch."""
         started = time.perf_counter()
-        interrupted = saved = False
-        while self.epoch < self.config.epochs:
+        interrupted = saved = stopped_early = False
+        while self.epoch < self.config.epochs and not (stopped_early := self.patience_spent()):
             with np.errstate(all="ignore"):  # a diverging loss is reported below, not warned
                 completed = self.train_epoch(progress, stop)
             if not completed:
@@ -117,34 +157,63 @@ class Trainer:
             self.epoch += 1
             with np.errstate(all="ignore"):
                 metrics = self.evaluate()
-            for key in HISTORY_KEYS:
+            for key in self.keys:
                 self.history[key].append(metrics[key])
+            improved = self.best_epoch() == self.epoch and self.config.early_stopping is not None
+            if improved:
+                self.best_params = {k: np.array(v) for k, v in self.params.items()}
             if self.save is not None:
-                save_checkpoint(self.save, self.checkpoint())
+                checkpoint = self.checkpoint()
+                save_checkpoint(self.save, checkpoint)
+                if improved:
+                    save_checkpoint(best_path(self.save), checkpoint)
                 saved = True
             progress.epoch(self.epoch, metrics)
             if stop():
                 interrupted = self.epoch < self.config.epochs
                 break
-        return Outcome(self.epoch, self.history, interrupted, time.perf_counter() - started,
-                       saved)
+        outcome = Outcome(self.epoch, self.history, interrupted, time.perf_counter() - started,
+                          saved, best_epoch=self.best_epoch(), stopped_early=stopped_early)
+        if self.dataset.test and not interrupted:
+            with np.errstate(all="ignore"):
+                outcome.test = self.measure_test()
+        return outcome
+
+    def best_epoch(self) -> int | None:
+        """The epoch (1-based) with the best watched metric so far; the first of ties."""
+        rule = self.config.early_stopping
+        values = self.history.get(rule.metric, []) if rule is not None else []
+        scored = [(v if rule.metric.removeprefix("val_") in LOWER_IS_BETTER else -v, i)
+                  for i, v in enumerate(values, start=1) if v is not None and math.isfinite(v)]
+        return min(scored)[1] if scored and rule is not None else None
+
+    def patience_spent(self) -> bool:
+        """Whether the watched metric has not improved for ``patience`` epochs."""
+        rule, best = self.config.early_stopping, self.best_epoch()
+        return rule is not None and best is not None and self.epoch - best >= rule.patience
 
     def train_epoch(self, progress: Progress, stop: Callable[[], bool]) -> bool:
         """One pass over the training rows; False when stopped before its end."""
+        config = self.config
         train, rows = self.dataset.train, self.dataset.n_train
-        order = self.rng.permutation(rows) if self.config.shuffle else np.arange(rows)
-        total = -(-rows // self.config.batch_size)
+        order = self.rng.permutation(rows) if config.shuffle else np.arange(rows)
+        total = -(-rows // config.batch_size)
         loss_sum, seen = 0.0, 0
-        ex, step = self.executor, self.optimizer.step
-        for done, index in enumerate(batches(rows, self.config.batch_size, order), start=1):
+        ex, optimizer = self.executor, self.optimizer
+        scheduled = config.schedule.name != "constant" or config.schedule.warmup_epochs > 0
+        for done, index in enumerate(batches(rows, config.batch_size, order), start=1):
+            ex.step = self.epoch * total + done - 1  # seeds Dropout's masks, resume-proof
             ex.forward({name: array[index] for name, array in train.items()})
             loss = ex.loss
             assert loss is not None
             if not math.isfinite(loss):
                 raise DataError(f"the loss became {loss} in epoch {self.epoch + 1}, batch "
                                 f"{done}: training diverged; lower the learning rate (--lr, now "
-                                f"{self.config.lr:g}) or standardise the features")
-            step(ex.backward())
+                                f"{config.lr:g}) or standardise the features")
+            if scheduled:
+                optimizer.lr = learning_rate(config.schedule, config.lr, config.epochs,
+                                             self.epoch, done - 1, total)
+            optimizer.step(ex.backward())
             loss_sum += loss * len(index)
             seen += len(index)
             progress.batch(self.epoch + 1, done, total, loss_sum / seen)
@@ -153,13 +222,30 @@ class Trainer:
         return True
 
     def evaluate(self) -> dict[str, float | None]:
-        """Loss (and accuracy, for a classifier) over the whole training and validation splits."""
+        """Loss and metrics over the whole training and validation splits."""
         metrics: dict[str, float | None] = {}
         for part, feeds in (("train", self.dataset.train), ("val", self.dataset.val)):
-            loss, accuracy = self._measure(feeds) if self._rows(feeds) else (None, None)
-            metrics[f"{part}_loss"] = loss
-            metrics[f"{part}_accuracy"] = accuracy
+            measured = self.measure(feeds) if self._rows(feeds) else {}
+            for key in self.keys:
+                if key.startswith(part + "_"):
+                    metrics[key] = measured.get(key.removeprefix(part + "_"))
         return metrics
+
+    def measure_test(self) -> dict[str, float | None]:
+        """Loss and metrics on the test rows, with the best epoch's parameters if early
+        stopping kept one (the parameters are put back afterwards)."""
+        last = {k: np.array(v) for k, v in self.params.items()}
+        if self.best_params is not None:
+            for name, array in self.best_params.items():
+                np.copyto(self.params[name], array)
+        try:
+            measured = self.measure(self.dataset.test)
+        finally:
+            for name, array in last.items():
+                np.copyto(self.params[name], array)
+        keys = ["loss", "accuracy", *(k.removeprefix("val_") for k in self.keys
+                                      if k.startswith("val_") and k not in HISTORY_KEYS)]
+        return {f"test_{key}": measured.get(key) for key in keys}
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(dict(self.params), self.optimizer.name, dict(self.optimizer.state),
@@ -170,17 +256,18 @@ class Trainer:
     def _rows(feeds: Arrays) -> int:
         return len(next(iter(feeds.values()))) if feeds else 0
 
-    def _measure(self, feeds: Arrays) -> tuple[float, float | None]:
+    def measure(self, feeds: Arrays) -> dict[str, float | None]:
+        """``{"loss": ..., metric: ...}`` of one forward pass over ``feeds``."""
         ex = self.executor
-        ex.forward(feeds)
+        ex.training = False
+        try:
+            ex.forward(feeds)
+        finally:
+            ex.training = True
         loss = ex.loss
         assert loss is not None
-        if self.classifier is None:
-            return loss, None
-        probs_name, target_name = self.classifier
-        predicted = np.argmax(np.asarray(ex.value(probs_name)), axis=-1)
-        target = np.asarray(ex.value(target_name))
-        labels = np.argmax(target, axis=-1) if target.ndim == predicted.ndim + 1 else target
-        # counted, not np.mean: its Python-level body costs more than these few rows do
-        hits = np.count_nonzero(predicted == labels)
-        return loss, hits / predicted.size if predicted.size else None
+        result: dict[str, float | None] = {"loss": loss}
+        if self.measured is not None:
+            result.update(self.measured.compute(np.asarray(ex.value(self.measured.prediction)),
+                                                np.asarray(ex.value(self.measured.target))))
+        return result

@@ -10,12 +10,18 @@ however many tensors the graph has, instead of a dozen per tensor: for small
 networks the per-call cost of NumPy, not the arithmetic, is what an update
 spends its time on.  The state is packed the same way, and ``state`` shows it
 per parameter (``m/w1``) as views, for checkpoints.
+
+Before the update, as PyTorch orders it: the gradients are clipped to a global
+L2 norm (``clip_grad_norm``), then weight decay is applied, added to the
+gradient (L2, ``g + wd*w``) for sgd, momentum and adam, or decoupled from it
+for adamw (``w <- w - lr*wd*w``, Loshchilov and Hutter 2019).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import MutableMapping
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +52,20 @@ class Optimizer:
     name = "sgd"
     _SLOTS: tuple[str, ...] = ()
 
+    #: Whether weight decay shrinks the weights directly instead of joining the gradient.
+    decoupled = False
+
     def __init__(self, config: OptimizerConfig, lr: float,
-                 params: MutableMapping[str, np.ndarray]):
-        """Packs ``params`` and rebinds each entry of it to its view of the pack."""
+                 params: MutableMapping[str, np.ndarray], *, weight_decay: float = 0.0,
+                 clip_grad_norm: float | None = None):
+        """Packs ``params`` and rebinds each entry of it to its view of the pack.
+
+        ``lr`` may be reassigned between steps (a schedule does).
+        """
         self.config = config
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
         groups: dict[np.dtype, dict[str, np.ndarray]] = {}
         for name, array in params.items():
             array = np.asarray(array)
@@ -70,10 +85,30 @@ class Optimizer:
 
     def step(self, grads: MutableMapping[str, np.ndarray]) -> None:
         """One update of every parameter from ``grads`` (d loss / d parameter)."""
-        for index, (pack, grad) in enumerate(zip(self.packs, self.grads, strict=True)):
-            for name, view in self._grad_views[index].items():
+        for views in self._grad_views:
+            for name, view in views.items():
                 np.copyto(view, grads[name])
+        if self.clip_grad_norm is not None:
+            self._clip(self.clip_grad_norm)
+        wd = self.weight_decay
+        for index, (pack, grad) in enumerate(zip(self.packs, self.grads, strict=True)):
+            if wd and not self.decoupled:
+                grad += wd * pack.flat
+            elif wd:
+                pack.flat *= 1.0 - self.lr * wd
             self._update(pack.flat, grad, self.buffers[index])
+
+    def grad_norm(self) -> float:
+        """The global L2 norm of the gradients of the last ``step`` (after clipping)."""
+        return math.sqrt(sum(float(np.dot(g, g)) for g in self.grads))
+
+    def _clip(self, max_norm: float) -> None:
+        """Scale every gradient by ``max_norm / norm`` when the global norm exceeds it
+        (``torch.nn.utils.clip_grad_norm_``, without its 1e-6 in the denominator)."""
+        norm = self.grad_norm()
+        if norm > max_norm:
+            for grad in self.grads:
+                grad *= max_norm / norm
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         w -= self.lr * g
@@ -113,8 +148,8 @@ class Adam(Optimizer):
     _SLOTS = ("m", "v")
 
     def __init__(self, config: OptimizerConfig, lr: float,
-                 params: MutableMapping[str, np.ndarray]):
-        super().__init__(config, lr, params)
+                 params: MutableMapping[str, np.ndarray], **options: Any):
+        super().__init__(config, lr, params, **options)
         self.state["t"] = np.zeros((), dtype=np.int64)
 
     def step(self, grads: MutableMapping[str, np.ndarray]) -> None:
@@ -131,10 +166,21 @@ class Adam(Optimizer):
         w -= self.lr * (m / (1.0 - c.beta1 ** t)) / (np.sqrt(v / (1.0 - c.beta2 ** t)) + c.eps)
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (Optimizer, Momentum, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter 2019; ``torch.optim.AdamW``):
+    ``w <- w - lr*wd*w`` before the Adam step, instead of ``wd*w`` joining the gradient."""
+
+    name = "adamw"
+    decoupled = True
 
 
-def make_optimizer(config: OptimizerConfig, lr: float,
-                   params: MutableMapping[str, np.ndarray]) -> Optimizer:
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in
+                                          (Optimizer, Momentum, Adam, AdamW)}
+
+
+def make_optimizer(config: OptimizerConfig, lr: float, params: MutableMapping[str, np.ndarray],
+                   *, weight_decay: float = 0.0,
+                   clip_grad_norm: float | None = None) -> Optimizer:
     """The optimizer that ``config`` names, with zero state; rebinds ``params`` to its packs."""
-    return OPTIMIZERS[config.name](config, lr, params)
+    return OPTIMIZERS[config.name](config, lr, params, weight_decay=weight_decay,
+                                   clip_grad_norm=clip_grad_norm)

@@ -40,18 +40,21 @@ class BarProgress:
 
 def format_metrics(metrics: dict[str, float | None]) -> str:
     """``train loss 0.1234 acc 0.975  val loss 0.2345 acc 0.944``; absent values are left out."""
-    return "  ".join(f"{part} loss {loss:.4f}"
-                     + ("" if accuracy is None else f" acc {accuracy:.3f}")
-                     for part, loss, accuracy in split_metrics(metrics))
+    short = {"accuracy": "acc"}
+    return "  ".join(f"{part} " + " ".join(
+        f"{short.get(name, name)} {value:.3f}" if name != "loss" else f"loss {value:.4f}"
+        for name, value in values.items()) for part, values in split_metrics(metrics))
 
 
-def split_metrics(metrics: dict[str, float | None]) -> list[tuple[str, float, float | None]]:
-    """``(part, loss, accuracy)`` for each of ``train`` and ``val`` that has a loss (a run with
-    ``val_split: 0`` has none for ``val``); the accuracy is None for a graph that does not
-    classify."""
+def split_metrics(metrics: dict[str, float | None]) -> list[tuple[str, dict[str, float]]]:
+    """``(part, {"loss": ..., metric: ...})`` for each of ``train``, ``val`` and ``test`` that
+    has a loss (a run with ``val_split: 0`` has none for ``val``); metrics that are None (the
+    accuracy of a graph that does not classify) are left out."""
     parts = []
-    for part in ("train", "val"):
-        loss = metrics.get(f"{part}_loss")
-        if loss is not None:
-            parts.append((part, loss, metrics.get(f"{part}_accuracy")))
+    for part in ("train", "val", "test"):
+        if metrics.get(f"{part}_loss") is None:
+            continue
+        values = {key.removeprefix(part + "_"): value for key, value in metrics.items()
+                  if key.startswith(part + "_") and value is not None}
+        parts.append((part, {"loss": values.pop("loss"), **values}))
     return parts

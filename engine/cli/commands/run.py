@@ -106,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
 def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
     """The array ``--feed NAME=FILE`` gives, checked against the input on its own first, so
     that a wrong name, dtype or shape is reported with the file it came from."""
-    array = load_array(file, key=name)
+    array = load_array(file, key=name, max_bytes=graph.max_bytes)
+    value = graph.values.get(name)
+    if file.suffix.lower() == ".csv" and array.ndim == 2 and array.shape[1] == 1 \
+            and value is not None and len(value.shape) == 1:
+        array = array[:, 0]  # one CSV column feeds a [batch] input (labels, say)
     try:
         bind_feeds(graph, {name: array})
     except DataError as exc:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 
 import numpy as np
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
 from engine.cli.diagnostics import count
@@ -23,16 +23,16 @@ from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
-from engine.train.checkpoint import Checkpoint, fit_parameters, load_checkpoint
+from engine.spec.paths import Refused, confine
+from engine.train.checkpoint import Checkpoint, best_path, fit_parameters, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
 from engine.train.progress import BarProgress, split_metrics
-from schemas.train import OPTIMIZERS, OptimizerConfig, TrainConfig
+from schemas.train import TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
 
-#: Options that override one field of the train: section: (option, field path, type).
 class Override(NamedTuple):
     """A command-line option that overrides one field of the ``train:`` section."""
 
@@ -42,31 +42,60 @@ class Override(NamedTuple):
     help: str
 
 
+#: Options not named after their field alone, where that would be unclear.
+_RENAMED = {("early_stopping", "metric"): "--stop-metric",
+            ("metrics", "prediction"): "--metrics-prediction",
+            ("metrics", "target"): "--metrics-target"}
+
+
 def _overrides() -> tuple[Override, ...]:
-    """One option per scalar field of ``TrainConfig`` and per optimizer coefficient, read off
-    the models (``batch_size`` is ``--batch-size``), so no field can lack its option.  The
-    optimizer's name has ``--optimizer``; ``inputs`` and anything else, ``--set``."""
-    fields = [((name,), field) for name, field in TrainConfig.model_fields.items()]
-    fields += [(("optimizer", name), field)
-               for name, field in OptimizerConfig.model_fields.items() if name != "name"]
+    """One option per scalar field of ``TrainConfig`` and of the models inside it, read off
+    the models (``batch_size`` is ``--batch-size``), so no field can lack its option.  A
+    model's ``name`` has its own option (``_NAMED``); ``inputs`` and lists, ``--set``."""
+    fields = []
+    for name, field in TrainConfig.model_fields.items():
+        fields.append(((name,), field))
+        inner = _model_of(field.annotation)
+        if inner is not None:
+            fields += [((name, sub), f) for sub, f in inner.model_fields.items() if sub != "name"]
     overrides = []
     for path, field in fields:
         kind = _scalar_kind(field.annotation)
         if kind is not None:
             about = (field.description or "").rstrip(".").replace("%", "%%")
-            overrides.append(Override("--" + path[-1].replace("_", "-"), path, kind,
+            option = _RENAMED.get(path, "--" + path[-1].replace("_", "-"))
+            overrides.append(Override(option, path, kind,
                                       f"{about} (overrides train.{'.'.join(path)})"))
     return tuple(overrides)
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types of a field, ``None`` left out: ``int | None`` is ``[int]``."""
+    union = get_origin(annotation) in (Union, types.UnionType)
+    return [m for m in (get_args(annotation) if union else (annotation,)) if m is not type(None)]
+
+
 def _scalar_kind(annotation: Any) -> type | None:
     """str, int, float or bool for a field of that type (or that type or None), else None."""
-    union = get_origin(annotation) in (Union, types.UnionType)
-    members = [m for m in (get_args(annotation) if union else (annotation,)) if m is not type(None)]
+    members = _members(annotation)
     return members[0] if len(members) == 1 and members[0] in (str, int, float, bool) else None
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    members = _members(annotation)
+    model = members[0] if len(members) == 1 else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
 _OVERRIDES = _overrides()
+
+#: Options that choose a named model, such as ``--optimizer adam`` (its other settings take
+#: their defaults unless given too): (option, field, names, default name).
+_NAMED = tuple(
+    (f"--{name}", name, get_args(model.model_fields["name"].annotation),
+     model.model_fields["name"].default)
+    for name, field in TrainConfig.model_fields.items()
+    if (model := _model_of(field.annotation)) is not None and "name" in model.model_fields)
 
 EPILOG = """\
 examples:
@@ -74,11 +103,14 @@ examples:
   python -m engine train graphs/mlp.yaml --epochs 20 --lr 0.05 --optimizer momentum --save p.npz
   python -m engine train graphs/mlp.yaml --resume p.npz --epochs 40 --save p.npz --plot loss.png
   python -m engine train graphs/mlp.yaml --set inputs.x.standardize=false --json
+  python -m engine train graphs/digits.yaml --optimizer adamw --weight-decay 0.01 \
+      --schedule cosine --warmup-epochs 1 --patience 5 --save p.npz   # best epoch: p.best.npz
 
 Every field of the train: section can be overridden: the options above, or --set for any
-field (its value is YAML). --data is relative to the current folder; train.data in the spec
-is relative to the spec. Exit codes: 0 done, 1 spec or data error, 2 usage error,
-130 interrupted (Ctrl-C stops after the last complete epoch, which --save has written)."""
+field (its value is YAML). --data, --val-data and --test-data are relative to the current
+folder; the same fields in the spec are relative to the spec. Exit codes: 0 done, 1 spec or
+data error, 2 usage error, 130 interrupted (Ctrl-C stops after the last complete epoch,
+which --save has written)."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -95,9 +127,10 @@ def add_parser(subparsers: Any) -> None:
         else:
             parser.add_argument(override.option, type=override.kind, dest=dest,
                                 metavar=override.path[-1].upper(), help=override.help)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS,
-                        help="override train.optimizer (its coefficients take their defaults "
-                             "unless given too)")
+    for option, field, names, _default in _NAMED:
+        parser.add_argument(option, choices=names, dest="override_name_" + field,
+                            help=f"override train.{field} (its settings take their defaults "
+                                 "unless given too)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         dest="set_fields", type=_set_argument,
                         help="override any field of train:, e.g. inputs.x.standardize=false; "
@@ -138,14 +171,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Namespace) -> int:
     """Resume, read the data, train and report; ``--save``'s file is locked meanwhile."""
+    val_file, test_file = (None if value is None else _data_file(graph, args, field, value)
+                           for field, value in (("val_data", config.val_data),
+                                                ("test_data", config.test_data)))
     checkpoint = _checkpoint(graph, config, args)
     seed = checkpoint.seed if checkpoint is not None else \
         config.seed if config.seed is not None else graph.spec.seed
-    dataset = load_dataset(graph, config, data_file, seed)
+    dataset = load_dataset(graph, config, data_file, seed, val_file=val_file,
+                           test_file=test_file)
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
         try:
-            trainer.resume(checkpoint)
+            trainer.resume(checkpoint, _best_checkpoint(args.resume))
         except DataError as exc:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
@@ -188,14 +225,23 @@ def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) ->
         raise DataError(f"{args.spec}: no parameter gets a gradient from the loss "
                         f"{graph.loss!r}, so training has nothing to change; declare "
                         "parameters: and use them on the way to the loss")
-    if args.override_data:
-        data_file = Path(args.override_data)
-        require_file(data_file, "--data")
+    return _data_file(graph, args, "data", config.data)
+
+
+def _data_file(graph: Graph, args: argparse.Namespace, field: str, value: str) -> Path:
+    """``train.FIELD``'s file: an option's path is relative to the current folder, the
+    spec's to the spec; a missing one is an error before any data is read."""
+    given = getattr(args, "override_" + field)
+    if given:
+        data_file = Path(given)
+        require_file(data_file, "--" + field.replace("_", "-"))
         return data_file
-    data_file = graph.base_dir / config.data
-    if not data_file.is_file():
-        raise SpecError([graph.source.problem(("train", "data"), f"{data_file}: no such file "
-                                              "(train.data is relative to the spec's folder)")])
+    try:
+        _, data_file = confine(value, graph.base_dir, graph.import_roots)
+    except Refused as exc:
+        raise SpecError([graph.source.problem(("train", field),
+                                              f"train {field.replace('_', ' ')}: {exc}")]) \
+            from None
     return data_file
 
 
@@ -204,7 +250,7 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     """The checkpoint to resume from, checked against the graph and this run's settings."""
     if args.resume is None:
         return None
-    checkpoint = load_checkpoint(args.resume)
+    checkpoint = load_checkpoint(args.resume, graph.max_bytes)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
     except (ValueError, TypeError, KeyError) as exc:
@@ -220,17 +266,25 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     return checkpoint
 
 
+def _best_checkpoint(resumed: Path) -> Checkpoint | None:
+    """The best epoch that early stopping kept beside ``resumed``, if it is there."""
+    best = best_path(resumed)
+    return load_checkpoint(best) if best.is_file() else None
+
+
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:
     """The spec's train: section with the command line's overrides, validated again."""
     data: dict[str, Any] = (spec_config.model_dump(exclude_unset=True)
                             if spec_config is not None else {})
     given: list[str] = []
-    if args.optimizer is not None:
-        current = data.get("optimizer", {}).get("name",
-                                                OptimizerConfig.model_fields["name"].default)
-        if current != args.optimizer:
-            data["optimizer"] = {"name": args.optimizer}
-        given.append(f"--optimizer {args.optimizer}")
+    for option, field, _names, default in _NAMED:
+        chosen = getattr(args, "override_name_" + field)
+        if chosen is None:
+            continue
+        current = data.get(field, {})
+        if (current if isinstance(current, str) else current.get("name", default)) != chosen:
+            data[field] = {"name": chosen}
+        given.append(f"{option} {chosen}")
     for option, path, _kind, _help in _OVERRIDES:
         value = getattr(args, "override_" + path[-1])
         if value is not None:
@@ -252,7 +306,7 @@ def _assign(data: dict[str, Any], path: tuple[str, ...], value: Any, option: str
     target = data
     for key in path[:-1]:
         child = target.setdefault(key, {})
-        if isinstance(child, str) and key == "optimizer":  # bare name: optimizer: adam
+        if isinstance(child, str) and key in ("optimizer", "schedule"):  # a bare name
             child = target[key] = {"name": child}
         if not isinstance(child, dict):
             raise UsageError(f"{option} {'.'.join(path)}: train.{key} is not a mapping")
@@ -284,18 +338,39 @@ def _stop_on_interrupt() -> Iterator[Any]:
 def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     config, dataset = trainer.config, trainer.dataset
     opt = config.optimizer
+    extras = [f"{opt.name} (lr {config.lr:g}"]
+    if config.schedule.name != "constant" or config.schedule.warmup_epochs:
+        warmup = config.schedule.warmup_epochs
+        extras.append(f"{config.schedule.name} schedule" +
+                      (f" after {warmup:g} warmup epochs" if warmup else ""))
+    if config.weight_decay:
+        extras.append(f"weight decay {config.weight_decay:g}")
+    if config.clip_grad_norm is not None:
+        extras.append(f"gradient norm clipped to {config.clip_grad_norm:g}")
+    extras.append(f"batch size {config.batch_size})")
     print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
-          f"{opt.name} (lr {config.lr:g}, batch size {config.batch_size}), seed {trainer.seed}, "
-          f"{outcome.seconds:.2f} s")
+          f"{', '.join(extras)}, seed {trainer.seed}, {outcome.seconds:.2f} s")
+    validation = f"{dataset.val_file}, " if dataset.val_file is not None else ""
+    test = f", {dataset.test_file}: {count(dataset.n_test, 'test row')}" \
+        if dataset.test_file is not None else ""
     print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
-          f"{count(dataset.n_val, 'validation row')}")
-    rows = {"train": dataset.n_train, "val": dataset.n_val}
+          f"{validation}{count(dataset.n_val, 'validation row')}{test}")
+    rows = {"train": dataset.n_train, "val": dataset.n_val, "test": dataset.n_test}
     last = {key: outcome.last(key) for key in outcome.history}
-    for part, loss, accuracy in split_metrics(last):
-        line = f"{part:<5} loss {loss:.4f}"
-        if accuracy is not None:
-            line += f"  accuracy {accuracy:.3f} ({round(accuracy * rows[part])}/{rows[part]})"
+    last.update(outcome.test)
+    for part, values in split_metrics(last):
+        line = f"{part:<5} " + "  ".join(
+            f"{name} {value:.4f}" if name != "accuracy" else
+            f"accuracy {value:.3f} ({round(value * rows[part])}/{rows[part]})"
+            for name, value in values.items())
         print(line)
+    rule = config.early_stopping
+    if rule is not None and outcome.best_epoch is not None:
+        why = f"stopped early: {rule.metric} did not improve for " \
+              f"{count(rule.patience, 'epoch')}; " if outcome.stopped_early else ""
+        kept = f" ({best_path(args.save)})" if outcome.saved else ""
+        tested = "; the test rows were measured with it" if outcome.test else ""
+        print(f"{why}best epoch {outcome.best_epoch}{kept}{tested}")
     if outcome.saved:
         print(f"saved parameters to {args.save}")
     if args.plot is not None:
@@ -305,18 +380,18 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
 def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
     document = {
         "epochs": outcome.epochs,
-        "train_loss": outcome.last("train_loss"),
-        "val_loss": outcome.last("val_loss"),
-        "train_accuracy": outcome.last("train_accuracy"),
-        "val_accuracy": outcome.last("val_accuracy"),
+        **{key: outcome.last(key) for key in trainer.keys},
+        **outcome.test,
         "train_rows": trainer.dataset.n_train,
         "val_rows": trainer.dataset.n_val,
+        **({"test_rows": trainer.dataset.n_test} if trainer.dataset.test_file else {}),
         "seed": trainer.seed,
         "optimizer": trainer.config.optimizer.name,
+        "best_epoch": outcome.best_epoch,
+        "stopped_early": outcome.stopped_early,
         "interrupted": outcome.interrupted,
         "seconds": outcome.seconds,
         "saved": str(args.save) if outcome.saved else None,
         "history": outcome.history,
     }
     print_json(document)
-

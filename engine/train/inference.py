@@ -1,0 +1,59 @@
+"""Feeding a trained graph from a data file, for ``engine eval`` and ``engine predict``.
+
+The file is mapped onto the graph's inputs by the spec's ``train.inputs``, as
+training mapped its data (an .npz file whose arrays are named after the inputs
+also works, with or without a ``train:`` section), and the checkpoint's saved
+standardisation is applied.  Nothing is defaulted: every input the requested
+nodes depend on must come from the file, or it is an error that names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import DataError
+from engine.graph.model import Graph
+from engine.graph.subgraph import inputs_of
+from engine.io.arrays import load_npz, require_file
+from engine.train.checkpoint import Trained
+from engine.train.data import Arrays, read_inputs
+
+
+def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: str) -> Arrays:
+    """Every input of ``needed`` (a part of ``graph``) from ``file``, standardised as in
+    training; ``verb`` (``eval``, ``predict``) words the errors."""
+    require_file(file, "--data")
+    names = inputs_of(needed)
+    config = graph.spec.train
+    if config is not None and config.inputs:
+        unmapped = [name for name in names if name not in config.inputs]
+        if unmapped:
+            raise DataError(_missing(verb, needed, unmapped, "train.inputs maps no data to "
+                                     f"{'it' if len(unmapped) == 1 else 'them'}"))
+        arrays = read_inputs(graph, config, file, names)
+    elif file.suffix.lower() == ".npz":
+        stored = load_npz(file, max_bytes=graph.max_bytes)
+        unmapped = [name for name in names if name not in stored]
+        if unmapped:
+            raise DataError(_missing(verb, needed, unmapped, f"{file} has no array of that "
+                                     f"name (its arrays: {', '.join(stored) or 'none'})"))
+        arrays = {name: stored[name] for name in names}
+        rows = {len(np.atleast_1d(a)) for a in arrays.values()}
+        if len(rows) > 1:
+            raise DataError(f"{file}: the arrays of {', '.join(names)} have different numbers "
+                            "of rows")
+    else:
+        raise DataError(f"{file}: {verb} maps a CSV file's columns onto the inputs with the "
+                        "spec's train.inputs, and this spec has none; add a train: section "
+                        "with inputs:, or give an .npz file whose arrays are named after the "
+                        f"inputs ({', '.join(names)})")
+    return trained.prepare(arrays)
+
+
+def _missing(verb: str, needed: Graph, names: list[str], why: str) -> str:
+    targets = ", ".join(repr(n) for n in needed.outputs)
+    what = f"input{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+    return f"{verb} needs {what} ({targets} depend{'s' if len(needed.outputs) == 1 else ''} on " \
+           f"{'it' if len(names) == 1 else 'them'}), but {why}; nothing is defaulted here"

@@ -1,0 +1,108 @@
+"""What training, ``eval`` and ``predict`` measure besides the loss, and from which nodes.
+
+The measured nodes are named once: ``train.metrics: {prediction, target}``, or,
+when that is absent and the loss is NLL over class probabilities, the NLL's two
+inputs.  Naming the prediction keeps accuracy meaningful whatever the loss adds
+(an L2 term, a regulariser).  Each metric is a mean over the rows it is given,
+computed from the prediction's and target's values only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import Problem, SpecError, did_you_mean
+from engine.graph.model import Graph
+from engine.graph.shapes import format_shape
+from schemas.train import METRICS, TrainConfig
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The prediction node, the target input, and the metrics computed from them."""
+
+    prediction: str
+    target: str
+    report: tuple[str, ...]
+
+    def compute(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+        """Each reported metric over the rows of ``prediction`` and ``target``."""
+        return {name: _METRIC[name](prediction, target) for name in self.report}
+
+
+def classifier_ends(graph: Graph) -> tuple[str, str] | None:
+    """(probabilities, target) when the loss is NLL over class probabilities, else None."""
+    loss = graph.nodes.get(graph.loss or "")
+    if loss is None or loss.op.name != "NLL":
+        return None
+    return loss.inputs[0], loss.inputs[1]
+
+
+def measured(graph: Graph, config: TrainConfig | None) -> Measured | None:
+    """What to measure: ``train.metrics`` checked against the graph, or the NLL default."""
+    metrics = config.metrics if config is not None else None
+    if metrics is None:
+        ends = classifier_ends(graph)
+        return None if ends is None else Measured(ends[0], ends[1], ("accuracy",))
+    assert config is not None
+    problems: list[Problem] = []
+
+    def problem(field: str, message: str) -> None:
+        problems.append(graph.source.problem(("train", "metrics", field), message))
+
+    if metrics.prediction not in graph.values:
+        problem("prediction", f"{metrics.prediction!r} names no node of the graph"
+                              f"{did_you_mean(metrics.prediction, graph.nodes)}")
+    inputs = [n for n, v in graph.values.items() if v.kind == "input"]
+    target = metrics.target
+    if target is None:
+        labelled = [n for n, e in config.inputs.items() if e.label is not None]
+        if len(labelled) == 1:
+            target = labelled[0]
+        else:
+            problem("prediction", "say which input holds the truth: metrics.target (no single "
+                                  f"input is fed by a label; inputs: {', '.join(inputs)})")
+    elif target not in inputs:
+        problem("target", f"{target!r} is not an input of the graph"
+                          f"{did_you_mean(target, inputs)}; its inputs are: {', '.join(inputs)}")
+    if not problems:
+        assert target is not None
+        got, want = graph.values[metrics.prediction].shape, graph.values[target].shape
+        for name in metrics.report:
+            fits = want in (got, got[:-1]) and got[-1:] != (1,) if name == "accuracy" \
+                else want == got
+            if not fits:
+                what = "[batch, K] scores, K > 1, against one-hot rows [batch, K] or class " \
+                       "indices [batch]" if name == "accuracy" else "the same shape"
+                problem("report", f"{name} compares {metrics.prediction!r} "
+                                  f"{format_shape(got)} with {target!r} {format_shape(want)}; "
+                                  f"it needs {what}")
+    if problems:
+        raise SpecError(problems)
+    assert target is not None
+    return Measured(metrics.prediction, target, tuple(dict.fromkeys(metrics.report)))
+
+
+def _accuracy(prediction: np.ndarray, target: np.ndarray) -> float | None:
+    """Argmax over the last axis against class indices or one-hot rows."""
+    predicted = np.argmax(prediction, axis=-1)
+    labels = np.argmax(target, axis=-1) if target.ndim == predicted.ndim + 1 else target
+    # counted, not np.mean: its Python-level body costs more than these few rows do
+    hits = np.count_nonzero(predicted == labels)
+    return hits / predicted.size if predicted.size else None
+
+
+def _mse(prediction: np.ndarray, target: np.ndarray) -> float | None:
+    diff = np.asarray(prediction, dtype=np.float64) - target
+    return float(np.mean(diff * diff)) if diff.size else None
+
+
+def _mae(prediction: np.ndarray, target: np.ndarray) -> float | None:
+    diff = np.asarray(prediction, dtype=np.float64) - target
+    return float(np.mean(np.abs(diff))) if diff.size else None
+
+
+_METRIC = {"accuracy": _accuracy, "mse": _mse, "mae": _mae}
+assert tuple(_METRIC) == METRICS
