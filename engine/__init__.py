@@ -16,6 +16,7 @@ from engine.graph.model import Graph
 from engine.ops import REGISTRY
 from engine.runtime.executor import Executor
 from engine.spec.loader import load, loads
+from engine.transform.grad import grad
 
 __all__ = ["REGISTRY", "DataError", "EngineError", "Executor", "Graph", "NonFiniteError",
-           "Problem", "SpecError", "load", "loads"]
+           "Problem", "SpecError", "grad", "load", "loads"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import GRAPHS, numeric_grad
+from conftest import GRAPHS
 
 import engine
+from engine.testing.gradcheck import numeric_grad
 
 
 def test_mul_of_a_value_with_itself_counts_twice(build) -> None:
