@@ -11,12 +11,19 @@ so either can be imported first.
 
 from __future__ import annotations
 
-from engine.errors import DataError, EngineError, NonFiniteError, Problem, SpecError
+from engine.errors import (
+    DataError,
+    DataWarning,
+    EngineError,
+    NonFiniteError,
+    Problem,
+    SpecError,
+)
 from engine.graph.model import Graph
 from engine.ops import REGISTRY
 from engine.runtime.executor import Executor
 from engine.spec.loader import load, loads
 from engine.transform.grad import grad
 
-__all__ = ["REGISTRY", "DataError", "EngineError", "Executor", "Graph", "NonFiniteError",
-           "Problem", "SpecError", "grad", "load", "loads"]
+__all__ = ["REGISTRY", "DataError", "DataWarning", "EngineError", "Executor", "Graph",
+           "NonFiniteError", "Problem", "SpecError", "grad", "load", "loads"]

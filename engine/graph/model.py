@@ -13,7 +13,7 @@ from typing import Any, Literal
 import networkx as nx
 
 from engine.errors import Problem
-from engine.graph.shapes import Dims, Shape
+from engine.graph.shapes import Dim, Dims, Shape, format_shape
 from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import OpAttrs, OpDef
 from engine.spec.source import Location, SourceMap
@@ -48,6 +48,22 @@ class Node:
     loc: Location
 
 
+@dataclass(frozen=True)
+class ClassTarget:
+    """The target of NLL node ``node``: class indices (``one_hot`` False) or one-hot rows,
+    over ``classes``, the last axis of the probabilities ``probs``."""
+
+    node: str
+    probs: str
+    classes: Dim
+    one_hot: bool
+
+    def describe(self, values: dict[str, Value], dims: Dims, classes: int) -> str:
+        shape = format_shape(dims.shape(values[self.probs].shape))
+        return (f"NLL node {self.node!r} ({values[self.node].loc.where()}) takes class indices "
+                f"0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
+
+
 @dataclass(repr=False)
 class Graph:
     """What ``engine.load`` returns; the executor compiles it into a plan."""
@@ -65,6 +81,7 @@ class Graph:
     calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
     warnings: list[Problem] = field(default_factory=list)
     import_roots: list[Path] = field(default_factory=list)  # resolved --import-path folders
+    targets: dict[str, ClassTarget] = field(default_factory=dict)  # NLL targets (graph.targets)
     max_bytes: int = DEFAULT_MAX_BYTES  # the budget it was loaded with, for fed shapes too
 
     @property
