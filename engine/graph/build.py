@@ -239,9 +239,10 @@ class _Builder:
                 failed.add(name)
                 dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                            strict=True))
-                self.problems.append(node.loc.problem(
-                    f"{label}: {exc} ({dtypes}); declare the input with a float dtype (float64, "
-                    "float32, float16)"))
+                # the usual fix for an op that wants floats; other rules say what they want
+                hint = ("; declare the input with a float dtype (float64, float32, float16)"
+                        if "floating-point" in str(exc) else "")
+                self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
             value = self.values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
