@@ -5,9 +5,11 @@
     out = ex.forward({"x": x})                   # {output name: array}
     grads = ex.backward()                        # {tensor name: d loss / d tensor}
 
-The public names are imported on first use (PEP 562), so that ``schemas.spec``,
-which needs the op registry, can be imported before or after ``engine`` without
-a circular import.
+The public names are imported on first use (PEP 562), not when the package is:
+``python -m engine`` and the ``engine`` script import ``engine`` before anything
+else, and only in ``engine.cli.entry`` can Ctrl-C during the imports of NumPy and
+the ops (the first second) end as an interrupt (exit 130) rather than a traceback.
+``schemas`` imports nothing from the engine, so either can be imported first.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from typing import Any
 
 _EXPORTS = {
     "ArgumentError": "engine.errors", "DataError": "engine.errors",
-    "EngineError": "engine.errors",
+    "DataWarning": "engine.errors", "EngineError": "engine.errors",
     "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
-    "DataWarning": "engine.errors",
     "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
-    "load": "engine.spec.loader", "grad": "engine.transform.grad",
-    "loads": "engine.spec.loader", "REGISTRY": "engine.ops",
+    "REGISTRY": "engine.ops", "grad": "engine.transform.grad",
+    "load": "engine.spec.loader", "loads": "engine.spec.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,9 +8,10 @@ fixes a whole spec in one round trip.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from schemas.base import did_you_mean  # noqa: F401 - the engine's messages use it from here
 
 
 @dataclass(frozen=True, order=True)
@@ -40,6 +41,14 @@ class SpecError(EngineError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class Problems(list[Problem]):
+    """Problems collected while a stage runs, so that all of them are reported together."""
+
+    def raise_if_any(self) -> None:
+        if self:
+            raise SpecError(self)
+
+
 class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 
@@ -67,11 +76,3 @@ class NonFiniteError(DataError):
         super().__init__(message)
         self.node = node
         self.phase = phase
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """A ' (did you mean ...?)' suffix, or '' when nothing is close: names are typed by hand."""
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

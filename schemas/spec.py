@@ -1,18 +1,25 @@
-"""Pydantic models of a graph spec (the YAML file a user writes).
+"""Pydantic models of a graph spec (the YAML file a user writes), apart from the ops.
 
 These models check each field on its own (types, allowed values, unknown keys).
 Checks that need the whole graph (names resolve, no cycles, shapes agree) live
-in ``engine.graph.build``.  Each node's model is built from the op registry: the
-``op`` key selects the op's attribute model, so the schema and the ops can never
-disagree and a new op needs no edit here.  A node whose ``op`` is not in the
-registry calls a function (``functions:`` or an import); its attributes can
-only be checked against the function, so ``engine.spec.inline`` checks them when
-it expands the call.
+in ``engine.graph.build``.
+
+Nothing here knows the ops, so this package imports nothing from ``engine``.
+``Spec`` on its own takes every node as a call; ``spec_model(node_models)``
+builds the Spec whose ``op`` key selects each op's node model, and
+``node_model`` builds one such model from an op's attribute model.  The engine
+fills them in from its op registry (``engine.spec.models``), so the schema and
+the ops can never disagree and a new op needs no edit here.  A node whose
+``op`` is not an op calls a function (``functions:`` or an import); its
+attributes can only be checked against the function, so ``engine.spec.inline``
+checks them when it expands the call.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -32,8 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.errors import did_you_mean
-from engine.ops import REGISTRY
+from schemas.base import StrictModel, did_you_mean
 from schemas.numbers import LARGEST_SIZE, MAX_RANK, Seed, Size
 from schemas.train import TrainConfig
 
@@ -51,23 +57,17 @@ ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_W
 #: the JSON Schema can then refuse unknown ops, and editors underline them.
 FUNCTION_NAME_PATTERN = r"^[a-z_][A-Za-z0-9_]*$"
 CALL_PATTERN = rf"^({_WORD}\.)?[a-z_][A-Za-z0-9_]*$"
+#: An op or a call, before the ops are known (``spec_model`` applies the naming rule).
+FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
+DType = Literal["float64", "float32", "float16", "int64"]
+Dim = Size | Name
 
 
-def unknown_op(op: str) -> str:
+def unknown_op(op: str, ops: frozenset[str]) -> str:
     """The message for an ``op`` that is neither a built-in op nor a function's name."""
-    return (f"unknown op {op!r}{did_you_mean(op, REGISTRY)}: built-in ops are CamelCase "
-            f"({', '.join(sorted(REGISTRY))}); functions are lower_case or alias.name "
+    return (f"unknown op {op!r}{did_you_mean(op, ops)}: built-in ops are CamelCase "
+            f"({', '.join(sorted(ops))}); functions are lower_case or alias.name "
             "(softmax, nn.softmax)")
-
-
-def _call(op: str) -> str:
-    if re.match(CALL_PATTERN, op) is None:
-        raise ValueError(unknown_op(op))
-    return op
-
-
-def _op_or_call(op: str) -> str:
-    return op if op in REGISTRY else _call(op)
 
 
 def _function_name(name: str) -> str:
@@ -79,24 +79,9 @@ def _function_name(name: str) -> str:
     return name
 
 
-#: A function call, as ``op`` of a node.
-FunctionRef = Annotated[str, AfterValidator(_call),
-                        WithJsonSchema({"type": "string", "pattern": CALL_PATTERN})]
-#: The ``op`` of a function body's node: a built-in op or a call.
-BodyOp = Annotated[str, AfterValidator(_op_or_call), WithJsonSchema(
-    {"anyOf": [{"enum": sorted(REGISTRY)}, {"type": "string", "pattern": CALL_PATTERN}]})]
 #: The name of a function, under ``functions:``.
 FunctionName = Annotated[str, AfterValidator(_function_name),
                          WithJsonSchema({"type": "string", "pattern": FUNCTION_NAME_PATTERN})]
-DType = Literal["float64", "float32", "float16", "int64"]
-Dim = Size | Name
-
-
-class StrictModel(BaseModel):
-    """Refuses unknown keys and converts nothing: a typo in a spec must be an error, not
-    silently ignored, and ``true`` is not the number 1 (``shape: [true, 2]``)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def rectangular(value: Any) -> Any:
@@ -258,17 +243,14 @@ class NodeFields(StrictModel):
     description: str = Field(default="", description="Free text, for people.")
 
 
-def _node_model(op_name: str) -> type[BaseModel]:
-    op = REGISTRY[op_name]
+def node_model(op_name: str, doc: str, attrs: type[BaseModel]) -> type[NodeFields]:
+    """The model of a node applying op ``op_name``: the common fields plus its attributes."""
     return create_model(
         f"{op_name}Node",
-        __base__=(NodeFields, op.attrs),
-        __doc__=op.doc,
-        op=(Literal[op_name], Field(description=op.doc)),
+        __base__=(NodeFields, attrs),
+        __doc__=doc,
+        op=(Literal[op_name], Field(description=doc)),
     )
-
-
-NODE_MODELS: dict[str, type[BaseModel]] = {name: _node_model(name) for name in REGISTRY}
 
 
 class CallNode(NodeFields):
@@ -289,24 +271,8 @@ class CallNode(NodeFields):
 class BodyNode(CallNode):
     """A node of a function's body: an op (with ``$name`` attributes) or a call."""
 
-    op: BodyOp = Field(
+    op: FunctionRef = Field(
         description="An op, or a function (softmax, or nn.softmax from an import).")
-
-
-def _node_kind(data: Any) -> str | None:
-    """The union tag: the op itself for a registry op, ``call`` for anything else."""
-    if not isinstance(data, dict):
-        return data.op if isinstance(data, BaseModel) and data.op in REGISTRY else "call"
-    if "op" not in data:
-        return None
-    op = data["op"]
-    return op if isinstance(op, str) and op in REGISTRY else "call"
-
-
-Node = Annotated[
-    Union[(*(Annotated[model, Tag(op)] for op, model in NODE_MODELS.items()),
-           Annotated[CallNode, Tag("call")])],
-    Discriminator(_node_kind)]
 
 
 class Function(StrictModel):
@@ -320,6 +286,10 @@ class Function(StrictModel):
     nodes: dict[Name, BodyNode] = Field(description="The body: ops and calls, as in nodes.")
     outputs: list[Ref] = Field(min_length=1, description="The body's values a call returns: "
                                                          "one, or several named call.out_name.")
+
+
+_NODES = "Operations; a node's value has its name."
+_FUNCTIONS = "Reusable subgraphs, called like ops."
 
 
 class Spec(StrictModel):
@@ -340,10 +310,9 @@ class Spec(StrictModel):
         default_factory=dict, description="Alias to spec file (relative to this one) whose "
                                           "functions are then called as alias.function.")
     functions: dict[FunctionName, Function] = Field(
-        default_factory=dict, description="Reusable subgraphs, called like ops.",
+        default_factory=dict, description=_FUNCTIONS,
         json_schema_extra={"additionalProperties": False})  # names outside the pattern
-    nodes: dict[Name, Node] = Field(default_factory=dict,
-                                    description="Operations; a node's value has its name.")
+    nodes: dict[Name, CallNode] = Field(default_factory=dict, description=_NODES)
     outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")
     loss: ValueRef | None = Field(default=None, description="A scalar node where backward "
                                                             "starts with gradient 1.")
@@ -357,19 +326,71 @@ class Spec(StrictModel):
                              "functions instead)")
         return self
 
+
+
+def spec_model(node_models: Mapping[str, type[NodeFields]]) -> type[Spec]:
+    """The ``Spec`` whose nodes are checked by ``node_models`` (op name -> model, as
+    ``node_model`` builds them): the ``op`` key selects the model, and a node whose op
+    is not among them is a ``CallNode`` (a function call)."""
+    ops = frozenset(node_models)
+
+    def kind(data: Any) -> str | None:
+        """The union tag: the op itself for a known op, ``call`` for anything else."""
+        if not isinstance(data, dict):
+            return data.op if isinstance(data, BaseModel) and data.op in ops else "call"
+        if "op" not in data:
+            return None
+        op = data["op"]
+        return op if isinstance(op, str) and op in ops else "call"
+
+    call = create_model(
+        "CallNode", __base__=CallNode, __doc__=CallNode.__doc__,
+        op=(_op_type(ops, calls_only=True),
+            Field(description=CallNode.model_fields["op"].description)))
+    body = create_model(
+        "BodyNode", __base__=BodyNode, __doc__=BodyNode.__doc__,
+        op=(_op_type(ops, calls_only=False),
+            Field(description=BodyNode.model_fields["op"].description)))
+    function = create_model(
+        "Function", __base__=Function, __doc__=Function.__doc__,
+        nodes=(dict[Name, body], Field(description=Function.model_fields["nodes"].description)))
+    node = Annotated[
+        Union[(*(Annotated[model, Tag(op)] for op, model in node_models.items()),
+               Annotated[call, Tag("call")])],
+        Discriminator(kind)]
+    return create_model(
+        "Spec", __base__=Spec, __doc__=Spec.__doc__,
+        nodes=(dict[Name, node], Field(default_factory=dict, description=_NODES)),
+        functions=(dict[FunctionName, function], Field(
+            default_factory=dict, description=_FUNCTIONS,
+            json_schema_extra={"additionalProperties": False})))
+
+
+def _op_type(ops: frozenset[str], calls_only: bool) -> Any:
+    """The ``op`` of a call node (``calls_only``), or of a function body's node (an op or a
+    call), checked by the naming rule with a message that names the ops."""
+    def check(op: str) -> str:
+        if (calls_only or op not in ops) and re.match(CALL_PATTERN, op) is None:
+            raise ValueError(unknown_op(op, ops))
+        return op
+
+    call = {"type": "string", "pattern": CALL_PATTERN}
+    schema = call if calls_only else {"anyOf": [{"enum": sorted(ops)}, call]}
+    checker: Callable[[str], str] = check
+    return Annotated[str, AfterValidator(checker), WithJsonSchema(schema)]
+
+
 #: Where the committed schema lives, relative to the repository root; graphs/ point here.
 SCHEMA_FILE = "schemas/graph.schema.json"
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a spec file, generated from these models."""
-    schema = Spec.model_json_schema()
+def json_schema(spec: type[Spec]) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a spec file, generated from ``spec_model``'s model."""
+    schema = spec.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
             "title": "Graph spec of the yaml-graph-engine"}
 
 
-def schema_text() -> str:
+def schema_text(spec: type[Spec]) -> str:
     """The schema as committed in ``schemas/graph.schema.json`` (stable, diff-friendly)."""
-    import json
-
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(json_schema(spec), indent=2, ensure_ascii=False) + "\n"
