@@ -19,7 +19,7 @@ _EXPORTS = {
     "DataError": "engine.errors", "EngineError": "engine.errors",
     "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
     "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
-    "load": "engine.spec.loader",
+    "load": "engine.spec.loader", "grad": "engine.transform.grad",
     "loads": "engine.spec.loader", "REGISTRY": "engine.ops",
 }
 

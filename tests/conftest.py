@@ -1,11 +1,10 @@
-"""Shared helpers: building specs from text and checking whole graphs by finite differences."""
+"""Shared test helpers: specs from text (finite differences: engine.testing.gradcheck)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import engine
@@ -34,27 +33,3 @@ def build() -> Callable[[str], engine.Graph]:
         return engine.loads(textwrap.dedent(text), file="test.yaml")
 
     return _build
-
-
-def numeric_grad(ex: engine.Executor, feeds: dict[str, np.ndarray], name: str,
-                 eps: float = 1e-6) -> np.ndarray:
-    """d loss / d name by central differences, perturbing a feed or a parameter."""
-    is_param = name in ex.parameters
-    base = np.array(ex.parameters[name] if is_param else feeds[name], dtype=np.float64)
-    grad = np.zeros_like(base)
-    for pos in np.ndindex(base.shape):
-        losses = []
-        for step in (eps, -eps):
-            trial = base.copy()
-            trial[pos] += step
-            if is_param:
-                ex.parameters[name] = trial
-                ex.forward(feeds)
-            else:
-                ex.forward({**feeds, name: trial})
-            losses.append(ex.loss)
-        grad[pos] = (losses[0] - losses[1]) / (2 * eps)
-    if is_param:
-        ex.parameters[name] = base
-    ex.forward(feeds)
-    return grad

@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import GRAPHS, numeric_grad
+from conftest import GRAPHS
 
 import engine
+from engine.testing.gradcheck import numeric_grad
 
 
 def test_mul_of_a_value_with_itself_counts_twice(build) -> None:

@@ -130,6 +130,55 @@ def test_mse_is_the_mean_of_squared_errors_and_its_gradient(rng) -> None:
     np.testing.assert_allclose(grads["t"], -2 * (p - t) / p.size, rtol=1e-13)
 
 
+def test_mae_is_the_mean_of_absolute_errors_and_its_gradient(rng) -> None:
+    graph = library_graph("loss: {op: nn.mae, inputs: [p, t]}\n", p=[4, 3], t=[4, 3])
+    ex = engine.Executor(graph)
+    p, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    ex.forward({"p": p, "t": t})
+    assert float(ex.value("loss")) == pytest.approx(np.mean(np.abs(p - t)), rel=1e-14)
+    grads = ex.backward({"loss": np.array(1.0)})
+    np.testing.assert_allclose(grads["p"], np.sign(p - t) / p.size, rtol=1e-14)  # by hand
+
+
+def test_bce_with_logits_is_the_binary_cross_entropy_and_stays_finite(rng) -> None:
+    graph = library_graph("loss: {op: nn.bce_with_logits, inputs: [z, y]}\n",
+                          inputs="  y: {shape: [4, 3]}\n", z=[4, 3])
+    ex = engine.Executor(graph)
+    z, y = rng.normal(size=(4, 3)) * 3, rng.uniform(size=(4, 3))
+    ex.forward({"z": z, "y": y})
+    p = 1 / (1 + np.exp(-z))
+    want = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))  # the textbook formula
+    assert float(ex.value("loss")) == pytest.approx(want, rel=1e-12)
+    grads = ex.backward({"loss": np.array(1.0)})
+    np.testing.assert_allclose(grads["z"], (p - y) / z.size, rtol=1e-12)  # by hand
+    far = np.array([[-800.0, 800.0, 0.0]] * 4)  # sigmoid rounds to 0 and 1 here
+    ex.forward({"z": far, "y": np.tile([1.0, 0.0, 1.0], (4, 1))})
+    assert float(ex.value("loss")) == pytest.approx((800 + 800 + np.log(2)) / 3, rel=1e-14)
+
+
+@pytest.mark.parametrize(("axis", "fused_axis", "affine"), [(-1, -1, [4]), ([1, 2], 1, [3, 4])])
+def test_layer_norm_function_equals_the_layer_norm_op(axis, fused_axis, affine, rng) -> None:
+    graph = library_graph(f"""\
+        a: {{op: nn.layer_norm, inputs: [x, s, b], axis: {axis}, eps: 0.001}}
+        f: {{op: LayerNorm, inputs: [x, s, b], axis: {fused_axis}, eps: 0.001}}
+    """, x=[2, 3, 4], s=affine, b=affine)
+    feeds = {"x": rng.normal(1.0, 2.0, size=(2, 3, 4)), "s": rng.normal(size=affine),
+             "b": rng.normal(size=affine)}
+    same_forward_and_backward(graph, "a", "f", feeds)
+
+
+def test_embedding_picks_rows_and_adds_the_gradients_of_repeated_ids(rng) -> None:
+    graph = library_graph("rows: {op: nn.embedding, inputs: [table, ids]}\n",
+                          inputs="  ids: {shape: [2, 3], dtype: int64}\n", table=[5, 4])
+    table, ids = rng.normal(size=(5, 4)), np.array([[0, 3, 3], [4, 3, 0]])
+    ex = engine.Executor(graph)
+    np.testing.assert_array_equal(ex.forward({"table": table, "ids": ids})["rows"], table[ids])
+    upstream = rng.normal(size=(2, 3, 4))
+    want = np.zeros_like(table)
+    np.add.at(want, ids, upstream)
+    np.testing.assert_allclose(ex.backward({"rows": upstream})["table"], want, rtol=1e-14)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_staged_softmax_function_equals_the_lessons_code(seed: int) -> None:
     """The lesson's numbers, intermediate gradients included, under the call's names."""
@@ -404,3 +453,47 @@ def test_an_attribute_stands_for_a_number_among_the_inputs(build) -> None:
     out = engine.Executor(graph).forward()
     np.testing.assert_array_equal(out["default"], [3.0, 5.0, 7.0])
     np.testing.assert_array_equal(out["given"], [-0.5, -1.5, -2.5])
+
+
+def attention_reference(x, wq, wk, wv, wo, heads: int, causal: bool = False) -> np.ndarray:
+    """Multi-head self-attention written directly in NumPy, head by head."""
+    length = x.shape[1]
+    width = wq.shape[1] // heads
+    outputs = []
+    for h in range(heads):
+        part = slice(h * width, (h + 1) * width)
+        q, k, v = x @ wq[:, part], x @ wk[:, part], x @ wv[:, part]
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(width)
+        if causal:
+            scores = np.where(np.triu(np.ones((length, length)), 1) > 0, -1e9, scores)
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        outputs.append(weights @ v)
+    return np.concatenate(outputs, axis=-1) @ wo
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_equals_numpy_forward_and_by_finite_differences(heads: int, rng) -> None:
+    from engine.testing.gradcheck import numeric_vjp
+
+    graph = library_graph(f"att: {{op: nn.attention, inputs: [x, wq, wk, wv, wo], "
+                          f"heads: {heads}, head_dim: {4 // heads}}}\n",
+                          x=[2, 3, 4], wq=[4, 4], wk=[4, 4], wv=[4, 4], wo=[4, 4])
+    feeds = {name: rng.normal(size=(2, 3, 4) if name == "x" else (4, 4))
+             for name in ("x", "wq", "wk", "wv", "wo")}
+    ex = engine.Executor(graph)
+    got = ex.forward(feeds)["att"]
+    np.testing.assert_allclose(got, attention_reference(**feeds, heads=heads), rtol=1e-12)
+    upstream = rng.normal(size=got.shape)
+    grads = ex.backward({"att": upstream})
+    names = list(feeds)
+    for index, name in enumerate(names):
+        numeric = numeric_vjp(lambda *a: attention_reference(*a, heads=heads),
+                              [feeds[n] for n in names], index, upstream)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_attention_refuses_head_sizes_that_do_not_fit(build) -> None:
+    with pytest.raises(engine.SpecError, match="cannot reshape"):
+        library_graph("att: {op: nn.attention, inputs: [x, w, w, w, w], heads: 2, "
+                      "head_dim: 3}\n", x=[2, 3, 4], w=[4, 4])

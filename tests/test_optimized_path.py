@@ -13,6 +13,7 @@ import pytest
 from conftest import GRAPHS
 
 import engine
+from engine.testing.gradcheck import numeric_grad
 
 
 def assert_same_run(graph: engine.Graph, feeds: dict[str, np.ndarray] | None = None) -> None:
@@ -125,8 +126,6 @@ def test_random_graph_gives_the_plain_paths_numbers(seed) -> None:
 
 def test_random_graphs_free_values_and_still_agree_with_finite_differences() -> None:
     """The plain path is itself right: a check of one random graph against differences."""
-    from conftest import numeric_grad
-
     graph = engine.loads(random_spec(3, size=8), file="random.yaml")
     ex = engine.Executor(graph)
     ex.forward()

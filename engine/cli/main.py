@@ -11,11 +11,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.cli.commands import check, eval, explain, graph, predict, run, schema, train
+from engine.cli.commands import (
+    check,
+    eval,
+    explain,
+    grad,
+    gradcheck,
+    graph,
+    predict,
+    run,
+    schema,
+    train,
+)
 from engine.cli.diagnostics import count, report
 from engine.errors import EngineError, SpecError, UsageError
 
-COMMANDS = (run, check, graph, explain, train, eval, predict, schema)
+COMMANDS = (run, check, graph, explain, grad, gradcheck, train, eval, predict, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ nodes, each with its own location, which may be in an imported file.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ class _Builder:
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
+        self.dag = nx.DiGraph()
+        self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -167,7 +170,7 @@ class _Builder:
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
             edges.extend((ref, name) for ref in refs)
-        dag = nx.DiGraph()  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag = self.dag  # built in two calls: networkx costs ~10 us a call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag
@@ -219,10 +222,19 @@ class _Builder:
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = promoted(*floats) if floats else "float64"
-            for v in ins:
-                if v.weak:
-                    v.dtype = weak_dtype
-                    self._check_weak(v, label)
+            refs = list(node.inputs)
+            for i, v in enumerate(ins):
+                if not v.weak:
+                    continue
+                if v.name in self.weak_typed and v.dtype != weak_dtype:
+                    ins[i] = self._weak_as(v, weak_dtype, label)  # each use its own dtype
+                    refs[i] = ins[i].name
+                    continue
+                v.dtype = weak_dtype
+                self.weak_typed.add(v.name)
+                self._check_weak(v, label)
+            if refs != list(node.inputs):
+                node = self._rewire(node, refs)
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
@@ -245,6 +257,32 @@ class _Builder:
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)
                 for i, ref in enumerate(node.inputs))
+
+    def _weak_as(self, value: Value, dtype: str, user: str) -> Value:
+        """The bare constant ``value`` at ``dtype``, for a use that needs another dtype than
+        the one an earlier use gave it: ``k: 2.0`` used by a float32 node and a float64 node
+        is two values, ``k`` and ``k.float32`` (a name no spec can write), so that what
+        ``check`` infers is what runs.  One value had one dtype, the last use's."""
+        name = f"{value.name}.{dtype}"
+        clone = self.values.get(name)
+        if clone is None:
+            clone = Value(name, "constant", value.loc, shape=value.shape, dtype=dtype,
+                          literal=value.literal, weak=True, call=value.call)
+            self.values[name] = clone
+            self.weak_typed.add(name)
+            self.dag.add_node(name)
+            self._check_weak(clone, user)
+        return clone
+
+    def _rewire(self, node: Node, refs: list[str]) -> Node:
+        """``node`` reading ``refs`` instead of its inputs, in the node table and the DAG."""
+        for ref in refs:
+            self.dag.add_edge(ref, node.name)
+        for old in set(node.inputs) - set(refs):
+            self.dag.remove_edge(old, node.name)
+        node = replace(node, inputs=tuple(refs))
+        self.nodes[node.name] = node
+        return node
 
     def _check_weak(self, value: Value, user: str) -> None:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""

@@ -5,6 +5,9 @@
 
 from engine.ops import (
     arithmetic,
+    broadcasting,
+    casting,
+    compare,
     elementwise,
     indexing,
     linalg,
@@ -19,6 +22,6 @@ from engine.ops import (
 from engine.ops.base import REGISTRY, OpAttrs, OpDef
 from engine.ops.samples import Sample
 
-__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "elementwise", "indexing",
-           "linalg", "normalization", "piecewise", "reductions", "shaping", "softmax", "special",
-           "stochastic"]
+__all__ = ["REGISTRY", "OpAttrs", "OpDef", "Sample", "arithmetic", "broadcasting", "casting",
+           "compare", "elementwise", "indexing", "linalg", "normalization", "piecewise",
+           "reductions", "shaping", "softmax", "special", "stochastic"]

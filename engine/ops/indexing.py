@@ -159,6 +159,15 @@ def _slice_vjp(xp, attrs, g, out, inputs, needs):
     return (g,)
 
 
+def _slice_fast_vjp(xp, attrs, g, out, inputs, needs):
+    # on NumPy: zeros with the gradient written into the slice, no concatenations
+    (x,) = inputs
+    d_x = np.zeros(x.shape, g.dtype)
+    cuts = _slices(attrs, x.ndim)
+    d_x[tuple(cuts.get(axis, slice(None)) for axis in range(x.ndim))] = g
+    return (d_x,)
+
+
 def _unslice(xp, g, axis: int, taken: range, size: int):
     """The gradient of ``x[..., taken, ...]`` on axis ``axis`` of length ``size``: ``g``
     spread to the positions taken, zeros elsewhere (built by concatenation)."""
@@ -218,6 +227,7 @@ register(OpDef(
     dtype=lambda attrs, x: x,
     reference=_slice_reference,
     samples=_slice_samples,
+    fast_vjp=_slice_fast_vjp,
     vjp_uses_output=False,
 ))
 
@@ -266,6 +276,21 @@ def _gather_vjp(xp, attrs, g, out, inputs, needs):
     return (xp.permute_dims(summed, order), None)
 
 
+def _gather_fast_forward(xp, attrs, data, indices):
+    return np.take(data, indices, axis=attrs.axis)  # multi-dimensional, negative indices
+
+
+def _gather_fast_vjp(xp, attrs, g, out, inputs, needs):
+    # NumPy's unbuffered scatter-add, O(size of g) rather than the one-hot product's O(g * V)
+    data, indices = inputs
+    axis = attrs.axis % data.ndim
+    d_data = np.zeros(data.shape, g.dtype)
+    moved = np.moveaxis(d_data, axis, 0)  # a view: adding into it fills d_data
+    np.add.at(moved, indices, np.moveaxis(g, list(range(axis, axis + indices.ndim)),
+                                          list(range(indices.ndim))))
+    return (d_data, None)
+
+
 def _gather_samples(rng: np.random.Generator) -> list[Sample]:
     table = rng.normal(size=(6, 4))
     return [
@@ -293,6 +318,8 @@ register(OpDef(
     reference=_gather_reference,
     samples=_gather_samples,
     differentiable=(True, False),
+    fast_forward=_gather_fast_forward,
+    fast_vjp=_gather_fast_vjp,
     convention="Not differentiable in its indices. Repeated indices add their gradients "
                "(a scatter-add). The second derivative is 0 (linear in data).",
     vjp_uses_output=False,

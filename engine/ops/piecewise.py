@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from engine.graph.shapes import Dims, Shape
-from engine.ops.base import NoAttrs, OpAttrs, OpDef, broadcast_shape, register, same_shape
+from engine.ops.base import OpAttrs, OpDef, register, same_shape
 from engine.ops.samples import BROADCAST_PAIRS, Sample, unary_samples
+from engine.ops.standard import binary_op, unary_op
 
 
 def _away_from_zero(rng: np.random.Generator) -> list[Sample]:
@@ -29,17 +29,16 @@ def _abs_vjp(xp, attrs, g, out, inputs, needs):
     return (g * xp.sign(inputs[0]),)
 
 
-register(OpDef(
-    name="Abs", doc="Absolute value of each element.", attrs=NoAttrs, input_names=("x",),
+unary_op(
+    "Abs", "Absolute value of each element.",
     forward=lambda xp, attrs, x: xp.abs(x),
     vjp=_abs_vjp,
-    shape=same_shape,
     reference=lambda attrs, x: np.sqrt(x * x),
+    domain=(-2.0, 2.0), uses_input=True, uses_output=False,
     samples=_away_from_zero,
     convention="Abs'(0) = 0 (sign(0)), as in PyTorch and JAX. The second derivative is 0 "
                "wherever it exists.",
-    vjp_uses_output=False,
-))
+)
 
 
 class ClipAttrs(OpAttrs):
@@ -122,33 +121,23 @@ def _extremum_vjp(pick_a):
     return vjp
 
 
-def _extremum_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
-    return broadcast_shape(attrs, dims, a, b)
-
-
 _TIE = ("A tie gives each input half of the gradient (as PyTorch and JAX). The second "
         "derivative is 0 wherever it exists.")
 
-register(OpDef(
-    name="Maximum", doc="The larger of a and b, elementwise, broadcasting.",
-    attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Maximum", "The larger of a and b, elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: xp.maximum(a, b),
     vjp=_extremum_vjp(lambda a, b: a > b),
-    shape=_extremum_shape,
     reference=lambda attrs, a, b: np.where(a >= b, a, b),
-    samples=_extremum_samples,
-    convention=_TIE,
-    vjp_uses_output=False,
-))
+    domains=((-2.0, 2.0), (-2.0, 2.0)), uses_inputs=True, uses_output=False,
+    samples=_extremum_samples, convention=_TIE,
+)
 
-register(OpDef(
-    name="Minimum", doc="The smaller of a and b, elementwise, broadcasting.",
-    attrs=NoAttrs, input_names=("a", "b"),
+binary_op(
+    "Minimum", "The smaller of a and b, elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: xp.minimum(a, b),
     vjp=_extremum_vjp(lambda a, b: a < b),
-    shape=_extremum_shape,
     reference=lambda attrs, a, b: np.where(a <= b, a, b),
-    samples=_extremum_samples,
-    convention=_TIE,
-    vjp_uses_output=False,
-))
+    domains=((-2.0, 2.0), (-2.0, 2.0)), uses_inputs=True, uses_output=False,
+    samples=_extremum_samples, convention=_TIE,
+)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
+from engine.graph.shapes import Dim, Dims, Shape, ShapeError, format_shape, normalize_axes
 from engine.ops.base import OpAttrs, OpDef, register
 from engine.ops.samples import Sample
 
 
 class ReshapeAttrs(OpAttrs):
-    """The new shape; one entry may be -1, inferred from the element count (as in NumPy)."""
+    """The new shape, as ONNX Reshape: one entry may be -1, inferred from the element count,
+    and a 0 keeps the input's dimension at that position (unless ``allowzero``)."""
 
-    shape: list[int] = Field(description="Target shape; at most one -1.")
+    shape: list[int] = Field(description="Target shape; at most one -1; 0 copies the input's "
+                                         "dimension at that position.")
+    allowzero: bool = Field(default=False, description="true: a 0 in shape is a dimension of "
+                                                       "size 0, not a copy (as ONNX).")
 
     @field_validator("shape")
     @classmethod
@@ -27,22 +32,39 @@ class ReshapeAttrs(OpAttrs):
         return shape
 
 
+def _copied(attrs: ReshapeAttrs) -> list[int]:
+    """Positions whose 0 copies the input's dimension."""
+    return [] if attrs.allowzero else [i for i, d in enumerate(attrs.shape) if d == 0]
+
+
 def _reshape_shape(attrs: ReshapeAttrs, dims: Dims, shape: Shape) -> Shape:
-    target = list(attrs.shape)
-    if any(isinstance(d, str) for d in shape):
+    copied = _copied(attrs)
+    if copied and copied[-1] >= len(shape):
+        raise ShapeError(f"shape {attrs.shape} copies dimension {copied[-1]} (a 0), but the "
+                         f"input {format_shape(shape)} has rank {len(shape)}")
+    target: list[Dim] = [shape[i] if i in copied else d for i, d in enumerate(attrs.shape)]
+    # Copied dimensions cancel out of the element count, so named ones (batch) may stay.
+    rest = [dims.resolve(d) for i, d in enumerate(shape) if i not in copied]
+    if any(isinstance(d, str) for d in rest):
         # The element count depends on data not yet fed: the -1 axis is a new dimension.
         return tuple(dims.fresh() if d == -1 else d for d in target)
-    size = math.prod(shape)
-    known = math.prod(d for d in target if d != -1)
+    size = math.prod(rest)  # type: ignore[arg-type]
+    known = math.prod(d for i, d in enumerate(attrs.shape) if d != -1 and i not in copied)
+    counted = f" ({size} elements)" if not copied else f" ({size} elements besides the kept)"
     if -1 in target:
         if known == 0 or size % known:
-            raise ShapeError(f"cannot reshape {format_shape(shape)} ({size} elements) into "
+            raise ShapeError(f"cannot reshape {format_shape(shape)}{counted} into "
                              f"{format_shape(target)}")
         target[target.index(-1)] = size // known
     elif known != size:
-        raise ShapeError(f"cannot reshape {format_shape(shape)} ({size} elements) into "
+        raise ShapeError(f"cannot reshape {format_shape(shape)}{counted} into "
                          f"{format_shape(target)} ({known} elements)")
     return tuple(target)
+
+
+def _target(attrs: ReshapeAttrs, shape: Sequence[int]) -> tuple[int, ...]:
+    copied = _copied(attrs)
+    return tuple(shape[i] if i in copied else d for i, d in enumerate(attrs.shape))
 
 
 def _reshape_samples(rng: np.random.Generator) -> list[Sample]:
@@ -50,16 +72,20 @@ def _reshape_samples(rng: np.random.Generator) -> list[Sample]:
         Sample((rng.normal(size=(2, 3, 4)),), {"shape": [6, 4]}, note="merge axes"),
         Sample((rng.normal(size=(12,)),), {"shape": [3, -1]}, note="inferred axis"),
         Sample((rng.normal(size=(5,)),), {"shape": [-1, 1]}, note="the lesson's reshape(-1, 1)"),
+        Sample((rng.normal(size=(2, 3, 4)),), {"shape": [0, 0, 2, -1]},
+               note="ONNX's 0 keeps a dimension"),
+        Sample((rng.normal(size=(2, 0, 3)),), {"shape": [3, 0, 5], "allowzero": True},
+               note="allowzero: 0 is a size"),
     ]
 
 
 register(OpDef(
     name="Reshape", doc="The same elements in a new shape (row-major order).",
     attrs=ReshapeAttrs, input_names=("x",),
-    forward=lambda xp, attrs, x: xp.reshape(x, tuple(attrs.shape)),
+    forward=lambda xp, attrs, x: xp.reshape(x, _target(attrs, x.shape)),
     vjp=lambda xp, attrs, g, out, inputs, needs: (xp.reshape(g, inputs[0].shape),),
     shape=_reshape_shape,
-    reference=lambda attrs, x: np.asarray(x).reshape(attrs.shape),
+    reference=lambda attrs, x: np.asarray(x).reshape(_target(attrs, np.shape(x))),
     samples=_reshape_samples,
     vjp_uses_output=False,
 ))

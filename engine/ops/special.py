@@ -16,24 +16,22 @@ from pydantic import Field
 
 from engine.ops.base import NoAttrs, OpAttrs, OpDef, register, same_shape
 from engine.ops.samples import Sample, unary_samples
+from engine.ops.standard import unary_op
 
 
 def _sqrt_vjp(xp, attrs, g, out, inputs, needs):
     return (g / (2 * out),)
 
 
-register(OpDef(
-    name="Sqrt", doc="Square root of each element (inputs must be >= 0).",
-    attrs=NoAttrs, input_names=("x",),
+unary_op(
+    "Sqrt", "Square root of each element (inputs must be >= 0).",
     forward=lambda xp, attrs, x: xp.sqrt(x),
     vjp=_sqrt_vjp,
-    shape=same_shape,
     reference=lambda attrs, x: np.power(x, 0.5),
-    samples=lambda rng: unary_samples(rng, 0.2, 3.0),
+    domain=(0.2, 3.0), uses_input=False, uses_output=True,
     convention="d sqrt(x)/dx = 1 / (2 sqrt(x)) is infinite at 0: the gradient there is inf "
                "(NaN where the upstream gradient is 0), as in NumPy and PyTorch.",
-    vjp_uses_inputs=False,
-))
+)
 
 
 def _softplus_forward(xp, attrs, x):
@@ -48,16 +46,15 @@ def _softplus_vjp(xp, attrs, g, out, inputs, needs):
     return (g * xp.exp(inputs[0] - out),)
 
 
-register(OpDef(
-    name="Softplus", doc="log(1 + e^x) of each element, a smooth Relu, without overflow.",
-    attrs=NoAttrs, input_names=("x",),
+unary_op(
+    "Softplus", "log(1 + e^x) of each element, a smooth Relu, without overflow.",
     forward=_softplus_forward,
     vjp=_softplus_vjp,
-    shape=same_shape,
     reference=lambda attrs, x: np.log(1.0 + np.exp(x)),
+    domain=(-3.0, 3.0), uses_input=True, uses_output=True,
     samples=lambda rng: [*unary_samples(rng, -3.0, 3.0),
                          Sample((np.array([-30.0, -2.0, 0.5, 30.0]),), note="both tails")],
-))
+)
 
 _TWO_OVER_ROOT_PI = 2 / math.sqrt(math.pi)
 #: Below this |x| the series is used, above it the continued fraction (see ``_erf``).
@@ -102,18 +99,16 @@ def _erf_reference(attrs: NoAttrs, x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
-register(OpDef(
-    name="Erf", doc="The error function 2/sqrt(pi) * integral from 0 to x of e^(-t^2) dt.",
-    attrs=NoAttrs, input_names=("x",),
+unary_op(
+    "Erf", "The error function 2/sqrt(pi) * integral from 0 to x of e^(-t^2) dt.",
     forward=lambda xp, attrs, x: _erf(xp, x),
     vjp=_erf_vjp,
-    shape=same_shape,
     reference=_erf_reference,
+    domain=(-4.0, 4.0), uses_input=True, uses_output=False,
     samples=lambda rng: [*unary_samples(rng, -4.0, 4.0),
                          Sample((np.array([-7.0, -2.0, -1.999, 0.0, 1e-3, 2.0, 2.5, 9.0]),),
                                 note="at the switch between series and fraction, and tails")],
-    vjp_uses_output=False,
-))
+)
 
 
 class GeluAttrs(OpAttrs):

@@ -20,9 +20,11 @@ paths on every example graph and on random graphs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from pathlib import Path
+from threading import get_ident
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -61,13 +63,16 @@ class Target(NamedTuple):
     """Where one input gradient of a vjp goes: the vjp's ``parts[index]`` into ``slot``.
 
     ``reduces``: it may come broadcast and is summed back to the input's shape;
-    ``shared``: the slot receives other gradients too, so they are added.
+    ``shared``: the slot receives other gradients too, so they are added;
+    ``cast``: the input's dtype where it differs from the node's (a float16 input of a
+    float32 Mul), since a gradient comes in the dtype of what it is the gradient of.
     """
 
     index: int
     slot: int
     reduces: bool
     shared: bool
+    cast: Any = None
 
 
 class Back(NamedTuple):
@@ -125,6 +130,9 @@ class Executor:
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
+        self._owner: int | None = None  # the thread that ran the first forward (_claim)
+        self._claim_lock = threading.Lock()
+        self._frozen: Callable[[Array], Array] = _read_only if self.xp is np else _same
         self._dims: Dims = graph.dims
         self._bound: dict[tuple[tuple[str, Any, Any, Any], ...], Dims] = {}
         dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
@@ -156,15 +164,19 @@ class Executor:
         for step in differentiating:
             for slot, need in zip(step.inputs, step.needs, strict=True):
                 fan_in[slot] += need
+        values = self.graph.values
         self._backward_program = [
             Back(step.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
-                 tuple(Target(index, slot, reduces or not optimize, fan_in[slot] > 1)
+                 tuple(Target(index, slot, reduces or not optimize, fan_in[slot] > 1,
+                              self._cast_to(values[plan.names[slot]].dtype,
+                                            values[step.name].dtype))
                        for index, (slot, need, reduces)
                        in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
                        if need),
                  step)
             for step in differentiating]
-        values = self.graph.values
+        self._expected = [(np.dtype(values[step.name].dtype), values[step.name].shape)
+                          for step in plan.steps]  # what the plain path checks
         self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
                         if v.kind == "input"]  # a dtype object compares faster than its name
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
@@ -174,6 +186,12 @@ class Executor:
         self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
         self._ones: dict[tuple[Any, Any], np.ndarray] = {}
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
+
+    def _cast_to(self, dtype: str, output_dtype: str) -> Any:
+        """The dtype a gradient must be cast to, or None when the node keeps its input's."""
+        if dtype == output_dtype:
+            return None
+        return np.dtype(dtype) if self.xp is np else getattr(self.xp, dtype)
 
     @property
     def training(self) -> bool:
@@ -205,6 +223,8 @@ class Executor:
 
         An input missing from ``feeds`` takes its init (listed in ``self.defaulted``),
         or, with ``strict_feeds``, is a DataError."""
+        if self._owner != get_ident():
+            self._claim()
         if self._scaling and feeds:
             feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
                      if name in self._scaling else array for name, array in feeds.items()}
@@ -230,16 +250,58 @@ class Executor:
         xp = self.xp
         step: Step | None = None
         try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
-            for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
-                slots[output] = forward(xp, attrs, *inputs(slots))
-                for slot in frees:
-                    slots[slot] = None
+            if self.optimize:
+                for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
+                    slots[output] = forward(xp, attrs, *inputs(slots))
+                    for slot in frees:
+                        slots[slot] = None
+            else:
+                for run, expected in zip(self._forward_program, self._expected, strict=True):
+                    step = run.step
+                    slots[run.output] = run.forward(xp, run.attrs, *run.inputs(slots))
+                    self._check_inferred(step, slots[run.output], expected, dims)
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
         self.defaulted = tuple(defaulted)
-        return {name: slots[slot] for name, slot in self._outputs}
+        frozen = self._frozen
+        return {name: frozen(slots[slot]) for name, slot in self._outputs}
+
+    def _check_inferred(self, step: Step, value: Array, expected: tuple[np.dtype, Any],
+                        dims: Dims) -> None:
+        """The plain path checks every node against what the graph inferred (and ``engine
+        check`` printed): a difference is a bug in an op's dtype or shape rule."""
+        dtype, shape = expected
+        got_dtype = np.dtype(str(value.dtype).rsplit(".", 1)[-1])  # array-api-strict's too
+        if got_dtype != dtype or tuple(value.shape) != dims.shape(shape):
+            raise EngineError(f"node {step.name!r} ({step.op.name}): forward gave "
+                              f"{format_shape(value.shape)} {got_dtype}, but the graph inferred "
+                              f"{format_shape(dims.shape(shape))} {dtype}; the op's shape or "
+                              "dtype rule is wrong (a bug in the engine)")
+
+    def _claim(self) -> None:
+        """Make the calling thread this executor's owner, or refuse it.
+
+        An executor holds the values of its last forward pass, which ``backward`` and
+        ``value`` read: two threads sharing one would read each other's passes (wrong
+        losses and gradients, with no error).  So the first thread that runs ``forward``
+        owns it, and any other thread's call is an error; make one Executor per thread
+        (they may share the Graph).
+        """
+        with self._claim_lock:
+            if self._owner is None:
+                self._owner = get_ident()
+                return
+        self._refuse_thread()
+
+    def _refuse_thread(self) -> None:
+        owner = next((t.name for t in threading.enumerate() if t.ident == self._owner),
+                     f"thread {self._owner}")
+        raise EngineError(f"this Executor belongs to {owner!r}, which ran its first forward(); "
+                          f"{threading.current_thread().name!r} may not use it: it keeps the "
+                          "values of its last pass, so two threads would read each other's. "
+                          "Make one Executor per thread (they may share the Graph)")
 
     def _refuse_unfed(self, fed: Mapping[str, Any]) -> None:
         unfed = [name for name, _, _ in self._inputs if name not in fed]
@@ -300,13 +362,15 @@ class Executor:
                               f"{did_you_mean(name, self.plan.slots)}")
         if not self._ran_forward:
             raise EngineError(f"no value of {name!r} yet: run forward() first")
+        if self._owner != get_ident():
+            self._refuse_thread()
         value = self._slots[slot]
         if value is None:
             raise EngineError(f"the value of node {name!r} was freed after its last use in "
                               "forward to save memory; list it under outputs in the spec to "
                               "keep it, or run Executor(graph, optimize=False), which keeps "
                               "every value")
-        return value
+        return self._frozen(value)
 
     @property
     def loss(self) -> float | None:
@@ -329,6 +393,8 @@ class Executor:
         """
         if not self._ran_forward:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
+        if self._owner != get_ident():
+            self._refuse_thread()
         grads: list[Array] = [None] * len(self.plan.names)
         if upstream is None:
             grads[self._loss_start_slot()] = self._ones_like_loss()
@@ -345,7 +411,8 @@ class Executor:
         for name, slot in self._grad_slots:
             g = grads[slot]
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
-        return result
+        frozen = self._frozen
+        return {name: frozen(g) for name, g in result.items()}
 
     def _backward_reference(self, grads: list[Array], kept: dict[int, str],
                             result: dict[str, Array]) -> None:
@@ -366,6 +433,8 @@ class Executor:
                     part = parts[target.index]
                     if part is not None:
                         part = self._sum_to(back.step, part, tuple(args[target.index].shape))
+                        if target.cast is not None:
+                            part = xp.astype(part, target.cast)
                         known = grads[target.slot]
                         grads[target.slot] = part if known is None else known + part
         except (ValueError, TypeError, IndexError) as exc:
@@ -390,12 +459,14 @@ class Executor:
                 grads[output] = None  # consumed: free it
                 args = inputs(slots)
                 parts = vjp(xp, attrs, g, slots[output], args, needs)
-                for index, slot, reduces, shared in targets:
+                for index, slot, reduces, shared, cast in targets:
                     part = parts[index]
                     if part is None:
                         continue
                     if reduces and part.shape != args[index].shape:
                         part = self._sum_to(step, part, tuple(args[index].shape))
+                    if cast is not None:
+                        part = part.astype(cast) if fast else xp.astype(part, cast)
                     if grads[slot] is None:
                         grads[slot] = part
                         # adding in place saves a new array; on small ones not the check's cost
@@ -467,6 +538,21 @@ class Executor:
         node = self.graph.nodes[step.name]
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
                          f"failed in {phase} with inputs {shapes}: {exc}")
+
+
+def _read_only(array: Array) -> Array:
+    """A read-only view of an array the executor keeps (forward's and backward's results,
+    ``value``): a caller's write would otherwise change what a later ``backward`` reads.
+    A view costs a fraction of a microsecond; a copy, the array's size."""
+    if type(array) is not np.ndarray:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _same(array: Array) -> Array:
+    return array
 
 
 #: How many sets of feed shapes ``Executor._bind`` remembers as already checked.

@@ -1,0 +1,106 @@
+"""Comparisons that produce bool, and the selection ``Where(cond, a, b)`` that reads them.
+
+Derivatives need them: Relu's gradient is ``Where(Greater(out, 0), g, 0)``, Max's
+gradient masks the winners with ``Equal``.  Names and inputs follow ONNX.  A
+comparison is piecewise constant, so it passes no gradient to its inputs, and its
+second derivative is zero as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.graph.shapes import ShapeError
+from engine.ops.base import NoAttrs, OpAttrs, OpDef, broadcast_shape, float_result, register
+from engine.ops.samples import BROADCAST_PAIRS, Sample
+
+#: dtypes a comparison accepts: numbers and, for Equal, bools.
+_ORDERED = ("float16", "float32", "float64", "int64")
+
+
+def _comparison_dtype(allowed: tuple[str, ...]):
+    def rule(_attrs: OpAttrs, a: str, b: str) -> str:
+        for dtype in (a, b):
+            if dtype not in allowed:
+                raise ShapeError(f"compares {', '.join(allowed)} values, got {dtype}")
+        return "bool"
+    return rule
+
+
+def _no_gradient(xp, attrs, g, out, inputs, needs):
+    return (None, None)
+
+
+def _comparison_samples(rng: np.random.Generator) -> list[Sample]:
+    samples = []
+    for a, b in BROADCAST_PAIRS:
+        # small integers as floats, so that ties (where the three comparisons differ) occur
+        samples.append(Sample((rng.integers(-2, 3, size=a).astype(np.float64),
+                               rng.integers(-2, 3, size=b).astype(np.float64)),
+                              note=f"{a} with {b}"))
+    samples.append(Sample((rng.integers(0, 3, size=(4,)), rng.integers(0, 3, size=(3, 1))),
+                          note="int64 class indices"))
+    return samples
+
+
+_CONVENTION = ("Piecewise constant: no gradient flows to either input, and the second "
+               "derivative is zero.")
+
+for _name, _symbol, _forward, _reference, _allowed in (
+    ("Greater", ">", lambda xp, attrs, a, b: a > b, np.greater, _ORDERED),
+    ("Less", "<", lambda xp, attrs, a, b: a < b, np.less, _ORDERED),
+    ("Equal", "==", lambda xp, attrs, a, b: a == b, np.equal, (*_ORDERED, "bool")),
+):
+    register(OpDef(
+        name=_name, doc=f"a {_symbol} b elementwise, broadcasting; the result is bool.",
+        attrs=NoAttrs, input_names=("a", "b"),
+        forward=_forward,
+        vjp=_no_gradient,
+        shape=broadcast_shape,
+        dtype=_comparison_dtype(_allowed),
+        reference=lambda attrs, a, b, _ref=_reference: _ref(a, b),
+        samples=_comparison_samples,
+        differentiable=(False, False),
+        convention=_CONVENTION,
+        vjp_uses_inputs=False,
+        vjp_uses_output=False,
+    ))
+
+
+def _where_dtype(attrs: OpAttrs, cond: str, a: str, b: str) -> str:
+    if cond != "bool":
+        raise ShapeError(f"the condition must be bool (from Greater, Less or Equal), got {cond}")
+    return float_result(attrs, a, b)
+
+
+def _where_vjp(xp, attrs, g, out, inputs, needs):
+    cond = inputs[0]
+    zero = xp.zeros_like(g)
+    return (None, xp.where(cond, g, zero) if needs[1] else None,
+            xp.where(cond, zero, g) if needs[2] else None)
+
+
+def _where_samples(rng: np.random.Generator) -> list[Sample]:
+    triples = [((3, 4), (3, 4), (3, 4)), ((3, 4), (4,), ()), ((3, 1), (1, 4), (3, 4)),
+               ((2, 1, 4), (3, 1), (4,))]
+    return [Sample((rng.uniform(size=c) < 0.5, rng.normal(size=a), rng.normal(size=b)),
+                   note=f"cond {c}, a {a}, b {b}")
+            for c, a, b in triples]
+
+
+register(OpDef(
+    name="Where", doc="a where cond is true, else b, elementwise, broadcasting all three.",
+    attrs=NoAttrs, input_names=("cond", "a", "b"),
+    forward=lambda xp, attrs, cond, a, b: xp.where(cond, a, b),
+    vjp=_where_vjp,
+    shape=broadcast_shape,
+    dtype=_where_dtype,
+    reference=lambda attrs, cond, a, b: np.choose(np.broadcast_to(cond, np.broadcast_shapes(
+        np.shape(cond), np.shape(a), np.shape(b))).astype(int), [b, a]),
+    samples=_where_samples,
+    differentiable=(False, True, True),
+    convention="The condition gets no gradient; a and b get the upstream gradient where they "
+               "were chosen and 0 elsewhere. Its second derivative is a Where of the same "
+               "condition.",
+    vjp_uses_output=False,
+))

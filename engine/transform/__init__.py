@@ -1,0 +1,1 @@
+"""Transformations of graphs into graphs: ``grad`` (the backward pass as a graph)."""
