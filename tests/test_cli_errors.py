@@ -142,8 +142,11 @@ def test_every_verb_that_loads_a_spec_prints_its_warnings_alike(
     spec.write_text(WARNED)
     assert main([verb[0], str(spec), *verb[1:], "--snippets", "never"]) == 0
     err = capsys.readouterr().err
+    # run also says, in one line, which inputs took their init (nothing was fed)
+    note = "note: inputs x, unused took their init because nothing was fed (feed them with " \
+           "--feed NAME=FILE)\n" if verb[0] == "run" else ""
     assert err == (f"warning: {spec}:4:3: inputs.unused: input 'unused' is used by no node; "
-                   "remove it or list it among a node's inputs\n")
+                   "remove it or list it among a node's inputs\n") + note
 
 
 DATA = GRAPHS / "data" / "wine.csv"
