@@ -47,10 +47,20 @@ def assert_grad_graph_matches_backward(graph: engine.Graph,
         np.testing.assert_allclose(got[name], ex.forward(feeds)[name], rtol=1e-12, atol=1e-12)
 
 
+def skip_without_graph_derivative(graph: engine.Graph) -> None:
+    """Graphs holding an op whose derivative is not a graph yet (test_ops lists them)."""
+    from test_ops import NO_GRAPH_DERIVATIVE
+
+    missing = sorted({n.op.name for n in graph.nodes.values()} & set(NO_GRAPH_DERIVATIVE))
+    if missing:
+        pytest.skip(f"{', '.join(missing)}: no derivative as a graph yet")
+
+
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if engine.load(p).loss is not None],
                          ids=lambda p: p.name)
 def test_every_example_graph_gives_the_executors_gradients(path: Path) -> None:
     graph = engine.load(path)
+    skip_without_graph_derivative(graph)
     assert_grad_graph_matches_backward(graph)
     defaults = engine.Executor(graph)
     defaults.forward()

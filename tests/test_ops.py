@@ -225,8 +225,6 @@ def _op_spec(op: OpDef, sample: Sample, upstream: np.ndarray) -> str:
 #: Ops whose vjp cannot be written as graph nodes yet, and why: engine grad refuses them with a
 #: located message (checked below), and so does a second derivative through them.
 NO_GRAPH_DERIVATIVE = {
-    "Gather": "its vjp computes with int64 indices (negative ones shifted), and Add and Reshape "
-              "take floats only",
     "Dropout": "in training its vjp reuses the forward's random mask, which no node holds",
 }
 

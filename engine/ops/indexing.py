@@ -8,7 +8,6 @@ multiplies by a one-hot matrix of the indices, so that repeated indices add.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -263,17 +262,26 @@ def _gather_forward(xp, attrs, data, indices):
 
 def _gather_vjp(xp, attrs, g, out, inputs, needs):
     data, indices = inputs
-    axis = attrs.axis % data.ndim
+    axis, rank = attrs.axis % data.ndim, indices.ndim
     size = data.shape[axis]
-    positions = _positions(xp, indices, size)
-    # one_hot[k, j] = 1 where index k picks row j; contracting the gradient with it sums
-    # the gradients of repeated indices, as a scatter-add would.
-    one_hot = xp.astype(xp.reshape(positions, (-1, 1)) == xp.arange(size, dtype=positions.dtype),
-                        g.dtype)
-    flat = xp.reshape(g, (*data.shape[:axis], math.prod(indices.shape), *data.shape[axis + 1:]))
-    summed = xp.tensordot(flat, one_hot, axes=([axis], [0]))  # the indexed axis comes last
-    order = (*range(axis), data.ndim - 1, *range(axis, data.ndim - 1))
-    return (xp.permute_dims(summed, order), None)
+    # one_hot[..., j] = 1 where an index picks row j; summing the gradient times it over the
+    # indices' axes adds the gradients of repeated indices, as a scatter-add would.  Only
+    # comparisons, products, sums and axis moves: the gradient graph can write it with float
+    # ops (the indices compared as float64, exact below 2^53).  NumPy runs the fast path.
+    position = xp.astype(indices, xp.float64)
+    position = xp.where(position < 0, position + size, position)  # negative: from the end
+    one_hot = xp.astype(xp.expand_dims(position, axis=-1) == xp.arange(size, dtype=xp.float64),
+                        g.dtype)  # indices' shape + [size]
+    rest = data.ndim - 1  # the axes of data besides the indexed one
+    moved = xp.permute_dims(g, (*range(axis, axis + rank), *range(axis),
+                                *range(axis + rank, g.ndim)))  # indices' axes first
+    moved = xp.expand_dims(moved, axis=rank)  # indices' shape + [1] + the other axes
+    for _ in range(rest):
+        one_hot = xp.expand_dims(one_hot, axis=-1)
+    spread = one_hot * moved  # indices' shape + [size] + the other axes
+    summed = xp.sum(spread, axis=tuple(range(rank))) if rank else spread
+    return (xp.permute_dims(summed, (*range(1, axis + 1), 0, *range(axis + 1, data.ndim))),
+            None)
 
 
 def _gather_fast_forward(xp, attrs, data, indices):
