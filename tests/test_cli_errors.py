@@ -189,7 +189,9 @@ def test_run_json_writes_non_finite_numbers_as_strings(
         warnings.simplefilter("error")  # NumPy's RuntimeWarning would fail the run
         assert main(["run", str(spec), "--json", "--trace"]) == 0
     captured = capsys.readouterr()
-    assert captured.err == ("warning: NaN or inf in the loss, output 'l', gradient 'x'; run again "
+    assert captured.err == ("note: input x took its init because nothing was fed (feed it with "
+                            "--feed NAME=FILE)\n"
+                            "warning: NaN or inf in the loss, output 'l', gradient 'x'; run again "
                             "with --check-finite to stop at the first node that makes one\n")
     document = json.loads(captured.out)  # one document, and strict JSON
     assert document["outputs"]["l"] == [0.0, "-Infinity", "NaN"]  # log 1, log 0, log -1
