@@ -18,6 +18,7 @@ from typing import Any
 _EXPORTS = {
     "DataError": "engine.errors", "EngineError": "engine.errors",
     "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
+    "DataWarning": "engine.errors",
     "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
     "load": "engine.spec.loader", "grad": "engine.transform.grad",
     "loads": "engine.spec.loader", "REGISTRY": "engine.ops",

@@ -48,6 +48,10 @@ class UsageError(EngineError):
     """A command-line value the command refuses once parsed (exit 2, like argparse's errors)."""
 
 
+class DataWarning(UserWarning):
+    """Fed data that is legal but probably not meant (a soft row fed as a one-hot target)."""
+
+
 class NonFiniteError(DataError):
     """A value or gradient became NaN or inf (raised only when finiteness is checked)."""
 

@@ -497,3 +497,32 @@ def test_attention_refuses_head_sizes_that_do_not_fit(build) -> None:
     with pytest.raises(engine.SpecError, match="cannot reshape"):
         library_graph("att: {op: nn.attention, inputs: [x, w, w, w, w], heads: 2, "
                       "head_dim: 3}\n", x=[2, 3, 4], w=[4, 4])
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_causal_attention_masks_later_positions(heads: int, rng) -> None:
+    from engine.testing.gradcheck import numeric_vjp
+
+    graph = library_graph(f"att: {{op: nn.causal_attention, inputs: [x, wq, wk, wv, wo, pos], "
+                          f"heads: {heads}, head_dim: {4 // heads}}}\n",
+                          inputs="  pos: {shape: [3], dtype: int64}\n",
+                          x=[2, 3, 4], wq=[4, 4], wk=[4, 4], wv=[4, 4], wo=[4, 4])
+    feeds = {name: rng.normal(size=(2, 3, 4) if name == "x" else (4, 4))
+             for name in ("x", "wq", "wk", "wv", "wo")}
+    ex = engine.Executor(graph)
+    got = ex.forward({**feeds, "pos": np.arange(3)})["att"]
+    want = attention_reference(**feeds, heads=heads, causal=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the first position sees only itself: changing later tokens leaves its output alone
+    later = {**feeds, "x": feeds["x"].copy()}
+    later["x"][:, 1:] += 1.0
+    np.testing.assert_allclose(ex.forward({**later, "pos": np.arange(3)})["att"][:, 0],
+                               got[:, 0], rtol=1e-13)
+    ex.forward({**feeds, "pos": np.arange(3)})
+    upstream = rng.normal(size=got.shape)
+    grads = ex.backward({"att": upstream})
+    names = list(feeds)
+    for index, name in enumerate(names):
+        numeric = numeric_vjp(lambda *a: attention_reference(*a, heads=heads, causal=True),
+                              [feeds[n] for n in names], index, upstream)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)

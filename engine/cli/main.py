@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from engine.cli.commands import (
     check,
@@ -24,7 +26,7 @@ from engine.cli.commands import (
     train,
 )
 from engine.cli.diagnostics import count, report
-from engine.errors import EngineError, SpecError, UsageError
+from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, grad, gradcheck, train, eval, predict, schema)
 
@@ -49,13 +51,36 @@ def _add_snippets(parser: argparse.ArgumentParser, default: str) -> None:
                              "(auto: when stderr is a terminal)")
 
 
+@contextmanager
+def _data_warnings_as_lines() -> Iterator[None]:
+    """The engine's run-time warnings (``engine.DataWarning``) printed as ``warning: ...``
+    lines, like the located warnings of a spec, instead of Python's form (a source line of
+    the engine); each once."""
+    shown, printed = warnings.showwarning, set()
+
+    def show(message: Warning | str, category: type[Warning], *rest: object, **kw: object
+             ) -> None:
+        if issubclass(category, DataWarning):
+            if str(message) not in printed:
+                printed.add(str(message))
+                print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DataWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m engine`` and the ``engine`` script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
     try:
-        return handler.run(args)
+        with _data_warnings_as_lines():
+            return handler.run(args)
     except SpecError as exc:
         report(exc.problems, "error", sys.stderr, args.snippets)
         print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)

@@ -23,6 +23,7 @@ from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
 from engine.graph.lint import lint
 from engine.graph.model import Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.graph.targets import ClassTarget, class_targets, first_bad_label, row_name
 from engine.ops import REGISTRY
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.spec.inline import FlatNode
@@ -247,9 +248,10 @@ class _Builder:
                 failed.add(name)
                 dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                            strict=True))
-                self.problems.append(node.loc.problem(
-                    f"{label}: {exc} ({dtypes}); declare the input with a float dtype (float64, "
-                    "float32, float16)"))
+                # the usual fix for an op that wants floats; other rules say what they want
+                hint = ("; declare the input with a float dtype (float64, float32, float16)"
+                        if "floating-point" in str(exc) else "")
+                self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
             value = self.values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
@@ -319,6 +321,34 @@ class _Builder:
                                              f"disagrees with the graph{self.dims.explain(name)}; "
                                              "change the default or the shapes")
 
+    def check_class_literals(self) -> dict[str, ClassTarget]:
+        """NLL's class-index targets written in the spec: each label must be 0..K-1 (a label
+        of 5 among 3 classes, or -1, would make a silent loss and gradient of 0)."""
+        targets = class_targets(self.nodes, self.values)
+        for name, target in targets.items():
+            value = self.values[name]
+            classes = self.dims.resolve(target.classes)
+            if target.one_hot or not isinstance(classes, int):
+                continue
+            about = target.describe(self.values, self.dims, classes)
+            init = value.decl.init if value.decl is not None else None
+            if init is not None and init.form == "labels" and init.labels.classes > classes:
+                self.problems.append(value.loc.at("init", "labels", "classes").problem(
+                    f"labels: {{classes: {init.labels.classes}}} draws labels up to "
+                    f"{init.labels.classes - 1}, but {about}; set classes: {classes}"))
+            literal, loc = None, value.loc
+            if init is not None and init.form == "value":
+                literal, loc = np.asarray(init.value), value.loc.at("init", "value")
+            elif value.kind == "constant":
+                literal, loc = value.literal, value.loc.at("value")
+            bad = None if literal is None else first_bad_label(np.asarray(literal), classes)
+            if bad is not None:
+                index, label = bad
+                self.problems.append(loc.at(*index).problem(
+                    f"label {label:g} ({row_name(index)}) is not a class index: {about}; "
+                    "labels count from 0"))
+        return targets
+
     def check_loss_is_scalar(self) -> None:
         loss = self.spec.loss
         if loss is None or loss not in self.nodes:
@@ -351,11 +381,13 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.infer(order)
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
+    targets = builder.check_class_literals()
     builder.fail_if_problems()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
     graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes)
+                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
+                  targets=targets)
     over = check_budget(graph, max_bytes)
     if over is not None:
         raise SpecError([over])

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from engine.errors import Problem, did_you_mean
+from engine.graph.targets import first_soft_row, row_name
 
 if TYPE_CHECKING:
     from engine.graph.model import Graph
@@ -25,7 +28,30 @@ FLOAT16_WARNING = (
 def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
     return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
-            *_float16(graph), *_unused_dims(graph)]
+            *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph)]
+
+
+def _soft_one_hot(graph: Graph) -> list[Problem]:
+    """A one-hot target written in the spec whose rows are not one-hot: legal (a soft
+    target), but more often a mistake than label smoothing."""
+    warnings = []
+    for name, target in graph.targets.items():
+        value = graph.values[name]
+        init = value.decl.init if value.decl is not None else None
+        literal, loc = None, value.loc
+        if init is not None and init.form == "value":
+            literal, loc = init.value, value.loc.at("init", "value")
+        elif value.kind == "constant":
+            literal, loc = value.literal, value.loc.at("value")
+        soft = None if literal is None or not target.one_hot else \
+            first_soft_row(np.asarray(literal, dtype=np.float64))
+        if soft is not None:
+            index, row = soft
+            warnings.append(loc.at(*index).problem(
+                f"{row_name(index)} of {name!r} is {np.array2string(row, threshold=8)}, not "
+                f"one-hot (a single 1, zeros elsewhere): NLL node {target.node!r} takes it as "
+                "a soft target, -sum(y * log p); if labels were meant, write one-hot rows"))
+    return warnings
 
 
 def _unreached_nodes(graph: Graph) -> list[Problem]:

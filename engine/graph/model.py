@@ -15,6 +15,7 @@ import networkx as nx
 from engine.errors import Problem
 from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.shapes import Dims, Shape
+from engine.graph.targets import ClassTarget
 from engine.ops import OpAttrs, OpDef
 from engine.spec.source import Location, SourceMap
 from schemas.spec import Spec, TensorDecl
@@ -65,6 +66,7 @@ class Graph:
     calls: dict[str, str] = field(default_factory=dict)  # call -> function, as in expand()
     warnings: list[Problem] = field(default_factory=list)
     import_roots: list[Path] = field(default_factory=list)  # resolved --import-path folders
+    targets: dict[str, ClassTarget] = field(default_factory=dict)  # NLL targets (graph.targets)
     max_bytes: int = DEFAULT_MAX_BYTES  # the budget it was loaded with, for fed shapes too
 
     @property

@@ -25,7 +25,8 @@ def needed_by(graph: Graph, names: list[str]) -> Graph:
         values={n: v for n, v in graph.values.items() if n in keep},
         nodes={n: node for n, node in graph.nodes.items() if n in keep},
         order=[n for n in graph.order if n in keep], outputs=list(names),
-        loss=graph.loss if graph.loss in names else None)
+        loss=graph.loss if graph.loss in names else None,
+        targets={n: t for n, t in graph.targets.items() if n in keep and t.node in keep})
 
 
 def inputs_of(graph: Graph) -> list[str]:

@@ -33,10 +33,11 @@ from engine.errors import DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.graph.targets import check_labels
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
-from engine.runtime.feeds import bind_feeds, initial_value
+from engine.runtime.feeds import bind_feeds, fed_as, initial_value
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
@@ -173,6 +174,8 @@ class Executor:
         self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
         self._ones: dict[tuple[Any, Any], np.ndarray] = {}
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
+        self._label_feeds = [name for name, target in self.graph.targets.items()
+                             if not target.one_hot and values[name].kind == "input"]
 
     def _cast_to(self, dtype: str, output_dtype: str) -> Any:
         """The dtype a gradient must be cast to, or None when the node keeps its input's."""
@@ -291,6 +294,10 @@ class Executor:
         else:
             dims = self._bound.get(key)
             if dims is not None:
+                for name in self._label_feeds:  # the labels change with every batch
+                    labels = feeds.get(name)
+                    if labels is not None:
+                        check_labels(self.graph, name, labels, dims, fed_as(self.graph, name))
                 return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
         if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):

@@ -21,6 +21,7 @@ from engine.errors import DataError, did_you_mean
 from engine.graph.budget import fed_over_budget
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.graph.targets import check_labels
 from engine.io.arrays import load_array
 
 
@@ -46,7 +47,15 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
         over = fed_over_budget(graph, dims, {name: a.shape for name, a in checked.items()})
         if over is not None:
             raise DataError(over)
+    for name, array in checked.items():
+        if name in graph.targets:
+            check_labels(graph, name, array, dims, fed_as(graph, name))
     return checked, dims
+
+
+def fed_as(graph: Graph, name: str) -> str:
+    """How a message names the fed array of input ``name``."""
+    return f"input {name!r} ({graph.where(name)}), as fed"
 
 
 _FIX = "feed data of the declared shape, or change the shape in the spec"
@@ -91,7 +100,16 @@ def _castable(fed: np.dtype, declared: str) -> bool:
 
 
 def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
-    """A tensor's default from its init, at the shape the bound dimensions give it."""
+    """A tensor's default from its init, at the shape the bound dimensions give it; the
+    labels of an NLL target are checked (an init file may hold any numbers)."""
+    array = _initial(graph, value, dims, seed)
+    if value.name in graph.targets:
+        check_labels(graph, value.name, array, dims,
+                     f"{value.kind} {value.name!r} ({graph.where(value.name)}): its init")
+    return array
+
+
+def _initial(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
     decl = value.decl
     where = f"{value.kind} {value.name!r} ({graph.where(value.name)})"
     if decl is None or decl.init is None:
