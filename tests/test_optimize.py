@@ -106,3 +106,14 @@ def test_graph_optimized_draws_the_optimized_graph(tmp_path: Path) -> None:
     assert "softmax_optimized" in text and "d_x" in text and "loss_grad1" in text
     assert main(["graph", str(GRAPHS / "softmax.yaml"), "--optimized", "--backward",
                  "-o", str(out)]) == 2
+
+
+def test_readme_shows_the_report_engine_optimize_prints(tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    readme = (GRAPHS.parent / "README.md").read_text()
+    block = readme.split("$ python -m engine optimize graphs/softmax.yaml -o opt.yaml --report\n",
+                         1)[1].split("```", 1)[0]
+    monkeypatch.chdir(GRAPHS.parent)
+    out = tmp_path / "opt.yaml"
+    assert main(["optimize", "graphs/softmax.yaml", "-o", str(out), "--report"]) == 0
+    assert capsys.readouterr().err.replace(str(out), "opt.yaml") == block
