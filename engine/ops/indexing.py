@@ -17,8 +17,6 @@ from engine.graph.shapes import Dim, Dims, Shape, ShapeError, format_shape, norm
 from engine.ops.base import OpAttrs, OpDef, promoted, register
 from engine.ops.samples import Sample
 
-INDEX_DTYPES = ("int64", "int32")
-
 
 class ConcatAttrs(OpAttrs):
     """The axis the inputs are joined along."""
@@ -243,8 +241,8 @@ def _gather_shape(attrs: GatherAttrs, dims: Dims, data: Shape, indices: Shape) -
 
 
 def _gather_dtype(attrs: GatherAttrs, data: str, indices: str) -> str:
-    if indices not in INDEX_DTYPES:
-        raise ShapeError(f"indices must be integers ({' or '.join(INDEX_DTYPES)}), got {indices}")
+    if indices != "int64":
+        raise ShapeError(f"indices must be int64 (declare them with dtype: int64), got {indices}")
     return data
 
 

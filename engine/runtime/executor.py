@@ -451,7 +451,7 @@ class Executor:
 
     def _ones_like_loss(self) -> Array:
         """The start d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
-        a tenth of the cost of ``np.ones`` (whose Python-level body shows on small graphs)."""
+        cheaper than ``np.ones``, whose Python-level body shows on small graphs."""
         loss = self._slots[self._loss_slot]
         if self.xp is not np:
             return self.xp.ones_like(loss)
