@@ -41,7 +41,7 @@ SMALL_ARRAY = 1 << 14
 class OpAttrs(BaseModel):
     """Base of every op's attribute model: frozen, and unknown keys are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 Forward = Callable[..., Array]
