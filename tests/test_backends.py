@@ -82,13 +82,15 @@ def _upstream(name: str, index: int) -> np.ndarray:
     return np.random.default_rng(1).normal(size=np.shape(out))
 
 
+#: The samples where some float input takes a gradient (not comparisons, casts, counts).
+VJP_CASES = [case for case in OP_CASES if any(sample_needs(*_sample(*case.values)))]
+
+
 @pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
-@pytest.mark.parametrize(("name", "index"), OP_CASES)
+@pytest.mark.parametrize(("name", "index"), VJP_CASES)
 def test_op_vjp_matches_finite_differences(backend_name: str, name: str, index: int) -> None:
     op, sample = _sample(name, index)
     needs = sample_needs(op, sample)
-    if not any(needs):
-        pytest.skip(f"{name}: no float64 input takes a gradient in this sample")
     backend, attrs = get_backend(backend_name), op.attrs(**sample.attrs)
     xp = backend.xp
     inputs = [_on(backend, x) for x in sample.inputs]
@@ -190,7 +192,7 @@ def test_a_device_is_refused_off_torch() -> None:
 def test_numpy_is_the_default_and_returns_numpy_arrays() -> None:
     ex = engine.Executor(engine.load(GRAPHS / "mlp.yaml"))
     assert ex.backend.name == "numpy" and ex.xp is np
-    assert all(type(v) is np.ndarray for v in ex.forward().values())
+    assert all(isinstance(v, np.ndarray | np.generic) for v in ex.forward().values())
 
 
 @pytest.mark.skipif(not installed("torch"), reason=f"torch not installed: {install_hint('torch')}")
