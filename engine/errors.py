@@ -40,6 +40,14 @@ class SpecError(EngineError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class Problems(list[Problem]):
+    """Problems collected while a stage runs, so that all of them are reported together."""
+
+    def raise_if_any(self) -> None:
+        if self:
+            raise SpecError(self)
+
+
 class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 

@@ -1,17 +1,24 @@
-"""Pydantic models of a graph spec (the YAML file a user writes).
+"""Pydantic models of a graph spec (the YAML file a user writes), apart from the ops.
 
 These models check each field on its own (types, allowed values, unknown keys).
 Checks that need the whole graph (names resolve, no cycles, shapes agree) live
-in ``engine.graph.build``.  Each node's model is built from the op registry: the
-``op`` key selects the op's attribute model, so the schema and the ops can never
-disagree and a new op needs no edit here.  A node whose ``op`` is not in the
-registry calls a function (``functions:`` or an import); its attributes can
-only be checked against the function, so ``engine.spec.inline`` checks them when
-it expands the call.
+in ``engine.graph.build``.
+
+Nothing here knows the ops, so this package imports nothing from ``engine``.
+``Spec`` on its own takes every node as a call; ``spec_model(node_models)``
+builds the Spec whose ``op`` key selects each op's node model, and
+``node_model`` builds one such model from an op's attribute model.  The engine
+fills them in from its op registry (``engine.spec.models``), so the schema and
+the ops can never disagree and a new op needs no edit here.  A node whose
+``op`` is not an op calls a function (``functions:`` or an import); its
+attributes can only be checked against the function, so ``engine.spec.inline``
+checks them when it expands the call.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -29,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.ops import REGISTRY
+from schemas.base import StrictModel
 from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -45,13 +52,6 @@ ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_W
 FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 DType = Literal["float64", "float32", "float16", "int64"]
 Dim = Annotated[int, Field(ge=0)] | Name
-
-
-class StrictModel(BaseModel):
-    """Refuses unknown keys and converts nothing: a typo in a spec must be an error, not
-    silently ignored, and ``true`` is not the number 1 (``shape: [true, 2]``)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def rectangular(value: Any) -> Any:
@@ -208,17 +208,14 @@ class NodeFields(StrictModel):
     description: str = Field(default="", description="Free text, for people.")
 
 
-def _node_model(op_name: str) -> type[BaseModel]:
-    op = REGISTRY[op_name]
+def node_model(op_name: str, doc: str, attrs: type[BaseModel]) -> type[NodeFields]:
+    """The model of a node applying op ``op_name``: the common fields plus its attributes."""
     return create_model(
         f"{op_name}Node",
-        __base__=(NodeFields, op.attrs),
-        __doc__=op.doc,
-        op=(Literal[op_name], Field(description=op.doc)),
+        __base__=(NodeFields, attrs),
+        __doc__=doc,
+        op=(Literal[op_name], Field(description=doc)),
     )
-
-
-NODE_MODELS: dict[str, type[BaseModel]] = {name: _node_model(name) for name in REGISTRY}
 
 
 class CallNode(NodeFields):
@@ -233,8 +230,7 @@ class CallNode(NodeFields):
 
     op: FunctionRef = Field(
         description="A function (softmax, or nn.softmax from an import), or in a function's "
-                    "body also an op.",
-        json_schema_extra={"not": {"enum": sorted(REGISTRY)}})
+                    "body also an op.")
 
 
 class BodyNode(CallNode):
@@ -242,22 +238,6 @@ class BodyNode(CallNode):
 
     op: FunctionRef = Field(
         description="An op, or a function (softmax, or nn.softmax from an import).")
-
-
-def _node_kind(data: Any) -> str | None:
-    """The union tag: the op itself for a registry op, ``call`` for anything else."""
-    if not isinstance(data, dict):
-        return data.op if isinstance(data, BaseModel) and data.op in REGISTRY else "call"
-    if "op" not in data:
-        return None
-    op = data["op"]
-    return op if isinstance(op, str) and op in REGISTRY else "call"
-
-
-Node = Annotated[
-    Union[(*(Annotated[model, Tag(op)] for op, model in NODE_MODELS.items()),
-           Annotated[CallNode, Tag("call")])],
-    Discriminator(_node_kind)]
 
 
 class Function(StrictModel):
@@ -271,6 +251,9 @@ class Function(StrictModel):
     nodes: dict[Name, BodyNode] = Field(description="The body: ops and calls, as in nodes.")
     outputs: list[Ref] = Field(min_length=1, description="The body's values a call returns: "
                                                          "one, or several named call.out_name.")
+
+
+_NODES = "Operations; a node's value has its name."
 
 
 class Spec(StrictModel):
@@ -292,8 +275,7 @@ class Spec(StrictModel):
                                           "functions are then called as alias.function.")
     functions: dict[Name, Function] = Field(default_factory=dict,
                                             description="Reusable subgraphs, called like ops.")
-    nodes: dict[Name, Node] = Field(default_factory=dict,
-                                    description="Operations; a node's value has its name.")
+    nodes: dict[Name, CallNode] = Field(default_factory=dict, description=_NODES)
     outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")
     loss: ValueRef | None = Field(default=None, description="A scalar node where backward "
                                                             "starts with gradient 1.")
@@ -307,19 +289,47 @@ class Spec(StrictModel):
                              "functions instead)")
         return self
 
+
+
+def spec_model(node_models: Mapping[str, type[NodeFields]]) -> type[Spec]:
+    """The ``Spec`` whose nodes are checked by ``node_models`` (op name -> model, as
+    ``node_model`` builds them): the ``op`` key selects the model, and a node whose op
+    is not among them is a ``CallNode`` (a function call)."""
+    ops = frozenset(node_models)
+
+    def kind(data: Any) -> str | None:
+        """The union tag: the op itself for a known op, ``call`` for anything else."""
+        if not isinstance(data, dict):
+            return data.op if isinstance(data, BaseModel) and data.op in ops else "call"
+        if "op" not in data:
+            return None
+        op = data["op"]
+        return op if isinstance(op, str) and op in ops else "call"
+
+    call = create_model(
+        "CallNode", __base__=CallNode, __doc__=CallNode.__doc__,
+        op=(FunctionRef, Field(description=CallNode.model_fields["op"].description,
+                               json_schema_extra={"not": {"enum": sorted(ops)}})))
+    node = Annotated[
+        Union[(*(Annotated[model, Tag(op)] for op, model in node_models.items()),
+               Annotated[call, Tag("call")])],
+        Discriminator(kind)]
+    return create_model("Spec", __base__=Spec, __doc__=Spec.__doc__,
+                        nodes=(dict[Name, node], Field(default_factory=dict,
+                                                       description=_NODES)))
+
+
 #: Where the committed schema lives, relative to the repository root; graphs/ point here.
 SCHEMA_FILE = "schemas/graph.schema.json"
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a spec file, generated from these models."""
-    schema = Spec.model_json_schema()
+def json_schema(spec: type[Spec]) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a spec file, generated from ``spec_model``'s model."""
+    schema = spec.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
             "title": "Graph spec of the yaml-graph-engine"}
 
 
-def schema_text() -> str:
+def schema_text(spec: type[Spec]) -> str:
     """The schema as committed in ``schemas/graph.schema.json`` (stable, diff-friendly)."""
-    import json
-
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(json_schema(spec), indent=2, ensure_ascii=False) + "\n"

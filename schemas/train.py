@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+from schemas.base import StrictModel
+
 _ADAM = ("beta1", "beta2", "eps")
-_COEFFICIENTS = {"sgd": (), "momentum": ("momentum",), "adam": _ADAM, "adamw": _ADAM}
-SCHEDULES = ("constant", "step", "cosine")
+#: The one list of optimizers: each name with its coefficients (fields of OptimizerConfig).
+COEFFICIENTS: dict[str, tuple[str, ...]] = {
+    "sgd": (), "momentum": ("momentum",), "adam": _ADAM, "adamw": _ADAM}
+OPTIMIZERS = tuple(COEFFICIENTS)
+#: The one list of schedules: each name with its own settings (fields of ScheduleConfig).
+SCHEDULE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "constant": (), "step": ("step_size", "gamma"), "cosine": ("min_lr",)}
+SCHEDULES = tuple(SCHEDULE_SETTINGS)
 METRICS = ("accuracy", "mse", "mae")
 #: Metrics where a smaller value is better (early stopping's direction).
 LOWER_IS_BETTER = ("loss", "mse", "mae")
@@ -24,13 +31,7 @@ LOWER_IS_BETTER = ("loss", "mse", "mae")
 Column = Annotated[str, Field(min_length=1)] | Annotated[StrictInt, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    """Unknown keys are refused and nothing is converted (``epochs: true`` is not 1)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _BareName(_Strict):
+class _BareName(StrictModel):
     """A model whose ``name`` alone may be written bare (``schedule: cosine``)."""
 
     @model_validator(mode="before")
@@ -52,7 +53,7 @@ class OptimizerConfig(_BareName):
     ``adam`` is an error rather than a setting silently ignored.
     """
 
-    name: Literal["sgd", "momentum", "adam", "adamw"] = Field(
+    name: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
         default="sgd", description="sgd: w -= lr*g.  momentum: v = momentum*v + g, w -= lr*v.  "
                                    "adam: Kingma and Ba (2015), with bias correction.  adamw: "
                                    "adam with weight decay decoupled from the gradient "
@@ -67,7 +68,7 @@ class OptimizerConfig(_BareName):
 
     @model_validator(mode="after")
     def _coefficients_fit(self) -> OptimizerConfig:
-        allowed = _COEFFICIENTS[self.name]
+        allowed = COEFFICIENTS[self.name]
         foreign = sorted(f for f in self.model_fields_set - {"name"} if f not in allowed)
         if foreign:
             fits = ", ".join(allowed) or "none"
@@ -83,7 +84,7 @@ class ScheduleConfig(_BareName):
     changes smoothly within an epoch; a resumed run recomputes it, there is no state.
     """
 
-    name: Literal["constant", "step", "cosine"] = Field(
+    name: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
         default="constant", description="constant: lr.  step: lr * gamma^floor(epoch / "
                                         "step_size).  cosine: from lr down to min_lr over the "
                                         "epochs after the warmup, half a cosine wave.")
@@ -98,7 +99,7 @@ class ScheduleConfig(_BareName):
 
     @model_validator(mode="after")
     def _fields_fit(self) -> ScheduleConfig:
-        own = {"constant": (), "step": ("step_size", "gamma"), "cosine": ("min_lr",)}[self.name]
+        own = SCHEDULE_SETTINGS[self.name]
         foreign = sorted(f for f in self.model_fields_set - {"name", "warmup_epochs"}
                          if f not in own)
         if foreign:
@@ -107,7 +108,7 @@ class ScheduleConfig(_BareName):
         return self
 
 
-class EarlyStopping(_Strict):
+class EarlyStopping(StrictModel):
     """Stop when ``metric`` has not improved for ``patience`` epochs; keep the best epoch."""
 
     patience: int = Field(default=5, gt=0, description="Epochs without improvement before "
@@ -118,7 +119,7 @@ class EarlyStopping(_Strict):
                                     "should fall, accuracy should rise.")
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(StrictModel):
     """What is measured besides the loss, from a named prediction node and target input.
 
     Naming the prediction makes accuracy independent of what the loss adds (an L2
@@ -132,13 +133,13 @@ class MetricsConfig(_Strict):
                                                          "default: the one input fed by a "
                                                          "label, or the one input of the "
                                                          "loss's data that is not a feature.")
-    report: list[Literal["accuracy", "mse", "mae"]] = Field(
+    report: list[Literal[METRICS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["accuracy"], min_length=1,
         description="accuracy: argmax of the prediction equals the label (or the one-hot "
                     "target's argmax).  mse, mae: mean squared and mean absolute error.")
 
 
-class InputData(_Strict):
+class InputData(StrictModel):
     """Where one graph input comes from: CSV feature columns, an .npz array, or class labels.
 
     A label column holds class indices 0 .. K-1; it becomes one-hot rows when the
@@ -180,7 +181,7 @@ class InputData(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """How ``engine train`` trains the graph; each field is also a command-line option."""
 
     data: str | None = Field(default=None, description="A CSV file (with a header row to "

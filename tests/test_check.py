@@ -17,7 +17,7 @@ import engine
 from engine.cli.diagnostics import render, snippet
 from engine.cli.main import main
 from engine.errors import Problem
-from engine.graph.budget import human_bytes, parse_bytes
+from engine.limits import human_bytes, parse_bytes
 
 WARNED = textwrap.dedent("""\
     name: warned

@@ -348,9 +348,9 @@ def test_example_with_functions_equals_the_fused_example() -> None:
 
 
 def test_json_schema_still_generates_and_keeps_op_nodes_apart() -> None:
-    from schemas.spec import Spec
+    from engine.spec.models import OpSpec
 
-    schema = Spec.model_json_schema()
+    schema = OpSpec.model_json_schema()
     call = schema["$defs"]["CallNode"]["properties"]["op"]
     assert "Exp" in call["not"]["enum"]  # an op node never also matches the call model
     assert "functions" in schema["properties"] and "imports" in schema["properties"]

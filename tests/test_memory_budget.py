@@ -147,3 +147,16 @@ def test_a_spec_file_is_read_only_up_to_its_share_of_the_budget(tmp_path: Path) 
         engine.load(path, max_bytes=10**6)
     with pytest.raises(engine.SpecError, match=r"larger than 7,812 characters"):
         engine.loads(path.read_text(), max_bytes=10**6)
+
+
+def test_every_verb_that_loads_a_spec_takes_max_bytes() -> None:
+    """The budget error says "raise --max-bytes": every verb that reads a spec must take it."""
+    from engine.cli.main import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "command").choices
+    loading = {name: verb for name, verb in verbs.items()
+               if any(a.dest in ("spec", "specs") for a in verb._actions)}
+    assert {"run", "check", "train", "graph", "explain"} <= set(loading)
+    for name, verb in loading.items():
+        assert any("--max-bytes" in a.option_strings for a in verb._actions), name

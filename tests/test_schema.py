@@ -12,7 +12,8 @@ import yaml
 from conftest import GRAPHS, ROOT
 
 from engine.ops import REGISTRY
-from schemas.spec import SCHEMA_FILE, json_schema, schema_text
+from engine.spec.models import OpSpec, schema_text
+from schemas.spec import SCHEMA_FILE, json_schema
 
 SCHEMA_PATH = ROOT / SCHEMA_FILE
 EXAMPLES = sorted(GRAPHS.rglob("*.yaml"))
@@ -36,7 +37,7 @@ def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:
 
 
 def test_schema_is_valid_json_schema_with_every_op_and_its_attribute_descriptions() -> None:
-    schema = json_schema()
+    schema = json_schema(OpSpec)
     jsonschema.Draft202012Validator.check_schema(schema)
     definitions = schema["$defs"]
     for name, op in REGISTRY.items():
@@ -54,7 +55,7 @@ def test_every_example_names_the_schema_and_validates_against_it(spec: Path) -> 
     first = text.splitlines()[0]
     assert first.startswith("# yaml-language-server: $schema=")
     assert (spec.parent / first.split("=", 1)[1]).resolve() == SCHEMA_PATH
-    jsonschema.validate(yaml.safe_load(text), json_schema())
+    jsonschema.validate(yaml.safe_load(text), json_schema(OpSpec))
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -65,7 +66,8 @@ def test_every_example_names_the_schema_and_validates_against_it(spec: Path) -> 
     ("name: t\nnodez: {}\n", "nodez"),
 ])
 def test_schema_rejects_what_the_loader_rejects(text: str, found: str) -> None:
-    errors = list(jsonschema.Draft202012Validator(json_schema()).iter_errors(yaml.safe_load(text)))
+    validator = jsonschema.Draft202012Validator(json_schema(OpSpec))
+    errors = list(validator.iter_errors(yaml.safe_load(text)))
     assert errors and any(found in str(e) for e in errors), [e.message for e in errors]
 
 
@@ -73,4 +75,4 @@ def test_schema_accepts_the_short_forms_the_loader_accepts() -> None:
     spec = yaml.safe_load("name: t\ninputs:\n  y: {shape: [2, 3], init: one_hot}\n"
                           "constants: {minus_one: -1.0, table: [[1, 2]], "
                           "nan: {value: .nan, allow_nonfinite: true}}\nnodes: {}\n")
-    jsonschema.validate(spec, json_schema())
+    jsonschema.validate(spec, json_schema(OpSpec))

@@ -110,3 +110,11 @@ def test_clip_grad_norm_scales_the_global_norm_over_all_parameters() -> None:
     # a norm under the limit is left alone
     (w1,) = steps(OptimizerConfig(name="sgd"), 1.0, [0.0], [[0.5]], clip_grad_norm=1.0)
     assert w1[0] == -0.5
+
+
+def test_every_optimizer_name_has_one_implementation() -> None:
+    """The names live in schemas.train alone; the engine implements exactly those."""
+    from engine.train.optimizers import OPTIMIZERS as IMPLEMENTED
+    from schemas.train import OPTIMIZERS
+
+    assert sorted(IMPLEMENTED) == sorted(OPTIMIZERS)

@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import Problem
+from engine.graph.model import Graph
 from engine.graph.shapes import Dims, format_shape
-
-if TYPE_CHECKING:
-    from engine.graph.model import Graph
-
-#: Default budget of ``engine.load`` and the CLI's ``--max-bytes``: 4 GiB.
-DEFAULT_MAX_BYTES = 4 * 2**30
-
-#: Parsing YAML into positioned data takes about 100 times the text's size (measured: 96
-#: for a 20,000-node spec, 131 for a long list of numbers), so a spec file may take this
-#: fraction of the budget: 32 MiB of text by default.
-SPEC_TEXT_SHARE = 128
-
-
-def spec_text_limit(max_bytes: int) -> int:
-    """The largest spec file, in bytes, that ``max_bytes`` allows to parse."""
-    return max_bytes // SPEC_TEXT_SHARE
+from engine.limits import human_bytes
 
 
 @dataclass(frozen=True)
@@ -59,19 +44,6 @@ def sizes(graph: Graph, dims: Dims | None = None) -> dict[str, Size]:
         elements = math.prod(concrete)
         result[name] = Size(concrete, elements, elements * np.dtype(value.dtype).itemsize)
     return result
-
-
-def human_bytes(count: int) -> str:
-    """``4294967296`` -> ``4.0 GiB``; exact integer steps, so a header's 10**400 elements
-    are still printed (in PiB) rather than overflowing a float."""
-    if count < 1024:
-        return f"{count} bytes"
-    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
-    step = min(len(units), (count.bit_length() - 1) // 10)
-    whole, rest = divmod(count, 1024 ** step)
-    if step == len(units) and whole >= 10**15:
-        return f"about 2^{count.bit_length() - 1} bytes"
-    return f"{whole + rest / 1024 ** step:.1f} {units[step - 1]}"
 
 
 def _over(graph: Graph, max_bytes: int, dims: Dims | None = None) -> tuple[str, str] | None:
@@ -117,23 +89,3 @@ def fed_over_budget(graph: Graph, dims: Dims, fed: dict[str, tuple[int, ...]]) -
     at = f" at the shapes the feeds bind ({names})" if names else " at the fed shapes"
     return (f"fed {feeds}: " + over[1].format(at=at) + "; feed smaller arrays, or raise the "
             "budget (--max-bytes, or engine.load(..., max_bytes=...))")
-
-
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
-          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """``4GiB``, ``512MB``, ``1e9`` or ``1000000`` -> bytes; ValueError when unreadable."""
-    stripped = text.strip().lower().replace("_", "")
-    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz ")
-    unit = stripped[len(number):].strip()
-    try:
-        value = float(number) * _UNITS[unit]
-    except (KeyError, ValueError):
-        raise ValueError(f"expected a size such as 4GiB, 512MB or 1000000, found {text!r}"
-                         ) from None
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"a size must be a finite number >= 0, found {text!r}")
-    return int(value)

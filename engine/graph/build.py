@@ -3,8 +3,9 @@
 Everything that can be checked without data is checked here, and every problem
 found is reported at once with its location: a name that names nothing, a name
 defined twice, a cycle, a shape or dtype mismatch, a loss that is not a scalar,
-a literal its dtype cannot hold, values too large for the byte budget.  What is
-legal but probably not meant becomes a located warning (``engine.graph.lint``).
+a literal its dtype cannot hold.  The byte budget (``engine.graph.budget``) and
+what is legal but probably not meant (``engine.graph.lint``) are the stages after
+this one; the loader runs them on the graph built here.
 Function calls have already been expanded (``engine.spec.inline``) into primitive
 nodes, each with its own location, which may be in an imported file.
 """
@@ -18,12 +19,12 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from engine.errors import Problem, SpecError, did_you_mean
-from engine.graph.budget import DEFAULT_MAX_BYTES, check_budget
-from engine.graph.lint import lint
-from engine.graph.model import Graph, Kind, Node, Value
+from engine.cycles import cycle_path, find_cycles
+from engine.errors import Problems, did_you_mean
+from engine.graph.model import ClassTarget, Graph, Kind, Node, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.graph.targets import ClassTarget, class_targets, first_bad_label, row_name
+from engine.graph.targets import class_targets, first_bad_label, row_name
+from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import REGISTRY
 from engine.ops.base import FLOAT_DTYPES, promoted
 from engine.spec.inline import FlatNode
@@ -45,7 +46,7 @@ class _Builder:
         self.source = source
         self.base_dir = base_dir
         self.roots = roots
-        self.problems: list[Problem] = []
+        self.problems = Problems()
         self.duplicates: set[str] = set()
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
@@ -62,10 +63,6 @@ class _Builder:
         if found is not None:
             index, message = found
             self.problems.append(loc.at(*index).problem(message))
-
-    def fail_if_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)
 
     # -- names -----------------------------------------------------------------------------
 
@@ -171,7 +168,7 @@ class _Builder:
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
             edges.extend((ref, name) for ref in refs)
-        dag = self.dag  # built in two calls: networkx costs ~10 us a call, not per edge
+        dag = self.dag  # built in two calls: networkx's cost is per call, not per edge
         dag.add_nodes_from(self.values)
         dag.add_edges_from(edges)
         return dag
@@ -194,19 +191,13 @@ class _Builder:
         except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
             self._report_cycles(dag)
             order = []
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         return [n for n in order if n in self.nodes]
 
     def _report_cycles(self, dag: nx.DiGraph) -> None:
-        cycles = [c for c in nx.strongly_connected_components(dag)
-                  if len(c) > 1 or dag.has_edge(next(iter(c)), next(iter(c)))]
-        for component in cycles:
-            cycle = [u for u, _ in nx.find_cycle(dag.subgraph(component))]
-            start = min(cycle, key=lambda n: self.values[n].loc.sort_key())
-            turn = cycle.index(start)
-            cycle = cycle[turn:] + cycle[:turn]
-            self.problems.append(self.values[start].loc.problem(
-                "cycle: " + " -> ".join([*cycle, start]) + "; a graph must be acyclic"))
+        for cycle in find_cycles(dag, lambda u, _next: self.values[u].loc.sort_key()):
+            self.problems.append(self.values[cycle[0]].loc.problem(
+                f"cycle: {cycle_path(cycle)}; a graph must be acyclic"))
 
     # -- shapes and dtypes -----------------------------------------------------------------
 
@@ -248,9 +239,10 @@ class _Builder:
                 failed.add(name)
                 dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                            strict=True))
-                self.problems.append(node.loc.problem(
-                    f"{label}: {exc} ({dtypes}); declare the input with a float dtype (float64, "
-                    "float32, float16)"))
+                # the usual fix for an op that wants floats; other rules say what they want
+                hint = ("; declare the input with a float dtype (float64, float32, float16)"
+                        if "floating-point" in str(exc) else "")
+                self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
             value = self.values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
@@ -363,12 +355,14 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
                 expanded: tuple[list[FlatNode], dict[str, str]],
                 max_bytes: int = DEFAULT_MAX_BYTES, import_roots: list[Path] | None = None
                 ) -> Graph:
-    """Order the DAG of the spec's nodes, calls expanded (``functions.expand``), infer shapes.
+    """Order the DAG of the spec's nodes, calls expanded (``engine.spec.inline.expand``),
+    infer shapes.  Raises SpecError with every problem found.
 
-    Raises SpecError with every problem found.  ``max_bytes`` bounds the memory
-    the graph's values take at their declared shapes; it is checked here, before
-    anything is allocated, and kept for the fed shapes.  ``import_roots`` are the
-    resolved ``--import-path`` folders, where files the spec names may be too.
+    ``max_bytes`` is kept on the graph, as the budget of fed shapes too; the budget and
+    the warnings themselves are later stages (``engine.graph.budget``,
+    ``engine.graph.lint``), which the loader runs on the graph built here.
+    ``import_roots`` are the resolved ``--import-path`` folders, where files the spec
+    names may be too.
     """
     roots = import_roots or []
     builder = _Builder(spec, source, base_dir, roots)
@@ -381,14 +375,9 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
     targets = builder.check_class_literals()
-    builder.fail_if_problems()
+    builder.problems.raise_if_any()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
-    graph = Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
-                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
-                  targets=targets)
-    over = check_budget(graph, max_bytes)
-    if over is not None:
-        raise SpecError([over])
-    graph.warnings = sorted(set(lint(graph)))
-    return graph
+    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+                 builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
+                 targets=targets)

@@ -9,15 +9,11 @@ turns them into errors for CI.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from engine.errors import Problem, did_you_mean
+from engine.graph.model import Graph
 from engine.graph.targets import first_soft_row, row_name
-
-if TYPE_CHECKING:
-    from engine.graph.model import Graph
 
 FLOAT16_WARNING = (
     "float16 holds magnitudes up to 65504 only (np.finfo('float16').max, the lesson's limit): "

@@ -13,9 +13,8 @@ from typing import Any, Literal
 import networkx as nx
 
 from engine.errors import Problem
-from engine.graph.budget import DEFAULT_MAX_BYTES
-from engine.graph.shapes import Dims, Shape
-from engine.graph.targets import ClassTarget
+from engine.graph.shapes import Dim, Dims, Shape, format_shape
+from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import OpAttrs, OpDef
 from engine.spec.source import Location, SourceMap
 from schemas.spec import Spec, TensorDecl
@@ -47,6 +46,22 @@ class Node:
     attrs: OpAttrs
     inputs: tuple[str, ...]
     loc: Location
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    """The target of NLL node ``node``: class indices (``one_hot`` False) or one-hot rows,
+    over ``classes``, the last axis of the probabilities ``probs``."""
+
+    node: str
+    probs: str
+    classes: Dim
+    one_hot: bool
+
+    def describe(self, values: dict[str, Value], dims: Dims, classes: int) -> str:
+        shape = format_shape(dims.shape(values[self.probs].shape))
+        return (f"NLL node {self.node!r} ({values[self.node].loc.where()}) takes class indices "
+                f"0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
 
 
 @dataclass(repr=False)

@@ -13,32 +13,13 @@ about (a soft target is legal, so it is not an error).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from engine.errors import DataError, DataWarning
-from engine.graph.shapes import Dim, Dims, format_shape
-
-if TYPE_CHECKING:
-    from engine.graph.model import Graph, Node, Value
-
-
-@dataclass(frozen=True)
-class ClassTarget:
-    """The target of NLL node ``node``: class indices (``one_hot`` False) or one-hot rows,
-    over ``classes``, the last axis of the probabilities ``probs``."""
-
-    node: str
-    probs: str
-    classes: Dim
-    one_hot: bool
-
-    def describe(self, values: dict[str, Value], dims: Dims, classes: int) -> str:
-        shape = format_shape(dims.shape(values[self.probs].shape))
-        return (f"NLL node {self.node!r} ({values[self.node].loc.where()}) takes class indices "
-                f"0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
+from engine.graph.model import ClassTarget, Graph, Node, Value
+from engine.graph.shapes import Dims
 
 
 def class_targets(nodes: dict[str, Node], values: dict[str, Value]) -> dict[str, ClassTarget]:

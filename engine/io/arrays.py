@@ -19,8 +19,8 @@ from typing import IO
 import numpy as np
 
 from engine.errors import DataError
-from engine.graph.budget import DEFAULT_MAX_BYTES, human_bytes
 from engine.graph.shapes import format_shape
+from engine.limits import DEFAULT_MAX_BYTES, human_bytes
 
 
 def load_array(path: str | Path, key: str | None = None, *,

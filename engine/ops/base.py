@@ -41,7 +41,7 @@ SMALL_ARRAY = 1 << 14
 class OpAttrs(BaseModel):
     """Base of every op's attribute model: frozen, and unknown keys are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 Forward = Callable[..., Array]
@@ -121,6 +121,17 @@ class OpDef:
 
 
 REGISTRY: dict[str, OpDef] = {}
+
+
+def apply(xp: Any, name: str, *inputs: Array, **attrs: Any) -> Array:
+    """Another registered op inside a rule, so that a derivative can be that op (Gather's is
+    ScatterAdd, and ScatterAdd's Gather).  Numerically it is the op's forward; when the rule
+    is traced (``engine grad``), the symbolic namespace writes one node of the op instead."""
+    emit = getattr(xp, "apply_op", None)
+    if emit is not None:
+        return emit(name, inputs, attrs)
+    op = REGISTRY[name]
+    return op.forward(xp, op.attrs(**attrs), *inputs)
 
 
 def register(op: OpDef) -> OpDef:

@@ -17,7 +17,8 @@ from typing import Any
 
 import networkx as nx
 
-from engine.errors import Problem, SpecError
+from engine.cycles import cycle_path, find_cycles
+from engine.errors import Problem, Problems, SpecError
 from engine.spec.paths import Refused, confine
 from engine.spec.source import Location, SourceMap, parse_yaml, read_text
 from engine.spec.validation import validate_spec
@@ -53,7 +54,7 @@ def load_imports(root: Module, roots: Sequence[Path] = (), root_file: Path | Non
     """
     loaded: dict[Path, Module] = {} if root_file is None else {root_file.resolve(): root}
     modules = [root]
-    problems: list[Problem] = []
+    problems = Problems()
     imports = nx.DiGraph()
     sites: dict[tuple[int, int], Location] = {}  # (importer, imported) -> where it is imported
     stack = [root]
@@ -81,8 +82,7 @@ def load_imports(root: Module, roots: Sequence[Path] = (), root_file: Path | Non
             imports.add_edge(id(module), id(target))
             sites[(id(module), id(target))] = site
     problems.extend(_cycles(imports, sites, {id(m): m for m in modules}))
-    if problems:
-        raise SpecError(problems)
+    problems.raise_if_any()
     return modules
 
 
@@ -99,15 +99,9 @@ def _imported_by(problem: Problem, alias: str, where: str) -> Problem:
 def _cycles(imports: nx.DiGraph, sites: dict[tuple[int, int], Location],
             modules: dict[int, Module]) -> list[Problem]:
     problems = []
-    for component in nx.strongly_connected_components(imports):
-        first = next(iter(component))
-        if len(component) == 1 and not imports.has_edge(first, first):
-            continue
-        cycle = [u for u, _ in nx.find_cycle(imports.subgraph(component))]
-        turn = cycle.index(min(cycle, key=lambda m: modules[m].file))
-        cycle = cycle[turn:] + cycle[:turn]
+    for cycle in find_cycles(imports, lambda u, _next: modules[u].file):
         site = sites[(cycle[0], cycle[1 % len(cycle)])]
-        path = " -> ".join(modules[m].file for m in [*cycle, cycle[0]])
+        path = cycle_path([modules[m].file for m in cycle])
         problems.append(site.problem(f"import cycle: {path}; a spec cannot import itself, "
                                      "directly or through the files it imports"))
     return problems

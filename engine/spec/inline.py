@@ -24,12 +24,14 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import Problem, SpecError, did_you_mean
+from engine.cycles import cycle_path, find_cycles
+from engine.errors import Problem, Problems, did_you_mean
 from engine.ops import REGISTRY
 from engine.spec.imports import Module
+from engine.spec.models import NODE_MODELS
 from engine.spec.source import Location, PathKey
 from engine.spec.validation import located_problems
-from schemas.spec import NODE_MODELS, CallNode, Function
+from schemas.spec import CallNode, Function
 
 #: Upper bound on the nodes all calls expand to (calls nested in calls multiply).
 MAX_NODES = 1_000_000
@@ -107,15 +109,11 @@ def expand(modules: list[Module]) -> tuple[list[FlatNode], dict[str, str]]:
 class _Expander:
     def __init__(self, modules: list[Module]):
         self.modules = modules
-        self.problems: list[Problem] = []
+        self.problems = Problems()
         self.bodies: dict[tuple[int, str], _Body] = {}
         self.calls = nx.DiGraph()  # (module id, function) -> (module id, function)
         self.call_sites: dict[tuple[Any, Any], Location] = {}
         self.called: dict[str, str] = {}  # call prefix -> function, for the spec's calls
-
-    def fail_if_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)
 
     def run(self) -> list[FlatNode]:
         root = self.modules[0]
@@ -129,10 +127,10 @@ class _Expander:
         for body in (top, *self.bodies.values()):
             self.check(body)
         self.check_recursion()
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         flat, done = self.instantiate(_Instance(top, "", {}, {t: t for t in tensors}, {}, "",
                                                 None), self.called)
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         for key, body in self.bodies.items():  # the uncalled ones, with their default attrs
             if key not in done:
                 function = body.module.spec.functions[str(body.function)]
@@ -141,7 +139,7 @@ class _Expander:
                 done.add(key)
                 done |= self.instantiate(_Instance(body, f"{body.function}()", {}, {
                     x: x for x in body.inputs}, dict(function.attrs), note, None), {})[1]
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         return flat
 
     # -- checks that do not depend on a call ----------------------------------------------
@@ -272,18 +270,10 @@ class _Expander:
         return message + (f"; functions: {', '.join(functions)}" if functions else "")
 
     def check_recursion(self) -> None:
-        for component in nx.strongly_connected_components(self.calls):
-            first = next(iter(component))
-            if len(component) == 1 and not self.calls.has_edge(first, first):
-                continue
-            cycle = [u for u, _ in nx.find_cycle(self.calls.subgraph(component))]
-            sites = {u: self.call_sites[(u, v)] for u, v in zip(cycle, cycle[1:] + cycle[:1],
-                                                                  strict=True)}
-            start = min(cycle, key=lambda u: sites[u].sort_key())
-            turn = cycle.index(start)
-            cycle = cycle[turn:] + cycle[:turn]
-            path = " -> ".join(self.label(u) for u in [*cycle, start])
-            self.problems.append(sites[start].problem(
+        sites = self.call_sites
+        for cycle in find_cycles(self.calls, lambda u, v: sites[(u, v)].sort_key()):
+            path = cycle_path([self.label(u) for u in cycle])
+            self.problems.append(sites[(cycle[0], cycle[1 % len(cycle)])].problem(
                 f"recursion: {path}; a function cannot call itself, directly or through "
                 "other functions (expansion would never end)"))
 

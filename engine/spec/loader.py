@@ -1,8 +1,10 @@
 """Spec files to validated ``Graph`` objects.
 
-The pipeline: YAML with positions (``engine.spec.source``), pydantic
-(``engine.spec.validation``), the imported files (``engine.spec.imports``), function
-calls inlined (``engine.spec.inline``), then the graph (``engine.graph.build``).
+The pipeline, each stage a call here and data flowing one way: YAML with
+positions (``engine.spec.source``), pydantic (``engine.spec.validation``), the
+imported files (``engine.spec.imports``), function calls inlined
+(``engine.spec.inline``), the graph (``engine.graph.build``), its memory budget
+(``engine.graph.budget``), then its warnings (``engine.graph.lint``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from pathlib import Path
 
 from engine.errors import Problem, SpecError
 from engine.gcpause import collector_paused
-from engine.graph.budget import DEFAULT_MAX_BYTES, spec_text_limit
+from engine.graph.budget import check_budget
 from engine.graph.build import build_graph
+from engine.graph.lint import lint
 from engine.graph.model import Graph
+from engine.limits import DEFAULT_MAX_BYTES, spec_text_limit
 from engine.spec.imports import Module, load_imports
 from engine.spec.inline import expand
 from engine.spec.paths import folders
@@ -63,6 +67,10 @@ def _build(text: str, file: str, base_dir: Path, roots: list[Path], path: Path |
         modules = load_imports(root, roots, path, spec_text_limit(max_bytes))
         graph = build_graph(spec, source, base_dir, expand(modules), max_bytes=max_bytes,
                             import_roots=roots)
+        over = check_budget(graph, max_bytes)  # before anything is allocated
+        if over is not None:
+            raise SpecError([over])
+        graph.warnings = sorted(set(lint(graph)))
     if strict and graph.warnings:
         raise SpecError(graph.warnings)
     return graph

@@ -10,24 +10,25 @@ once a call has supplied the function's attributes.
 
 from __future__ import annotations
 
+import types
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-import schemas.spec as models
-import schemas.train as train_models
 from engine.errors import Problem, SpecError, did_you_mean
+from engine.spec.models import NODE_MODELS, OpSpec
 from engine.spec.source import PathKey, SourceMap
+from schemas.spec import Spec
 
 
-def validate_spec(data: Any, source: SourceMap) -> models.Spec:
+def validate_spec(data: Any, source: SourceMap) -> Spec:
     """Validate parsed data against the Spec model, raising every problem at once."""
     if not isinstance(data, dict):
         raise SpecError([source.problem((), f"a spec is a mapping of keys such as name, inputs, "
                                              f"nodes; found {type(data).__name__}")])
     try:
-        return models.Spec.model_validate(data)
+        return OpSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(located_problems(exc, data, source)) from None
 
@@ -131,39 +132,53 @@ def _allowed_keys(path: PathKey, data: Any) -> list[str] | None:
 
 
 def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
-    tensor_sections = ("inputs", "parameters")
-    if path == ():
-        return models.Spec
-    if len(path) == 2 and path[0] in tensor_sections:
-        return models.TensorDecl
-    if len(path) == 3 and path[0] in tensor_sections and path[2] == "init":
-        return models.Init
-    if len(path) == 4 and path[0] in tensor_sections and path[2] == "init":
-        return {"uniform": models.Uniform, "normal": models.Normal,
-                "labels": models.Labels}.get(str(path[3]))
-    if len(path) == 2 and path[0] == "constants":
-        return models.Constant
-    if len(path) == 2 and path[0] == "functions":
-        return models.Function
-    if (path[:1] == ("nodes",) and len(path) == 2) or \
-            (path[:1] == ("functions",) and path[2:3] == ("nodes",) and len(path) == 4):
-        node = _get(data, path)
-        op = node.get("op") if isinstance(node, dict) else None
-        return models.NODE_MODELS.get(op) if isinstance(op, str) else None
-    return _train_model_at(path)
+    """The model that checks the mapping at ``path``, found by walking the models' fields
+    from ``OpSpec`` (so no table here can fall behind the models)."""
+    return _walk(OpSpec, path, data)
 
 
-def _train_model_at(path: PathKey) -> type[BaseModel] | None:
-    """The models of the ``train:`` section, for 'did you mean' on its unknown keys."""
-    if path[:1] != ("train",):
+def _walk(annotation: Any, path: PathKey, data: Any) -> type[BaseModel] | None:
+    """The model ``annotation`` gives at ``path`` below it; ``data`` is the data there."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _walk(get_args(annotation)[0], path, data)
+    if origin in (Union, types.UnionType):
+        found = [model for member in get_args(annotation)
+                 if (model := _walk(member, path, data)) is not None]
+        return _pick(found, data if not path else None)
+    if origin is dict:
+        return _walk(get_args(annotation)[1], path[1:], _get(data, path[:1])) if path else None
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         return None
-    if len(path) == 1:
-        return train_models.TrainConfig
-    if path[1:] == ("optimizer",):
-        return train_models.OptimizerConfig
-    if len(path) == 3 and path[1] == "inputs":
-        return train_models.InputData
-    return None
+    if not path:
+        return _as_op_node(annotation, data)
+    field = annotation.model_fields.get(str(path[0]))
+    return None if field is None else _walk(field.annotation, path[1:], _get(data, path[:1]))
+
+
+def _pick(models: list[type[BaseModel]], data: Any) -> type[BaseModel] | None:
+    """One model of a union: the node model whose ``op`` is the data's, else the only one
+    that names no op (a call)."""
+    op = data.get("op") if isinstance(data, dict) else None
+    by_op = [m for m in models if op in _literal_ops(m)]
+    if by_op:
+        return by_op[0]
+    rest = [m for m in models if not _literal_ops(m)]
+    return rest[0] if len(rest) == 1 else None
+
+
+def _literal_ops(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("op")
+    return get_args(field.annotation) if field and get_origin(field.annotation) is Literal else ()
+
+
+def _as_op_node(model: type[BaseModel], data: Any) -> type[BaseModel]:
+    """A node of a function body takes any keys until its call is expanded; then, when its
+    ``op`` is an op, the op's node model checks it (``engine.spec.inline``)."""
+    op = data.get("op") if isinstance(data, dict) else None
+    if model.model_config.get("extra") == "allow" and isinstance(op, str) and op in NODE_MODELS:
+        return NODE_MODELS[op]
+    return model
 
 
 def _get(data: Any, path: PathKey) -> Any:

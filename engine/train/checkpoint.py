@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError
-from engine.graph.budget import DEFAULT_MAX_BYTES
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_npz
 from engine.io.atomic import save_npz
+from engine.limits import DEFAULT_MAX_BYTES
 
 FORMAT = "engine-train-checkpoint/1"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import DataError, Problem, SpecError, did_you_mean
+from engine.errors import DataError, Problems, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
 from engine.io.arrays import CsvTable, load_npz, read_csv_table
@@ -103,7 +103,7 @@ def read_inputs(graph: Graph, config: TrainConfig, file: Path,
         if file.suffix.lower() == ".npz" else read_csv_table(file, max_bytes=graph.max_bytes)
     arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()
               if names is None or name in names}
-    mapping.fail_if_problems()
+    mapping.problems.raise_if_any()
     if not arrays:
         raise DataError(f"{file}: train.inputs maps none of the inputs needed "
                         f"({', '.join(sorted(names or ()))})")
@@ -164,7 +164,7 @@ class _Mapping:
     def __init__(self, graph: Graph, config: TrainConfig):
         self.graph = graph
         self.config = config
-        self.problems: list[Problem] = []
+        self.problems = Problems()
         inputs = {n: v for n, v in graph.values.items() if v.kind == "input"}
         for name in config.inputs:
             if name not in inputs:
@@ -177,17 +177,13 @@ class _Mapping:
                 self.problem(("inputs",), f"input {name!r} has the batch axis "
                                           f"{value.shape[0]!r} but no data: add "
                                           f"{name}: {{columns: [...]}} or {{label: COLUMN}}")
-        self.fail_if_problems()
+        self.problems.raise_if_any()
         self.used = {c for e in config.inputs.values() if isinstance(e.columns, list)
                      for c in e.columns} | {e.label for e in config.inputs.values()
                                             if e.label is not None}
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(self.graph.source.problem(("train", *path), message))
-
-    def fail_if_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.problems)
 
     def array(self, name: str, entry: InputData, source: CsvTable | NpzArrays) -> np.ndarray:
         """The array that feeds input ``name`` (rows on axis 0), or a placeholder after a

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import Problem, SpecError, did_you_mean
+from engine.errors import Problems, did_you_mean
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from schemas.train import METRICS, TrainConfig
@@ -47,7 +47,7 @@ def measured(graph: Graph, config: TrainConfig | None) -> Measured | None:
         ends = classifier_ends(graph)
         return None if ends is None else Measured(ends[0], ends[1], ("accuracy",))
     assert config is not None
-    problems: list[Problem] = []
+    problems = Problems()
 
     def problem(field: str, message: str) -> None:
         problems.append(graph.source.problem(("train", "metrics", field), message))
@@ -79,8 +79,7 @@ def measured(graph: Graph, config: TrainConfig | None) -> Measured | None:
                 problem("report", f"{name} compares {metrics.prediction!r} "
                                   f"{format_shape(got)} with {target!r} {format_shape(want)}; "
                                   f"it needs {what}")
-    if problems:
-        raise SpecError(problems)
+    problems.raise_if_any()
     assert target is not None
     return Measured(metrics.prediction, target, tuple(dict.fromkeys(metrics.report)))
 

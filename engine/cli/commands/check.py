@@ -18,9 +18,10 @@ from typing import IO, Any
 from engine.cli.commands.common import add_load_options
 from engine.cli.diagnostics import SnippetMode, count, report
 from engine.errors import Problem, SpecError
-from engine.graph.budget import human_bytes, sizes
+from engine.graph.budget import sizes
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
+from engine.limits import human_bytes
 from engine.spec.loader import load
 
 HELP = "validate specs without running them; summarize their values, shapes and dtypes"

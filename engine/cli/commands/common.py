@@ -17,8 +17,8 @@ from typing import Any
 
 from engine.cli.diagnostics import report
 from engine.errors import UsageError
-from engine.graph.budget import DEFAULT_MAX_BYTES, parse_bytes
 from engine.graph.model import Graph
+from engine.limits import DEFAULT_MAX_BYTES, parse_bytes
 from engine.runtime.backends import BACKENDS
 from engine.spec.loader import load
 

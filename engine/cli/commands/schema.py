@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.io.atomic import write_atomically
-from schemas.spec import schema_text
+from engine.spec.models import schema_text
 
 HELP = "print the JSON Schema of graph specs (for editor completion and inline errors)"
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 import numpy as np
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
 from engine.cli.diagnostics import count
@@ -28,37 +29,73 @@ from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
 from engine.train.progress import BarProgress, split_metrics
-from schemas.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from schemas.train import TrainConfig
 
 HELP = "train the graph's parameters on data, as the spec's train: section says"
 
-#: Options that override one field of the train: section: (option, field path, type).
-_OVERRIDES: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
-    ("--data", ("data",), str, "FILE"),
-    ("--epochs", ("epochs",), int, "N"),
-    ("--lr", ("lr",), float, "X"),
-    ("--batch-size", ("batch_size",), int, "N"),
-    ("--val-split", ("val_split",), float, "F"),
-    ("--seed", ("seed",), int, "N"),
-    ("--momentum", ("optimizer", "momentum"), float, "X"),
-    ("--beta1", ("optimizer", "beta1"), float, "X"),
-    ("--beta2", ("optimizer", "beta2"), float, "X"),
-    ("--eps", ("optimizer", "eps"), float, "X"),
-    ("--weight-decay", ("weight_decay",), float, "X"),
-    ("--clip-grad-norm", ("clip_grad_norm",), float, "X"),
-    ("--warmup-epochs", ("schedule", "warmup_epochs"), float, "E"),
-    ("--step-size", ("schedule", "step_size"), int, "N"),
-    ("--gamma", ("schedule", "gamma"), float, "X"),
-    ("--min-lr", ("schedule", "min_lr"), float, "X"),
-    ("--patience", ("early_stopping", "patience"), int, "N"),
-    ("--stop-metric", ("early_stopping", "metric"), str, "METRIC"),
-    ("--val-data", ("val_data",), str, "FILE"),
-    ("--test-data", ("test_data",), str, "FILE"),
-)
+class Override(NamedTuple):
+    """A command-line option that overrides one field of the ``train:`` section."""
 
-#: Options that choose a named model (its settings take their defaults unless given too).
-_NAMED = (("--optimizer", "optimizer", OPTIMIZERS, "sgd"),
-          ("--schedule", "schedule", SCHEDULES, "constant"))
+    option: str  # --batch-size
+    path: tuple[str, ...]  # ("batch_size",), or ("optimizer", "momentum")
+    kind: type  # str, int, float or bool
+    help: str
+
+
+#: Options not named after their field alone, where that would be unclear.
+_RENAMED = {("early_stopping", "metric"): "--stop-metric",
+            ("metrics", "prediction"): "--metrics-prediction",
+            ("metrics", "target"): "--metrics-target"}
+
+
+def _overrides() -> tuple[Override, ...]:
+    """One option per scalar field of ``TrainConfig`` and of the models inside it, read off
+    the models (``batch_size`` is ``--batch-size``), so no field can lack its option.  A
+    model's ``name`` has its own option (``_NAMED``); ``inputs`` and lists, ``--set``."""
+    fields = []
+    for name, field in TrainConfig.model_fields.items():
+        fields.append(((name,), field))
+        inner = _model_of(field.annotation)
+        if inner is not None:
+            fields += [((name, sub), f) for sub, f in inner.model_fields.items() if sub != "name"]
+    overrides = []
+    for path, field in fields:
+        kind = _scalar_kind(field.annotation)
+        if kind is not None:
+            about = (field.description or "").rstrip(".").replace("%", "%%")
+            option = _RENAMED.get(path, "--" + path[-1].replace("_", "-"))
+            overrides.append(Override(option, path, kind,
+                                      f"{about} (overrides train.{'.'.join(path)})"))
+    return tuple(overrides)
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types of a field, ``None`` left out: ``int | None`` is ``[int]``."""
+    union = get_origin(annotation) in (Union, types.UnionType)
+    return [m for m in (get_args(annotation) if union else (annotation,)) if m is not type(None)]
+
+
+def _scalar_kind(annotation: Any) -> type | None:
+    """str, int, float or bool for a field of that type (or that type or None), else None."""
+    members = _members(annotation)
+    return members[0] if len(members) == 1 and members[0] in (str, int, float, bool) else None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    members = _members(annotation)
+    model = members[0] if len(members) == 1 else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+_OVERRIDES = _overrides()
+
+#: Options that choose a named model, such as ``--optimizer adam`` (its other settings take
+#: their defaults unless given too): (option, field, names, default name).
+_NAMED = tuple(
+    (f"--{name}", name, get_args(model.model_fields["name"].annotation),
+     model.model_fields["name"].default)
+    for name, field in TrainConfig.model_fields.items()
+    if (model := _model_of(field.annotation)) is not None and "name" in model.model_fields)
 
 EPILOG = """\
 examples:
@@ -82,15 +119,18 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
     add_load_options(parser)
-    for option, path, kind, metavar in _OVERRIDES:
-        parser.add_argument(option, type=kind, metavar=metavar, dest="override_" + path[-1],
-                            help=f"override train.{'.'.join(path)}")
+    for override in _OVERRIDES:
+        dest = "override_" + override.path[-1]
+        if override.kind is bool:
+            parser.add_argument(override.option, action=argparse.BooleanOptionalAction,
+                                dest=dest, default=None, help=override.help)
+        else:
+            parser.add_argument(override.option, type=override.kind, dest=dest,
+                                metavar=override.path[-1].upper(), help=override.help)
     for option, field, names, _default in _NAMED:
         parser.add_argument(option, choices=names, dest="override_name_" + field,
                             help=f"override train.{field} (its settings take their defaults "
                                  "unless given too)")
-    parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
-                        help="override train.shuffle")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         dest="set_fields", type=_set_argument,
                         help="override any field of train:, e.g. inputs.x.standardize=false; "
@@ -245,13 +285,11 @@ def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) ->
         if (current if isinstance(current, str) else current.get("name", default)) != chosen:
             data[field] = {"name": chosen}
         given.append(f"{option} {chosen}")
-    for option, path, _kind, _metavar in _OVERRIDES:
+    for option, path, _kind, _help in _OVERRIDES:
         value = getattr(args, "override_" + path[-1])
         if value is not None:
             _assign(data, path, value, option)
             given.append(f"{option} {value}")
-    if args.shuffle is not None:
-        data["shuffle"] = args.shuffle
     for path, value in args.set_fields:
         _assign(data, path, value, "--set")
         given.append(f"--set {'.'.join(path)}")
@@ -304,7 +342,8 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
     if config.schedule.name != "constant" or config.schedule.warmup_epochs:
         warmup = config.schedule.warmup_epochs
         extras.append(f"{config.schedule.name} schedule" +
-                      (f" after {warmup:g} warmup epochs" if warmup else ""))
+                      (f" after {warmup:g} warmup epoch{'s' if warmup != 1 else ''}"
+                       if warmup else ""))
     if config.weight_decay:
         extras.append(f"weight decay {config.weight_decay:g}")
     if config.clip_grad_norm is not None:
@@ -312,10 +351,10 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
     extras.append(f"batch size {config.batch_size})")
     print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
           f"{', '.join(extras)}, seed {trainer.seed}, {outcome.seconds:.2f} s")
-    validation = f"{dataset.val_file}, " if dataset.val_file is not None else ""
-    test = f", {dataset.test_file}: {count(dataset.n_test, 'test row')}" \
+    validation = f"{_shown(dataset.val_file)}, " if dataset.val_file is not None else ""
+    test = f", {_shown(dataset.test_file)}: {count(dataset.n_test, 'test row')}" \
         if dataset.test_file is not None else ""
-    print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
+    print(f"data: {_shown(dataset.file)}, {count(dataset.n_train, 'training row')}, "
           f"{validation}{count(dataset.n_val, 'validation row')}{test}")
     rows = {"train": dataset.n_train, "val": dataset.n_val, "test": dataset.n_test}
     last = {key: outcome.last(key) for key in outcome.history}
@@ -337,6 +376,15 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
         print(f"saved parameters to {args.save}")
     if args.plot is not None:
         print(f"plotted the loss curve to {args.plot}")
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the current folder when it lies below it (data paths in the
+    spec are resolved, hence absolute), else as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
