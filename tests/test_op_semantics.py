@@ -6,14 +6,19 @@ Every expectation is written by hand or computed by independent NumPy code.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import GRAPHS
 
 import engine
+from engine.cli.main import main
 from engine.ops import REGISTRY
+from engine.train.checkpoint import load_checkpoint
 
 
 def vjp(name: str, inputs: list[np.ndarray], upstream: np.ndarray | None = None, **attrs):
@@ -212,3 +217,36 @@ def test_dropout_masks_depend_on_seed_and_step_only() -> None:
     assert not np.array_equal(other_seed.forward()["a"], mask)
     again.training = False
     np.testing.assert_array_equal(again.forward()["a"], 1.0)
+
+
+def test_training_with_dropout_resumes_bit_for_bit(tmp_path, capsys) -> None:
+    """The masks depend on (seed, step, node) only, so a resumed run draws the same ones."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(GRAPHS / "data" / "wine.csv", tmp_path / "data" / "wine.csv")
+    text = (GRAPHS / "mlp.yaml").read_text().replace(
+        "  z2:     {op: MatMul, inputs: [a1, w2]}",
+        "  d1:     {op: Dropout, inputs: [a1], rate: 0.5}\n"
+        "  z2:     {op: MatMul, inputs: [d1, w2]}")
+    assert "Dropout" in text
+    spec = tmp_path / "drop.yaml"
+    spec.write_text(text)
+
+    def train(*args: str) -> dict:
+        code = main(["train", str(spec), "--json", *args])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        return json.loads(out)
+
+    whole, half = tmp_path / "whole.npz", tmp_path / "half.npz"
+    straight = train("--epochs", "4", "--save", str(whole))
+    train("--epochs", "2", "--save", str(half))
+    resumed = train("--epochs", "4", "--resume", str(half), "--save", str(half))
+    a, b = load_checkpoint(whole), load_checkpoint(half)
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+    assert straight["history"] == resumed["history"]
+    spec.write_text(text.replace("rate: 0.5", "rate: 0.0"))
+    plain = tmp_path / "plain.npz"
+    train("--epochs", "4", "--save", str(plain))
+    assert not np.array_equal(load_checkpoint(plain).params["w1"], a.params["w1"]), \
+        "Dropout changed nothing: training did not run in training mode"
