@@ -20,6 +20,7 @@ from engine.cli.commands import (
     grad,
     gradcheck,
     graph,
+    optimize,
     predict,
     run,
     schema,
@@ -28,7 +29,7 @@ from engine.cli.commands import (
 from engine.cli.diagnostics import count, report
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
-COMMANDS = (run, check, graph, explain, grad, gradcheck, train, eval, predict, schema)
+COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

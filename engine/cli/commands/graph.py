@@ -12,6 +12,7 @@ from engine.draw.picture import backward_picture, forward_picture
 from engine.draw.render import FORMATS, render
 from engine.errors import UsageError
 from engine.io.atomic import write_atomically
+from engine.transform.optimize import optimize
 
 HELP = "draw the graph's forward or backward pass (SVG, PNG, PDF, DOT or Mermaid)"
 SUFFIX = {"svg": ".svg", "png": ".png", "pdf": ".pdf", "dot": ".dot", "mermaid": ".mmd"}
@@ -25,12 +26,16 @@ def add_parser(subparsers: Any) -> None:
         epilog="examples:\n"
                "  python -m engine graph graphs/softmax.yaml             # graphs/softmax.svg\n"
                "  python -m engine graph graphs/softmax.yaml --backward -o bwd.png\n"
+               "  python -m engine graph graphs/softmax.yaml --optimized -o opt.svg\n"
                "  python -m engine graph graphs/mlp.yaml --format mermaid -o -   # to stdout")
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
     add_load_options(parser)
     parser.add_argument("--backward", action="store_true",
                         help="draw the backward pass: red d(name) gradients, sums where they "
                              "meet, values kept for backward, and what needs no gradient")
+    parser.add_argument("--optimized", action="store_true",
+                        help="draw engine optimize's result: the forward and backward graph, "
+                             "gradients as nodes, after the optimization passes")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: from the -o suffix, else svg)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
@@ -57,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if str(args.output) == "-" and fmt not in ("dot", "mermaid", "svg"):
         raise UsageError(f"-o -: {fmt} is binary; write it to a file, or use --format svg, dot "
                         "or mermaid for stdout")
+    if args.optimized and args.backward:
+        raise UsageError("--optimized draws the gradients as nodes already; leave out "
+                         "--backward")
     graph = load_spec(args)
+    if args.optimized:
+        graph = optimize(graph)
     picture = backward_picture(graph) if args.backward else forward_picture(graph)
     data = render(picture, fmt)
     if str(args.output) == "-":
@@ -65,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     output = args.output
     if output is None:
-        output = args.spec.with_name(args.spec.stem + (".backward" if args.backward else "")
-                                     + SUFFIX[fmt])
+        kind = ".backward" if args.backward else ".optimized" if args.optimized else ""
+        output = args.spec.with_name(args.spec.stem + kind + SUFFIX[fmt])
     write_atomically(output, lambda handle: handle.write(data))
     print(f"wrote {output}")
     return 0

@@ -1,0 +1,64 @@
+"""Passes over the joint forward and backward graph: each a function ``Stage -> Stage``.
+
+A ``Stage`` (``engine.transform.passes.stage``) is a spec as plain data, as
+``engine.grad`` writes it, with the graph the loader made of it.  Each pass lives
+in its own module, whose docstring says what it rewrites and why the rewrite is
+exact; each walks the nodes once (linear in the graph's size).  ``PASSES`` is the
+default order: folding makes the numbers that simplification looks for, and both
+expose common subexpressions and dead
+nodes, which the last two passes remove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.errors import UsageError, did_you_mean
+from engine.transform.passes.cse import eliminate_common_subexpressions
+from engine.transform.passes.dce import eliminate_dead_code
+from engine.transform.passes.fold import fold_constants
+from engine.transform.passes.simplify import simplify
+from engine.transform.passes.stage import Match, Stage
+
+Pass = Callable[[Stage], Stage]
+
+PASSES: dict[str, Pass] = {
+    "fold": fold_constants,
+    "simplify": simplify,
+    "cse": eliminate_common_subexpressions,
+    "dce": eliminate_dead_code,
+}
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass did: node counts before and after, and each rewrite."""
+
+    name: str
+    before: int
+    after: int
+    matches: list[Match]
+
+
+def parse_passes(text: str) -> list[str]:
+    """``--passes simplify,cse``: known names, in the order given; a UsageError otherwise."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--passes: no pass named; the passes: {', '.join(PASSES)}")
+    for name in names:
+        if name not in PASSES:
+            raise UsageError(f"--passes: unknown pass {name!r}{did_you_mean(name, PASSES)}; "
+                             f"the passes: {', '.join(PASSES)}")
+    return names
+
+
+def run_passes(stage: Stage, names: Sequence[str] = tuple(PASSES)
+               ) -> tuple[Stage, list[PassReport]]:
+    """``stage`` after each pass of ``names`` in turn, and what each did."""
+    reports = []
+    for name in names:
+        before = len(stage.graph.nodes)
+        stage = PASSES[name](stage)
+        reports.append(PassReport(name, before, len(stage.graph.nodes), stage.matches))
+    return stage, reports
