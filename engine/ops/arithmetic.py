@@ -92,7 +92,10 @@ def _pow_vjp(xp, attrs, g, out, inputs, needs):
     base, exponent = inputs
     # The lesson's Pow step: d(x^-1)/dx = -1 * x^-2, i.e. e * x^(e-1) in general.
     d_base = g * exponent * xp.pow(base, exponent - 1) if needs[0] else None
-    d_exponent = g * out * xp.log(base) if needs[1] else None
+    # x^e ln x -> 0 as x -> 0 for e > 0: at base 0 the log's argument is 1, so the term is 0
+    # (PyTorch's value) instead of 0 * -inf = NaN
+    d_exponent = g * out * xp.log(xp.where(base == 0, xp.ones_like(base), base)) \
+        if needs[1] else None
     return (d_base, d_exponent)
 
 
@@ -103,6 +106,9 @@ binary_op(
     vjp=_pow_vjp,
     reference=lambda attrs, base, exponent: np.exp(exponent * np.log(base)),
     domains=((0.5, 2.0), _ANY), uses_inputs=True, uses_output=True,
-    convention="d/d(exponent) base^exponent = base^exponent * ln(base) is defined only for "
-               "base > 0; elsewhere it is NaN, as in NumPy.",
+    convention="d/d(exponent) base^exponent = base^exponent * ln(base) for base > 0. At base 0 "
+               "it is 0 (the limit for exponent > 0; PyTorch's value; NaN for exponent < 0, "
+               "where the power itself is inf). For base < 0 the power is real only at integer "
+               "exponents and has no derivative in the exponent: NaN (as NumPy and PyTorch). "
+               "The second derivatives are traced from this rule.",
 )

@@ -123,6 +123,17 @@ class OpDef:
 REGISTRY: dict[str, OpDef] = {}
 
 
+def apply(xp: Any, name: str, *inputs: Array, **attrs: Any) -> Array:
+    """Another registered op inside a rule, so that a derivative can be that op (Gather's is
+    ScatterAdd, and ScatterAdd's Gather).  Numerically it is the op's forward; when the rule
+    is traced (``engine grad``), the symbolic namespace writes one node of the op instead."""
+    emit = getattr(xp, "apply_op", None)
+    if emit is not None:
+        return emit(name, inputs, attrs)
+    op = REGISTRY[name]
+    return op.forward(xp, op.attrs(**attrs), *inputs)
+
+
 def register(op: OpDef) -> OpDef:
     """Add an op to the registry; its name is what a spec writes after ``op:``."""
     if op.name in REGISTRY:  # pragma: no cover - programming error

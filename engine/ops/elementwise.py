@@ -61,7 +61,9 @@ unary_op(
     vjp=_relu_vjp,
     reference=lambda attrs, x: np.where(x > 0, x, 0.0),
     domain=(0.1, 2.0), samples=_relu_samples, uses_input=False, uses_output=True,
-    convention="Relu'(0) = 0: the gradient flows only where the input is strictly positive.",
+    convention="Relu'(0) = 0: the gradient flows only where the input is strictly positive. "
+               "Piecewise linear: its second derivative in x is 0 wherever it exists (the vjp "
+               "is a mask of the output's sign, constant in x).",
     # NumPy: a scalar zero, no zero-filled array to allocate
     fast_forward=lambda xp, attrs, x: np.maximum(x, 0.0),
     fast_vjp=lambda xp, attrs, g, out, inputs, needs: (np.where(out > 0, g, 0.0),),

@@ -8,13 +8,14 @@ multiplies by a one-hot matrix of the indices, so that repeated indices add.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from engine.graph.shapes import Dim, Dims, Shape, ShapeError, format_shape, normalize_axes
-from engine.ops.base import OpAttrs, OpDef, promoted, register
+from engine.ops.base import OpAttrs, OpDef, apply, float_result, promoted, register
 from engine.ops.samples import Sample
 
 
@@ -259,27 +260,77 @@ def _gather_forward(xp, attrs, data, indices):
 
 
 def _gather_vjp(xp, attrs, g, out, inputs, needs):
+    # the gradients of repeated indices sum: ScatterAdd, Gather's adjoint
     data, indices = inputs
-    axis, rank = attrs.axis % data.ndim, indices.ndim
-    size = data.shape[axis]
-    # one_hot[..., j] = 1 where an index picks row j; summing the gradient times it over the
-    # indices' axes adds the gradients of repeated indices, as a scatter-add would.  Only
-    # comparisons, products, sums and axis moves: the gradient graph can write it with float
-    # ops (the indices compared as float64, exact below 2^53).  NumPy runs the fast path.
-    position = xp.astype(indices, xp.float64)
-    position = xp.where(position < 0, position + size, position)  # negative: from the end
-    one_hot = xp.astype(xp.expand_dims(position, axis=-1) == xp.arange(size, dtype=xp.float64),
-                        g.dtype)  # indices' shape + [size]
-    rest = data.ndim - 1  # the axes of data besides the indexed one
-    moved = xp.permute_dims(g, (*range(axis, axis + rank), *range(axis),
-                                *range(axis + rank, g.ndim)))  # indices' axes first
-    moved = xp.expand_dims(moved, axis=rank)  # indices' shape + [1] + the other axes
-    for _ in range(rest):
-        one_hot = xp.expand_dims(one_hot, axis=-1)
-    spread = one_hot * moved  # indices' shape + [size] + the other axes
-    summed = xp.sum(spread, axis=tuple(range(rank))) if rank else spread
-    return (xp.permute_dims(summed, (*range(1, axis + 1), 0, *range(axis + 1, data.ndim))),
-            None)
+    return (apply(xp, "ScatterAdd", g, indices, data, axis=attrs.axis), None)
+
+
+def _scatter_add_shape(attrs: GatherAttrs, dims: Dims, updates: Shape, indices: Shape,
+                       like: Shape) -> Shape:
+    gathered = _gather_shape(attrs, dims, like, indices)
+    if len(updates) != len(gathered):
+        raise ShapeError(f"updates {format_shape(updates)} must have the shape Gather gives "
+                         f"for data {format_shape(like)} and indices {format_shape(indices)}: "
+                         f"{format_shape(gathered)}")
+    for u, want in zip(updates, gathered, strict=True):
+        dims.unify(u, want, f"updates {format_shape(updates)} must have the shape "
+                            f"{format_shape(gathered)} that Gather gives")
+    return like
+
+
+def _scatter_add_dtype(attrs: GatherAttrs, updates: str, indices: str, like: str) -> str:
+    _gather_dtype(attrs, updates, indices)
+    return float_result(attrs, updates)
+
+
+def _scatter_add_forward(xp, attrs, updates, indices, like):
+    axis = attrs.axis % like.ndim
+    size = like.shape[axis]
+    positions = _positions(xp, indices, size)
+    # one_hot[k, j] = 1 where index k picks row j; contracting the updates with it sums
+    # those of repeated indices, as a scatter-add does.
+    one_hot = xp.astype(xp.reshape(positions, (-1, 1)) == xp.arange(size, dtype=positions.dtype),
+                        updates.dtype)
+    flat = xp.reshape(updates, (*like.shape[:axis], math.prod(indices.shape),
+                                *like.shape[axis + 1:]))
+    summed = xp.tensordot(flat, one_hot, axes=([axis], [0]))  # the indexed axis comes last
+    order = (*range(axis), like.ndim - 1, *range(axis, like.ndim - 1))
+    return xp.permute_dims(summed, order)
+
+
+def _scatter_add_fast_forward(xp, attrs, updates, indices, like):
+    # NumPy's unbuffered scatter-add, O(size of updates) rather than the one-hot product's
+    axis = attrs.axis % like.ndim
+    result = np.zeros(like.shape, updates.dtype)
+    moved = np.moveaxis(result, axis, 0)  # a view: adding into it fills result
+    np.add.at(moved, indices, np.moveaxis(updates, list(range(axis, axis + indices.ndim)),
+                                          list(range(indices.ndim))))
+    return result
+
+
+def _scatter_add_vjp(xp, attrs, g, out, inputs, needs):
+    return (apply(xp, "Gather", g, inputs[1], axis=attrs.axis), None, None)
+
+
+def _scatter_add_reference(attrs: GatherAttrs, updates, indices, like):
+    axis = attrs.axis % like.ndim
+    result = np.zeros(like.shape)
+    for position in np.ndindex(np.shape(indices)):
+        row = int(np.asarray(indices)[position]) % like.shape[axis]
+        source = updates[(slice(None),) * axis + position]
+        target = (slice(None),) * axis + (row,)
+        result[target] += source
+    return result
+
+
+def _scatter_add_samples(rng: np.random.Generator) -> list[Sample]:
+    samples = []
+    for gather in _gather_samples(rng):
+        data, indices = gather.inputs
+        gathered = np.take(data, indices, axis=gather.attrs["axis"])
+        samples.append(Sample((rng.normal(size=gathered.shape), indices, data), gather.attrs,
+                              note=gather.note))
+    return samples
 
 
 def _gather_fast_forward(xp, attrs, data, indices):
@@ -287,14 +338,7 @@ def _gather_fast_forward(xp, attrs, data, indices):
 
 
 def _gather_fast_vjp(xp, attrs, g, out, inputs, needs):
-    # NumPy's unbuffered scatter-add, O(size of g) rather than the one-hot product's O(g * V)
-    data, indices = inputs
-    axis = attrs.axis % data.ndim
-    d_data = np.zeros(data.shape, g.dtype)
-    moved = np.moveaxis(d_data, axis, 0)  # a view: adding into it fills d_data
-    np.add.at(moved, indices, np.moveaxis(g, list(range(axis, axis + indices.ndim)),
-                                          list(range(indices.ndim))))
-    return (d_data, None)
+    return (_scatter_add_fast_forward(xp, attrs, g, inputs[1], inputs[0]), None)
 
 
 def _gather_samples(rng: np.random.Generator) -> list[Sample]:
@@ -328,5 +372,23 @@ register(OpDef(
     fast_vjp=_gather_fast_vjp,
     convention="Not differentiable in its indices. Repeated indices add their gradients "
                "(a scatter-add). The second derivative is 0 (linear in data).",
+    vjp_uses_output=False,
+))
+
+register(OpDef(
+    name="ScatterAdd", doc="Zeros of like's shape with the updates added at the indices along "
+                           "axis (repeated indices sum): the adjoint of Gather, its gradient.",
+    attrs=GatherAttrs, input_names=("updates", "indices", "like"),
+    forward=_scatter_add_forward,
+    vjp=_scatter_add_vjp,
+    shape=_scatter_add_shape,
+    dtype=_scatter_add_dtype,
+    reference=_scatter_add_reference,
+    samples=_scatter_add_samples,
+    differentiable=(True, False, False),
+    convention="Linear in the updates, whose gradient is Gather of the upstream gradient (so "
+               "the second derivative is zero); like's values are never read, and neither "
+               "indices nor like get a gradient.",
+    fast_forward=_scatter_add_fast_forward,
     vjp_uses_output=False,
 ))

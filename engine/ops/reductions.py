@@ -145,5 +145,7 @@ register(OpDef(
     reference=lambda attrs, x: np.maximum.reduce(x, axis=_axes(attrs, x.ndim),
                                                  keepdims=attrs.keepdims),
     samples=_reduce_samples,
-    convention="A tie shares the gradient equally among the tied elements (as torch.amax).",
+    convention="A tie shares the gradient equally among the tied elements (as torch.amax). "
+               "Piecewise linear: its second derivative in x is 0 wherever it exists (away "
+               "from ties the vjp selects the maxima, a choice constant in x).",
 ))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
+from pathlib import Path
 from threading import get_ident
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -41,6 +42,7 @@ from engine.runtime.feeds import bind_feeds, fed_as, initial_value
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
+from engine.train.checkpoint import load_trained
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
@@ -97,12 +99,23 @@ class Executor:
     ``self.trace`` with per-node statistics and timings.
     ``optimize=False`` runs the plain path (see the module docstring): slower and
     keeps every value, for debugging and as a reference.
+
+    Feeds: an input that ``forward`` is not fed takes its ``init``, and
+    ``self.defaulted`` names those inputs after each pass (``engine run`` prints
+    them).  ``strict_feeds=True`` makes any unfed input an error instead, which is
+    what evaluating real data wants: a forgotten label array would otherwise be
+    random labels.  ``training`` switches random ops (Dropout) on.
     """
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False):
+                 training: bool = False, strict_feeds: bool = False):
         self.graph = graph
+        self.strict_feeds = strict_feeds
+        #: The inputs that took their init in the last forward pass, because nothing fed them.
+        self.defaulted: tuple[str, ...] = ()
+        #: Per input: (mean, std) that ``load_params`` read; fed arrays are standardised.
+        self._scaling: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.trace: Trace | None = Trace(graph) if trace else None
         self.xp = np if xp is None else xp
         self.optimize = optimize
@@ -209,9 +222,15 @@ class Executor:
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, feeds: Mapping[str, Any] | None = None) -> dict[str, Array]:
-        """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
+        """Run every node once; returns ``{output name: value}``.
+
+        An input missing from ``feeds`` takes its init (listed in ``self.defaulted``),
+        or, with ``strict_feeds``, is a DataError."""
         if self._owner != get_ident():
             self._claim()
+        if self._scaling and feeds:
+            feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
+                     if name in self._scaling else array for name, array in feeds.items()}
         fed, dims = self._bind(feeds or {})
         slots = self._slots
         slots[self.plan.sources:] = self._no_values  # last pass's values go
@@ -220,10 +239,14 @@ class Executor:
         parameters, numpy = self.parameters, self.xp is np
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
+        defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)
             if array is None:
+                if self.strict_feeds:
+                    self._refuse_unfed(fed)
                 slots[slot] = self._default(name, dims)
+                defaulted.append(name)
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name)
@@ -244,6 +267,7 @@ class Executor:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
+        self.defaulted = tuple(defaulted)
         frozen = self._frozen
         return {name: frozen(slots[slot]) for name, slot in self._outputs}
 
@@ -281,6 +305,27 @@ class Executor:
                           f"{threading.current_thread().name!r} may not use it: it keeps the "
                           "values of its last pass, so two threads would read each other's. "
                           "Make one Executor per thread (they may share the Graph)")
+
+    def _refuse_unfed(self, fed: Mapping[str, Any]) -> None:
+        unfed = [name for name, _, _ in self._inputs if name not in fed]
+        raise DataError(f"input{'s' if len(unfed) > 1 else ''} {', '.join(map(repr, unfed))} "
+                        f"of graph {self.graph.spec.name!r} {'were' if len(unfed) > 1 else 'was'}"
+                        " not fed, and strict_feeds refuses to use an init; feed "
+                        f"{'them' if len(unfed) > 1 else 'it'}")
+
+    def load_params(self, path: str | Path) -> None:
+        """Take the parameters of a checkpoint that ``engine train --save`` wrote (or an .npz
+        named after the parameters), checked against the graph, and its standardisation:
+        later feeds of standardised inputs are scaled as in training, so raw data goes in."""
+        trained = load_trained(Path(path), self.graph)
+        for name, array in trained.params.items():
+            current = self.parameters[name]
+            if isinstance(current, np.ndarray) and self.xp is np:
+                np.copyto(current, array)  # in place: an optimizer may hold views of it
+            else:
+                self.parameters[name] = self._array(array, self.graph.values[name].dtype)
+        self._scaling = dict(trained.scaling)
+        self._bound.clear()
 
     def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
         """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have

@@ -82,6 +82,7 @@ class _GradBuilder:
         self.out_dir = out_dir
         self.command = command
         self.import_path_needed = False  # an init file is outside the written file's folder
+        self.pinned: list[str] = []  # stochastic nodes written with training: false
         self.tracer = Tracer(graph.dims.copy())
         self.arrays = {name: self._array(value) for name, value in graph.values.items()}
         self.reached = self._reached()
@@ -195,6 +196,12 @@ class _GradBuilder:
         needs = tuple(ref in active and ref in self.reached and node.op.is_differentiable(i)
                       for i, ref in enumerate(node.inputs))
         inputs = [arrays[ref] for ref in node.inputs]
+        if node.op.stochastic and getattr(node.attrs, "training", None):
+            raise EngineError(
+                f"node {name!r} ({node.op.name}, {graph.where(name)}) has training: true: its "
+                "random mask is drawn when it runs, so its derivative cannot be written as a "
+                "graph; engine grad differentiates the evaluation pass (training: null or "
+                "false), where it is the identity")
         try:
             parts = trace_vjp(self.tracer, node.op.vjp, node.attrs, g, arrays[name], inputs,
                               needs)
@@ -281,6 +288,9 @@ class _GradBuilder:
                                      "inputs": [self._ref(self.arrays[r]) for r in node.inputs]}
             entry.update(node.attrs.model_dump(include=set(node.op.attrs.model_fields),
                                                exclude_unset=True))
+            if node.op.stochastic:  # the evaluation pass, whose derivative this graph is
+                entry["training"] = False
+                self.pinned.append(self.arrays[name].label)
             nodes[self.arrays[name].label] = entry
         for array in self.tracer.nodes:
             emitted = array.node
@@ -333,6 +343,8 @@ class _GradBuilder:
             + ", ".join(f"{out} = d {self.target} / d {t}" for t, out in gradients.items()) + ".",
             "Functions are inlined, and the seed, the sums at fan-out and the reductions of "
             "broadcast gradients are nodes.",
+            *([f"{', '.join(self.pinned)}: training: false, as differentiated (the evaluation "
+               "pass; a random mask has no derivative as a graph)."] if self.pinned else []),
             *([f"Its init files are named as in {graph.file}: run it with --import-path "
                f"{graph.base_dir}."] if self.import_path_needed else []),
         ])

@@ -327,6 +327,10 @@ class Namespace:
     def __getattr__(self, name: str) -> Any:
         raise TraceError(f"the array function xp.{name} has no graph op yet")
 
+    def apply_op(self, name: str, inputs: Sequence[Any], attrs: dict) -> SymbolicArray:
+        """``engine.ops.base.apply``: a rule that uses another op becomes one node of it."""
+        return self._emit(name, inputs, attrs)
+
     def _emit(self, op: str, inputs: Sequence[Any], attrs: dict | None = None) -> SymbolicArray:
         tracer = self._tracer
         return tracer.emit(op, [tracer.operand(x) for x in inputs], attrs)

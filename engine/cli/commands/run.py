@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         grads = executor.backward() if graph.loss is not None else {}
     outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
     grads_np = {k: np.asarray(v) for k, v in grads.items()}
+    _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
     if args.save is not None:
         save_npz(args.save, {**{f"outputs/{k}": v for k, v in outputs_np.items()},
@@ -116,6 +117,17 @@ def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
     except DataError as exc:
         raise DataError(f"--feed {name}={file}: {exc}") from None
     return array
+
+
+def _note_defaulted(names: tuple[str, ...]) -> None:
+    """One line on stderr naming the inputs that took their init because nothing fed them:
+    the run's numbers then come from made-up data (random labels, say), which must not
+    pass unnoticed."""
+    if names:
+        many = len(names) > 1
+        print(f"note: input{'s' if many else ''} {', '.join(names)} took "
+              f"{'their' if many else 'its'} init because nothing was fed (feed "
+              f"{'them' if many else 'it'} with --feed NAME=FILE)", file=sys.stderr)
 
 
 def _warn_non_finite(loss: float | None, outputs: dict[str, np.ndarray],
