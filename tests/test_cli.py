@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from conftest import GRAPHS, ROOT
 
+import engine
+
 SPECS = sorted(GRAPHS.glob("*.yaml"))
 
 
@@ -24,7 +26,41 @@ def test_run_every_example_graph(spec: Path) -> None:
     result = engine_cli("run", str(spec))
     assert result.returncode == 0, result.stderr
     assert "gradients (d loss / d tensor)" in result.stdout
-    assert result.stderr == ""
+    # nothing was fed: one line names every input, which took its init
+    inputs = [name for name, value in engine.load(spec).values.items() if value.kind == "input"]
+    many = len(inputs) > 1
+    expected = f"note: input{'s' if many else ''} {', '.join(inputs)} took " \
+               f"{'their' if many else 'its'} init because nothing was fed (feed " \
+               f"{'them' if many else 'it'} with --feed NAME=FILE)\n" if inputs else ""
+    assert result.stderr == expected
+
+
+def test_run_names_only_the_inputs_that_were_not_fed(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((4, 13)))
+    result = engine_cli("run", str(GRAPHS / "mlp.yaml"), "--feed", f"x={tmp_path / 'x.npy'}",
+                        "--json")
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)  # stdout stays one JSON document
+    assert result.stderr == ("note: input y took its init because nothing was fed (feed it "
+                             "with --feed NAME=FILE)\n")
+    np.save(tmp_path / "y.npy", np.eye(3)[[0, 1, 2, 0]])
+    result = engine_cli("run", str(GRAPHS / "mlp.yaml"), "--feed", f"x={tmp_path / 'x.npy'}",
+                        "--feed", f"y={tmp_path / 'y.npy'}")
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_an_integer_label_csv_feeds_an_int64_input(tmp_path: Path) -> None:
+    (tmp_path / "y.csv").write_text("digit\n3\n1\n0\n")
+    np.save(tmp_path / "x.npy", np.zeros((3, 64)))
+    feeds = ("--feed", f"x={tmp_path / 'x.npy'}", "--feed", f"y={tmp_path / 'y.csv'}")
+    result = engine_cli("run", str(GRAPHS / "digits.yaml"), *feeds, "--json")
+    assert result.returncode == 0, result.stderr
+    # zero features and zero biases give logits 0: each probability is 1/10, the NLL log(10)
+    assert json.loads(result.stdout)["loss"] == pytest.approx(np.log(10))
+    (tmp_path / "y.csv").write_text("digit\n3.5\n1\n0\n")
+    result = engine_cli("run", str(GRAPHS / "digits.yaml"), *feeds)
+    assert result.returncode == 1
+    assert "declared dtype int64, fed float64" in result.stderr
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])

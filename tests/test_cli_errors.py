@@ -142,8 +142,11 @@ def test_every_verb_that_loads_a_spec_prints_its_warnings_alike(
     spec.write_text(WARNED)
     assert main([verb[0], str(spec), *verb[1:], "--snippets", "never"]) == 0
     err = capsys.readouterr().err
+    # run also says, in one line, which inputs took their init (nothing was fed)
+    note = "note: inputs x, unused took their init because nothing was fed (feed them with " \
+           "--feed NAME=FILE)\n" if verb[0] == "run" else ""
     assert err == (f"warning: {spec}:4:3: inputs.unused: input 'unused' is used by no node; "
-                   "remove it or list it among a node's inputs\n")
+                   "remove it or list it among a node's inputs\n") + note
 
 
 DATA = GRAPHS / "data" / "wine.csv"
@@ -186,7 +189,9 @@ def test_run_json_writes_non_finite_numbers_as_strings(
         warnings.simplefilter("error")  # NumPy's RuntimeWarning would fail the run
         assert main(["run", str(spec), "--json", "--trace"]) == 0
     captured = capsys.readouterr()
-    assert captured.err == ("warning: NaN or inf in the loss, output 'l', gradient 'x'; run again "
+    assert captured.err == ("note: input x took its init because nothing was fed (feed it with "
+                            "--feed NAME=FILE)\n"
+                            "warning: NaN or inf in the loss, output 'l', gradient 'x'; run again "
                             "with --check-finite to stop at the first node that makes one\n")
     document = json.loads(captured.out)  # one document, and strict JSON
     assert document["outputs"]["l"] == [0.0, "-Infinity", "NaN"]  # log 1, log 0, log -1

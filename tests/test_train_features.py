@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import GRAPHS
 
+import engine
 from engine.cli.main import main
 from engine.spec.loader import load
 from engine.train.checkpoint import load_checkpoint
@@ -206,3 +207,38 @@ def test_metrics_mistakes_are_located(tmp_path: Path, capsys: pytest.CaptureFixt
     spec.write_text(REGRESSION.replace(old, new))
     assert main(["train", str(spec)]) == 1
     assert expected in capsys.readouterr().err
+
+
+def test_training_steps_drop_and_measurements_do_not(capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    spec = tmp_path / "mlp_dropout.yaml"
+    text = Path(MLP).read_text().replace("data: data/wine.csv", "data: wine.csv")
+    spec.write_text(text.replace(
+        "  z2:     {op: MatMul, inputs: [a1, w2]}",
+        "  d1:     {op: Dropout, inputs: [a1], rate: 0.5}\n"
+        "  z2:     {op: MatMul, inputs: [d1, w2]}"))
+    (tmp_path / "wine.csv").write_text(WINE.read_text())
+    graph = load(spec)
+    config = graph.spec.train.model_copy(update={"epochs": 2})
+    dataset = load_dataset(graph, config, tmp_path / "wine.csv", seed=0)
+    trainer = Trainer(graph, config, dataset, seed=0)
+    modes: list[tuple[bool, int]] = []
+    forward = trainer.executor.forward
+
+    def spy(feeds: dict) -> dict:
+        modes.append((trainer.executor.training, trainer.executor.step))
+        return forward(feeds)
+
+    trainer.executor.forward = spy
+    outcome = trainer.run(NoProgress())
+    steps = -(-142 // 16)
+    # each epoch: its steps in training mode, numbered on from the last epoch's, then the
+    # train and validation measurements in evaluation mode
+    expected = [(True, s) for s in range(steps)] + [(False, steps - 1)] * 2 + \
+        [(True, s) for s in range(steps, 2 * steps)] + [(False, 2 * steps - 1)] * 2
+    assert modes == expected
+    # the measured loss is the deterministic evaluation of the trained parameters
+    plain = engine.Executor(graph)
+    plain.parameters.update({k: np.array(v) for k, v in trainer.params.items()})
+    plain.forward(dataset.val)
+    assert outcome.last("val_loss") == plain.loss

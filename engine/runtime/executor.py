@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
+from pathlib import Path
 from threading import get_ident
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -37,10 +38,12 @@ from engine.graph.targets import check_labels
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
+from engine.runtime.backends import Backend, get_backend
 from engine.runtime.feeds import bind_feeds, fed_as, initial_value
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
+from engine.train.checkpoint import load_trained
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
@@ -89,22 +92,47 @@ class Back(NamedTuple):
 class Executor:
     """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
 
-    ``xp`` is the array namespace to run on (NumPy by default; any namespace of
-    the Python array API standard, such as ``array_api_strict``, works).
+    ``backend`` names the array library to run on: ``"numpy"`` (the default), ``"torch"``,
+    ``"jax"`` or ``"dask"`` (``engine.runtime.backends``; each an optional extra, imported
+    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``).  Or ``xp``
+    passes any namespace of the Python array API standard itself (``array_api_strict``).
+    Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
+    Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
+    library, on its device, so that a caller can keep computing there;
+    ``engine.runtime.backends.to_numpy`` turns any of them into a NumPy array.  Feeds and
+    parameters may be assigned NumPy arrays on every backend.
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
     holds NaN or inf (and keeps every value, for its report); ``trace`` fills
     ``self.trace`` with per-node statistics and timings.
     ``optimize=False`` runs the plain path (see the module docstring): slower and
     keeps every value, for debugging and as a reference.
+
+    Feeds: an input that ``forward`` is not fed takes its ``init``, and
+    ``self.defaulted`` names those inputs after each pass (``engine run`` prints
+    them).  ``strict_feeds=True`` makes any unfed input an error instead, which is
+    what evaluating real data wants: a forgotten label array would otherwise be
+    random labels.  ``training`` switches random ops (Dropout) on.
     """
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False):
+                 training: bool = False, strict_feeds: bool = False, backend: str | None = None,
+                 device: str | None = None):
         self.graph = graph
+        self.strict_feeds = strict_feeds
+        #: The inputs that took their init in the last forward pass, because nothing fed them.
+        self.defaulted: tuple[str, ...] = ()
+        #: Per input: (mean, std) that ``load_params`` read; fed arrays are standardised.
+        self._scaling: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.trace: Trace | None = Trace(graph) if trace else None
-        self.xp = np if xp is None else xp
+        if backend is not None and xp is not None:
+            raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
+        if backend is None and device is not None:
+            raise EngineError("device= needs backend= (the torch backend)")
+        self.backend: Backend = get_backend(backend or "numpy", device) if xp is None \
+            else Backend(getattr(xp, "__name__", "xp"), xp)
+        self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else seed
@@ -204,14 +232,20 @@ class Executor:
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:
             return np.asarray(array, dtype=dtype)
-        return self.xp.asarray(np.asarray(array, dtype=dtype), dtype=getattr(self.xp, dtype))
+        return self.backend.asarray(array, dtype)
 
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, feeds: Mapping[str, Any] | None = None) -> dict[str, Array]:
-        """Run every node once; returns ``{output name: value}``. Missing inputs use their init."""
+        """Run every node once; returns ``{output name: value}``.
+
+        An input missing from ``feeds`` takes its init (listed in ``self.defaulted``),
+        or, with ``strict_feeds``, is a DataError."""
         if self._owner != get_ident():
             self._claim()
+        if self._scaling and feeds:
+            feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
+                     if name in self._scaling else array for name, array in feeds.items()}
         fed, dims = self._bind(feeds or {})
         slots = self._slots
         slots[self.plan.sources:] = self._no_values  # last pass's values go
@@ -220,10 +254,19 @@ class Executor:
         parameters, numpy = self.parameters, self.xp is np
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
+        if not numpy:  # a NumPy array assigned to a parameter (a checkpoint, finite differences)
+            for name, slot in self._parameter_slots:
+                if type(parameters[name]) is np.ndarray:
+                    parameters[name] = slots[slot] = self._array(
+                        parameters[name], self.graph.values[name].dtype)
+        defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)
             if array is None:
+                if self.strict_feeds:
+                    self._refuse_unfed(fed)
                 slots[slot] = self._default(name, dims)
+                defaulted.append(name)
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name)
@@ -244,6 +287,7 @@ class Executor:
             assert step is not None
             raise self._step_error(step, "forward", exc) from exc
         self._ran_forward = True
+        self.defaulted = tuple(defaulted)
         frozen = self._frozen
         return {name: frozen(slots[slot]) for name, slot in self._outputs}
 
@@ -281,6 +325,27 @@ class Executor:
                           f"{threading.current_thread().name!r} may not use it: it keeps the "
                           "values of its last pass, so two threads would read each other's. "
                           "Make one Executor per thread (they may share the Graph)")
+
+    def _refuse_unfed(self, fed: Mapping[str, Any]) -> None:
+        unfed = [name for name, _, _ in self._inputs if name not in fed]
+        raise DataError(f"input{'s' if len(unfed) > 1 else ''} {', '.join(map(repr, unfed))} "
+                        f"of graph {self.graph.spec.name!r} {'were' if len(unfed) > 1 else 'was'}"
+                        " not fed, and strict_feeds refuses to use an init; feed "
+                        f"{'them' if len(unfed) > 1 else 'it'}")
+
+    def load_params(self, path: str | Path) -> None:
+        """Take the parameters of a checkpoint that ``engine train --save`` wrote (or an .npz
+        named after the parameters), checked against the graph, and its standardisation:
+        later feeds of standardised inputs are scaled as in training, so raw data goes in."""
+        trained = load_trained(Path(path), self.graph)
+        for name, array in trained.params.items():
+            current = self.parameters[name]
+            if isinstance(current, np.ndarray) and self.xp is np:
+                np.copyto(current, array)  # in place: an optimizer may hold views of it
+            else:
+                self.parameters[name] = self._array(array, self.graph.values[name].dtype)
+        self._scaling = dict(trained.scaling)
+        self._bound.clear()
 
     def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
         """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have

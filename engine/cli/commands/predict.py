@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.params, graph)
     needed = needed_by(graph, names)
     feeds = read_feeds(graph, needed, trained, args.data, "predict")
-    executor = Executor(needed)
+    executor = Executor(needed, strict_feeds=True)  # read_feeds gave every input
     executor.parameters.update({k: v for k, v in trained.params.items()
                                 if k in executor.parameters})
     with np.errstate(all="ignore"):

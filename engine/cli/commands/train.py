@@ -182,7 +182,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
         try:
-            trainer.resume(checkpoint, _best_checkpoint(args.resume))
+            trainer.resume(checkpoint, _best_checkpoint(args.resume, graph.max_bytes))
         except DataError as exc:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
@@ -266,10 +266,10 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     return checkpoint
 
 
-def _best_checkpoint(resumed: Path) -> Checkpoint | None:
+def _best_checkpoint(resumed: Path, max_bytes: int) -> Checkpoint | None:
     """The best epoch that early stopping kept beside ``resumed``, if it is there."""
     best = best_path(resumed)
-    return load_checkpoint(best) if best.is_file() else None
+    return load_checkpoint(best, max_bytes) if best.is_file() else None
 
 
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:
@@ -342,7 +342,8 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
     if config.schedule.name != "constant" or config.schedule.warmup_epochs:
         warmup = config.schedule.warmup_epochs
         extras.append(f"{config.schedule.name} schedule" +
-                      (f" after {warmup:g} warmup epochs" if warmup else ""))
+                      (f" after {warmup:g} warmup epoch{'s' if warmup != 1 else ''}"
+                       if warmup else ""))
     if config.weight_decay:
         extras.append(f"weight decay {config.weight_decay:g}")
     if config.clip_grad_norm is not None:
@@ -350,10 +351,10 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
     extras.append(f"batch size {config.batch_size})")
     print(f"{trainer.graph.spec.name} ({args.spec}): {count(outcome.epochs, 'epoch')} of "
           f"{', '.join(extras)}, seed {trainer.seed}, {outcome.seconds:.2f} s")
-    validation = f"{dataset.val_file}, " if dataset.val_file is not None else ""
-    test = f", {dataset.test_file}: {count(dataset.n_test, 'test row')}" \
+    validation = f"{_shown(dataset.val_file)}, " if dataset.val_file is not None else ""
+    test = f", {_shown(dataset.test_file)}: {count(dataset.n_test, 'test row')}" \
         if dataset.test_file is not None else ""
-    print(f"data: {dataset.file}, {count(dataset.n_train, 'training row')}, "
+    print(f"data: {_shown(dataset.file)}, {count(dataset.n_train, 'training row')}, "
           f"{validation}{count(dataset.n_val, 'validation row')}{test}")
     rows = {"train": dataset.n_train, "val": dataset.n_val, "test": dataset.n_test}
     last = {key: outcome.last(key) for key in outcome.history}
@@ -375,6 +376,15 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
         print(f"saved parameters to {args.save}")
     if args.plot is not None:
         print(f"plotted the loss curve to {args.plot}")
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the current folder when it lies below it (data paths in the
+    spec are resolved, hence absolute), else as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _print_json(outcome: Outcome, trainer: Trainer, args: argparse.Namespace) -> None:
