@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.graph.model import Graph
 from engine.transform.grad import GradSpec, grad_spec, schema_comment, spec_text
-from engine.transform.passes import PASSES, PassReport, run_passes
+from engine.transform.passes import FORWARD_PASSES, PASSES, PassReport, run_passes
 from engine.transform.passes.stage import Stage
 
 _GRADIENT = re.compile(r"d_(?P<of>.+?)(_\d+)?|(?P<hint>.+)_grad\d+")
@@ -43,12 +43,22 @@ def optimize_spec(graph: Graph, passes: Sequence[str] = tuple(PASSES),
     """engine grad's spec of ``graph`` after ``passes``; ``out_dir`` is where it will be
     written (init files are named relative to it)."""
     made = grad_spec(graph, wrt, of=of)
+    places = _places(graph, made)
+    forward = [p for p in passes if p in FORWARD_PASSES]
+    reports: list[PassReport] = []
+    if forward:
+        stage = Stage.load(_forward_spec(graph, made, of), graph.base_dir, places,
+                           file=f"<forward of {graph.file}>", import_paths=graph.import_roots)
+        stage, reports = run_passes(stage, forward)
+        made = grad_spec(stage.graph, list(made.gradients), of=_label(graph, made, of))
+        places = stage.origins
     description = made.spec["description"].replace("written by engine grad",
                                                    "written by engine optimize")
     renamed = {**made.spec, "name": f"{graph.spec.name}_optimized", "description": description}
-    stage = Stage.load(renamed, graph.base_dir, _origins(graph, made),
+    stage = Stage.load(renamed, graph.base_dir, _origins(made, places),
                        file=f"<engine grad {graph.file}>", import_paths=graph.import_roots)
-    stage, reports = run_passes(stage, passes)
+    stage, joint = run_passes(stage, [p for p in passes if p not in FORWARD_PASSES])
+    reports += joint
     placed = made if out_dir is None else grad_spec(graph, wrt, of=of, out_dir=out_dir)
     spec = _written(stage.spec, placed)
     target = of if of is not None else graph.loss
@@ -63,6 +73,26 @@ def optimize_spec(graph: Graph, passes: Sequence[str] = tuple(PASSES),
           if line.startswith("# Its init files are named as in")],
     ]
     return Optimized(stage, reports, spec_text(spec, header), dict(made.gradients))
+
+
+def _label(graph: Graph, made: GradSpec, name: str | None) -> str:
+    """The spec name of the graph's loss (or of node ``name``)."""
+    target = graph.loss if name is None else name
+    assert target is not None  # grad_spec has refused a graph without one
+    return made.renamed.get(target, target)
+
+
+def _forward_spec(graph: Graph, made: GradSpec, of: str | None) -> dict[str, Any]:
+    """The forward graph as plain data: engine grad's spec without the derivative's nodes,
+    its outputs the graph's outputs and the node differentiated (the loss)."""
+    forward = {made.renamed.get(n, n) for n in graph.order}
+    spec = {k: v for k, v in made.spec.items() if k != "outputs"}
+    spec["name"] = graph.spec.name
+    spec["nodes"] = {n: e for n, e in made.spec["nodes"].items() if n in forward}
+    outputs = made.spec["outputs"][:len(graph.outputs)]
+    target = _label(graph, made, of)
+    spec["outputs"] = outputs if target in outputs else [*outputs, target]
+    return spec
 
 
 def optimize(graph: Graph, passes: Sequence[str] = tuple(PASSES),
@@ -86,21 +116,24 @@ def _written(spec: dict[str, Any], placed: GradSpec) -> dict[str, Any]:
     return {k: written[k] for k in order if k in written}
 
 
-def _origins(graph: Graph, made: GradSpec) -> dict[str, str]:
-    """Each spec name's place in the user's files: a value of the graph, its definition; a
-    gradient node, the definition of the value whose derivative made it."""
-    names = {made.renamed.get(n, n): n for n in graph.values}
+def _places(graph: Graph, made: GradSpec) -> dict[str, str]:
+    """Each value's spec name and the line of the user's file that defines it."""
+    places = {}
+    for name, value in graph.values.items():
+        file, line, _ = value.loc.sort_key()
+        places[made.renamed.get(name, name)] = f"{file}:{line}"
+    return places
 
-    def where(name: str) -> str:
-        file, line, _ = graph.values[name].loc.sort_key()
-        return f"{file}:{line}"
 
-    origins = {label: where(name) for label, name in names.items()}
+def _origins(made: GradSpec, places: dict[str, str]) -> dict[str, str]:
+    """Each spec name's place in the user's files: a value of the forward graph, its
+    definition; a gradient node, the definition of the value whose derivative made it."""
+    origins = dict(places)
     for label in [*made.spec["nodes"], *made.spec.get("constants", {})]:
         if label in origins:
             continue
         found = _GRADIENT.fullmatch(label)
         of = found and (found["of"] or found["hint"])
-        if of in names:
-            origins[label] = f"{where(names[of])}, in the derivative of {names[of]}"
+        if of in places:
+            origins[label] = f"{places[of]}, in the derivative of {of}"
     return origins

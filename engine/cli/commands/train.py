@@ -182,7 +182,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
         try:
-            trainer.resume(checkpoint, _best_checkpoint(args.resume))
+            trainer.resume(checkpoint, _best_checkpoint(args.resume, graph.max_bytes))
         except DataError as exc:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
@@ -266,10 +266,10 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     return checkpoint
 
 
-def _best_checkpoint(resumed: Path) -> Checkpoint | None:
+def _best_checkpoint(resumed: Path, max_bytes: int) -> Checkpoint | None:
     """The best epoch that early stopping kept beside ``resumed``, if it is there."""
     best = best_path(resumed)
-    return load_checkpoint(best) if best.is_file() else None
+    return load_checkpoint(best, max_bytes) if best.is_file() else None
 
 
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:

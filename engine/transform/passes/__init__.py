@@ -3,8 +3,9 @@
 A ``Stage`` (``engine.transform.passes.stage``) is a spec as plain data, as
 ``engine.grad`` writes it, with the graph the loader made of it.  Each pass lives
 in its own module, whose docstring says what it rewrites and why the rewrite is
-exact; each walks the nodes once (linear in the graph's size).  ``PASSES`` is the
-default order: folding makes the numbers that simplification looks for, and both
+exact (or how it changes rounding: fusion); each walks the nodes once (linear in the
+graph's size).  ``PASSES`` is the default order: fusion first, on the forward graph; then
+folding makes the numbers that simplification looks for, and both
 expose common subexpressions and dead
 nodes, which the last two passes remove.
 """
@@ -18,17 +19,25 @@ from engine.errors import UsageError, did_you_mean
 from engine.transform.passes.cse import eliminate_common_subexpressions
 from engine.transform.passes.dce import eliminate_dead_code
 from engine.transform.passes.fold import fold_constants
+from engine.transform.passes.fuse import fuse
 from engine.transform.passes.simplify import simplify
 from engine.transform.passes.stage import Match, Stage
 
 Pass = Callable[[Stage], Stage]
 
-PASSES: dict[str, Pass] = {
+#: Passes on the forward graph, run before engine grad differentiates it (so that the
+#: backward is the fused op's derivative), whatever their place in a list.
+FORWARD_PASSES: dict[str, Pass] = {"fuse": fuse}
+
+#: Passes on the joint forward and backward graph.
+JOINT_PASSES: dict[str, Pass] = {
     "fold": fold_constants,
     "simplify": simplify,
     "cse": eliminate_common_subexpressions,
     "dce": eliminate_dead_code,
 }
+
+PASSES: dict[str, Pass] = {**FORWARD_PASSES, **JOINT_PASSES}
 
 
 @dataclass(frozen=True)

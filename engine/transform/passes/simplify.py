@@ -20,6 +20,10 @@ A node is replaced by its input ``x`` when its result has x's shape and dtype an
   negative (log x is NaN), it does not fire.  ``Log(Exp(x))`` is never rewritten:
   exp overflows to inf above about 709.78, and log(inf) is not x.
 
+- ``Exp(LogSoftmax(x))`` becomes ``Softmax(x)`` on the same axis (the cross-entropy's
+  derivative reads it; ``cse`` then merges it with a Softmax the forward already has):
+  exp(x - max - log sum) against exp(x - max) / sum, equal up to rounding.
+
 "1" and "0" are inline numbers, or constants whose every element is 1 (or 0) and
 that broadcast without changing x's shape or dtype.  One walk in order: linear.
 """
@@ -92,6 +96,10 @@ class _Simplifier:
             return self.sum_of_ones(name, entry)
         if op == "Reshape":
             return self.reshape(name, entry)
+        if op == "Exp" and (inner := self.current(refs[0])) and inner["op"] == "LogSoftmax":
+            self.matches.append(self.stage.match(name, "Exp of LogSoftmax is Softmax"))
+            self.spec["nodes"][name] = {**inner, "op": "Softmax"}
+            return None
         if op == "Exp" and (inner := self.current(refs[0])) and inner["op"] == "Log" \
                 and isinstance(inner["inputs"][0], str) and self.nonnegative(inner["inputs"][0]):
             return self.replace(name, inner["inputs"][0], "Exp of Log of a value >= 0")
