@@ -99,3 +99,13 @@ def test_schemas_and_engine_import_in_either_order(first: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_engine_package_exports_eagerly() -> None:
+    """No PEP 562 ``__getattr__`` hiding a cycle: the public names are plain imports."""
+    tree = ast.parse((ROOT / "engine" / "__init__.py").read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert not functions & {"__getattr__", "__dir__"}
+    import engine
+
+    assert all(name in vars(engine) for name in engine.__all__)

@@ -23,10 +23,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from engine.graph.shapes import Dims, Shape, ShapeError
 from engine.ops.samples import Sample
+from schemas.base import StrictModel
 
 Array = Any  # an array of whichever namespace the executor runs on
 
@@ -38,10 +39,11 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 SMALL_ARRAY = 1 << 14
 
 
-class OpAttrs(BaseModel):
-    """Base of every op's attribute model: frozen, and unknown keys are refused."""
+class OpAttrs(StrictModel):
+    """Base of every op's attribute model: the spec's strict model (unknown keys refused,
+    nothing converted), frozen so that a step's attributes never change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(frozen=True)
 
 
 Forward = Callable[..., Array]

@@ -136,18 +136,29 @@ def _slice_shape(attrs: SliceAttrs, dims: Dims, shape: Shape) -> Shape:
 
 def _slice_forward(xp, attrs, x):
     cuts = _slices(attrs, x.ndim)
-    return x[tuple(_in_range(cuts[axis], x.shape[axis]) if axis in cuts else slice(None)
-                   for axis in range(x.ndim))]
+    index, flips = [], []
+    for axis in range(x.ndim):
+        if axis not in cuts:
+            index.append(slice(None))
+            continue
+        taken = range(*cuts[axis].indices(x.shape[axis]))
+        if taken.step < 0 and taken:  # PyTorch refuses negative steps: take, then flip
+            taken = taken[::-1]
+            flips.append(axis)
+        index.append(_in_range(taken))
+    out = x[tuple(index)]
+    for axis in flips:
+        out = xp.flip(out, axis=axis)
+    return out
 
 
-def _in_range(cut: slice, size: int) -> slice:
-    """The same positions as ``cut`` with bounds inside the axis, as the array API requires
-    (it leaves clamping out-of-range bounds, which ONNX and Python do, unspecified)."""
-    taken = range(*cut.indices(size))
+def _in_range(taken: range) -> slice:
+    """The positions ``taken`` (increasing) as a slice with bounds inside the axis, as the
+    array API requires (it leaves clamping out-of-range bounds, which ONNX and Python do,
+    unspecified)."""
     if not taken:
         return slice(0, 0)
-    stop = taken[-1] + (1 if taken.step > 0 else -1)
-    return slice(taken.start, stop if 0 <= stop < size else None, taken.step)
+    return slice(taken.start, taken[-1] + 1, taken.step)
 
 
 def _slice_vjp(xp, attrs, g, out, inputs, needs):

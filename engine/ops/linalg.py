@@ -20,10 +20,16 @@ def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
 
 def _matmul_vjp(xp, attrs, g, out, inputs, needs):
     a, b = inputs
-    # ``.mT`` is the standard's attribute for matrix_transpose, without a function's dispatch
-    d_a = xp.matmul(g, b.mT) if needs[0] else None
-    d_b = xp.matmul(a.mT, g) if needs[1] else None
+    d_a = xp.matmul(g, _transposed(xp, b)) if needs[0] else None
+    d_b = xp.matmul(_transposed(xp, a), g) if needs[1] else None
     return (d_a, d_b)
+
+
+def _transposed(xp, m):
+    """``matrix_transpose``: the standard's ``.mT`` attribute where the array has it (it
+    skips a function's dispatch on NumPy; the symbolic arrays of ``engine grad`` trace it),
+    else the function, for Dask's arrays, which lack the attribute."""
+    return m.mT if hasattr(m, "mT") else xp.matrix_transpose(m)
 
 
 _MATMUL_SHAPES = (

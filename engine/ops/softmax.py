@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -150,7 +151,9 @@ def _one_hot(xp, probs, target):
 
 
 def _rows(probs) -> int:
-    return probs.size // probs.shape[-1]
+    """Rows the mean divides by; ``math.prod`` of the shape, since ``.size`` is a method on
+    torch tensors and unknown (NaN) on a Dask array whose chunks are not yet computed."""
+    return math.prod(probs.shape[:-1])
 
 
 def _nll_forward(xp, attrs, probs, target):

@@ -38,6 +38,7 @@ from engine.graph.targets import check_labels
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
+from engine.runtime.backends import Backend, get_backend
 from engine.runtime.feeds import bind_feeds, fed_as, initial_value
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
@@ -91,8 +92,15 @@ class Back(NamedTuple):
 class Executor:
     """Compiles a graph once; ``forward(feeds)`` then ``backward()`` as often as needed.
 
-    ``xp`` is the array namespace to run on (NumPy by default; any namespace of
-    the Python array API standard, such as ``array_api_strict``, works).
+    ``backend`` names the array library to run on: ``"numpy"`` (the default), ``"torch"``,
+    ``"jax"`` or ``"dask"`` (``engine.runtime.backends``; each an optional extra, imported
+    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``).  Or ``xp``
+    passes any namespace of the Python array API standard itself (``array_api_strict``).
+    Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
+    Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
+    library, on its device, so that a caller can keep computing there;
+    ``engine.runtime.backends.to_numpy`` turns any of them into a NumPy array.  Feeds and
+    parameters may be assigned NumPy arrays on every backend.
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
     holds NaN or inf (and keeps every value, for its report); ``trace`` fills
@@ -109,7 +117,8 @@ class Executor:
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False, strict_feeds: bool = False):
+                 training: bool = False, strict_feeds: bool = False, backend: str | None = None,
+                 device: str | None = None):
         self.graph = graph
         self.strict_feeds = strict_feeds
         #: The inputs that took their init in the last forward pass, because nothing fed them.
@@ -117,7 +126,13 @@ class Executor:
         #: Per input: (mean, std) that ``load_params`` read; fed arrays are standardised.
         self._scaling: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.trace: Trace | None = Trace(graph) if trace else None
-        self.xp = np if xp is None else xp
+        if backend is not None and xp is not None:
+            raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
+        if backend is None and device is not None:
+            raise EngineError("device= needs backend= (the torch backend)")
+        self.backend: Backend = get_backend(backend or "numpy", device) if xp is None \
+            else Backend(getattr(xp, "__name__", "xp"), xp)
+        self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else seed
@@ -217,7 +232,7 @@ class Executor:
     def _array(self, array: np.ndarray, dtype: str) -> Array:
         if self.xp is np:
             return np.asarray(array, dtype=dtype)
-        return self.xp.asarray(np.asarray(array, dtype=dtype), dtype=getattr(self.xp, dtype))
+        return self.backend.asarray(array, dtype)
 
     # -- forward ---------------------------------------------------------------------------
 
@@ -239,6 +254,11 @@ class Executor:
         parameters, numpy = self.parameters, self.xp is np
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
+        if not numpy:  # a NumPy array assigned to a parameter (a checkpoint, finite differences)
+            for name, slot in self._parameter_slots:
+                if type(parameters[name]) is np.ndarray:
+                    parameters[name] = slots[slot] = self._array(
+                        parameters[name], self.graph.values[name].dtype)
         defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)

@@ -1,4 +1,4 @@
-"""Tracing and NaN/Inf detection, by wrapping each step's op in the compiled plan.
+"""Tracing and NaN/Inf detection, by wrapping each step's forward and vjp in the compiled plan.
 
 The executor's loops call ``step.forward`` and ``step.vjp``; when a trace or a
 finiteness check is asked for, each step gets a forward and vjp that also record

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.graph.model import Graph
+from engine.runtime.backends import to_numpy
 from engine.runtime.executor import Executor
 from engine.testing.gradcheck import (
     ATOL,
@@ -32,14 +33,22 @@ from engine.transform.hvp import hvp_spec
 
 def check_gradients(graph: Graph, feeds: Mapping[str, Any] | None = None,
                     wrt: Sequence[str] | None = None, *, order: int = 1, eps: float = EPS,
-                    atol: float = ATOL, rtol: float = RTOL, seed: int | None = None
-                    ) -> list[Report]:
-    """One report per tensor of ``wrt`` (default: those the loss's gradient reaches)."""
-    ex = Executor(graph, seed=seed)
+                    atol: float = ATOL, rtol: float = RTOL, seed: int | None = None,
+                    backend: str | None = None, device: str | None = None) -> list[Report]:
+    """One report per tensor of ``wrt`` (default: those the loss's gradient reaches).
+
+    ``backend`` and ``device`` choose the array library the derivatives are computed on
+    (``Executor``'s); the finite differences are taken in float64 all the same."""
+    ex = Executor(graph, seed=seed, backend=backend, device=device)
     feeds = explicit_feeds(ex, feeds or {})
     if order == 1:
         return _first_order(graph, ex, feeds, wrt, eps, atol, rtol)
     return _second_order(graph, ex, feeds, wrt, eps, atol, rtol, seed)
+
+
+def _like(ex: Executor, graph: Graph) -> Executor:
+    """An executor of ``graph`` with ``ex``'s seed, on ``ex``'s backend and device."""
+    return Executor(graph, seed=ex.seed, backend=ex.backend.name, device=ex.backend.device)
 
 
 def _first_order(graph: Graph, ex: Executor, feeds: dict[str, np.ndarray],
@@ -48,11 +57,11 @@ def _first_order(graph: Graph, ex: Executor, feeds: dict[str, np.ndarray],
     gradient = grad(graph, wrt)  # also validates wrt, with located messages
     names = list(gradient.gradients)
     ex.forward(feeds)
-    analytic = {k: np.array(v) for k, v in ex.backward().items()}
+    analytic = {k: to_numpy(v) for k, v in ex.backward().items()}
     missing = [name for name in names if name not in analytic]
     if missing:  # inputs that do not require grad: the executor skips them, the graph does not
-        out = Executor(gradient, seed=ex.seed).forward(feeds)
-        analytic.update({name: out[gradient.gradients[name]] for name in missing})
+        out = _like(ex, gradient).forward(feeds)
+        analytic.update({name: to_numpy(out[gradient.gradients[name]]) for name in missing})
     return [compare(name, analytic[name], numeric_grad(ex, feeds, name, eps), atol, rtol)
             for name in names]
 
@@ -66,18 +75,18 @@ def _second_order(graph: Graph, ex: Executor, feeds: dict[str, np.ndarray],
     dot = loads(made.text, file=f"<hvp of {graph.file}>", base_dir=graph.base_dir)
     names = list(made.vectors)
     rng = np.random.default_rng(0 if seed is None else seed)
-    values = {name: np.array(ex.parameters[name] if name in ex.parameters else feeds[name],
-                             dtype=np.float64) for name in names}
+    values = {name: np.array(to_numpy(ex.parameters[name]) if name in ex.parameters
+                             else feeds[name], dtype=np.float64) for name in names}
     vectors = {name: rng.normal(size=values[name].shape) for name in names}
     twice = grad(dot, names)
-    second = Executor(twice, seed=ex.seed)
+    second = _like(ex, twice)
     second.parameters.update({k: v for k, v in ex.parameters.items() if k in second.parameters})
     out = second.forward({**feeds, **{made.vectors[n]: vectors[n] for n in names}})
-    hv = {name: out[twice.gradients[name]] for name in names}
+    hv = {name: to_numpy(out[twice.gradients[name]]) for name in names}
     sizes = [values[name].size for name in names]
     flat = np.concatenate([values[name].ravel() for name in names])
     direction = np.concatenate([vectors[name].ravel() for name in names])
-    once = Executor(grad(graph, names), seed=ex.seed)
+    once = _like(ex, grad(graph, names))
     once_names = once.graph.gradients
 
     def gradients(point: np.ndarray) -> np.ndarray:
@@ -95,7 +104,8 @@ def _second_order(graph: Graph, ex: Executor, feeds: dict[str, np.ndarray],
         if any(name not in result for name in names):
             graph_out = once.forward(trial)
             result = {name: graph_out[once_names[name]] for name in names}
-        return np.concatenate([np.asarray(result[n], dtype=np.float64).ravel() for n in names])
+        return np.concatenate([np.asarray(to_numpy(result[n]), dtype=np.float64).ravel()
+                               for n in names])
 
     try:
         numeric = central_difference(gradients, flat, eps, direction=direction)

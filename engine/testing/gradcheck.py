@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.ops.base import OpDef
 from engine.ops.samples import Sample
+from engine.runtime.backends import to_numpy
 from engine.runtime.kernels import sum_to
 
 EPS = 1e-6
@@ -128,7 +129,8 @@ def numeric_grad(ex: Any, feeds: Mapping[str, np.ndarray], name: str, eps: float
 
     The executor's parameters and last forward pass are restored afterwards."""
     is_param = name in ex.parameters
-    base = np.array(ex.parameters[name] if is_param else feeds[name], dtype=np.float64)
+    base = np.array(to_numpy(ex.parameters[name]) if is_param else feeds[name],
+                    dtype=np.float64)
 
     def loss(trial: np.ndarray) -> float:
         if is_param:
@@ -150,5 +152,5 @@ def explicit_feeds(ex: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Every input of the executor's graph as an array: the fed ones, and the defaults the
     others take (a forward pass is run to make them), so that perturbing one changes only it."""
     ex.forward(feeds)
-    return {name: np.array(ex.value(name)) for name, v in ex.graph.values.items()
+    return {name: np.array(to_numpy(ex.value(name))) for name, v in ex.graph.values.items()
             if v.kind == "input"}

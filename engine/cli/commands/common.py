@@ -19,6 +19,7 @@ from engine.cli.diagnostics import report
 from engine.errors import UsageError
 from engine.graph.model import Graph
 from engine.limits import DEFAULT_MAX_BYTES, parse_bytes
+from engine.runtime.backends import BACKENDS
 from engine.spec.loader import load
 
 
@@ -66,6 +67,19 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
                         help="refuse what would take more memory than SIZE: the graph's values "
                              "at their declared or fed shapes, a data file, the spec file "
                              "(default 4GiB; accepts 512MB, 2GiB, 1e9, ...)")
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend NAME`` and ``--device DEVICE``: which array library runs the graph.
+
+    The libraries other than NumPy are optional extras, imported only when chosen;
+    results are printed and saved as NumPy arrays whichever ran them."""
+    parser.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
+                        help="the array library that runs the graph (default numpy); torch, "
+                             'jax and dask are extras: pip install -e ".[torch]" and so on')
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="with --backend torch: the device, such as cpu, cuda or cuda:1 "
+                             "(default: torch's, the CPU)")
 
 
 def _bytes_argument(text: str) -> int:

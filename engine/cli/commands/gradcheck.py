@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_load_options, load_spec, print_json
+from engine.cli.commands.common import (
+    add_backend_options,
+    add_load_options,
+    load_spec,
+    print_json,
+)
 from engine.cli.commands.grad import add_wrt_option
 from engine.cli.commands.run import _feed_argument, _read_feed
 from engine.errors import UsageError
@@ -45,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_load_options(parser)
+    add_backend_options(parser)
 
 
 def _positive(text: str) -> float:
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
     with np.errstate(all="ignore"):
         reports = check_gradients(graph, feeds, args.wrt, order=args.order, eps=args.eps,
-                                  atol=args.atol, rtol=args.rtol, seed=args.seed)
+                                  atol=args.atol, rtol=args.rtol, seed=args.seed,
+                                  backend=args.backend, device=args.device)
     ok = all(report.ok for report in reports)
     if args.json:
         print_json({"spec": str(args.spec), "order": args.order, "eps": args.eps,

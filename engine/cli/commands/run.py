@@ -9,12 +9,19 @@ from typing import IO, Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
+from engine.cli.commands.common import (
+    add_backend_options,
+    add_load_options,
+    load_spec,
+    print_json,
+    require_suffix,
+)
 from engine.errors import DataError, UsageError
 from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_array
 from engine.io.atomic import check_writable, save_npz
+from engine.runtime.backends import to_numpy
 from engine.runtime.executor import Executor
 from engine.runtime.feeds import bind_feeds
 from engine.train.checkpoint import load_trained
@@ -49,6 +56,7 @@ def add_parser(subparsers: Any) -> None:
                         help="write outputs and gradients to FILE.npz (keys outputs/NAME and "
                              "grads/NAME), atomically")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    add_backend_options(parser)
 
 
 def _feed_argument(text: str) -> tuple[str, Path]:
@@ -70,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save is not None:
         check_writable(args.save)
     feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
-    executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace)
+    executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace,
+                        backend=args.backend, device=args.device)
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)
@@ -78,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
         outputs = executor.forward(feeds)
         grads = executor.backward() if graph.loss is not None else {}
-    outputs_np = {k: np.asarray(v) for k, v in outputs.items()}
-    grads_np = {k: np.asarray(v) for k, v in grads.items()}
+    outputs_np = {k: to_numpy(v) for k, v in outputs.items()}
+    grads_np = {k: to_numpy(v) for k, v in grads.items()}
     _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
     if args.save is not None:

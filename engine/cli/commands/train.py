@@ -103,8 +103,8 @@ examples:
   python -m engine train graphs/mlp.yaml --epochs 20 --lr 0.05 --optimizer momentum --save p.npz
   python -m engine train graphs/mlp.yaml --resume p.npz --epochs 40 --save p.npz --plot loss.png
   python -m engine train graphs/mlp.yaml --set inputs.x.standardize=false --json
-  python -m engine train graphs/digits.yaml --optimizer adamw --weight-decay 0.01 \
-      --schedule cosine --warmup-epochs 1 --patience 5 --save p.npz   # best epoch: p.best.npz
+  python -m engine train graphs/digits.yaml --weight-decay 0.05 --patience 5 --save p.npz
+  python -m engine train graphs/mlp.yaml --schedule cosine --warmup-epochs 2 --clip-grad-norm 1
 
 Every field of the train: section can be overridden: the options above, or --set for any
 field (its value is YAML). --data, --val-data and --test-data are relative to the current
@@ -182,7 +182,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
     trainer = Trainer(graph, config, dataset, seed, save=args.save)
     if checkpoint is not None:
         try:
-            trainer.resume(checkpoint, _best_checkpoint(args.resume))
+            trainer.resume(checkpoint, _best_checkpoint(args.resume, graph.max_bytes))
         except DataError as exc:
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
@@ -266,10 +266,10 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     return checkpoint
 
 
-def _best_checkpoint(resumed: Path) -> Checkpoint | None:
+def _best_checkpoint(resumed: Path, max_bytes: int) -> Checkpoint | None:
     """The best epoch that early stopping kept beside ``resumed``, if it is there."""
     best = best_path(resumed)
-    return load_checkpoint(best) if best.is_file() else None
+    return load_checkpoint(best, max_bytes) if best.is_file() else None
 
 
 def resolve_config(spec_config: TrainConfig | None, args: argparse.Namespace) -> TrainConfig:

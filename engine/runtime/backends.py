@@ -1,0 +1,124 @@
+"""Array libraries the executor can run on, chosen by name: ``numpy``, ``torch``, ``jax``, ``dask``.
+
+The ops are written against the Python array API standard, so another library
+needs only its namespace: array-api-compat's wrappers for PyTorch and Dask, and
+``jax.numpy`` (which is itself a namespace of the standard).  Each library is
+imported only when it is chosen, so NumPy stays the only required one; a
+missing one is an ``EngineError`` that names the ``pip install`` of its extra.
+
+A ``Backend`` also converts at the boundary: NumPy arrays into its own arrays
+(on its device), and its arrays back into NumPy (``to_numpy``), which is what
+the command line prints and saves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from engine.errors import EngineError, did_you_mean
+
+#: Backend name -> (the module whose presence means it is installed, the pyproject extra).
+BACKENDS: dict[str, tuple[str, str | None]] = {
+    "numpy": ("numpy", None),
+    "torch": ("torch", "torch"),
+    "jax": ("jax", "jax"),
+    "dask": ("dask.array", "dask"),
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array library: its array-API namespace ``xp`` and the device arrays go to."""
+
+    name: str
+    xp: ModuleType
+    device: Any = None
+
+    def asarray(self, array: Any, dtype: str) -> Any:
+        """A NumPy array (or anything ``np.asarray`` takes) as this backend's array."""
+        host = np.asarray(array, dtype=dtype)
+        if self.name == "numpy":
+            return host
+        if not host.flags.c_contiguous:  # torch refuses negative strides (np.flip's views)
+            host = host.copy()
+        if self.device is None:
+            return self.xp.asarray(host, dtype=getattr(self.xp, dtype))
+        return self.xp.asarray(host, dtype=getattr(self.xp, dtype), device=self.device)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return to_numpy(array)
+
+
+def installed(name: str) -> bool:
+    """Whether backend ``name``'s library can be imported (without importing it)."""
+    module = BACKENDS[name][0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # dask.array with no dask
+        return False
+
+
+def install_hint(name: str) -> str:
+    extra = BACKENDS[name][1]
+    return f'pip install -e ".[{extra}]"' if extra else "pip install numpy"
+
+
+def get_backend(name: str, device: str | None = None) -> Backend:
+    """The backend called ``name`` on ``device`` (torch only: ``cpu``, ``cuda``, ``cuda:1``)."""
+    if name not in BACKENDS:
+        raise EngineError(f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; the "
+                          f"backends are: {', '.join(BACKENDS)}")
+    if device is not None and name != "torch":
+        raise EngineError(f"a device is chosen only on the torch backend, not on {name!r} "
+                          f"(got device {device!r})")
+    if not installed(name):
+        raise EngineError(f"backend {name!r} needs {BACKENDS[name][0].split('.')[0]}, which is "
+                          f"not installed: {install_hint(name)}")
+    return Backend(name, _namespace(name), _device(name, device))
+
+
+def _namespace(name: str) -> ModuleType:
+    if name == "numpy":
+        return np
+    if name == "torch":
+        return importlib.import_module("array_api_compat.torch")
+    if name == "dask":
+        return importlib.import_module("array_api_compat.dask.array")
+    jax = importlib.import_module("jax")
+    # Without it JAX silently computes float64 specs in float32.
+    jax.config.update("jax_enable_x64", True)
+    return importlib.import_module("jax.numpy")
+
+
+def _device(name: str, device: str | None) -> Any:
+    if name != "torch" or device is None:
+        return None
+    torch = importlib.import_module("torch")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineError(f"--device {device!r}: not a torch device ({exc}); use cpu, cuda or "
+                          "cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r}: this torch build sees no CUDA GPU (torch "
+                          f"{torch.__version__}); use --device cpu")
+    return chosen
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Any backend's array as a NumPy array: a torch tensor is detached and copied to the
+    host, a Dask array computed, a JAX array copied out; a NumPy array is returned as is."""
+    if isinstance(array, np.ndarray):
+        return array
+    module = type(array).__module__
+    if module.startswith("torch"):
+        return array.detach().cpu().numpy()
+    if module.startswith("dask"):
+        return np.asarray(array.compute())
+    return np.asarray(array)

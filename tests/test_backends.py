@@ -1,0 +1,254 @@
+"""Every op and every example graph on every installed array library, against NumPy.
+
+The ops' rules are array-API code; these tests run them on PyTorch (CPU), JAX and
+Dask through ``engine.runtime.backends``.  Forward values are compared with each
+op's independent NumPy reference, gradients with central finite differences of
+that reference (float64), and whole graphs with the NumPy backend to 1e-10.  A
+library that is not installed skips its tests, with the pip command as the reason.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+from engine.errors import EngineError
+from engine.ops import REGISTRY, OpDef, Sample
+from engine.runtime import backends
+from engine.runtime.backends import get_backend, install_hint, installed, to_numpy
+from engine.runtime.kernels import sum_to
+from engine.testing.gradcheck import compare, numeric_vjp, sample_needs
+
+GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
+OTHERS = ("torch", "jax", "dask")
+
+
+def _backend_param(name: str):
+    return pytest.param(name, id=name, marks=pytest.mark.skipif(
+        not installed(name), reason=f"backend {name} is not installed: {install_hint(name)}"))
+
+
+BACKEND_PARAMS = [_backend_param(name) for name in OTHERS]
+
+OP_CASES = [
+    pytest.param(name, index, id=f"{name}-{index}-{sample.note}")
+    for name, op in sorted(REGISTRY.items())
+    for index, sample in enumerate(op.samples(np.random.default_rng(0)))
+]
+
+
+def _sample(name: str, index: int) -> tuple[OpDef, Sample]:
+    op = REGISTRY[name]
+    return op, op.samples(np.random.default_rng(0))[index]
+
+
+def _on(backend: backends.Backend, array: np.ndarray):
+    return backend.asarray(array, np.asarray(array).dtype.name)
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+@pytest.mark.parametrize(("name", "index"), OP_CASES)
+def test_op_forward_matches_the_numpy_reference(backend_name: str, name: str, index: int) -> None:
+    op, sample = _sample(name, index)
+    backend = get_backend(backend_name)
+    attrs = op.attrs(**sample.attrs)
+    got = to_numpy(op.forward(backend.xp, attrs, *[_on(backend, x) for x in sample.inputs]))
+    want = np.asarray(op.reference(attrs, *sample.inputs))
+    assert got.shape == want.shape
+    if want.dtype.kind in "bi":  # comparisons and casts: exact, and of the same dtype
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@cache
+def _numeric(name: str, index: int, input_index: int) -> np.ndarray:
+    """d sum(upstream * reference) / d input by central differences, once per case."""
+    op, sample = _sample(name, index)
+    attrs = op.attrs(**sample.attrs)
+    return numeric_vjp(lambda *a: op.reference(attrs, *a), sample.inputs, input_index,
+                       _upstream(name, index))
+
+
+@cache
+def _upstream(name: str, index: int) -> np.ndarray:
+    op, sample = _sample(name, index)
+    out = op.reference(op.attrs(**sample.attrs), *sample.inputs)
+    return np.random.default_rng(1).normal(size=np.shape(out))
+
+
+#: The samples where some float input takes a gradient (not comparisons, casts, counts).
+VJP_CASES = [case for case in OP_CASES if any(sample_needs(*_sample(*case.values)))]
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+@pytest.mark.parametrize(("name", "index"), VJP_CASES)
+def test_op_vjp_matches_finite_differences(backend_name: str, name: str, index: int) -> None:
+    op, sample = _sample(name, index)
+    needs = sample_needs(op, sample)
+    backend, attrs = get_backend(backend_name), op.attrs(**sample.attrs)
+    xp = backend.xp
+    inputs = [_on(backend, x) for x in sample.inputs]
+    out = op.forward(xp, attrs, *inputs)
+    upstream = _on(backend, _upstream(name, index))
+    parts = op.vjp(xp, attrs, upstream, out, inputs, needs)
+    for input_index, (x, needed) in enumerate(zip(sample.inputs, needs, strict=True)):
+        part = parts[input_index]
+        if not needed:
+            assert part is None, f"{name} returned a gradient for input {input_index}"
+            continue
+        analytic = to_numpy(sum_to(xp, part, tuple(np.shape(x))))
+        assert analytic.shape == np.shape(x)
+        report = compare(f"{name} input {input_index}", analytic,
+                         _numeric(name, index, input_index), atol=1e-7, rtol=1e-6)
+        assert report.ok, report
+
+
+# -- whole graphs ----------------------------------------------------------------------------
+
+def _random_feeds(graph: engine.Graph) -> dict[str, np.ndarray]:
+    """Feeds other than the defaults: floats drawn afresh, labels reversed."""
+    defaults = engine.Executor(graph)
+    defaults.forward()
+    rng = np.random.default_rng(5)
+    return {name: rng.uniform(0.1, 1.0, size=defaults.value(name).shape)
+            if value.dtype.startswith("float") else np.flip(defaults.value(name))
+            for name, value in graph.values.items() if value.kind == "input"}
+
+
+@pytest.mark.filterwarnings("ignore::engine.errors.DataWarning")  # soft targets, as meant
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+@pytest.mark.parametrize("path", sorted(GRAPHS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_graph_equals_numpy(backend_name: str, path: Path) -> None:
+    graph = engine.load(path)
+    assert all(v.dtype == "float64" for v in graph.values.values()
+               if v.dtype.startswith("float")), "the 1e-10 comparison assumes float64"
+    for feeds in ({}, _random_feeds(graph)):
+        on_numpy, other = engine.Executor(graph), engine.Executor(graph, backend=backend_name)
+        want, got = on_numpy.forward(feeds), other.forward(feeds)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert not isinstance(got[key], np.ndarray), "results stay the backend's arrays"
+            np.testing.assert_allclose(to_numpy(got[key]), want[key], rtol=1e-10, atol=1e-12,
+                                       err_msg=key)
+        if graph.loss is None:
+            continue
+        assert other.loss == pytest.approx(on_numpy.loss, rel=1e-10, abs=1e-12)
+        want_grads, got_grads = on_numpy.backward(), other.backward()
+        assert got_grads.keys() == want_grads.keys() and want_grads
+        for key in want_grads:
+            np.testing.assert_allclose(to_numpy(got_grads[key]), want_grads[key], rtol=1e-10,
+                                       atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_numpy_fast_paths_never_reach_another_backend(backend_name: str) -> None:
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    assert engine.Executor(graph).plan.fast  # the NumPy run takes them
+    plan = engine.Executor(graph, backend=backend_name).plan
+    assert not plan.fast
+    with_fast = [step for step in plan.steps if step.op.fast_forward or step.op.fast_vjp]
+    assert with_fast, "mlp.yaml should hold ops with NumPy fast paths"
+    for step in with_fast:
+        assert step.forward is step.op.forward and step.vjp is step.op.vjp, step.name
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_numpy_parameters_assigned_on_another_backend_are_converted(backend_name: str) -> None:
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    on_numpy, other = engine.Executor(graph), engine.Executor(graph, backend=backend_name)
+    for name, value in on_numpy.parameters.items():
+        on_numpy.parameters[name] = other.parameters[name] = np.asarray(value) * 0.5
+    on_numpy.forward()
+    other.forward()
+    assert other.loss == pytest.approx(on_numpy.loss, rel=1e-10)
+    assert not any(isinstance(p, np.ndarray) for p in other.parameters.values())
+
+
+# -- choosing a backend ----------------------------------------------------------------------
+
+def test_a_missing_library_names_the_pip_command(monkeypatch) -> None:
+    monkeypatch.setattr(backends, "installed", lambda name: name == "numpy")
+    for name in OTHERS:
+        with pytest.raises(EngineError, match=rf'pip install -e "\.\[{name}\]"'):
+            engine.Executor(engine.load(GRAPHS / "mlp.yaml"), backend=name)
+
+
+def test_an_unknown_backend_lists_the_backends() -> None:
+    with pytest.raises(EngineError, match=r"unknown backend 'troch' \(did you mean 'torch'\?\)"):
+        get_backend("troch")
+
+
+def test_a_device_is_refused_off_torch() -> None:
+    with pytest.raises(EngineError, match="only on the torch backend"):
+        get_backend("numpy", device="cuda")
+
+
+def test_numpy_is_the_default_and_returns_numpy_arrays() -> None:
+    ex = engine.Executor(engine.load(GRAPHS / "mlp.yaml"))
+    assert ex.backend.name == "numpy" and ex.xp is np
+    assert all(isinstance(v, np.ndarray | np.generic) for v in ex.forward().values())
+
+
+@pytest.mark.skipif(not installed("torch"), reason=f"torch not installed: {install_hint('torch')}")
+def test_torch_results_are_tensors_on_the_chosen_device() -> None:
+    import torch
+
+    ex = engine.Executor(engine.load(GRAPHS / "mlp.yaml"), backend="torch", device="cpu")
+    ex.forward()
+    grads = ex.backward()
+    assert all(isinstance(g, torch.Tensor) and g.device.type == "cpu" for g in grads.values())
+    assert isinstance(ex.loss, float)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from engine.cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_run_backend_prints_numpys_numbers(capsys, backend_name: str) -> None:
+    import json
+
+    spec = str(GRAPHS / "mlp.yaml")
+    code, out, _ = _cli(capsys, "run", spec, "--json")
+    assert code == 0
+    want = json.loads(out)
+    code, out, _ = _cli(capsys, "run", spec, "--json", "--backend", backend_name)
+    assert code == 0
+    got = json.loads(out)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-10)
+    for kind in ("outputs", "grads"):
+        assert got[kind].keys() == want[kind].keys()
+        for key in want[kind]:
+            np.testing.assert_allclose(got[kind][key], want[kind][key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_PARAMS)
+def test_gradcheck_passes_on_the_backend(capsys, backend_name: str) -> None:
+    code, out, _ = _cli(capsys, "gradcheck", str(GRAPHS / "softmax.yaml"), "--backend",
+                        backend_name, "--json")
+    assert code == 0 and '"ok": true' in out
+
+
+def test_cli_names_the_pip_command_for_a_missing_backend(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(backends, "installed", lambda name: name == "numpy")
+    code, _, err = _cli(capsys, "run", str(GRAPHS / "mlp.yaml"), "--backend", "dask")
+    assert code == 1
+    assert 'backend \'dask\' needs dask, which is not installed: pip install -e ".[dask]"' in err
+    assert "Traceback" not in err
+
+
+def test_cli_device_without_torch_is_an_error(capsys) -> None:
+    code, _, err = _cli(capsys, "run", str(GRAPHS / "mlp.yaml"), "--device", "cpu")
+    assert code == 1 and "only on the torch backend" in err
