@@ -48,7 +48,7 @@ def test_nll_of_softmax_becomes_a_cross_entropy_with_gradient_p_minus_y() -> Non
     graph = engine.load(GRAPHS / "mlp.yaml")  # Softmax, NLL with reduction mean
     made = optimize_spec(graph)
     fused = next(r for r in made.reports if r.name == "fuse")
-    assert [m.node for m in fused.matches] == ["loss"]
+    assert [m.node for m in fused.matches] == ["h1", "logits", "loss"]  # two Dense, one NLL
     nodes = made.stage.spec["nodes"]
     assert nodes["loss_logp"] == {"op": "LogSoftmax", "inputs": ["logits"], "axis": -1}
     assert not any(e["op"] == "Div" and e["inputs"][0] == "y" for e in nodes.values()), \
@@ -109,3 +109,28 @@ def test_fusion_can_be_left_out() -> None:
 
 def ops_of(made: Any) -> dict[str, str]:
     return ops(made.stage)
+
+
+def test_matmul_plus_bias_becomes_dense_bit_for_bit() -> None:
+    inputs = {"x": X, "w": {"shape": [3, 2], "init": {"normal": {"std": 1.0}}},
+              "b": {"shape": [2], "init": {"normal": {"std": 1.0}}}}
+    before = stage({"z": {"op": "MatMul", "inputs": ["x", "w"]},
+                    "h": {"op": "Add", "inputs": ["b", "z"]},
+                    "a": {"op": "Relu", "inputs": ["h"]}}, ["a"], inputs=inputs)
+    after = fuse(before)
+    assert after.spec["nodes"] == {"h": {"op": "Dense", "inputs": ["x", "w", "b"]},
+                                   "a": {"op": "Relu", "inputs": ["h"]}}
+    got, want = engine.Executor(after.graph).forward(), engine.Executor(before.graph).forward()
+    np.testing.assert_array_equal(got["a"], want["a"])
+
+
+@pytest.mark.parametrize("outputs, extra", [
+    (["h", "z"], {}),                                                  # the product is an output
+    (["h", "twice"], {"twice": {"op": "Mul", "inputs": ["z", 2.0]}}),  # read by another node
+], ids=["output", "read twice"])
+def test_a_product_read_elsewhere_is_not_taken_into_dense(outputs: list[str],
+                                                          extra: dict) -> None:
+    inputs = {"x": X, "w": {"shape": [3, 2]}, "b": {"shape": [2]}}
+    nodes = {"z": {"op": "MatMul", "inputs": ["x", "w"]},
+             "h": {"op": "Add", "inputs": ["z", "b"]}, **extra}
+    assert fuse(stage(nodes, outputs, inputs=inputs)).matches == []

@@ -196,6 +196,7 @@ def test_gradients_of_gradients_are_hessian_vector_products() -> None:
         np.testing.assert_allclose(out[twice.gradients[tensor]], numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, about torch.jit
 def test_hessian_vector_products_match_torch_func() -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed: peer check skipped")
     from torch.func import grad as tgrad

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.ops.base import NoAttrs, OpAttrs, OpDef, register, same_shape
+from engine.ops.base import NoAttrs, OpAttrs, OpDef, apply, register, same_shape
 from engine.ops.samples import Sample, unary_samples
 from engine.ops.standard import unary_op
 
@@ -137,7 +137,7 @@ def _gelu_vjp(xp, attrs, g, out, inputs, needs):
         slope = _ROOT_TWO_OVER_PI * (1 + 3 * _CUBIC * x * x)
         return (g * ((1 + squashed) + x * (1 - squashed * squashed) * slope) / 2,)
     # d/dx x Phi(x) = Phi(x) + x phi(x), with phi the normal density.
-    cdf = (1 + _erf(xp, x / math.sqrt(2))) / 2
+    cdf = (1 + apply(xp, "Erf", x / math.sqrt(2))) / 2  # one Erf node when traced
     density = xp.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     return (g * (cdf + x * density),)
 

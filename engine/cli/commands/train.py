@@ -103,8 +103,8 @@ examples:
   python -m engine train graphs/mlp.yaml --epochs 20 --lr 0.05 --optimizer momentum --save p.npz
   python -m engine train graphs/mlp.yaml --resume p.npz --epochs 40 --save p.npz --plot loss.png
   python -m engine train graphs/mlp.yaml --set inputs.x.standardize=false --json
-  python -m engine train graphs/digits.yaml --optimizer adamw --weight-decay 0.01 \
-      --schedule cosine --warmup-epochs 1 --patience 5 --save p.npz   # best epoch: p.best.npz
+  python -m engine train graphs/digits.yaml --weight-decay 0.05 --patience 5 --save p.npz
+  python -m engine train graphs/mlp.yaml --schedule cosine --warmup-epochs 2 --clip-grad-norm 1
 
 Every field of the train: section can be overridden: the options above, or --set for any
 field (its value is YAML). --data, --val-data and --test-data are relative to the current

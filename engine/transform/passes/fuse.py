@@ -17,6 +17,11 @@
   NaN; the fused form stays finite.  Class-index targets (int64) are left as they
   are.  The Softmax node stays where something else reads it (an output ``probs``).
 
+- **Dense.** ``Add(MatMul(x, w), b)`` (either order), where nothing else reads the
+  MatMul, becomes ``Dense(x, w, b)``: the same two NumPy operations on the same
+  arrays (addition is commutative in IEEE arithmetic), so exact; one node instead
+  of two, and the backward is Dense's vjp.
+
 So this pass, unlike the others, changes rounding (and turns overflow into finite
 numbers); it runs on the forward graph, before differentiation, and can be left
 out (``--passes fold,simplify,cse,dce``).  One walk in order: linear.
@@ -44,10 +49,19 @@ class _Fuser:
         self.before: dict[str, dict[str, Any]] = {}  # new nodes, placed before their user
 
     def run(self) -> Stage:
+        self.readers: dict[str, int] = {}
+        for entry in self.nodes.values():
+            for ref in entry["inputs"]:
+                if isinstance(ref, str):
+                    self.readers[ref] = self.readers.get(ref, 0) + 1
         for name in list(self.nodes):
-            entry = self.nodes[name]
+            entry = self.nodes.get(name)
+            if entry is None:  # a MatMul a Dense took in
+                continue
             if entry["op"] in ("Mul", "Div"):
                 self.softmax(name, entry)
+            if entry["op"] == "Add":
+                self.dense(name, entry)
             elif entry["op"] == "NLL":
                 self.cross_entropy(name, entry)
         ordered: dict[str, Any] = {}
@@ -94,6 +108,20 @@ class _Fuser:
         self.nodes[name] = {"op": "Softmax", "inputs": [raised["inputs"][0]], "axis": axis}
         self.matches.append(self.stage.match(
             name, f"the staged softmax (Exp {exp}, Sum, {entry['op']}) is Softmax, axis {axis}"))
+
+    # -- Add(MatMul(x, w), b) -> Dense(x, w, b) ---------------------------------------------
+
+    def dense(self, name: str, entry: dict[str, Any]) -> None:
+        for product, bias in (entry["inputs"], entry["inputs"][::-1]):
+            matmul = self.node(product, "MatMul")
+            if matmul is None or not isinstance(bias, str) or self.readers.get(product) != 1 \
+                    or product in self.spec["outputs"]:
+                continue
+            del self.nodes[product]
+            self.nodes[name] = {"op": "Dense", "inputs": [*matmul["inputs"], bias]}
+            self.matches.append(self.stage.match(
+                name, f"Add of MatMul {product} and {bias} is Dense"))
+            return
 
     # -- NLL(Softmax) -> -Sum(LogSoftmax * y) -------------------------------------------------
 
