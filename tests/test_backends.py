@@ -252,3 +252,68 @@ def test_cli_names_the_pip_command_for_a_missing_backend(capsys, monkeypatch) ->
 def test_cli_device_without_torch_is_an_error(capsys) -> None:
     code, _, err = _cli(capsys, "run", str(GRAPHS / "mlp.yaml"), "--device", "cpu")
     assert code == 1 and "only on the torch backend" in err
+
+
+# -- Dask: inputs chunked along the batch, one graph computed once ---------------------------
+
+needs_dask = pytest.mark.skipif(not installed("dask"),
+                                reason=f"backend dask is not installed: {install_hint('dask')}")
+
+
+@needs_dask
+@pytest.mark.filterwarnings("ignore::engine.errors.DataWarning")  # soft targets, as meant
+@pytest.mark.parametrize("path", sorted(GRAPHS.glob("*.yaml")), ids=lambda p: p.name)
+def test_chunked_dask_computes_numpys_numbers_in_one_graph(path: Path) -> None:
+    from dask.callbacks import Callback
+
+    graph = engine.load(path)
+    feeds = _random_feeds(graph)
+    on_numpy = engine.Executor(graph)
+    want = on_numpy.forward(feeds)
+    want_grads = on_numpy.backward() if graph.loss is not None else {}
+    chunked = engine.Executor(graph, backend="dask", chunk_rows=3)
+    lazy = chunked.forward(feeds)
+    lazy_grads = chunked.backward() if graph.loss is not None else {}
+    batched = [name for name, v in graph.values.items() if v.kind == "input"
+               and len(v.shape) and chunked.value(name).shape[0] > 3]
+    assert batched and all(chunked.value(name).numblocks[0] > 1 for name in batched)
+    started = []
+    with Callback(start=lambda dsk: started.append(len(dsk))):
+        got, got_grads = chunked.compute(lazy, lazy_grads)
+        loss = chunked.loss
+    assert len(started) == 1, "outputs, gradients and loss: one Dask graph, computed once"
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    for key in want_grads:
+        np.testing.assert_allclose(got_grads[key], want_grads[key], rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
+    if graph.loss is not None:
+        assert loss == pytest.approx(on_numpy.loss, rel=1e-10, abs=1e-12)
+
+
+@needs_dask
+def test_the_default_chunk_is_about_64_mib() -> None:
+    backend = get_backend("dask")
+    rows = np.zeros((3 * (1 << 20), 4))  # 32 bytes a row: 2**21 rows a chunk
+    assert backend.asarray(rows, "float64", rows=True).chunks[0][0] == 1 << 21
+    assert backend.asarray(rows[:5], "float64").numblocks == (1, 1)  # not a batch: one chunk
+
+
+@needs_dask
+def test_run_chunk_rows_prints_numpys_numbers(capsys) -> None:
+    import json
+
+    spec = str(GRAPHS / "digits.yaml")
+    want = json.loads(_cli(capsys, "run", spec, "--json")[1])
+    code, out, _ = _cli(capsys, "run", spec, "--json", "--backend", "dask", "--chunk-rows", "5")
+    assert code == 0
+    got = json.loads(out)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-10)
+    for key in want["grads"]:
+        np.testing.assert_allclose(got["grads"][key], want["grads"][key], rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_chunk_rows_off_dask_is_an_error(capsys) -> None:
+    code, _, err = _cli(capsys, "run", str(GRAPHS / "mlp.yaml"), "--chunk-rows", "4")
+    assert code == 1 and "only on the dask backend" in err

@@ -39,20 +39,40 @@ class Backend:
     name: str
     xp: ModuleType
     device: Any = None
+    #: Dask only: rows per chunk of a batched array (default: about CHUNK_BYTES a chunk).
+    chunk_rows: int | None = None
 
-    def asarray(self, array: Any, dtype: str) -> Any:
-        """A NumPy array (or anything ``np.asarray`` takes) as this backend's array."""
+    def asarray(self, array: Any, dtype: str, *, rows: bool = False) -> Any:
+        """A NumPy array (or anything ``np.asarray`` takes) as this backend's array.
+
+        ``rows``: the array's first axis is the batch (an input's), which Dask splits into
+        chunks of ``chunk_rows`` rows; parameters and constants stay one chunk."""
         host = np.asarray(array, dtype=dtype)
         if self.name == "numpy":
             return host
         if not host.flags.c_contiguous:  # torch refuses negative strides (np.flip's views)
             host = host.copy()
+        if self.name == "dask" and rows and host.ndim:
+            da = importlib.import_module("dask.array")
+            return da.from_array(host, chunks=(self._rows(host), *host.shape[1:]))
         if self.device is None:
             return self.xp.asarray(host, dtype=getattr(self.xp, dtype))
         return self.xp.asarray(host, dtype=getattr(self.xp, dtype), device=self.device)
 
-    def to_numpy(self, array: Any) -> np.ndarray:
-        return to_numpy(array)
+    def _rows(self, host: np.ndarray) -> int:
+        if self.chunk_rows is not None:
+            return self.chunk_rows
+        row = max(1, host.nbytes // max(1, host.shape[0]))
+        return max(1, CHUNK_BYTES // row)
+
+    def compute(self, *results: Any) -> tuple[Any, ...]:
+        """``results`` (dicts, lists, arrays) with every array as NumPy, computed together:
+        on Dask one task graph, so values that several results share are computed once
+        (by Dask's threaded scheduler, in this process)."""
+        if self.name == "dask":
+            dask = importlib.import_module("dask")
+            results = dask.compute(*results, scheduler="threads")
+        return tuple(_tree_to_numpy(result) for result in results)
 
 
 def installed(name: str) -> bool:
@@ -69,18 +89,23 @@ def install_hint(name: str) -> str:
     return f'pip install -e ".[{extra}]"' if extra else "pip install numpy"
 
 
-def get_backend(name: str, device: str | None = None) -> Backend:
-    """The backend called ``name`` on ``device`` (torch only: ``cpu``, ``cuda``, ``cuda:1``)."""
+def get_backend(name: str, device: str | None = None, chunk_rows: int | None = None) -> Backend:
+    """The backend called ``name`` on ``device`` (torch only: ``cpu``, ``cuda``, ``cuda:1``),
+    with ``chunk_rows`` rows a chunk (dask only)."""
     if name not in BACKENDS:
         raise EngineError(f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; the "
                           f"backends are: {', '.join(BACKENDS)}")
     if device is not None and name != "torch":
         raise EngineError(f"a device is chosen only on the torch backend, not on {name!r} "
                           f"(got device {device!r})")
+    if chunk_rows is not None and name != "dask":
+        raise EngineError(f"chunk rows are set only on the dask backend, not on {name!r}")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise EngineError(f"chunk rows must be 1 or more, got {chunk_rows}")
     if not installed(name):
         raise EngineError(f"backend {name!r} needs {BACKENDS[name][0].split('.')[0]}, which is "
                           f"not installed: {install_hint(name)}")
-    return Backend(name, _namespace(name), _device(name, device))
+    return Backend(name, _namespace(name), _device(name, device), chunk_rows)
 
 
 def _namespace(name: str) -> ModuleType:
@@ -109,6 +134,18 @@ def _device(name: str, device: str | None) -> Any:
         raise EngineError(f"device {device!r}: this torch build sees no CUDA GPU (torch "
                           f"{torch.__version__}); use --device cpu")
     return chosen
+
+
+#: Dask's default chunk: about 64 MiB of rows, a size its documentation recommends.
+CHUNK_BYTES = 64 << 20
+
+
+def _tree_to_numpy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _tree_to_numpy(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tree_to_numpy(v) for v in value)
+    return None if value is None else to_numpy(value)
 
 
 def to_numpy(array: Any) -> np.ndarray:

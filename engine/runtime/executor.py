@@ -125,7 +125,7 @@ class Executor:
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
                  training: bool = False, strict_feeds: bool = False, backend: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, chunk_rows: int | None = None):
         if not isinstance(graph, Graph):
             raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
                                 f"{type(graph).__name__}")
@@ -138,9 +138,10 @@ class Executor:
         self.trace: Trace | None = Trace(graph) if trace else None
         if backend is not None and xp is not None:
             raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
-        if backend is None and device is not None:
-            raise EngineError("device= needs backend= (the torch backend)")
-        self.backend: Backend = get_backend(backend or "numpy", device) if xp is None \
+        if backend is None and (device is not None or chunk_rows is not None):
+            raise EngineError("device= and chunk_rows= need backend= (torch, dask)")
+        self.backend: Backend = get_backend(backend or "numpy", device, chunk_rows) \
+            if xp is None \
             else Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
         self.optimize = optimize
@@ -156,6 +157,7 @@ class Executor:
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
+        self._computed_loss: float | None = None  # the loss ``compute`` computed
         self._owner: int | None = None  # the thread that ran the first forward (_claim)
         self._claim_lock = threading.Lock()
         self._frozen: Callable[[Array], Array] = _read_only if self.xp is np else _same
@@ -239,10 +241,11 @@ class Executor:
     def step(self, step: int) -> None:
         self.mode.step = step
 
-    def _array(self, array: np.ndarray, dtype: str) -> Array:
+    def _array(self, array: np.ndarray, dtype: str, rows: bool = False) -> Array:
+        """``rows``: an input's, whose first axis is the batch (chunked on Dask)."""
         if self.xp is np:
             return np.asarray(array, dtype=dtype)
-        return self.backend.asarray(array, dtype)
+        return self.backend.asarray(array, dtype, rows=rows)
 
     # -- forward ---------------------------------------------------------------------------
 
@@ -260,6 +263,7 @@ class Executor:
         slots = self._slots
         slots[self.plan.sources:] = self._no_values  # last pass's values go
         self._ran_forward = False
+        self._computed_loss = None
         self._dims = dims
         parameters, numpy = self.parameters, self.xp is np
         for name, slot in self._parameter_slots:
@@ -279,7 +283,7 @@ class Executor:
                 defaulted.append(name)
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
-                    else self._array(array, dtype.name)
+                    else self._array(array, dtype.name, rows=True)
         xp = self.xp
         step: Step | None = None
         try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
@@ -386,7 +390,7 @@ class Executor:
         key = (name, dims.shape(value.shape))
         if key not in self._defaults:
             self._defaults[key] = self._array(initial_value(self.graph, value, dims, self.seed),
-                                              value.dtype)
+                                              value.dtype, rows=True)
         return self._defaults[key]
 
     def value(self, name: str) -> Array:
@@ -416,7 +420,21 @@ class Executor:
         """The loss of the last forward pass, or None when the spec declares no loss."""
         if self._loss_slot is None or not self._ran_forward:
             return None
+        if self._computed_loss is not None:
+            return self._computed_loss
         return float(self._slots[self._loss_slot])  # kept: backward starts there
+
+    def compute(self, *results: Mapping[str, Array]) -> tuple[dict[str, np.ndarray], ...]:
+        """``results`` of the last pass (``forward``'s, ``backward``'s) as NumPy arrays,
+        computed together with the loss: on Dask the forward and backward are one task graph,
+        computed once (a Dask value read on its own would run its part of the graph again);
+        ``loss`` then returns the loss computed here."""
+        loss = self._slots[self._loss_slot] if self._loss_slot is not None \
+            and self._ran_forward else None
+        *computed, loss_value = self.backend.compute(*results, loss)
+        if loss_value is not None:
+            self._computed_loss = float(loss_value)
+        return tuple(computed)
 
     # -- backward --------------------------------------------------------------------------
 

@@ -34,12 +34,13 @@ from engine.transform.hvp import hvp_spec
 def check_gradients(graph: Graph, feeds: Mapping[str, Any] | None = None,
                     wrt: Sequence[str] | None = None, *, order: int = 1, eps: float = EPS,
                     atol: float = ATOL, rtol: float = RTOL, seed: int | None = None,
-                    backend: str | None = None, device: str | None = None) -> list[Report]:
+                    backend: str | None = None, device: str | None = None,
+                    chunk_rows: int | None = None) -> list[Report]:
     """One report per tensor of ``wrt`` (default: those the loss's gradient reaches).
 
     ``backend`` and ``device`` choose the array library the derivatives are computed on
     (``Executor``'s); the finite differences are taken in float64 all the same."""
-    ex = Executor(graph, seed=seed, backend=backend, device=device)
+    ex = Executor(graph, seed=seed, backend=backend, device=device, chunk_rows=chunk_rows)
     feeds = explicit_feeds(ex, feeds or {})
     if order == 1:
         return _first_order(graph, ex, feeds, wrt, eps, atol, rtol)
@@ -48,7 +49,8 @@ def check_gradients(graph: Graph, feeds: Mapping[str, Any] | None = None,
 
 def _like(ex: Executor, graph: Graph) -> Executor:
     """An executor of ``graph`` with ``ex``'s seed, on ``ex``'s backend and device."""
-    return Executor(graph, seed=ex.seed, backend=ex.backend.name, device=ex.backend.device)
+    return Executor(graph, seed=ex.seed, backend=ex.backend.name, device=ex.backend.device,
+                    chunk_rows=ex.backend.chunk_rows)
 
 
 def _first_order(graph: Graph, ex: Executor, feeds: dict[str, np.ndarray],

@@ -80,6 +80,20 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, metavar="DEVICE",
                         help="with --backend torch: the device, such as cpu, cuda or cuda:1 "
                              "(default: torch's, the CPU)")
+    parser.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+                        help="with --backend dask: rows of each input per chunk (default: "
+                             "about 64 MiB a chunk); forward and backward are one Dask graph, "
+                             "computed once by Dask's threaded scheduler")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
 def _bytes_argument(text: str) -> int:

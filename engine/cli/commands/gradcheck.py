@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     with np.errstate(all="ignore"):
         reports = check_gradients(graph, feeds, args.wrt, order=args.order, eps=args.eps,
                                   atol=args.atol, rtol=args.rtol, seed=args.seed,
-                                  backend=args.backend, device=args.device)
+                                  backend=args.backend, device=args.device,
+                                  chunk_rows=args.chunk_rows)
     ok = all(report.ok for report in reports)
     if args.json:
         print_json({"spec": str(args.spec), "order": args.order, "eps": args.eps,

@@ -22,7 +22,6 @@ from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_array
 from engine.io.atomic import check_writable, save_npz
-from engine.runtime.backends import to_numpy
 from engine.runtime.executor import Executor
 from engine.runtime.feeds import bind_feeds
 from engine.train.checkpoint import load_trained
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.save)
     feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace,
-                        backend=args.backend, device=args.device)
+                        backend=args.backend, device=args.device, chunk_rows=args.chunk_rows)
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)
@@ -88,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
         outputs = executor.forward(feeds)
         grads = executor.backward() if graph.loss is not None else {}
-    outputs_np = {k: to_numpy(v) for k, v in outputs.items()}
-    grads_np = {k: to_numpy(v) for k, v in grads.items()}
+        outputs_np, grads_np = executor.compute(outputs, grads)  # Dask: one graph, run once
     _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
     if args.save is not None:
