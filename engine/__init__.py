@@ -5,38 +5,36 @@
     out = ex.forward({"x": x})                   # {output name: array}
     grads = ex.backward()                        # {tensor name: d loss / d tensor}
 
-The public names are imported on first use (PEP 562), not when the package is:
-``python -m engine`` and the ``engine`` script import ``engine`` before anything
-else, and only in ``engine.cli.entry`` can Ctrl-C during the imports of NumPy and
-the ops (the first second) end as an interrupt (exit 130) rather than a traceback.
-``schemas`` imports nothing from the engine, so either can be imported first.
+The public API, imported eagerly: ``schemas`` imports nothing from the engine,
+so either can be imported first.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import sys
+from pathlib import Path
 
-_EXPORTS = {
-    "ArgumentError": "engine.errors", "DataError": "engine.errors",
-    "DataWarning": "engine.errors", "EngineError": "engine.errors",
-    "NonFiniteError": "engine.errors", "Problem": "engine.errors", "SpecError": "engine.errors",
-    "Executor": "engine.runtime.executor", "Graph": "engine.graph.model",
-    "REGISTRY": "engine.ops", "grad": "engine.transform.grad",
-    "load": "engine.spec.loader", "loads": "engine.spec.loader",
-}
+try:
+    from engine.errors import (
+        ArgumentError,
+        DataError,
+        DataWarning,
+        EngineError,
+        NonFiniteError,
+        Problem,
+        SpecError,
+    )
+    from engine.graph.model import Graph
+    from engine.ops import REGISTRY
+    from engine.runtime.executor import Executor
+    from engine.spec.loader import load, loads
+    from engine.transform.grad import grad
+except KeyboardInterrupt:  # Ctrl-C in the first second of `engine ...` (NumPy and the ops
+    # are being imported): for the command an interrupt, exit 130, not a traceback
+    if sys.argv[:1] == ["-m"] or Path(sys.argv[0]).name == "engine":
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    raise
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__all__ = ["REGISTRY", "ArgumentError", "DataError", "DataWarning", "EngineError", "Executor",
+           "Graph", "NonFiniteError", "Problem", "SpecError", "grad", "load", "loads"]
