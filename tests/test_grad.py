@@ -57,6 +57,7 @@ def skip_without_graph_derivative(graph: engine.Graph) -> None:
         pytest.skip(f"{', '.join(missing)}: no derivative as a graph yet")
 
 
+@pytest.mark.filterwarnings("ignore::engine.errors.DataWarning")  # random soft targets: meant
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if engine.load(p).loss is not None],
                          ids=lambda p: p.name)
 def test_every_example_graph_gives_the_executors_gradients(path: Path) -> None:
