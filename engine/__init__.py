@@ -11,19 +11,30 @@ so either can be imported first.
 
 from __future__ import annotations
 
-from engine.errors import (
-    DataError,
-    DataWarning,
-    EngineError,
-    NonFiniteError,
-    Problem,
-    SpecError,
-)
-from engine.graph.model import Graph
-from engine.ops import REGISTRY
-from engine.runtime.executor import Executor
-from engine.spec.loader import load, loads
-from engine.transform.grad import grad
+import sys
+from pathlib import Path
 
-__all__ = ["REGISTRY", "DataError", "DataWarning", "EngineError", "Executor", "Graph",
-           "NonFiniteError", "Problem", "SpecError", "grad", "load", "loads"]
+try:
+    from engine.errors import (
+        ArgumentError,
+        DataError,
+        DataWarning,
+        EngineError,
+        NonFiniteError,
+        Problem,
+        SpecError,
+    )
+    from engine.graph.model import Graph
+    from engine.ops import REGISTRY
+    from engine.runtime.executor import Executor
+    from engine.spec.loader import load, loads
+    from engine.transform.grad import grad
+except KeyboardInterrupt:  # Ctrl-C in the first second of `engine ...` (NumPy and the ops
+    # are being imported): for the command an interrupt, exit 130, not a traceback
+    if sys.argv[:1] == ["-m"] or Path(sys.argv[0]).name == "engine":
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    raise
+
+__all__ = ["REGISTRY", "ArgumentError", "DataError", "DataWarning", "EngineError", "Executor",
+           "Graph", "NonFiniteError", "Problem", "SpecError", "grad", "load", "loads"]

@@ -1,7 +1,5 @@
 """``python -m engine ...``."""
 
-import sys
+from engine.cli import entry
 
-from engine.cli.main import main
-
-sys.exit(main())
+entry()

@@ -8,9 +8,10 @@ fixes a whole spec in one round trip.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from schemas.base import did_you_mean  # noqa: F401 - the engine's messages use it from here
 
 
 @dataclass(frozen=True, order=True)
@@ -52,6 +53,14 @@ class DataError(EngineError):
     """Fed data (arrays, files, CLI feeds) does not match what the spec declares."""
 
 
+class ArgumentError(EngineError, TypeError):
+    """A Python API call was given an argument of the wrong kind (a list where a mapping of
+    names is expected, a string where a list of names is, a seed that is not a whole number).
+
+    Also a TypeError, so that code catching Python's own error for this still works.
+    """
+
+
 class UsageError(EngineError):
     """A command-line value the command refuses once parsed (exit 2, like argparse's errors)."""
 
@@ -67,11 +76,3 @@ class NonFiniteError(DataError):
         super().__init__(message)
         self.node = node
         self.phase = phase
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """A ' (did you mean ...?)' suffix, or '' when nothing is close: names are typed by hand."""
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

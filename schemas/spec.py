@@ -18,11 +18,13 @@ checks them when it expands the call.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -31,12 +33,14 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
 )
 
-from schemas.base import StrictModel
+from schemas.base import StrictModel, did_you_mean
+from schemas.numbers import LARGEST_SIZE, MAX_RANK, Seed, Size
 from schemas.train import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -48,10 +52,36 @@ Ref = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 InputRef = Annotated[str, StringConstraints(pattern=rf"^(\${_WORD}|{_WORD}(\.{_WORD})?)$")]
 #: What outputs and loss name: also values inside calls, such as ``probs/raised``.
 ValueRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(/{_WORD})*(\.{_WORD})?$")]
-#: A function: ``softmax``, or ``nn.softmax`` for one imported as ``nn``.
+#: Built-in ops are CamelCase (Softmax) and functions lower_case (softmax), so that a call,
+#: ``softmax`` or ``nn.softmax`` for one imported as ``nn``, is never a misspelt op (Sofmax):
+#: the JSON Schema can then refuse unknown ops, and editors underline them.
+FUNCTION_NAME_PATTERN = r"^[a-z_][A-Za-z0-9_]*$"
+CALL_PATTERN = rf"^({_WORD}\.)?[a-z_][A-Za-z0-9_]*$"
+#: An op or a call, before the ops are known (``spec_model`` applies the naming rule).
 FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 DType = Literal["float64", "float32", "float16", "int64"]
-Dim = Annotated[int, Field(ge=0)] | Name
+Dim = Size | Name
+
+
+def unknown_op(op: str, ops: frozenset[str]) -> str:
+    """The message for an ``op`` that is neither a built-in op nor a function's name."""
+    return (f"unknown op {op!r}{did_you_mean(op, ops)}: built-in ops are CamelCase "
+            f"({', '.join(sorted(ops))}); functions are lower_case or alias.name "
+            "(softmax, nn.softmax)")
+
+
+def _function_name(name: str) -> str:
+    if re.match(FUNCTION_NAME_PATTERN, name) is None:
+        raise ValueError(f"a function's name starts with a lowercase letter or _ (built-in ops "
+                         f"are CamelCase, so calls and ops never look alike): found {name!r}"
+                         + (f"; rename it {re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower()!r}"
+                            if name[:1].isupper() else ""))
+    return name
+
+
+#: The name of a function, under ``functions:``.
+FunctionName = Annotated[str, AfterValidator(_function_name),
+                         WithJsonSchema({"type": "string", "pattern": FUNCTION_NAME_PATTERN})]
 
 
 def rectangular(value: Any) -> Any:
@@ -86,6 +116,9 @@ class Uniform(StrictModel):
     def _ordered(self) -> Uniform:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        if not np.isfinite(self.high - self.low):
+            raise ValueError(f"the range high - low ({self.high} - {self.low}) overflows "
+                             "float64; choose bounds closer together")
         return self
 
 
@@ -95,7 +128,8 @@ class Normal(StrictModel):
 
 
 class Labels(StrictModel):
-    classes: int = Field(gt=0, description="Number of classes; labels are 0 .. classes-1.")
+    classes: int = Field(gt=0, le=LARGEST_SIZE,
+                         description="Number of classes; labels are 0 .. classes-1.")
 
 
 _INIT_FORMS = ("zeros", "ones", "one_hot", "uniform", "normal", "labels", "value", "file")
@@ -160,8 +194,9 @@ class Init(StrictModel):
 class TensorDecl(StrictModel):
     """An input or parameter: its shape, dtype, default fill and whether it gets a gradient."""
 
-    shape: list[Dim] = Field(description="Sizes of the axes: integers, or names such as batch "
-                                         "that are bound when data is fed.")
+    shape: list[Dim] = Field(max_length=MAX_RANK,
+                             description="Sizes of the axes (at most 64): integers, or names "
+                                         "such as batch that are bound when data is fed.")
     dtype: DType = Field(default="float64", description="Element type; int64 is for class "
                                                         "labels.")
     init: Init | None = Field(default=None, description="Fill used when nothing is fed.")
@@ -229,8 +264,8 @@ class CallNode(NodeFields):
     model_config = ConfigDict(extra="allow")
 
     op: FunctionRef = Field(
-        description="A function (softmax, or nn.softmax from an import), or in a function's "
-                    "body also an op.")
+        description="A function (softmax, or nn.softmax from an import): lower_case, where "
+                    "built-in ops are CamelCase.")
 
 
 class BodyNode(CallNode):
@@ -254,6 +289,7 @@ class Function(StrictModel):
 
 
 _NODES = "Operations; a node's value has its name."
+_FUNCTIONS = "Reusable subgraphs, called like ops."
 
 
 class Spec(StrictModel):
@@ -261,8 +297,8 @@ class Spec(StrictModel):
 
     name: str = Field(description="Name of the graph.")
     description: str = Field(default="", description="What the graph computes, for people.")
-    seed: int = Field(default=0, description="Seed of every random init, for reproducibility.")
-    dims: dict[Name, Annotated[int, Field(ge=0)]] = Field(
+    seed: Seed = Field(default=0, description="Seed of every random init, for reproducibility.")
+    dims: dict[Name, Size] = Field(
         default_factory=dict, description="Default sizes of named dimensions, used for init "
                                           "values when no fed array binds the name.")
     inputs: dict[Name, TensorDecl] = Field(default_factory=dict,
@@ -273,8 +309,9 @@ class Spec(StrictModel):
     imports: dict[Name, str] = Field(
         default_factory=dict, description="Alias to spec file (relative to this one) whose "
                                           "functions are then called as alias.function.")
-    functions: dict[Name, Function] = Field(default_factory=dict,
-                                            description="Reusable subgraphs, called like ops.")
+    functions: dict[FunctionName, Function] = Field(
+        default_factory=dict, description=_FUNCTIONS,
+        json_schema_extra={"additionalProperties": False})  # names outside the pattern
     nodes: dict[Name, CallNode] = Field(default_factory=dict, description=_NODES)
     outputs: list[ValueRef] = Field(default_factory=list, description="Values to report.")
     loss: ValueRef | None = Field(default=None, description="A scalar node where backward "
@@ -308,15 +345,39 @@ def spec_model(node_models: Mapping[str, type[NodeFields]]) -> type[Spec]:
 
     call = create_model(
         "CallNode", __base__=CallNode, __doc__=CallNode.__doc__,
-        op=(FunctionRef, Field(description=CallNode.model_fields["op"].description,
-                               json_schema_extra={"not": {"enum": sorted(ops)}})))
+        op=(_op_type(ops, calls_only=True),
+            Field(description=CallNode.model_fields["op"].description)))
+    body = create_model(
+        "BodyNode", __base__=BodyNode, __doc__=BodyNode.__doc__,
+        op=(_op_type(ops, calls_only=False),
+            Field(description=BodyNode.model_fields["op"].description)))
+    function = create_model(
+        "Function", __base__=Function, __doc__=Function.__doc__,
+        nodes=(dict[Name, body], Field(description=Function.model_fields["nodes"].description)))
     node = Annotated[
         Union[(*(Annotated[model, Tag(op)] for op, model in node_models.items()),
                Annotated[call, Tag("call")])],
         Discriminator(kind)]
-    return create_model("Spec", __base__=Spec, __doc__=Spec.__doc__,
-                        nodes=(dict[Name, node], Field(default_factory=dict,
-                                                       description=_NODES)))
+    return create_model(
+        "Spec", __base__=Spec, __doc__=Spec.__doc__,
+        nodes=(dict[Name, node], Field(default_factory=dict, description=_NODES)),
+        functions=(dict[FunctionName, function], Field(
+            default_factory=dict, description=_FUNCTIONS,
+            json_schema_extra={"additionalProperties": False})))
+
+
+def _op_type(ops: frozenset[str], calls_only: bool) -> Any:
+    """The ``op`` of a call node (``calls_only``), or of a function body's node (an op or a
+    call), checked by the naming rule with a message that names the ops."""
+    def check(op: str) -> str:
+        if (calls_only or op not in ops) and re.match(CALL_PATTERN, op) is None:
+            raise ValueError(unknown_op(op, ops))
+        return op
+
+    call = {"type": "string", "pattern": CALL_PATTERN}
+    schema = call if calls_only else {"anyOf": [{"enum": sorted(ops)}, call]}
+    checker: Callable[[str], str] = check
+    return Annotated[str, AfterValidator(checker), WithJsonSchema(schema)]
 
 
 #: Where the committed schema lives, relative to the repository root; graphs/ point here.

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, StrictInt, field_validator, model_validator
 
 from schemas.base import StrictModel
+from schemas.numbers import LARGEST_SIZE, Seed
 
 _ADAM = ("beta1", "beta2", "eps")
 #: The one list of optimizers: each name with its coefficients (fields of OptimizerConfig).
@@ -209,14 +210,15 @@ class TrainConfig(StrictModel):
         default=None, description="The prediction node and target to measure accuracy, MSE or "
                                   "MAE on; default: accuracy when the loss is NLL.")
     lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="Learning rate.")
-    batch_size: int = Field(default=32, gt=0, description="Rows per mini-batch; the last "
-                                                           "batch of an epoch may be smaller.")
-    epochs: int = Field(default=10, ge=0, description="Total number of passes over the "
-                                                      "training rows (a resumed run counts the "
-                                                      "epochs already done).")
+    batch_size: int = Field(default=32, gt=0, le=LARGEST_SIZE,
+                            description="Rows per mini-batch; the last batch of an epoch may "
+                                        "be smaller.")
+    epochs: int = Field(default=10, ge=0, le=LARGEST_SIZE,
+                        description="Total number of passes over the training rows (a resumed "
+                                    "run counts the epochs already done).")
     shuffle: bool = Field(default=True, description="Visit the training rows in a new random "
                                                     "order each epoch.")
-    seed: int | None = Field(default=None, description="Seed of the parameters' init, the "
+    seed: Seed | None = Field(default=None, description="Seed of the parameters' init, the "
                                                        "split and the batch order; default: "
                                                        "the spec's seed.")
     val_split: float = Field(default=0.2, ge=0, lt=1, description="Fraction of the rows held "

@@ -143,6 +143,8 @@ def test_parse_bytes_refuses(text: str) -> None:
 def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (0, 1023, 1024, 3 * 2**30 // 2, 2**60)] == [
         "0 bytes", "1023 bytes", "1.0 KiB", "1.5 GiB", "1024.0 PiB"]
+    # Past float64's range (shapes of 10^200): a power of two, not an OverflowError.
+    assert human_bytes(10**400) == "about 2^1328 bytes"
 
 
 def test_bad_max_bytes_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

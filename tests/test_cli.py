@@ -121,7 +121,7 @@ def test_bad_spec_exits_1_with_located_errors_and_no_traceback(tmp_path: Path) -
     bad.write_text("name: bad\nnodes:\n  e: {op: Exp, inputs: [x]}\n  f: {op: Nope, inputs: []}\n")
     result = engine_cli("run", str(bad))
     assert result.returncode == 1
-    assert f"{bad}:4:3: nodes.f: unknown op 'Nope'" in result.stderr
+    assert f"{bad}:4:7: nodes.f.op: unknown op 'Nope'" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 

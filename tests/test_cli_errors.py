@@ -213,13 +213,13 @@ def test_check_takes_import_path_like_every_verb_that_loads_a_spec(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "project").mkdir()
     (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "nn.yaml").write_text((GRAPHS / "lib" / "nn.yaml").read_text())
+    (tmp_path / "shared" / "shared_nn.yaml").write_text((GRAPHS / "lib" / "nn.yaml").read_text())
     spec = tmp_path / "project" / "main.yaml"
     spec.write_text("name: m\ninputs: {x: {shape: [2, 3], init: zeros}}\n"
-                    "imports: {nn: nn.yaml}\nnodes:\n  p: {op: nn.softmax, inputs: [x]}\n"
+                    "imports: {nn: shared_nn.yaml}\nnodes:\n  p: {op: nn.softmax, inputs: [x]}\n"
                     "outputs: [p]\n")
     assert main(["check", str(spec), "--snippets", "never"]) == 1
-    assert "no such file 'nn.yaml'" in capsys.readouterr().err
+    assert "no such file 'shared_nn.yaml'" in capsys.readouterr().err
     assert main(["check", str(spec), "--import-path", str(tmp_path / "shared")]) == 0
     assert "p/raised" in capsys.readouterr().out
 

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import networkx as nx
@@ -102,10 +101,8 @@ def diamonds(layers: int) -> str:
 
 def test_two_to_the_forty_paths_are_counted_not_enumerated() -> None:
     graph = engine.loads(diamonds(40), file="diamonds.yaml")
-    start = time.perf_counter()
-    chains = derivative_chains(graph, "h0")
+    chains = derivative_chains(graph, "h0")  # listing 2^40 paths would never end
     text = as_text(chains)
-    assert time.perf_counter() - start < 2.0
     assert chains.count == 2 ** 40 == 1099511627776
     assert chains.paths is None
     assert "1099511627776 paths (2^40)" in text and "--max-paths" in text
@@ -142,7 +139,7 @@ def test_cli_text_latex_and_errors() -> None:
     assert result.returncode == 0 and result.stdout.startswith("\\begin{aligned}")
     for args, message, code in ((["--wrt", "xx"], "did you mean 'x'", 1),
                                 (["--wrt", "x", "--of", "y"], "is not a node", 1),
-                                (["--wrt", "x", "--max-paths", "0"], "at least 1", 2)):
+                                (["--wrt", "x", "--max-paths", "0"], "from 1 to 1,000,000", 2)):
         result = engine_cli("explain", str(SOFTMAX), *args)
         assert result.returncode == code, args
         assert message in result.stderr and "Traceback" not in result.stderr

@@ -94,7 +94,7 @@ CASES = {
             outputs: [e]
         nodes:
           y: {op: f, inputs: [x]}
-        """, 8, 7, "functions.f.nodes.e", r"unknown op 'Expp' \(did you mean 'Exp'\?\)"),
+        """, 8, 11, "functions.f.nodes.e.op", r"unknown op 'Expp' \(did you mean 'Exp'\?\)"),
     "unknown function with suggestions from functions and ops": (
         """\
         functions:
@@ -245,7 +245,8 @@ CASES = {
             outputs: [e]
         nodes:
           y: {op: Exp, inputs: [x]}
-        """, 5, 3, "functions.Exp", r"function 'Exp' has the name of an op"),
+        """, 5, 3, "functions.Exp", r"a function's name starts with a lowercase letter or _ "
+                                    r"\(built-in ops are CamelCase.*found 'Exp'; rename it 'exp'"),
     "recursion through two functions": (
         """\
         functions:
@@ -506,23 +507,23 @@ def test_a_nested_import_may_not_escape_its_own_folder(tmp_path: Path) -> None:
 
 
 def test_import_path_allows_another_folder(tmp_path: Path) -> None:
-    write(tmp_path, {"project/main.yaml": HEAD + "imports: {nn: nn.yaml}\nnodes:\n"
+    write(tmp_path, {"project/main.yaml": HEAD + "imports: {nn: shared_nn.yaml}\nnodes:\n"
                                                  "  p: {op: nn.softmax, inputs: [x]}\n",
-                     "shared/nn.yaml": (ROOT / "graphs" / "lib" / "nn.yaml").read_text()})
-    only(problems(tmp_path / "project" / "main.yaml"), r"no such file 'nn\.yaml'")
+                     "shared/shared_nn.yaml": (ROOT / "graphs" / "lib" / "nn.yaml").read_text()})
+    only(problems(tmp_path / "project" / "main.yaml"), r"no such file 'shared_nn\.yaml'")
     graph = engine.load(tmp_path / "project" / "main.yaml", import_paths=[tmp_path / "shared"])
     assert "p/raised" in graph.nodes
 
 
 def test_import_path_on_the_command_line(tmp_path: Path) -> None:
     head = HEAD.replace("[2, 3]}", "[2, 3], init: zeros}")
-    write(tmp_path, {"project/main.yaml": head + "imports: {nn: nn.yaml}\nnodes:\n"
+    write(tmp_path, {"project/main.yaml": head + "imports: {nn: shared_nn.yaml}\nnodes:\n"
                                                  "  p: {op: nn.softmax, inputs: [x]}\n"
                                                  "outputs: [p]\n",
-                     "shared/nn.yaml": (ROOT / "graphs" / "lib" / "nn.yaml").read_text()})
+                     "shared/shared_nn.yaml": (ROOT / "graphs" / "lib" / "nn.yaml").read_text()})
     command = [sys.executable, "-m", "engine", "run", str(tmp_path / "project" / "main.yaml")]
     refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-    assert refused.returncode == 1 and "no such file 'nn.yaml'" in refused.stderr
+    assert refused.returncode == 1 and "no such file 'shared_nn.yaml'" in refused.stderr
     assert "Traceback" not in refused.stderr
     ok = subprocess.run([*command, "--import-path", str(tmp_path / "shared"), "--json"],
                         capture_output=True, text=True, cwd=ROOT, check=False)

@@ -59,8 +59,14 @@ def test_every_example_names_the_schema_and_validates_against_it(spec: Path) -> 
 
 
 @pytest.mark.parametrize(("text", "found"), [
-    # Expp could name a function, so only engine check can refuse it; a space cannot.
+    # Built-in ops are CamelCase and functions lower_case: a misspelt op is no call.
     ("name: t\nnodes: {e: {op: Ex p, inputs: [x]}}\n", "Ex p"),
+    ("name: t\nnodes: {p: {op: Sofmax, inputs: [x]}}\n", "Sofmax"),
+    ("name: t\nnodes: {p: {op: nn.Softmax, inputs: [x]}}\n", "nn.Softmax"),
+    ("name: t\nfunctions: {f: {inputs: [x], nodes: {y: {op: Tanhh, inputs: [x]}}, "
+     "outputs: [y]}}\n", "Tanhh"),
+    ("name: t\nfunctions: {MyLayer: {inputs: [x], nodes: {y: {op: Tanh, inputs: [x]}}, "
+     "outputs: [y]}}\n", "MyLayer"),
     ("name: t\nnodes: {s: {op: Sum, inputs: [x], axes: 1}}\n", "axes"),
     ("name: t\ninputs: {x: {shape: [3], dtype: float8}}\nnodes: {}\n", "float8"),
     ("name: t\nnodez: {}\n", "nodez"),
@@ -69,6 +75,17 @@ def test_schema_rejects_what_the_loader_rejects(text: str, found: str) -> None:
     validator = jsonschema.Draft202012Validator(json_schema(OpSpec))
     errors = list(validator.iter_errors(yaml.safe_load(text)))
     assert errors and any(found in str(e) for e in errors), [e.message for e in errors]
+
+
+def test_schema_accepts_every_kind_of_op() -> None:
+    """Built-in ops, local functions, imported functions and, in a body, both."""
+    spec = yaml.safe_load("name: t\nimports: {nn: lib/nn.yaml}\nfunctions:\n  my_layer:\n"
+                          "    inputs: [x]\n    nodes: {y: {op: Tanh, inputs: [x]}, "
+                          "z: {op: nn.softmax, inputs: [y]}}\n    outputs: [z]\n"
+                          "nodes: {a: {op: Exp, inputs: [x]}, b: {op: my_layer, inputs: [a]}, "
+                          "c: {op: nn.cross_entropy, inputs: [b, y]}, "
+                          "d: {op: _private, inputs: [c]}}\n")
+    jsonschema.validate(spec, json_schema(OpSpec))
 
 
 def test_schema_accepts_the_short_forms_the_loader_accepts() -> None:

@@ -7,6 +7,7 @@ error (argparse's convention), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -27,6 +28,7 @@ from engine.cli.commands import (
     train,
 )
 from engine.cli.diagnostics import count, report
+from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema)
@@ -75,13 +77,28 @@ def _data_warnings_as_lines() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m engine`` and the ``engine`` script; returns the exit code."""
+    """Entry point of ``python -m engine`` and the ``engine`` script; returns the exit code.
+
+    Everything printed goes through ``EscapingWriter``, so text from a spec or a data
+    file cannot drive the terminal.
+    """
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingWriter(sys.stdout), EscapingWriter(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
     try:
         with _data_warnings_as_lines():
-            return handler.run(args)
+            code = handler.run(args)
+        sys.stdout.flush()  # here, not at exit, so that a full disk is an error of ours
+        return code
     except SpecError as exc:
         report(exc.problems, "error", sys.stderr, args.snippets)
         print(f"{count(len(exc.problems), 'error')} found", file=sys.stderr)
@@ -96,5 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co: not an error of ours
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
+        _discard_stdout()
         return 0
+    except OSError as exc:  # stdout on a full disk (> /dev/full), a closed terminal
+        if exc.filename is not None:
+            raise  # a file we opened: the commands report their own files
+        _discard_stdout()
+        print(f"error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _discard_stdout() -> None:
+    """Point the process's stdout at /dev/null, so that the flush at exit does not fail again
+    on the same output (only when stdout is the real one, not a test's capture)."""
+    if sys.__stdout__ is None or unescaped(sys.stdout) is not sys.__stdout__:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())

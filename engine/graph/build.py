@@ -33,6 +33,9 @@ from engine.spec.paths import Refused, confine
 from engine.spec.source import Location, PathKey, SourceMap
 from schemas.spec import Constant, Spec, TensorDecl
 
+#: Ops whose keepdims: false drops the reduced axes.
+_REDUCTIONS = ("Sum", "Mean", "Max")
+
 _SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("inputs", "input"), ("parameters", "parameter"), ("constants", "constant"), ("nodes", "node"),
 )
@@ -51,6 +54,8 @@ class _Builder:
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
         self.dims = Dims()
+        #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
+        self.hints: dict[str, tuple[str, str]] = {}
         self.dag = nx.DiGraph()
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
 
@@ -116,6 +121,9 @@ class _Builder:
         if form == "one_hot" and (not decl.shape or decl.dtype not in FLOAT_DTYPES):
             self.problem(path, "one_hot needs a floating-point tensor with a class axis; for "
                                "integer class indices use init: {labels: {classes: N}}")
+        elif form == "one_hot" and self._size(decl.shape[-1]) == 0:
+            self.problem(path, f"one_hot needs at least one class, but the class axis of "
+                               f"{format_shape(decl.shape)} has size 0")
         if form == "labels" and decl.dtype != "int64":
             self.problem(path, f"labels are integer class indices: declare dtype: int64 "
                                f"(found {decl.dtype}), or use one_hot for float rows")
@@ -136,6 +144,10 @@ class _Builder:
                 _, value.file = confine(text, self.base_dir, self.roots)
             except Refused as exc:
                 self.problem((*path, "file"), f"init file: {exc}")
+
+    def _size(self, dim: int | str) -> int | None:
+        """A declared dimension's size: the number, or a named one's default under dims:."""
+        return self.spec.dims.get(dim) if isinstance(dim, str) else dim
 
     def _constant(self, value: Value, decl: Constant) -> None:
         value.weak = decl.dtype is None and not isinstance(decl.value, list)
@@ -227,11 +239,14 @@ class _Builder:
                 self._check_weak(v, label)
             if refs != list(node.inputs):
                 node = self._rewire(node, refs)
+            hint = self._keepdims_hint(node, ins)
+            if hint:
+                self.hints[self.dims.site] = (name, hint)
             try:
                 shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
             except ShapeError as exc:
                 failed.add(name)
-                self.problems.append(node.loc.problem(f"{label}: {exc}"))
+                self.problems.append(node.loc.problem(f"{label}: {exc}{hint}"))
                 continue
             try:
                 dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
@@ -250,6 +265,21 @@ class _Builder:
             value.requires_grad = any(
                 self.values[ref].requires_grad and node.op.is_differentiable(i)
                 for i, ref in enumerate(node.inputs))
+
+    def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
+        """Why broadcasting may pair the wrong axes: an input that a reduction made without
+        keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
+        (the softmax mistake: x / Sum(x, axis: -1))."""
+        rank = max((len(v.shape) for v in ins), default=0)
+        for ref, value in zip(node.inputs, ins, strict=True):
+            producer = self.nodes.get(ref)
+            attrs = producer.attrs if producer is not None else None
+            if producer is not None and producer.op.name in _REDUCTIONS and \
+                    not attrs.keepdims and attrs.axis is not None and len(value.shape) < rank:
+                return (f"; {ref!r} is {producer.op.name} over axis {attrs.axis} without "
+                        f"keepdims, so that axis is gone and broadcasting pairs its axes with "
+                        f"the last ones of the other input; keepdims: true on {ref!r} keeps it")
+        return ""
 
     def _weak_as(self, value: Value, dtype: str, user: str) -> Value:
         """The bare constant ``value`` at ``dtype``, for a use that needs another dtype than
@@ -307,7 +337,15 @@ class _Builder:
         """A default under ``dims:`` must agree with sizes the shapes already fix."""
         for name, size in self.spec.dims.items():
             bound = self.dims.resolve(name)
-            if isinstance(bound, int) and bound != size:
+            if not isinstance(bound, int) or bound == size:
+                continue
+            culprit = self.hints.get(self.dims.origins.get(name, ""))
+            if culprit is not None:  # the binding is the mistake, not the default
+                node, hint = culprit
+                self.problems.append(self.nodes[node].loc.problem(
+                    f"node {node!r} ({self.nodes[node].op.name}): broadcasting binds {name} = "
+                    f"{bound}, but dims: gives {name} = {size}{hint}"))
+            else:
                 self.problem(("dims", name), f"default size {size} of dimension {name!r} "
                                              f"disagrees with the graph{self.dims.explain(name)}; "
                                              "change the default or the shapes")

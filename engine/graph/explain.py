@@ -164,8 +164,12 @@ def as_text(chains: Chains) -> str:
 
 def _too_many(chains: Chains) -> str:
     power = chains.count.bit_length() - 1
-    about = f" (2^{power})" if chains.count == 1 << power else f" (about 2^{power})"
-    return (f"{_partial(chains.of, chains.wrt)} is a sum over {chains.count} paths{about}, too "
+    exact = chains.count == 1 << power
+    if power < 200:
+        count = f"{chains.count} paths" + (f" (2^{power})" if exact else f" (about 2^{power})")
+    else:  # no decimal digits: Python refuses to write integers of over 4,300 of them
+        count = f"2^{power} paths" if exact else f"about 2^{power} paths"
+    return (f"{_partial(chains.of, chains.wrt)} is a sum over {count}, too "
             f"many to write out (the limit is {chains.limit}); raise it with --max-paths, or "
             "explain a nearer pair with --of and --wrt")
 

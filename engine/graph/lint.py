@@ -24,7 +24,8 @@ FLOAT16_WARNING = (
 def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
     return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
-            *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph)]
+            *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph),
+            *_nll_of_non_probabilities(graph)]
 
 
 def _soft_one_hot(graph: Graph) -> list[Problem]:
@@ -133,6 +134,37 @@ def _gradients(graph: Graph) -> list[Problem]:
                                                   "requires grad, so backward computes no "
                                                   "gradient; declare parameters or set "
                                                   "requires_grad: true on an input"))
+    return warnings
+
+
+#: Ops whose values are not probabilities (negative, or not summing to 1): NLL of them is a
+#: mistake, most often NLL on logits, which ends in "training diverged".
+_NOT_PROBABILITIES = frozenset({
+    "MatMul", "Dense", "Add", "Sub", "Neg", "Log", "LogSoftmax", "Relu", "Tanh", "Exp",
+    "LayerNorm", "Gelu", "Softplus", "Erf", "Sum", "Mean", "Max"})
+#: Ops that keep each value as it is, so NLL's input is judged by what they read.
+_PASS_THROUGH = frozenset({"Reshape", "Transpose"})
+
+
+def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
+    warnings = []
+    for name, node in graph.nodes.items():
+        if node.op.name != "NLL":
+            continue
+        ref = node.inputs[0]
+        source = graph.nodes.get(ref)
+        while source is not None and source.op.name in _PASS_THROUGH:
+            source = graph.nodes.get(source.inputs[0])
+        if source is None or source.op.name not in _NOT_PROBABILITIES:
+            continue
+        fix = ("NLL takes the log itself: give it Softmax's probabilities, not LogSoftmax's "
+               "log-probabilities" if source.op.name == "LogSoftmax" else
+               "apply Softmax first (or call nn.cross_entropy, which takes logits)")
+        warnings.append(node.loc.at("inputs", 0).problem(
+            f"node {name!r} (NLL) takes probabilities, but its input {ref!r} comes from "
+            f"{source.op.name}{'' if source.name == ref else f' (node {source.name!r})'}, "
+            f"whose values are not probabilities: the loss on them is meaningless and training "
+            f"diverges; {fix}"))
     return warnings
 
 

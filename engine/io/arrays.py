@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.errors import DataError
 from engine.graph.shapes import format_shape
+from engine.io.paths import not_a_regular_file
 from engine.limits import DEFAULT_MAX_BYTES, human_bytes
 
 
@@ -41,13 +42,13 @@ def load_array(path: str | Path, key: str | None = None, *,
 
 
 def require_file(path: Path, option: str = "") -> None:
-    """Raise a DataError unless ``path`` is a file (missing and a folder are told apart);
-    ``option`` (``--data``) prefixes the message when the path came from the command line."""
+    """Raise a DataError unless ``path`` is a regular file (missing, a folder, a device and a
+    FIFO are told apart: reading /dev/zero never ends, a FIFO blocks); ``option``
+    (``--data``) prefixes the message when the path came from the command line."""
     where = f"{option} {path}" if option else str(path)
-    if path.is_dir():
-        raise DataError(f"{where}: is a folder, not a file")
-    if not path.is_file():
-        raise DataError(f"{where}: no such file")
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
 
 
 def _load_numpy(path: Path, max_bytes: int) -> np.ndarray:
@@ -244,7 +245,7 @@ def _fast_table(path: Path, scan: _Scan) -> CsvTable | None:
     """The table by NumPy's C parser, or None when it refuses the file or reads it
     differently from the careful parser (which then says what is wrong, and where)."""
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:  # Excel's BOM: no cell
             first = next(csv.reader([handle.readline()]), [])
         header = None if any(_is_number(cell) for cell in first) else \
             [cell.strip() for cell in first]
@@ -270,7 +271,7 @@ def _careful_table(path: Path) -> CsvTable:
     values = array("d")
     lines: list[int] = []
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # as above
             reader = csv.reader(handle)
             for row in reader:
                 if not row:

@@ -7,6 +7,7 @@ one, even if the process is killed mid-write.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
@@ -29,15 +30,21 @@ def check_writable(path: Path) -> None:
         raise DataError(f"{path}: folder {str(folder)!r} does not exist")
     if path.is_dir():
         raise DataError(f"{path}: is a folder; name a file to write")
+    try:  # the only sure test of permission (root, ACLs, read-only mounts): write there
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write in folder {str(folder)!r} "
+                        f"({exc.strerror or exc})") from None
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place."""
     path = Path(path)
     check_writable(path)
+    _remove_stale(path)
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False)
     except OSError as exc:
         raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
@@ -52,6 +59,30 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
         if isinstance(exc, OSError):
             raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
         raise
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete the temporary files that killed writers of ``path`` left beside it.
+
+    Each temporary file is named after its writer's process id, so one whose process
+    no longer runs can never be renamed into place; a live writer's file is kept.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    prefix = f".{path.name}."
+    for stale in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = stale.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or a number we cannot ask about: keep it
+    return True
 
 
 def _mode_for(path: Path) -> int:

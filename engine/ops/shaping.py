@@ -17,8 +17,9 @@ class ReshapeAttrs(OpAttrs):
     """The new shape, as ONNX Reshape: one entry may be -1, inferred from the element count,
     and a 0 keeps the input's dimension at that position (unless ``allowzero``)."""
 
-    shape: list[int] = Field(description="Target shape; at most one -1; 0 copies the input's "
-                                         "dimension at that position.")
+    shape: list[int] = Field(max_length=64,
+                             description="Target shape (at most 64 axes); at most one -1; 0 "
+                                         "copies the input's dimension at that position.")
     allowzero: bool = Field(default=False, description="true: a 0 in shape is a dimension of "
                                                        "size 0, not a copy (as ONNX).")
 

@@ -21,8 +21,16 @@ class AxisAttrs(OpAttrs):
 
 
 def _axis_shape(attrs: AxisAttrs, dims: Dims, shape: Shape) -> Shape:
-    normalize_axes(attrs.axis, len(shape), shape)
+    (axis,) = normalize_axes(attrs.axis, len(shape), shape)
+    _require_classes(shape, axis, "the axis normalized over")
     return shape
+
+
+def _require_classes(shape: Shape, axis: int, what: str) -> None:
+    """No values to normalize over (a width of 0) has no maximum, sum or probability."""
+    if shape[axis] == 0:
+        raise ShapeError(f"{what} (axis {axis} of {format_shape(shape)}) has size 0: there is "
+                         "nothing to normalize; it needs at least one class")
 
 
 def _softmax_forward(xp, attrs, x):
@@ -120,6 +128,7 @@ class NLLAttrs(OpAttrs):
 def _nll_shape(attrs: NLLAttrs, dims: Dims, probs: Shape, target: Shape) -> Shape:
     if len(probs) == 0:
         raise ShapeError("probabilities must have a class axis, got a scalar")
+    _require_classes(probs, len(probs) - 1, "the class axis")
     if len(target) == len(probs):
         for p, t in zip(probs, target, strict=True):
             dims.unify(p, t, f"one-hot target {format_shape(target)} must have the shape of the "

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.errors import DataError, EngineError, did_you_mean
+from engine.errors import ArgumentError, DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
@@ -39,7 +39,14 @@ from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
 from engine.runtime.backends import Backend, get_backend
-from engine.runtime.feeds import bind_feeds, fed_as, initial_value
+from engine.runtime.feeds import (
+    as_array,
+    bind_feeds,
+    check_seed,
+    fed_as,
+    initial_value,
+    names_mapping,
+)
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
@@ -119,6 +126,9 @@ class Executor:
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
                  training: bool = False, strict_feeds: bool = False, backend: str | None = None,
                  device: str | None = None, chunk_rows: int | None = None):
+        if not isinstance(graph, Graph):
+            raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
+                                f"{type(graph).__name__}")
         self.graph = graph
         self.strict_feeds = strict_feeds
         #: The inputs that took their init in the last forward pass, because nothing fed them.
@@ -136,7 +146,7 @@ class Executor:
         self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
-        self.seed = graph.spec.seed if seed is None else seed
+        self.seed = graph.spec.seed if seed is None else check_seed(seed)
         #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
         self.mode = RunMode(training=training, seed=self.seed)
         with collector_paused():
@@ -387,6 +397,8 @@ class Executor:
         """A value of the last forward pass: an output, input, parameter, constant, the loss,
         or a node that backward reads.  Other intermediate values are freed after their last
         use; list them under ``outputs`` (or use ``optimize=False``) to read them."""
+        if not isinstance(name, str):
+            raise ArgumentError(f"value() takes a name (a string), found {type(name).__name__}")
         slot = self.plan.slots.get(name)
         if slot is None:
             raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
@@ -440,6 +452,9 @@ class Executor:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
         if self._owner != get_ident():
             self._refuse_thread()
+        if isinstance(keep, str) or not isinstance(keep, Iterable):  # a str: its characters
+            raise ArgumentError(f"keep= takes a list of node names, found "
+                                f"{type(keep).__name__}: write keep=[{keep!r}]")
         grads: list[Array] = [None] * len(self.plan.names)
         if upstream is None:
             grads[self._loss_start_slot()] = self._ones_like_loss()
@@ -548,10 +563,11 @@ class Executor:
         """The upstream gradients by slot, as arrays, each checked against its node's shape."""
         graph = self.graph
         starts = {}
-        for name, gradient in upstream.items():
+        for name, gradient in names_mapping(upstream, "backward's upstream").items():
             slot = self._node_slot(name)
             if isinstance(gradient, (np.ndarray, list, float, int)):
-                gradient = self._array(np.asarray(gradient), graph.values[name].dtype)
+                gradient = self._array(as_array(gradient, f"upstream gradient for {name!r}"),
+                                       graph.values[name].dtype)
             value = self._slots[slot]
             shape = tuple(value.shape) if value is not None else \
                 self._dims.shape(graph.values[name].shape)  # freed: its inferred shape
@@ -565,6 +581,9 @@ class Executor:
         return starts
 
     def _node_slot(self, name: str) -> int:
+        if not isinstance(name, str):
+            raise ArgumentError(f"a node is named by a string, found {type(name).__name__} "
+                                f"{name!r}")
         if name not in self.graph.nodes:
             raise DataError(f"{name!r} is not a node{did_you_mean(name, self.graph.nodes)}")
         return self.plan.slots[name]

@@ -17,12 +17,43 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import DataError, did_you_mean
+from engine.errors import ArgumentError, DataError, did_you_mean
 from engine.graph.budget import fed_over_budget
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
 from engine.io.arrays import load_array
+
+
+def check_seed(seed: Any) -> int:
+    """A seed as the spec's ``seed`` takes it: a whole number from 0 to 2^64 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ArgumentError(f"a seed is a whole number from 0 to 2^64 - 1, found "
+                            f"{type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**64:
+        raise ArgumentError(f"a seed is a whole number from 0 to 2^64 - 1, found {seed}")
+    return int(seed)
+
+
+def names_mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` if it is a mapping whose keys are names, else an ArgumentError that says so."""
+    if not isinstance(value, Mapping):
+        raise ArgumentError(f"{what} is a mapping of names to arrays, such as "
+                            f"{{'x': array}}; found {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ArgumentError(f"{what}: every key is a name (a string); found "
+                                f"{type(key).__name__} {key!r}")
+    return value
+
+
+def as_array(data: Any, where: str) -> np.ndarray:
+    """``np.asarray(data)``, with a ragged nested list reported as such."""
+    try:
+        return np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{where}: not a rectangular array of numbers (ragged nested lists? "
+                        f"every row needs the same length): {exc}") from None
 
 
 def tensor_rng(seed: int, name: str) -> np.random.Generator:
@@ -32,6 +63,7 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
 
 def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Dims]:
     """Check feeds against the spec; returns them as NumPy arrays and the bound dimensions."""
+    names_mapping(feeds, "feeds")
     dims = graph.dims.copy()
     checked: dict[str, np.ndarray] = {}
     for name, data in feeds.items():
@@ -62,7 +94,7 @@ _FIX = "feed data of the declared shape, or change the shape in the spec"
 
 
 def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
-    array = np.asarray(data)
+    array = as_array(data, _where(graph, value))
     if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
         raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
                         f"{array.dtype}")
@@ -136,6 +168,9 @@ def _initial(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
     if form == "labels":
         return rng.integers(0, init.labels.classes, size=size, dtype=np.int64)
     if form == "one_hot":
+        if size[-1] == 0:
+            raise DataError(f"{where}: one_hot needs at least one class, but its class axis "
+                            f"has size 0 ({format_shape(size)})")
         return one_hot_rows(rng.integers(0, size[-1], size=size[:-1]), size[-1], dtype)
     if form == "value":
         literal = np.asarray(init.value, dtype=dtype)

@@ -19,7 +19,7 @@ import networkx as nx
 
 from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problem, Problems, SpecError
-from engine.spec.paths import Refused, confine
+from engine.spec.paths import STDLIB, Refused, confine
 from engine.spec.source import Location, SourceMap, parse_yaml, read_text
 from engine.spec.validation import validate_spec
 from schemas.spec import Spec
@@ -63,7 +63,7 @@ def load_imports(root: Module, roots: Sequence[Path] = (), root_file: Path | Non
         for alias, text in module.spec.imports.items():
             site = Location(module.source, ("imports", alias))
             try:
-                shown, resolved = confine(text, module.folder, roots)
+                shown, resolved = confine(text, module.folder, [*roots, STDLIB])
             except Refused as exc:
                 problems.append(site.problem(f"import {alias!r}: {exc}"))
                 continue

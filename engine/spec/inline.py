@@ -193,11 +193,7 @@ class _Expander:
                 f"(attrs: {', '.join(function.attrs) or 'none'})"))
 
     def check_signature(self, body: _Body, function: Function) -> None:
-        name = str(body.function)
-        if name in REGISTRY:
-            self.problems.append(body.at().problem(
-                f"function {name!r} has the name of an op, and a node with op: {name} "
-                "always means the op; rename the function"))
+        name = str(body.function)  # lower_case (schemas.spec): never the name of an op
         for index, x in enumerate(function.inputs):
             if x in function.inputs[:index]:
                 self.problems.append(body.at("inputs", index).problem(

@@ -9,6 +9,7 @@ cannot be stored as declared.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,12 @@ def literal_problem(value: Any, dtype: str, allow_nonfinite: bool
     Returns ``(index, message)`` with ``index`` the position inside the nested
     list (``()`` for a bare number), or None when the literal is fine.
     """
+    if dtype == "int64":
+        found = _first_outside_int64(value)
+        if found is not None:
+            index, number = found
+            return index, (f"{number} does not fit int64 (from -2^63 to 2^63 - 1); use a smaller "
+                           "number or a float dtype")
     exact = np.asarray(value, dtype=np.float64)
     finite = np.isfinite(exact)
     if not finite.all() and (dtype == "int64" or not allow_nonfinite):
@@ -49,6 +56,22 @@ def literal_problem(value: Any, dtype: str, allow_nonfinite: bool
         return index, (f"{float(exact[index])!r} overflows {dtype} (largest {largest:g}) and would "
                        "become inf; use a wider dtype or a smaller number")
     return None
+
+
+def _first_outside_int64(value: Any) -> tuple[tuple[int, ...], int] | None:
+    """The index and value of the first integer of a nested list that int64 cannot hold."""
+    stack: list[tuple[tuple[int, ...], Any]] = [((), value)]
+    while stack:
+        index, item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(((*index, i), v) for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, int | float) and math.isfinite(item) and \
+                not _INT64_MIN <= item <= _INT64_MAX:
+            return index, item
+    return None
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:

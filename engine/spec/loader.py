@@ -9,10 +9,11 @@ imported files (``engine.spec.imports``), function calls inlined
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import Problem, SpecError
+from engine.errors import ArgumentError, Problem, SpecError
 from engine.gcpause import collector_paused
 from engine.graph.budget import check_budget
 from engine.graph.build import build_graph
@@ -36,6 +37,10 @@ def load(path: str | Path, import_paths: Sequence[str | Path] = (), *, strict: b
     instead.  ``max_bytes`` bounds what the values take at their declared shapes, the
     spec file's size (a 128th of it) and, later, fed arrays and data files.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"load() takes the path of a spec file, found "
+                            f"{type(path).__name__}; for spec text use engine.loads")
+    _check_max_bytes(max_bytes)
     path = Path(path)
     roots = folders(import_paths)  # before reading: a string here is refused
     return _build(read_text(path, spec_text_limit(max_bytes)), str(path), path.parent, roots,
@@ -49,6 +54,10 @@ def loads(text: str, file: str = "<string>", base_dir: str | Path = ".",
 
     Relative ``init: {file: ...}`` paths and imports resolve against it.
     """
+    if not isinstance(text, str):
+        raise ArgumentError(f"loads() takes spec text (a str), found {type(text).__name__}"
+                            + ("; decode bytes first" if isinstance(text, bytes) else ""))
+    _check_max_bytes(max_bytes)
     roots = folders(import_paths)
     if len(text) > spec_text_limit(max_bytes):
         raise SpecError([Problem(file, 1, 1, "", f"the spec text is larger than "
@@ -56,6 +65,11 @@ def loads(text: str, file: str = "<string>", base_dir: str | Path = ".",
                                  "max_bytes allows (parsing YAML takes about 100 times the "
                                  "text's size)")])
     return _build(text, file, Path(base_dir), roots, None, strict, max_bytes)
+
+
+def _check_max_bytes(max_bytes: object) -> None:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise ArgumentError(f"max_bytes is a whole number of bytes >= 0, found {max_bytes!r}")
 
 
 def _build(text: str, file: str, base_dir: Path, roots: list[Path], path: Path | None,

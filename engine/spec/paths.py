@@ -19,8 +19,16 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from engine.errors import UsageError
+from engine.io.paths import not_a_regular_file
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+#: The folder of the standard function library (``nn.yaml``): graphs/lib in a checkout (the
+#: link engine/stdlib/nn.yaml leads there), engine/stdlib in an installed package.  Imports
+#: look here last, after the spec's folder and every --import-path, so that
+#: ``imports: {nn: nn.yaml}`` works from any folder.
+STDLIB = (Path(__file__).resolve().parent.parent / "stdlib" / "nn.yaml").resolve().parent
 
 
 class Refused(Exception):
@@ -50,8 +58,11 @@ def confine(text: str, folder: Path, roots: Sequence[Path]) -> tuple[str, Path]:
         if not any(resolved.is_relative_to(r) for r in allowed):
             outside = outside or resolved  # a symbolic link that leads out
             continue
-        if resolved.is_file():
+        problem = not_a_regular_file(resolved)  # not is_file(): a long name raises there
+        if problem is None:
             return os.path.normpath(candidate), resolved
+        if problem != "no such file":  # a FIFO would block, /dev/zero never end
+            raise Refused(f"{text!r}: {problem}")
     if outside is not None:
         raise Refused(f"{text!r} resolves to {str(outside)!r}, outside the spec's folder "
                       f"({str(allowed[0])!r}) and every --import-path; a spec may only read "

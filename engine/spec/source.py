@@ -14,6 +14,8 @@ memory.
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from engine.errors import Problem, Problems, SpecError
+from engine.io.paths import not_a_regular_file
 
 try:  # the C composer is much faster on large specs
     _Loader: type = yaml.CSafeLoader
@@ -40,6 +43,14 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+#: A number with an exponent but no dot (1e-3), which YAML 1.1 reads as text.
+_EXPONENT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
+#: Integers beyond float64's range are refused; such a number has 309 decimal digits (1,024
+#: in binary), so any longer literal is refused without being parsed.
+_MAX_INT_DIGITS = 1100
+_LARGEST_FLOAT = int(sys.float_info.max)
 _MAP_TAG = "tag:yaml.org,2002:map"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -51,6 +62,8 @@ class SourceMap:
 
     file: str
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    #: Where a YAML 1.1 boolean word (yes, on, off...) was written, and its text.
+    booleans: dict[PathKey, str] = field(default_factory=dict)
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """The position of ``path``, or of its nearest recorded ancestor."""
@@ -188,15 +201,53 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
                                       "write the values out or use fewer aliases")])
 
 
-def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
+def _boolean_name(text: str) -> str:
+    """Why ``on:`` is not a name, and what to write instead."""
+    return (f"{text!r} is read by YAML 1.1 as the boolean {_yaml11_bool(text)}, not as a name; "
+            f"write it in quotes ('{text}') to use it as a name")
+
+
+def _yaml11_bool(text: str) -> str:
+    return "true" if text.lower() in ("y", "yes", "on", "true") else "false"
+
+
+def _scalar(node: yaml.ScalarNode, source: SourceMap, problems: list[Problem],
+            path: PathKey) -> Any:
     """A plain scalar's value; any other tag is a problem (and the value None)."""
+    file = source.file
     if node.tag == _STR_TAG:  # most scalars; SafeConstructor would return the text as it is
+        if not node.style and _EXPONENT.match(node.value):  # plain: None or "" (C parser)
+            return float(node.value)  # YAML 1.2 reads 1e-3 as a number, and so do users
         return node.value
     if node.tag not in _SCALAR_TAGS:
         problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec; only "
                                         "plain strings, numbers, booleans and null are", path))
         return None
+    if node.tag == _INT_TAG:
+        return _integer(node, file, problems, path)
+    if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+        source.booleans[path] = node.value  # yes, on, off...: a name, if text was expected
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+
+
+def _integer(node: yaml.ScalarNode, file: str, problems: list[Problem], path: PathKey) -> Any:
+    """An integer literal, refused (as a problem, value None) beyond what float64 can hold.
+
+    No size, seed, index or value in a spec can usefully be that large, and every
+    later stage would otherwise fail on it in its own way (Python's 4,300-digit
+    limit on parsing, OverflowError converting to float or int64).
+    """
+    digits = sum(c.isdigit() for c in node.value)
+    number = None
+    if digits <= _MAX_INT_DIGITS:
+        number = _CONSTRUCTOR.yaml_constructors[_INT_TAG](_CONSTRUCTOR, node)
+        if abs(number) <= _LARGEST_FLOAT:
+            return number
+    shown = node.value if len(node.value) <= 24 else node.value[:12] + "..." + node.value[-6:]
+    problems.append(_at(node, file, f"the integer {shown} ({digits:,} digits) is too large: "
+                                    "a number in a spec must fit float64 (about 1.8e308 at "
+                                    "most)", path))
+    return None
 
 
 def _at(node: yaml.Node, file: str, message: str, path: PathKey = ()) -> Problem:
@@ -215,7 +266,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     while stack:
         node, path, container, slot = stack.pop()
         if isinstance(node, yaml.ScalarNode):
-            container[slot] = _scalar(node, file, problems, path)
+            container[slot] = _scalar(node, source, problems, path)
         elif node.tag not in (_SEQ_TAG, _MAP_TAG):
             problems.append(_at(node, file, f"YAML tag {node.tag!r} is not allowed in a spec",
                                 path))
@@ -241,9 +292,12 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                                         "supported in a spec; write the keys out", path))
                     continue
                 if key_node.tag not in _SCALAR_TAGS:
-                    _scalar(key_node, file, problems, path)  # reports the tag
+                    _scalar(key_node, source, problems, path)  # reports the tag
                     continue
-                key = _scalar(key_node, file, problems, path)
+                if key_node.tag == _BOOL_TAG:  # every key of a spec is a name
+                    problems.append(_at(key_node, file, _boolean_name(key_node.value), path))
+                    continue
+                key = _scalar(key_node, source, problems, path)
                 child_path = (*path, key)
                 if key in mapping:
                     first = source.positions[child_path]
@@ -261,7 +315,11 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
 
 def read_text(path: Path, limit: int | None = None) -> str:
     """Read a spec file of at most ``limit`` bytes, turning OS errors into a located
-    SpecError.  The read itself is bounded, so a huge file costs no more than the limit."""
+    SpecError.  The read itself is bounded, so a huge file costs no more than the limit;
+    only a regular file is read (a FIFO would block, /dev/zero never end)."""
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise SpecError([Problem(str(path), 1, 1, "", problem)])
     try:
         with path.open("rb") as handle:
             data = handle.read() if limit is None else handle.read(limit + 1)

@@ -42,7 +42,17 @@ def located_problems(exc: ValidationError, data: Any, source: SourceMap,
     by_path: dict[PathKey, list[dict[str, Any]]] = defaultdict(list)
     for error in exc.errors(include_url=False):
         by_path[_data_path(error["loc"], source, prefix)].append(error)
-    return [source.problem(path, _message(path, errors, data)) for path, errors in by_path.items()]
+    return [source.problem(path, _message(path, errors, data) + _boolean_hint(path, errors, source))
+            for path, errors in by_path.items()]
+
+
+def _boolean_hint(path: PathKey, errors: list[dict[str, Any]], source: SourceMap) -> str:
+    """``outputs: [on]`` reads as [True]: say why, where a name was expected."""
+    text = source.booleans.get(path)
+    if text is None or not any(e["type"] in ("string_type", "literal_error") for e in errors):
+        return ""
+    return (f"; YAML 1.1 reads {text} as a boolean: write it in quotes ('{text}') to use it "
+            "as a name")
 
 
 def _data_path(loc: tuple[Any, ...], source: SourceMap, prefix: PathKey) -> PathKey:
@@ -83,6 +93,9 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
         return "missing key 'op': every node names its op, for example {op: Exp, inputs: [x]}"
     if kind == "literal_error":
         return f"expected {first['ctx']['expected']}, found {found!r}"
+    if kind == "too_long":
+        return (f"expected at most {first['ctx']['max_length']} entries, found "
+                f"{first['ctx']['actual_length']}")
     if kind in _BOUND_WORDS:
         (limit,) = first["ctx"].values()
         return f"expected a number {_BOUND_WORDS[kind]} {limit}, found {found!r}"
@@ -95,7 +108,7 @@ def _message(path: PathKey, errors: list[dict[str, Any]], data: Any) -> str:
 
 
 def _number_hint(found: Any) -> str:
-    """YAML reads 1e6 (no dot) and 'inf' as text; say how to write them as numbers."""
+    """A quoted number and 'inf' are text in YAML; say how to write them as numbers."""
     if not isinstance(found, str):
         return ""
     try:
@@ -104,8 +117,7 @@ def _number_hint(found: Any) -> str:
         return ""
     if number != number or number in (float("inf"), float("-inf")):
         return "; YAML writes not-a-number and infinity as .nan, .inf and -.inf"
-    return (f"; YAML reads {found} as text: write {number!r} (a YAML exponent needs a dot and "
-            "a sign, as in 1.0e+6)")
+    return f"; quoted, a number is text: write {number!r} without quotes"
 
 
 def _describe(value: Any) -> str:

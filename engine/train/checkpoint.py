@@ -26,6 +26,7 @@ from engine.graph.shapes import format_shape
 from engine.io.arrays import load_npz
 from engine.io.atomic import save_npz
 from engine.limits import DEFAULT_MAX_BYTES
+from schemas.train import OPTIMIZERS
 
 FORMAT = "engine-train-checkpoint/1"
 
@@ -43,6 +44,8 @@ class Checkpoint:
     history: dict[str, list[float | None]] = field(default_factory=dict)
     #: Per standardised input: (mean, std) of the training split.
     scaling: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: ``Dataset.fingerprint()`` of the data trained on (empty in older checkpoints).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,7 +69,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         arrays[f"scale/{name}/mean"], arrays[f"scale/{name}/std"] = mean, std
     arrays["rng"] = np.array(json.dumps(checkpoint.rng_state))
     meta = {"format": FORMAT, "epoch": checkpoint.epoch, "seed": checkpoint.seed,
-            "optimizer": checkpoint.optimizer, "history": checkpoint.history}
+            "optimizer": checkpoint.optimizer, "history": checkpoint.history,
+            "data": checkpoint.data}
     arrays["meta"] = np.array(json.dumps(meta))
     save_npz(path, arrays)
 
@@ -77,39 +81,105 @@ def best_path(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
-    """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays."""
+    """Read a checkpoint written by ``engine train --save``; ``max_bytes`` bounds its arrays.
+    Every section is checked, so a damaged or hand-made file is a DataError that says which
+    entry is wrong."""
     arrays = load_npz(path, max_bytes=max_bytes)
     if "meta" not in arrays or "rng" not in arrays:
         raise DataError(f"{path}: not a checkpoint of engine train (it has no 'meta' and 'rng' "
                         "entries); --resume takes a file that engine train --save wrote")
     try:
-        meta = json.loads(str(arrays["meta"]))
-        rng_state = json.loads(str(arrays["rng"]))
+        meta = _json_entry(arrays, "meta")
+        rng_state = _json_entry(arrays, "rng")
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-        epoch, seed, optimizer = int(meta["epoch"]), int(meta["seed"]), str(meta["optimizer"])
-        history = dict(meta["history"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: unreadable checkpoint metadata ({exc})") from None
+        epoch = _whole(meta, "epoch", 2**63 - 1)
+        seed = _whole(meta, "seed", 2**64 - 1)
+        optimizer = meta.get("optimizer")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {optimizer!r}, expected one of {', '.join(OPTIMIZERS)}")
+        history = _history(meta.get("history"))
+        data = meta.get("data", {})
+        if not isinstance(data, dict):
+            raise ValueError("data is not a mapping")
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise DataError(f"{path}: unreadable checkpoint metadata ({exc}); --resume takes a file "
+                        "that engine train --save wrote") from None
+    for key, array in arrays.items():
+        if key not in ("meta", "rng") and array.dtype.kind not in "biuf":
+            raise DataError(f"{path}: entry {key!r} holds {array.dtype}, not real numbers")
     return Checkpoint(_prefixed(arrays, "params/"), optimizer, _prefixed(arrays, "optimizer/"),
-                      rng_state, epoch, seed, history, _scaling(path, arrays))
+                      rng_state, epoch, seed, history, _scaling(path, arrays), data)
+
+
+def _json_entry(arrays: dict[str, np.ndarray], key: str) -> dict[str, Any]:
+    array = arrays[key]
+    if array.shape != () or array.dtype.kind != "U":
+        raise ValueError(f"{key!r} is {array.dtype} {format_shape(array.shape)}, expected text")
+    value = json.loads(str(array))
+    if not isinstance(value, dict):
+        raise ValueError(f"{key!r} is not a JSON object")
+    return value
+
+
+def _whole(meta: dict[str, Any], key: str, largest: int) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
+        raise ValueError(f"{key} is {value!r}, expected a whole number from 0 to {largest}")
+    return value
+
+
+def _history(history: Any) -> dict[str, list[float | None]]:
+    if not isinstance(history, dict) or not all(
+            isinstance(v, list) and all(x is None or (isinstance(x, int | float) and
+                                                      not isinstance(x, bool)) for x in v)
+            for v in history.values()):
+        raise ValueError("history is not a mapping of metric names to lists of numbers")
+    return history
 
 
 def _scaling(path: Path, arrays: dict[str, np.ndarray]
              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per standardised input, (mean, std): real and finite, and std > 0, since inputs are
-    divided by it (training never writes a 0: a constant column keeps std 1)."""
+    """``scale/INPUT/mean`` and ``scale/INPUT/std``: both present, of one shape, real and
+    finite, and std > 0, since inputs are divided by it (training never writes a 0: a
+    constant column keeps std 1)."""
     scale = _prefixed(arrays, "scale/")
-    names = {key.rsplit("/", 1)[0] for key in scale}
-    for key, array in sorted(scale.items()):
-        std = key.endswith("/std")
-        bad = _first_bad(array, std)
-        if bad:
-            want = "positive finite numbers" if std else "finite real numbers"
-            raise DataError(f"{path}: scale/{key} holds {bad}; a checkpoint's standardisation "
-                            f"{key.rsplit('/', 1)[1]} must be {want} (--params takes a file "
-                            "that engine train --save wrote)")
-    return {name: (scale[f"{name}/mean"], scale[f"{name}/std"]) for name in sorted(names)}
+    result = {}
+    for name in sorted({key.rsplit("/", 1)[0] for key in scale}):
+        parts = [scale.get(f"{name}/{part}") for part in ("mean", "std")]
+        for part, array in zip(("mean", "std"), parts, strict=True):
+            if array is None:
+                raise DataError(f"{path}: has no 'scale/{name}/{part}' beside the other "
+                                "standardisation entry of that input")
+            bad = _first_bad(array, part == "std")
+            if bad:
+                want = "positive finite numbers" if part == "std" else "finite real numbers"
+                raise DataError(f"{path}: scale/{name}/{part} holds {bad}; a checkpoint's "
+                                f"standardisation {part} must be {want} (--params takes a file "
+                                "that engine train --save wrote)")
+        mean, std = parts
+        if mean.shape != std.shape:
+            raise DataError(f"{path}: 'scale/{name}/mean' is {format_shape(mean.shape)} but "
+                            f"'scale/{name}/std' is {format_shape(std.shape)}")
+        result[name] = (mean, std)
+    return result
+
+
+def check_scaling(path: Path, scaling: dict[str, tuple[np.ndarray, np.ndarray]],
+                  graph: Graph) -> None:
+    """Each standardised input is one of the graph's float inputs, and its statistics have
+    one number per feature: the input's declared shape without its batch axis."""
+    for name, (mean, _) in scaling.items():
+        value = graph.values.get(name)
+        if value is None or value.kind != "input":
+            raise DataError(f"{path}: holds standardisation statistics for {name!r}, which is "
+                            "not an input of the graph")
+        features = graph.dims.shape(value.shape)[1:]
+        if any(isinstance(d, str) for d in features) or mean.shape != tuple(features):
+            raise DataError(f"{path}: 'scale/{name}/mean' is {format_shape(mean.shape)}, but "
+                            f"input {name!r} is declared {format_shape(value.shape)} "
+                            f"({graph.where(name)}): expected one number per feature, "
+                            f"{format_shape(features)}")
 
 
 def _first_bad(array: np.ndarray, positive: bool) -> str:
@@ -132,7 +202,10 @@ def load_trained(path: Path, graph: Graph) -> Trained:
     """
     arrays = load_npz(path, max_bytes=graph.max_bytes)
     params = _prefixed(arrays, "params/") or arrays
-    return Trained(fit_parameters(path, params, graph), _scaling(path, arrays))
+    fitted = fit_parameters(path, params, graph)
+    scaling = _scaling(path, arrays)
+    check_scaling(path, scaling, graph)
+    return Trained(fitted, scaling)
 
 
 def fit_parameters(path: Path, params: dict[str, np.ndarray],

@@ -10,9 +10,12 @@ not match the input's shape) are SpecErrors located in the ``train:`` section.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +46,19 @@ class Dataset:
     test: Arrays = field(default_factory=dict)
     val_file: Path | None = None
     test_file: Path | None = None
+
+    @cached_property
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint remembers of the data it was trained on, so that a resumed run
+        on other data (or another split) is refused instead of mixing two runs' metrics."""
+        digest = hashlib.sha256()
+        for part in (self.train, self.val):
+            for name in sorted(part):
+                array = np.ascontiguousarray(part[name])
+                digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+                digest.update(memoryview(array).cast("B"))
+        return {"sha256": digest.hexdigest(), "train_rows": self.n_train,
+                "val_rows": self.n_val}
 
     @property
     def n_train(self) -> int:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -132,6 +132,7 @@ class Trainer:
     def resume(self, checkpoint: Checkpoint, best: Checkpoint | None = None) -> None:
         """Continue from ``checkpoint``: parameters, optimizer state, RNG state, history;
         ``best`` is the best epoch's checkpoint that early stopping kept, if any."""
+        _same_data(checkpoint.data, self.dataset.fingerprint)
         for name, array in checkpoint.params.items():
             np.copyto(self.params[name], array, casting="same_kind")  # a view the optimizer packs
         try:
@@ -250,7 +251,7 @@ class Trainer:
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(dict(self.params), self.optimizer.name, dict(self.optimizer.state),
                           self.rng.bit_generator.state, self.epoch, self.seed, self.history,
-                          self.dataset.stats)
+                          self.dataset.stats, self.dataset.fingerprint)
 
     @staticmethod
     def _rows(feeds: Arrays) -> int:
@@ -271,3 +272,19 @@ class Trainer:
             result.update(self.measured.compute(np.asarray(ex.value(self.measured.prediction)),
                                                 np.asarray(ex.value(self.measured.target))))
         return result
+
+
+def _same_data(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """A checkpoint continues only on the data it was trained on (older ones record none):
+    otherwise its history would be shown beside another dataset's row counts."""
+    if saved and saved.get("sha256") != now["sha256"]:
+        raise DataError(f"it was trained on other data ({saved.get('train_rows')} training and "
+                        f"{saved.get('val_rows')} validation rows), but this run's data and "
+                        f"split give {now['train_rows']} and {now['val_rows']} rows"
+                        f"{' with other values' if _rows(saved) == _rows(now) else ''}; resume "
+                        "with the data and --val-split it was trained with, or train afresh "
+                        "without --resume")
+
+
+def _rows(fingerprint: dict[str, Any]) -> tuple[Any, Any]:
+    return fingerprint.get("train_rows"), fingerprint.get("val_rows")

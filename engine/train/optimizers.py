@@ -121,6 +121,12 @@ class Optimizer:
             raise ValueError(f"{self.name} keeps {sorted(expected)}, the saved state holds "
                              f"{sorted(found)}")
         for key, value in state.items():
+            want = self.state[key].dtype
+            if not np.can_cast(np.asarray(value).dtype, want, casting="same_kind"):
+                raise ValueError(f"{key!r} holds {np.asarray(value).dtype}, which does not "
+                                 f"convert safely to {want}")
+            if want.kind == "i" and np.any(np.asarray(value) < 0):
+                raise ValueError(f"{key!r} is a count, but holds a negative number")
             np.copyto(self.state[key], value, casting="same_kind")
 
 

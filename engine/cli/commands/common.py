@@ -108,3 +108,15 @@ def _import_dir(text: str) -> Path:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
     return path
+
+
+def seed_argument(text: str) -> int:
+    """``--seed N``: a whole number from 0 to 2^64 - 1, as a spec's ``seed`` (else exit 2)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if not 0 <= seed < 2**64:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2^64 - 1, found "
+                                         f"{text}")
+    return seed

@@ -36,9 +36,14 @@ def add_parser(subparsers: Any) -> None:
                              f"{DEFAULT_MAX_PATHS}); more are only counted")
 
 
+#: The most paths ``--max-paths`` may ask to list: one line each, so more is never readable.
+MOST_PATHS = 1_000_000
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.max_paths < 1:
-        raise UsageError(f"--max-paths must be at least 1, got {args.max_paths}")
+    if not 1 <= args.max_paths <= MOST_PATHS:
+        raise UsageError(f"--max-paths must be from 1 to {MOST_PATHS:,} (paths beyond are "
+                         f"counted, never listed), got {args.max_paths}")
     graph = load_spec(args)
     chains = derivative_chains(graph, args.wrt, args.of, args.max_paths)
     sys.stdout.write(as_latex(chains) if args.latex else as_text(chains))

@@ -15,6 +15,7 @@ from engine.cli.commands.common import (
     load_spec,
     print_json,
     require_suffix,
+    seed_argument,
 )
 from engine.errors import DataError, UsageError
 from engine.graph.model import Graph
@@ -38,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
                         type=_feed_argument,
                         help="feed input NAME from FILE (.npy, .npz or .csv); repeatable")
     add_load_options(parser)
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=seed_argument, default=None,
                         help="seed for default values (overrides the spec's seed)")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document: {"outputs", "loss", "grads"}')

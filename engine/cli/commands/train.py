@@ -9,14 +9,15 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ValidationError
+from rich.console import Console
 
 from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
 from engine.cli.diagnostics import count
+from engine.cli.terminal import unescaped
 from engine.errors import DataError, SpecError, UsageError
 from engine.graph.lint import gradient_reach
 from engine.graph.model import Graph
@@ -24,7 +25,14 @@ from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
 from engine.spec.paths import Refused, confine
-from engine.train.checkpoint import Checkpoint, best_path, fit_parameters, load_checkpoint
+from engine.spec.source import parse_yaml
+from engine.train.checkpoint import (
+    Checkpoint,
+    best_path,
+    check_scaling,
+    fit_parameters,
+    load_checkpoint,
+)
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot
@@ -72,7 +80,9 @@ def _overrides() -> tuple[Override, ...]:
 def _members(annotation: Any) -> list[Any]:
     """The types of a field, ``None`` left out: ``int | None`` is ``[int]``."""
     union = get_origin(annotation) in (Union, types.UnionType)
-    return [m for m in (get_args(annotation) if union else (annotation,)) if m is not type(None)]
+    members = get_args(annotation) if union else (annotation,)
+    return [get_args(m)[0] if get_origin(m) is Annotated else m  # Seed is an annotated int
+            for m in members if m is not type(None)]
 
 
 def _scalar_kind(annotation: Any) -> type | None:
@@ -151,10 +161,11 @@ def _set_argument(text: str) -> tuple[tuple[str, ...], Any]:
     field, sep, value = text.partition("=")
     if not sep or not field:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML") from None
+    try:  # read as a spec is read: 1e-3 is a number, tags and huge integers are refused
+        parsed, _ = parse_yaml(value, "--set") if value.strip() else (None, None)
+    except SpecError as exc:
+        why = "; ".join(p.message for p in exc.problems)
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({why})") from None
     return tuple(field.split(".")), parsed
 
 
@@ -187,7 +198,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
             raise DataError(f"{args.resume}: {exc}") from None
     show_bar = sys.stdout.isatty() and not args.json
     with _stop_on_interrupt() as stop, \
-            (BarProgress(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
+            (_bar(config.epochs) if show_bar else nullcontext(NoProgress())) as progress:
         outcome = trainer.run(progress, stop)
     if args.plot is not None:
         plot_history(args.plot, outcome.history, f"{graph.spec.name}: loss per epoch")
@@ -202,6 +213,11 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
               file=sys.stderr)
         return 130
     return 0
+
+
+def _bar(epochs: int) -> BarProgress:
+    """The progress bar, drawing with its own escape sequences on the real stdout."""
+    return BarProgress(epochs, Console(file=unescaped(sys.stdout)))
 
 
 def _check_ready(graph: Graph, config: TrainConfig, args: argparse.Namespace) -> Path:
@@ -253,9 +269,10 @@ def _checkpoint(graph: Graph, config: TrainConfig,
     checkpoint = load_checkpoint(args.resume, graph.max_bytes)
     try:
         np.random.default_rng().bit_generator.state = checkpoint.rng_state  # the loop's kind
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise DataError(f"{args.resume}: unreadable checkpoint metadata ({exc}); --resume takes "
                         "a file that engine train --save wrote") from None
+    check_scaling(args.resume, checkpoint.scaling, graph)
     if args.override_seed is not None and args.override_seed != checkpoint.seed:
         raise UsageError(f"--seed {args.override_seed}: {args.resume} was trained with seed "
                          f"{checkpoint.seed}, which fixes its split and batch order")
