@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops.samples import Sample, unary_samples
+from engine.ops.samples import away_from_kink
 from engine.ops.standard import unary_op
 
 
@@ -45,22 +45,12 @@ def _relu_vjp(xp, attrs, g, out, inputs, needs):
     return (xp.where(out > 0, g, xp.zeros_like(g)),)
 
 
-def _relu_samples(rng: np.random.Generator) -> list[Sample]:
-    # Finite differences are meaningless at the kink, so keep samples away from 0.
-    samples = []
-    for sample in unary_samples(rng, 0.1, 2.0):
-        (x,) = sample.inputs
-        sign = np.where(rng.uniform(size=x.shape) < 0.5, -1.0, 1.0)
-        samples.append(Sample((sign * x,), note=sample.note))
-    return samples
-
-
 unary_op(
     "Relu", "max(x, 0) of each element.",
     forward=lambda xp, attrs, x: xp.maximum(x, xp.zeros_like(x)),
     vjp=_relu_vjp,
     reference=lambda attrs, x: np.where(x > 0, x, 0.0),
-    domain=(0.1, 2.0), samples=_relu_samples, uses_input=False, uses_output=True,
+    domain=(0.1, 2.0), samples=away_from_kink, uses_input=False, uses_output=True,
     convention="Relu'(0) = 0: the gradient flows only where the input is strictly positive. "
                "Piecewise linear: its second derivative in x is 0 wherever it exists (the vjp "
                "is a mask of the output's sign, constant in x).",

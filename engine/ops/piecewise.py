@@ -11,18 +11,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from engine.ops.base import OpAttrs, OpDef, register, same_shape
-from engine.ops.samples import BROADCAST_PAIRS, Sample, unary_samples
+from engine.ops.samples import BROADCAST_PAIRS, Sample, away_from_kink
 from engine.ops.standard import binary_op, unary_op
-
-
-def _away_from_zero(rng: np.random.Generator) -> list[Sample]:
-    """Samples of either sign with |x| >= 0.1."""
-    samples = []
-    for sample in unary_samples(rng, 0.1, 2.0):
-        (x,) = sample.inputs
-        sign = np.where(rng.uniform(size=x.shape) < 0.5, -1.0, 1.0)
-        samples.append(Sample((sign * x,), note=sample.note))
-    return samples
 
 
 def _abs_vjp(xp, attrs, g, out, inputs, needs):
@@ -35,7 +25,7 @@ unary_op(
     vjp=_abs_vjp,
     reference=lambda attrs, x: np.sqrt(x * x),
     domain=(-2.0, 2.0), uses_input=True, uses_output=False,
-    samples=_away_from_zero,
+    samples=away_from_kink,
     convention="Abs'(0) = 0 (sign(0)), as in PyTorch and JAX. The second derivative is 0 "
                "wherever it exists.",
 )

@@ -49,3 +49,14 @@ def binary_samples(
                note=f"{a} with {b}")
         for a, b in BROADCAST_PAIRS
     ]
+
+
+def away_from_kink(rng: np.random.Generator) -> list[Sample]:
+    """Unary samples of either sign with |x| >= 0.1: finite differences are meaningless at a
+    kink at 0 (Relu, Abs), so the samples stay clear of it."""
+    samples = []
+    for sample in unary_samples(rng, 0.1, 2.0):
+        (x,) = sample.inputs
+        sign = np.where(rng.uniform(size=x.shape) < 0.5, -1.0, 1.0)
+        samples.append(Sample((sign * x,), note=sample.note))
+    return samples
