@@ -12,10 +12,7 @@ import numpy as np
 from engine.cli.commands.common import add_load_options, load_spec, print_json
 from engine.cli.diagnostics import count
 from engine.errors import DataError
-from engine.graph.subgraph import needed_by
-from engine.runtime.executor import Executor
-from engine.train.checkpoint import load_trained
-from engine.train.inference import read_feeds
+from engine.train.inference import trained_executor
 from engine.train.metrics import measured
 
 HELP = "measure trained parameters on a labelled data file: the loss and the metrics"
@@ -51,14 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if graph.loss is None:
         raise DataError(f"{args.spec}: the spec declares no loss, so there is nothing to "
                         "evaluate; engine predict computes outputs without one")
-    trained = load_trained(args.params, graph)
     ends = measured(graph, graph.spec.train)
     names = [graph.loss] + ([ends.prediction] if ends is not None else [])
-    needed = needed_by(graph, names)
-    feeds = read_feeds(graph, needed, trained, args.data, "eval")
-    executor = Executor(needed, strict_feeds=True)  # read_feeds gave every input
-    executor.parameters.update({k: v for k, v in trained.params.items()
-                                if k in executor.parameters})
+    executor, feeds = trained_executor(graph, names, args.params, args.data, "eval")
     with np.errstate(all="ignore"):
         executor.forward(feeds)
         loss = executor.loss

@@ -14,11 +14,8 @@ import numpy as np
 from engine.cli.commands.common import add_load_options, load_spec, require_suffix
 from engine.errors import DataError, UsageError, did_you_mean
 from engine.graph.model import Graph
-from engine.graph.subgraph import needed_by
 from engine.io.atomic import check_writable, write_atomically
-from engine.runtime.executor import Executor
-from engine.train.checkpoint import load_trained
-from engine.train.inference import read_feeds
+from engine.train.inference import trained_executor
 from engine.train.metrics import measured
 
 HELP = "compute outputs of trained parameters on new data, which needs no labels"
@@ -63,12 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"-o {args.out}: a .npy file holds one array, and {len(names)} "
                              "outputs were asked for; write .npz or .csv")
         check_writable(args.out)
-    trained = load_trained(args.params, graph)
-    needed = needed_by(graph, names)
-    feeds = read_feeds(graph, needed, trained, args.data, "predict")
-    executor = Executor(needed, strict_feeds=True)  # read_feeds gave every input
-    executor.parameters.update({k: v for k, v in trained.params.items()
-                                if k in executor.parameters})
+    executor, feeds = trained_executor(graph, names, args.params, args.data, "predict")
     with np.errstate(all="ignore"):
         outputs = {k: np.asarray(v) for k, v in executor.forward(feeds).items()}
     suffix = args.out.suffix.lower() if args.out is not None else ".csv"
