@@ -26,19 +26,24 @@ def class_targets(nodes: dict[str, Node], values: dict[str, Value]) -> dict[str,
     """Every input or constant that an NLL node reads as its target, by name."""
     found: dict[str, ClassTarget] = {}
     for node in nodes.values():
-        if node.op.name != "NLL" or len(node.inputs) != 2:
+        if node.op.name != "NLL" or len(node.inputs) < 2:
             continue
-        probs, target = (values[ref] for ref in node.inputs)
+        probs, target = (values[ref] for ref in node.inputs[:2])
         if target.kind == "node" or not probs.shape:
             continue
         found[target.name] = ClassTarget(node.name, probs.name, probs.shape[-1],
-                                         one_hot=len(target.shape) == len(probs.shape))
+                                         one_hot=len(target.shape) == len(probs.shape),
+                                         ignore_index=node.attrs.ignore_index)
     return found
 
 
-def first_bad_label(labels: np.ndarray, classes: int) -> tuple[tuple[int, ...], Any] | None:
-    """(index, label) of the first label outside 0..classes-1, or None."""
+def first_bad_label(labels: np.ndarray, classes: int, ignore_index: int | None = None
+                    ) -> tuple[tuple[int, ...], Any] | None:
+    """(index, label) of the first label outside 0..classes-1 that is not the NLL's
+    ``ignore_index`` (which may lie outside: PyTorch's -100), or None."""
     bad = (labels < 0) | (labels >= classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
     if not bad.any():
         return None
     index = np.unravel_index(int(np.argmax(bad)), labels.shape)
@@ -81,7 +86,7 @@ def check_labels(graph: Graph, name: str, array: np.ndarray, dims: Dims, what: s
                 "target, -sum(y * log p); if labels were meant, feed class indices or one-hot "
                 "rows"), stacklevel=5)
         return
-    bad = first_bad_label(np.asarray(array), classes)
+    bad = first_bad_label(np.asarray(array), classes, target.ignore_index)
     if bad is not None:
         index, label = bad
         raise DataError(f"{what}: {row_name(index)} holds label {label}, but "

@@ -48,13 +48,13 @@ def binary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
               uses_inputs: bool, uses_output: bool,
               input_names: tuple[str, str] = ("a", "b"), convention: str = "",
               samples: Callable[[np.random.Generator], list[Sample]] | None = None,
-              fast_vjp: Vjp | None = None) -> OpDef:
+              fast_vjp: Vjp | None = None, dtype: Callable[..., str] | None = None) -> OpDef:
     """Register an elementwise op of two broadcasting inputs; ``domains`` gives each
     input's sample range unless ``samples`` is given.  ``uses_inputs``/``uses_output``
-    say what the vjp reads."""
+    say what the vjp reads; ``dtype`` is the dtype rule (default: floats only)."""
     return register(OpDef(
         name=name, doc=doc, attrs=NoAttrs, input_names=input_names,
         forward=forward, vjp=vjp, shape=broadcast_shape, reference=reference,
         samples=samples or (lambda rng: binary_samples(rng, domains)),
         convention=convention, vjp_uses_inputs=uses_inputs, vjp_uses_output=uses_output,
-        fast_vjp=fast_vjp))
+        fast_vjp=fast_vjp, dtype=dtype))

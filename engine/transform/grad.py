@@ -145,7 +145,7 @@ class _GradBuilder:
     def _array(self, value: Value) -> SymbolicArray:
         array = SymbolicArray(self.tracer, tuple(value.shape), value.dtype, label=value.name)
         if _is_inline(value):
-            array.literal = float(value.literal)
+            array.literal = value.literal.item()  # an int stays one (weak_dtype)
         return array
 
     # -- the backward walk -----------------------------------------------------------------

@@ -126,6 +126,9 @@ class _Fuser:
     # -- NLL(Softmax) -> -Sum(LogSoftmax * y) -------------------------------------------------
 
     def cross_entropy(self, name: str, entry: dict[str, Any]) -> None:
+        if len(entry["inputs"]) != 2 or entry.get("reduction", "sum") == "none" or \
+                entry.get("ignore_index") is not None:
+            return  # class weights, skipped rows and per-row losses have no staged form here
         probs, target = entry["inputs"]
         soft = self.node(probs, "Softmax")
         graph = self.stage.graph
