@@ -104,7 +104,8 @@ class Executor:
 
     ``backend`` names the array library to run on: ``"numpy"`` (the default), ``"torch"``,
     ``"jax"`` or ``"dask"`` (``engine.runtime.backends``; each an optional extra, imported
-    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``).  Or ``xp``
+    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``); or it is a
+    ``Backend`` that ``get_backend`` made (which carries its device and chunking).  Or ``xp``
     passes any namespace of the Python array API standard itself (``array_api_strict``).
     Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
     Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
@@ -127,8 +128,9 @@ class Executor:
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False, strict_feeds: bool = False, backend: str | None = None,
-                 device: str | None = None, chunk_rows: int | None = None):
+                 training: bool = False, strict_feeds: bool = False,
+                 backend: str | Backend | None = None, device: str | None = None,
+                 chunk_rows: int | None = None):
         if not isinstance(graph, Graph):
             raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
                                 f"{type(graph).__name__}")
@@ -141,11 +143,15 @@ class Executor:
         self.trace: Trace | None = Trace(graph) if trace else None
         if backend is not None and xp is not None:
             raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
-        if backend is None and (device is not None or chunk_rows is not None):
-            raise EngineError("device= and chunk_rows= need backend= (torch, dask)")
-        self.backend: Backend = get_backend(backend or "numpy", device, chunk_rows) \
-            if xp is None \
-            else Backend(getattr(xp, "__name__", "xp"), xp)
+        if not isinstance(backend, str) and (device is not None or chunk_rows is not None):
+            raise EngineError("device= and chunk_rows= go with backend= given by name (torch, "
+                              "dask); a Backend object carries its own")
+        if isinstance(backend, Backend):
+            self.backend: Backend = backend
+        elif xp is None:
+            self.backend = get_backend(backend or "numpy", device, chunk_rows)
+        else:
+            self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
