@@ -40,6 +40,7 @@ def _integer_samples(rng: np.random.Generator, domains) -> list[Sample]:
 binary_op(
     "Add", "a + b, broadcasting.",
     forward=lambda xp, attrs, a, b: a + b,
+    ufunc=np.add,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g if needs[0] else None,
                                                   g if needs[1] else None),
     reference=lambda attrs, a, b: np.add(a, b),
@@ -51,6 +52,7 @@ binary_op(
 binary_op(
     "Sub", "a - b, broadcasting.",
     forward=lambda xp, attrs, a, b: a - b,
+    ufunc=np.subtract,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g if needs[0] else None,
                                                   -g if needs[1] else None),
     reference=lambda attrs, a, b: np.subtract(a, b),
@@ -91,6 +93,7 @@ def _numpy_product_summed_to(g, other, shape):
 binary_op(
     "Mul", "a * b elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: a * b,
+    ufunc=np.multiply,
     vjp=_mul_vjp,
     fast_vjp=_mul_fast_vjp,
     reference=lambda attrs, a, b: np.multiply(a, b),
@@ -117,6 +120,7 @@ def _div_dtype(_attrs: OpAttrs, a: str, b: str) -> str:
 binary_op(
     "Div", "a / b elementwise, broadcasting; floats only (Cast integers first).",
     forward=lambda xp, attrs, a, b: a / b,
+    ufunc=np.divide,
     vjp=_div_vjp,
     reference=lambda attrs, a, b: np.divide(a, b),
     domains=(_ANY, _AWAY_FROM_ZERO), uses_inputs=True, uses_output=True,
@@ -144,6 +148,12 @@ def _exponent(xp, base, exponent):
     if exponent.dtype == base.dtype or xp.isdtype(exponent.dtype, "real floating"):
         return exponent
     return xp.astype(exponent, base.dtype)
+
+
+def _power(base: np.ndarray, exponent: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.power`` as the memory plan calls a ufunc, with an integer exponent in the base's
+    dtype (``_exponent``): float32 ** int64 stays float32, as the dtype rule says."""
+    return np.power(base, _exponent(np, base, exponent), out=out)
 
 
 def _pow_vjp(xp, attrs, g, out, inputs, needs):
@@ -191,6 +201,7 @@ binary_op(
            "integer (the result then has the base's dtype, as ONNX).",
     input_names=("base", "exponent"),
     forward=lambda xp, attrs, base, exponent: xp.pow(base, _exponent(xp, base, exponent)),
+    ufunc=_power,
     vjp=_pow_vjp,
     reference=_pow_reference,
     domains=((0.5, 2.0), _ANY), uses_inputs=True, uses_output=True,
