@@ -23,7 +23,11 @@ inputs:
   u: {shape: [3], dtype: uint8, init: {value: [0, 200, 255]}}
   w: {shape: [2, 3], dtype: int16, init: ones}
   m: {shape: [3], dtype: bool, init: {value: [1, 0, 1]}}
+  f: {shape: [3], dtype: float32, init: {value: [1.5, -2.0, 0.25]}}
+  e: {shape: [3], dtype: int64, init: {value: [3, 2, -1]}}
 nodes:
+  fe: {op: Pow, inputs: [f, e]}
+  fe2: {op: Mul, inputs: [fe, fe]}
   s: {op: Add, inputs: [a, b]}
   d: {op: Sub, inputs: [a, 1]}
   p: {op: Mul, inputs: [u, w]}
@@ -35,7 +39,7 @@ nodes:
   flat: {op: Reshape, inputs: [u], shape: [3, 1]}
   turned: {op: Transpose, inputs: [a]}
   wide: {op: Cast, inputs: [u], to: int32}
-outputs: [s, d, p, total, top, sq, bigger, same, flat, turned, wide]
+outputs: [fe2, s, d, p, total, top, sq, bigger, same, flat, turned, wide]
 """
 
 
@@ -50,11 +54,14 @@ def test_integer_ops_infer_numpys_dtypes_and_values() -> None:
                 "top": np.max(u * w, axis=0), "sq": b ** np.int8(2), "bigger": a > b,
                 "same": np.ones(3, bool), "flat": u.reshape(3, 1), "turned": a.T,
                 "wide": u.astype(np.int32)}
-    out = engine.Executor(graph).forward()
-    for name, value in want.items():
-        assert graph.values[name].dtype == str(value.dtype), name
-        np.testing.assert_array_equal(out[name], value, err_msg=name)
-        assert out[name].dtype == value.dtype, name
+    fe = np.array([1.5**3, (-2.0) ** 2, 1 / 0.25], np.float32)  # the base's dtype, as ONNX
+    want["fe2"] = fe * fe
+    for optimize in (False, True):  # the memory plan's ufunc calls too
+        out = engine.Executor(graph, optimize=optimize).forward()
+        for name, value in want.items():
+            assert graph.values[name].dtype == str(value.dtype), name
+            np.testing.assert_array_equal(out[name], value, err_msg=name)
+            assert out[name].dtype == value.dtype, name
     assert_runs_as_inferred(graph)
 
 
