@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.cli.main import build_parser, main
-from tests.loopback import Deployment
+from engine.train.checkpoint import load_checkpoint
+from tests.loopback import STARTUP, Deployment, kill_group
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = str(ROOT / "graphs" / "mlp.yaml")
@@ -213,3 +218,71 @@ def test_workers_start_a_local_cluster_that_is_closed_afterwards(capsys, tmp_pat
             and p.status() != psutil.STATUS_ZOMBIE
             and "resource_tracker" not in " ".join(p.cmdline())]  # Python's, till exit
     assert left == [], [p.cmdline() for p in left]
+
+
+# -- (b) training on the deployment, (c) a worker killed in the middle of it ----------------
+
+#: Few steps and few chunks a step: every chunk is a round trip through the scheduler.
+TRAIN = ("--epochs", "2", "--batch-size", "48", "--seed", "3")
+CHUNKS = ("--chunk-rows", "24")
+
+
+def params_of(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as saved:
+        return {k: saved[k] for k in saved.files if k.startswith("params/")}
+
+
+@pytest.fixture(scope="module")
+def trained(deployment, tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
+    """graphs/mlp.yaml trained on NumPy, and on the deployment with --backend dask."""
+    folder = tmp_path_factory.mktemp("trained")
+    result = {}
+    for name, options in (("numpy", ()), ("dask", ("--backend", "dask", *CHUNKS,
+                                                  "--scheduler", deployment.address))):
+        saved = folder / f"{name}.npz"
+        assert main(["train", MLP, *TRAIN, *options, "--save", str(saved)]) == 0
+        result[name] = params_of(saved)
+    return result
+
+
+def test_training_on_the_deployment_reaches_numpys_parameters(trained) -> None:
+    numpy, dask = trained["numpy"], trained["dask"]
+    assert numpy.keys() == dask.keys() == {"params/w1", "params/b1", "params/w2", "params/b2"}
+    for name in numpy:
+        np.testing.assert_allclose(dask[name], numpy[name], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
+def test_a_worker_killed_mid_training_is_recomputed_and_the_run_ends_the_same(
+        deployment, trained, tmp_path) -> None:
+    """``kill -9`` of a whole ``dask worker`` (nanny and worker process: a machine lost)
+    once the first epoch's checkpoint is written.  Dask computes what that worker held
+    again on the others; the run finishes with the parameters of the run without a fault,
+    bit for bit, and NumPy's to 1e-9."""
+    extra = deployment.start_worker()  # the one to kill: the fixture's two stay
+    deployment.wait_for_workers(3)
+    saved = tmp_path / "p.npz"
+    command = [sys.executable, "-m", "engine", "train", MLP, *TRAIN, "--backend", "dask",
+               *CHUNKS, "--scheduler", deployment.address, "--save", str(saved)]
+    log = tmp_path / "train.log"
+    with open(log, "wb") as output:
+        run = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})  # this engine
+    try:
+        while not saved.exists() and run.poll() is None:
+            time.sleep(0.02)
+        assert run.poll() is None, f"the run ended before the kill:\n{log.read_text()}"
+        assert load_checkpoint(saved).epoch == 1  # mid-training: 1 of 2 epochs done
+        kill_group(extra)
+        extra.wait()
+        assert run.wait(timeout=STARTUP) == 0, log.read_text()
+    finally:
+        kill_group(run)
+        run.wait()
+    assert "3 workers" in log.read_text()
+    assert deployment.workers() == 2  # it really died
+    after = params_of(saved)
+    for name, array in trained["dask"].items():
+        np.testing.assert_array_equal(after[name], array, err_msg=name)
+        np.testing.assert_allclose(after[name], trained["numpy"][name], rtol=1e-9,
+                                   atol=1e-12, err_msg=name)

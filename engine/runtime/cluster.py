@@ -122,10 +122,13 @@ def _lost(exc: BaseException) -> str:
     dies is not such a case: Dask computes its lost pieces again on the others; only a
     task whose workers died ``distributed.scheduler.allowed-failures`` times (3), or the
     scheduler gone, ends the run."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    why = "a task's workers kept dying (KilledWorker)" if type(exc).__name__ == \
-        "KilledWorker" else "the connection to the scheduler was lost"
-    return (f"the Dask cluster could not finish the computation: {why} ({first}). Files "
+    text = str(exc).strip()
+    if type(exc).__name__ == "KilledWorker":
+        why = f"a task's workers kept dying ({text.splitlines()[0] if text else 'KilledWorker'})"
+    else:
+        reason = text.partition("reason: ")[2].split()[:1]  # "... cancelled for reason: X."
+        why = "the scheduler went away" + (f" ({reason[0].rstrip('.')})" if reason else "")
+    return (f"the Dask cluster could not finish the computation: {why}. Files "
             "written before this are whole (engine train --save writes its checkpoint after "
             "every epoch, atomically): once the cluster runs again, continue with --resume "
             "FILE")
@@ -194,8 +197,10 @@ def _say_where(client: Any, options: ClusterOptions) -> None:
     info = client.scheduler_info()
     workers = info.get("workers", {})
     memory = [w.get("memory_limit") for w in workers.values()]
-    each = f", {human_bytes(memory[0])} each" if memory and memory[0] and \
-        all(m == memory[0] for m in memory) else ""
+    each = ""
+    if memory and memory[0] and all(m == memory[0] for m in memory):
+        each = f" of {human_bytes(memory[0])}" if len(memory) == 1 else \
+            f", {human_bytes(memory[0])} each"
     kind = "local cluster" if options.workers is not None else "scheduler"
     dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else None
     where = f"dashboard {dashboard}" if dashboard else "no dashboard"
