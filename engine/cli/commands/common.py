@@ -21,7 +21,7 @@ from engine.cli.diagnostics import report
 from engine.errors import UsageError
 from engine.graph.model import Graph
 from engine.limits import DEFAULT_MAX_BYTES, parse_bytes
-from engine.runtime.backends import BACKENDS
+from engine.runtime.backends import BACKENDS, Backend, get_backend
 from engine.spec.loader import load
 
 
@@ -121,6 +121,12 @@ def backend_session(args: argparse.Namespace) -> Iterator[None]:
 
     with session(ClusterOptions.from_args(args)):
         yield
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """The backend that ``add_backend_options``'s options choose: every verb that runs the
+    graph makes it here, so that they all take the same options the same way."""
+    return get_backend(args.backend, args.device, args.chunk_rows)
 
 
 def _positive_int(text: str) -> int:
