@@ -286,3 +286,43 @@ def test_a_worker_killed_mid_training_is_recomputed_and_the_run_ends_the_same(
         np.testing.assert_array_equal(after[name], array, err_msg=name)
         np.testing.assert_allclose(after[name], trained["numpy"][name], rtol=1e-9,
                                    atol=1e-12, err_msg=name)
+
+
+def test_a_lost_scheduler_ends_the_run_with_an_error_and_the_checkpoint_resumes(
+        trained, tmp_path) -> None:
+    """When the engine cannot go on (here the scheduler is killed once the first epoch is
+    saved): exit 1, one clear line, no traceback; the checkpoint is whole, and resuming
+    from it (on NumPy) ends where the uninterrupted run ends."""
+    cluster = Deployment(tmp_path)
+    try:
+        cluster.start_scheduler()
+        cluster.start_worker()
+        cluster.wait_for_workers(1)
+        saved = tmp_path / "p.npz"
+        log = tmp_path / "train.log"
+        command = [sys.executable, "-m", "engine", "train", MLP, *TRAIN, "--backend", "dask",
+                   *CHUNKS, "--scheduler", cluster.address, "--cluster-timeout", "1",
+                   "--save", str(saved)]
+        with open(log, "wb") as output:
+            run = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            while not saved.exists() and run.poll() is None:
+                time.sleep(0.02)
+            assert run.poll() is None, f"the run ended before the kill:\n{log.read_text()}"
+            kill_group(cluster.processes[0])  # the scheduler
+            assert run.wait(timeout=STARTUP) == 1
+        finally:
+            kill_group(run)
+            run.wait()
+    finally:
+        cluster.stop()
+    text = log.read_text()
+    assert "error: the Dask cluster could not finish the computation: the scheduler went " \
+           "away" in text and "--resume" in text and "Traceback" not in text
+    assert load_checkpoint(saved).epoch == 1
+    resumed = tmp_path / "q.npz"
+    assert main(["train", MLP, *TRAIN, "--resume", str(saved), "--save", str(resumed)]) == 0
+    for name, array in params_of(resumed).items():
+        np.testing.assert_allclose(array, trained["numpy"][name], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
