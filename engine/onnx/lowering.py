@@ -181,8 +181,19 @@ def _reduce(e: Emitter, s: Step) -> None:
         e.node("Identity", [x.name], s.out.name, out=s.out.name)
         return
     axes = None if axis is None else [axis] if isinstance(axis, int) else list(axis)
-    reduce(e, _REDUCE[s.op.name], e.cast(x, s.out.dtype), axes, s.attrs.keepdims, s.out.name,
-           out=s.out.name)
+    if s.out.dtype not in _NARROW:
+        reduce(e, _REDUCE[s.op.name], e.cast(x, s.out.dtype), axes, s.attrs.keepdims,
+               s.out.name, out=s.out.name)
+        return
+    # ONNX's ReduceSum has no int8, int16, uint8 or bool, nor ReduceMax int16 or bool (before
+    # opset 20): reduced in int32, then cast back (an int8 sum wraps around, as the engine's)
+    wide = reduce(e, _REDUCE[s.op.name], e.cast(x, "int32"), axes, s.attrs.keepdims,
+                  f"{s.out.name}_int32")
+    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
+
+
+#: Integer dtypes (and bool) that a Sum or Max keeps, but that ONNX's reductions lack.
+_NARROW = ("int8", "int16", "uint8", "bool")
 
 
 def reduce(e: Emitter, op_type: str, x: str, axes: list[int] | None, keepdims: bool,
