@@ -371,12 +371,12 @@ def schema_comment(graph: Graph, out_dir: Path | None) -> list[str]:
 
 def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:
     """A spec as YAML, one line per tensor and node (as the example specs are written),
-    under a header comment."""
+    under a header comment; a name YAML 1.1 reads as a boolean (``on``) is quoted."""
     body = []
     for key, value in spec.items():
         if isinstance(value, dict) and value:
             body.append(f"{key}:")
-            body += [f"  {name}: {_flow(entry)}" for name, entry in value.items()]
+            body += [f"  {_flow(name)}: {_flow(entry)}" for name, entry in value.items()]
         else:
             body.append(f"{key}: {_flow(value)}")
     return "\n".join([*(f"# {line}" for line in header), "", *body]) + "\n"
