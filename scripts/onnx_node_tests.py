@@ -14,7 +14,7 @@ import unittest
 import warnings
 from typing import Any
 
-from engine.testing.onnx_conformance import backend_test, node_cases, tally
+from engine.testing.onnx_conformance import node_cases, tally, test_cases
 
 
 class _Result(unittest.TestResult):
@@ -53,7 +53,10 @@ def main() -> int:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     result = _Result()
-    backend_test(__name__).test_suite.run(result)
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(case)
+                               for case in test_cases(__name__).values())
+    suite.run(result)
     if args.cases:
         for name, (outcome, reason) in sorted(result.outcomes.items()):
             print(f"{outcome:8} {name}  {reason}")

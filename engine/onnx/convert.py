@@ -78,8 +78,8 @@ class NodeContext:
             f"loaded")
 
     def dtype(self, i: int) -> str:
-        return self.importer.dtype(self.node.input[i], f"{self.where()}: input {i} "
-                                                       f"{self.node.input[i]!r}")
+        return self.importer.dtype(self.node.input[i], f"input {i} {self.node.input[i]!r}",
+                                   self.where())
 
     def rank(self, i: int) -> int | None:
         shape = self.importer.shape(self.node.input[i])

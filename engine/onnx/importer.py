@@ -156,7 +156,7 @@ class _Names:
         return self.given[onnx_name]
 
     def fresh(self, wanted: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", wanted) or "value"
+        base = re.sub(r"[^A-Za-z0-9_]", "_", wanted).strip("_") or "value"
         if not re.match(r"[A-Za-z_]", base):
             base = f"v_{base}"
         name, index = base, 1
@@ -286,19 +286,21 @@ class _Importer:
         self.sections["inputs"][name] = decl
         self.refs[value.name] = name
 
-    def dtype(self, onnx_name: str, what: str) -> str:
-        """The engine dtype of a value, or Unsupported when a spec cannot hold it."""
+    def dtype(self, onnx_name: str, what: str, where: str = "") -> str:
+        """The engine dtype of a value, or Unsupported (located at ``where``, by default the
+        model) when a spec cannot hold it."""
+        where = where or self.source
         if onnx_name in self.known:
             dtype = str(self.known[onnx_name].dtype)
             label = dtype
         else:
             kind = self.types.get(onnx_name)
             if kind is None or not kind.HasField("tensor_type"):
-                raise Unsupported(f"{self.source}: {what} is not a tensor of known type")
+                raise Unsupported(f"{where}: {what} is not a tensor of known type")
             elem = kind.tensor_type.elem_type
             dtype, label = dtype_name(elem) or "", _elem_label(elem)
         if dtype not in SPEC_DTYPES:
-            raise Unsupported(f"{self.source}: {what} is {label}, which is not an engine dtype "
+            raise Unsupported(f"{where}: {what} is {label}, which is not an engine dtype "
                               f"({', '.join(sorted(SPEC_DTYPES))})")
         return dtype
 
