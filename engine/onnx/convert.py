@@ -227,6 +227,11 @@ def _mean(ctx: NodeContext) -> None:
 @converts("Cast")
 def _cast(ctx: NodeContext) -> None:
     to = dtype_name(ctx.attr("to"))
+    if ctx.node.input[0] in ctx.importer.counts and to in FLOATS:
+        tensor, axes = ctx.importer.counts[ctx.node.input[0]]
+        count = ctx.emit("Count", [ctx.importer.ref(tensor)], role="count", axis=axes)
+        ctx.emit("Cast", [count], out=0, to=to)
+        return
     allowed = typing.get_args(REGISTRY["Cast"].attrs.model_fields["to"].annotation)
     if to not in allowed:
         label = ctx.importer.onnx.TensorProto.DataType.Name(ctx.attr("to")).lower()
@@ -404,6 +409,10 @@ def _ints(array: np.ndarray | Sequence[int] | None) -> list[int] | None:
 
 @converts("Reshape")
 def _reshape(ctx: NodeContext) -> None:
+    like = _whole_shape(ctx, 1)
+    if like is not None:
+        ctx.emit("ReshapeLike", [ctx.input(0), like], out=0)
+        return
     shape = _ints(ctx.static(1, "shape") if ctx.opset >= 5 else ctx.attr("shape"))
     allowzero = bool(ctx.attr("allowzero", 0))
     ctx.emit("Reshape", [ctx.input(0)], out=0, shape=shape,
@@ -472,6 +481,14 @@ def _slice(ctx: NodeContext) -> None:
 
 @converts("Gather")
 def _gather(ctx: NodeContext) -> None:
+    source = ctx.node.input[0]
+    if source in ctx.importer.shapes:  # sizes of a shape known only at run time
+        tensor, _ = ctx.importer.shapes[source]
+        indices = ctx.static(1, "indices")
+        if indices is None or indices.ndim != 1 or ctx.attr("axis", 0) != 0:
+            raise ctx.unsupported("Gather from a run-time shape takes a 1-D constant list")
+        ctx.importer.shapes[ctx.node.output[0]] = (tensor, _ints(indices))
+        return
     indices = ctx.input(1)
     if ctx.dtype(1) != "int64":
         indices = ctx.emit("Cast", [indices], role="indices", to="int64")
@@ -495,3 +512,65 @@ def _constant(ctx: NodeContext) -> None:
         ctx.constant(0, array)
         return
     raise ctx.unsupported("a Constant without a value")
+
+
+# -- shapes known only at run time (a named dimension such as batch) ----------------------
+
+@converts("Shape")
+def _shape(ctx: NodeContext) -> None:
+    """A constant where the shape is known; else a symbol that Expand, Reshape and
+    ReduceProd-then-Cast turn into BroadcastTo, ReshapeLike and Count."""
+    name = ctx.node.input[0]
+    shape = ctx.importer.shape(name)
+    start, end = ctx.attr("start", 0), ctx.attr("end")
+    if shape is not None and None not in shape:
+        ctx.constant(0, np.asarray(shape[start:end], dtype=np.int64))
+        return
+    if start != 0 or end is not None:
+        raise ctx.unsupported("Shape with start or end of a shape known only at run time")
+    ctx.importer.shapes[ctx.node.output[0]] = (name, None)
+
+
+def _whole_shape(ctx: NodeContext, i: int) -> str | None:
+    """The tensor whose whole run-time shape input ``i`` is, as a spec name, or None."""
+    symbol = ctx.importer.shapes.get(ctx.node.input[i]) if ctx.has(i) else None
+    if symbol is None:
+        return None
+    if symbol[1] is not None:
+        raise ctx.unsupported("a part of a run-time shape where the whole one is needed")
+    return ctx.importer.ref(symbol[0])
+
+
+@converts("ReduceProd")
+def _reduce_prod(ctx: NodeContext) -> None:
+    """Only the product of a run-time shape's sizes: the engine's Count."""
+    symbol = ctx.importer.shapes.get(ctx.node.input[0])
+    if symbol is None or ctx.attr("keepdims", 1) or ctx.has(1):
+        raise ctx.unsupported("ReduceProd is read only as the element count of a shape "
+                              "(keepdims 0, over everything)")
+    tensor, axes = symbol
+    rank = ctx.importer.shape(tensor)
+    if axes is None:
+        axes = list(range(len(rank))) if rank is not None else None
+    if axes is None:
+        raise ctx.unsupported("the rank of the counted tensor is unknown")
+    ctx.importer.counts[ctx.node.output[0]] = (tensor, axes)
+
+
+@converts("Expand")
+def _expand(ctx: NodeContext) -> None:
+    """x broadcast to a tensor's run-time shape, or to a constant shape (a constant of
+    zeros of that shape stands for it): BroadcastTo."""
+    like = _whole_shape(ctx, 1)
+    if like is not None:
+        ctx.emit("BroadcastTo", [ctx.input(0), like], out=0)
+        return
+    target, shape = ctx.static(1, "shape"), ctx.importer.shape(ctx.node.input[0])
+    if shape is None or None in shape:
+        raise ctx.unsupported("Expand of a tensor whose shape is not known")
+    result = np.broadcast_shapes(tuple(shape), tuple(_ints(target)))
+    if result == tuple(shape):
+        ctx.emit("Identity", [ctx.input(0)], out=0)
+        return
+    like = ctx.array("like", np.zeros(result, dtype=np.dtype(ctx.dtype(0))))
+    ctx.emit("BroadcastTo", [ctx.input(0), like], out=0)

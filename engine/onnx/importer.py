@@ -186,6 +186,11 @@ class _Importer:
         self.bound = static  # given values of graph inputs, for what must be constant
         self.fixed: dict[str, np.ndarray] = {}  # those of them the spec fixes as attributes
         self.graph_inputs = {v.name: v for v in self.graph.input if v.name not in self.known}
+        #: values that are a shape, or sizes of it, of a tensor whose size is known only at
+        #: run time (engine export writes Count, BroadcastTo, ReshapeLike so): value ->
+        #: (tensor, axes or None for the whole shape); they become those ops where used
+        self.shapes: dict[str, tuple[str, list[int] | None]] = {}
+        self.counts: dict[str, tuple[str, list[int]]] = {}
         self.names = _Names()
         self.refs: dict[str, str] = {}
         self.sections: dict[str, dict[str, Any]] = {
@@ -319,6 +324,10 @@ class _Importer:
         """The spec name holding ONNX value ``onnx_name``, declaring it on first use."""
         if onnx_name in self.refs:
             return self.refs[onnx_name]
+        if onnx_name in self.shapes or onnx_name in self.counts:
+            raise Unsupported(f"{self.source}: value {onnx_name!r} is a tensor's shape, or "
+                              "sizes of it, known only at run time; the engine reads it only "
+                              "through Expand, Reshape, or ReduceProd then Cast")
         if onnx_name in self.graph_inputs:
             self._declare_input(self.graph_inputs[onnx_name])
             return self.refs[onnx_name]

@@ -24,6 +24,10 @@ from engine.onnx.backend import EngineBackend, EngineRep
 from engine.onnx.convert import CONVERTERS
 from engine.onnx.importer import Unsupported
 
+#: ONNX ops imported only as the shape patterns of engine export (Count, BroadcastTo,
+#: ReshapeLike) or folded into constants: no engine op of their own, so no node tests.
+SHAPE_OPS = frozenset({"Constant", "Shape", "Expand", "ReduceProd"})
+
 
 class RefusingRep(EngineRep):
     """A refusal is a skip whose reason is the refusal's message."""
@@ -57,7 +61,7 @@ def _reason(message: str) -> str:
 @functools.cache
 def node_cases() -> dict[str, str]:
     """{test name: ONNX op} of the node tests of the ops engine import maps."""
-    ops = set(CONVERTERS) - {"Constant"}
+    ops = set(CONVERTERS) - SHAPE_OPS
     cases = {}
     for case in load_model_tests(kind="node"):
         nodes = case.model.graph.node if case.model is not None else []
