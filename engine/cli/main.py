@@ -18,6 +18,7 @@ from engine.cli.commands import (
     check,
     eval,
     explain,
+    export,
     grad,
     gradcheck,
     graph,
@@ -33,7 +34,7 @@ from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema,
-            import_)
+            export, import_)
 
 
 def build_parser() -> argparse.ArgumentParser:
