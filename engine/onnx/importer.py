@@ -304,9 +304,11 @@ class _Importer:
                 raise Unsupported(f"{where}: {what} is not a tensor of known type")
             elem = kind.tensor_type.elem_type
             dtype, label = dtype_name(elem) or "", _elem_label(elem)
-        if dtype not in SPEC_DTYPES:
+        declared = onnx_name in self.known or onnx_name in self.graph_inputs
+        allowed = SPEC_DTYPES if declared else SPEC_DTYPES | {"bool"}  # comparisons make bool
+        if dtype not in allowed:
             raise Unsupported(f"{where}: {what} is {label}, which is not an engine dtype "
-                              f"({', '.join(sorted(SPEC_DTYPES))})")
+                              f"({', '.join(sorted(allowed))})")
         return dtype
 
     def shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
