@@ -168,11 +168,19 @@ def _same(ctx: NodeContext) -> None:
 
 @converts("Div")
 def _div(ctx: NodeContext) -> None:
+    """Integers divide truncating toward zero in ONNX: in float64, then Cast back, which
+    truncates; exact while the operands fit in 32 bits (int64 is refused)."""
     dtype = ctx.dtype(0)
-    if dtype not in FLOATS:
-        raise ctx.unsupported(f"Div of {dtype} truncates toward zero in ONNX; the engine's "
-                              "Div divides exactly")
-    ctx.emit("Div", ctx.inputs(), out=0)
+    if dtype in FLOATS:
+        ctx.emit("Div", ctx.inputs(), out=0)
+        return
+    if dtype in ("int64", "uint64"):
+        raise ctx.unsupported(f"Div of {dtype} truncates toward zero in ONNX, which the "
+                              "engine computes exactly only for integers of 32 bits or less")
+    a, b = (ctx.emit("Cast", [ctx.input(i)], role=f"{'ab'[i]}_float", to="float64")
+            for i in (0, 1))
+    quotient = ctx.emit("Div", [a, b], role="float")
+    ctx.emit("Cast", [quotient], out=0, to=dtype)
 
 
 @converts("Pow")
