@@ -345,12 +345,27 @@ def _nll(ctx: NodeContext) -> None:
     Written with Where picking the target's entry of the log-probabilities, classes moved
     last: exact, where the engine's NLL (of probabilities, Exp of these) would take
     log(exp(x)) and turn an underflowed probability into NaN."""
+    _picked_loss(ctx, ctx.input(0))
+
+
+@converts("SoftmaxCrossEntropyLoss")
+def _softmax_cross_entropy(ctx: NodeContext) -> None:
+    """NegativeLogLikelihoodLoss of LogSoftmax over the classes (axis 1), as ONNX defines
+    it; the log-probabilities are the optional second output."""
+    log_probabilities = ctx.emit("LogSoftmax", [ctx.input(0)], role="log_prob", axis=1,
+                                 **({"out": 1} if ctx.wants(1) else {}))
+    _picked_loss(ctx, log_probabilities)
+
+
+def _picked_loss(ctx: NodeContext, scores: str) -> None:
+    """ONNX's NLL of log-probabilities ``scores`` (classes on axis 1) and the target,
+    input 1, with the class weights of input 2, ignore_index and reduction."""
     reduction, ignore = ctx.attr("reduction", "mean"), ctx.attr("ignore_index")
     rank = ctx.need_rank(0, "its classes (axis 1) are moved last")
     classes = ctx.importer.shape(ctx.node.input[0])[1]
     if classes is None:
         raise ctx.unsupported("the number of classes (axis 1 of input 0) is not known")
-    dtype, scores, target = ctx.dtype(0), ctx.input(0), ctx.input(1)
+    dtype, target = ctx.dtype(0), ctx.input(1)
     if rank > 2:
         scores = ctx.emit("Transpose", [scores], role="classes_last",
                           axes=[0, *range(2, rank), 1])
