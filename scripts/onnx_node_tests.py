@@ -14,7 +14,7 @@ import unittest
 import warnings
 from typing import Any
 
-from engine.testing.onnx_conformance import node_cases, tally, test_cases
+from engine.testing.onnx_conformance import node_cases, node_test_classes, tally
 
 
 class _Result(unittest.TestResult):
@@ -55,7 +55,7 @@ def main() -> int:
     result = _Result()
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite(loader.loadTestsFromTestCase(case)
-                               for case in test_cases(__name__).values())
+                               for case in node_test_classes(__name__).values())
     suite.run(result)
     if args.cases:
         for name, (outcome, reason) in sorted(result.outcomes.items()):

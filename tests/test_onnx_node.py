@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("onnx", reason='the onnx extra is not installed: pip install -e ".[onnx]"')
 
-from engine.testing.onnx_conformance import node_cases, test_cases
+from engine.testing.onnx_conformance import node_cases, node_test_classes
 
-globals().update(test_cases(__name__))
+globals().update(node_test_classes(__name__))
 
 
 def test_the_node_tests_cover_every_op_engine_import_maps() -> None:

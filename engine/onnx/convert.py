@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine.graph.shapes import ShapeError
-from engine.onnx.importer import Unsupported, dtype_name
+from engine.onnx.types import Unsupported, dtype_name
 from engine.ops import REGISTRY
 
 Ref = str | int | float

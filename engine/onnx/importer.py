@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +27,13 @@ import numpy as np
 from engine.errors import DataError, EngineError
 from engine.io.atomic import check_writable
 from engine.onnx.common import require
-from schemas.spec import NAME_PATTERN, DType
+from engine.onnx.convert import CONVERTERS, NodeContext
+from engine.onnx.types import SPEC_DTYPES, Unsupported, dtype_name, elem_label
+from schemas.spec import NAME_PATTERN
 
-#: dtypes a spec may declare a tensor in; others (uint16, string, float8, ...) are refused.
-SPEC_DTYPES = frozenset(typing.get_args(DType))
 #: Constants up to this many elements are written into the spec; larger ones go to the .npz.
 LITERAL_LIMIT = 16
 _LEGAL = re.compile(NAME_PATTERN)
-
-
-class Unsupported(EngineError):
-    """A model (or one node of it) the engine cannot compute as ONNX defines it."""
 
 
 @dataclass
@@ -120,23 +115,6 @@ def write(imported: Imported, spec_path: Path, npz_path: Path) -> None:
     write_together(writes)
 
 
-def dtype_name(elem_type: int) -> str | None:
-    """The NumPy name of an ONNX element type (``float32``), or None for one NumPy lacks."""
-    onnx = require("import")
-    try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _elem_label(elem_type: int) -> str:
-    onnx = require("import")
-    try:
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-    except ValueError:
-        return f"element type {elem_type}"
-
-
 class _Names:
     """Spec names: a legal ONNX name is kept, another made legal; every name once."""
 
@@ -201,8 +179,6 @@ class _Importer:
     # -- the walk --------------------------------------------------------------------------
 
     def run(self) -> Imported:
-        from engine.onnx.convert import CONVERTERS, NodeContext
-
         graph = self.graph
         every = [v.name for v in graph.input] + list(self.known)
         every += [o for n in graph.node for o in n.output if o]
@@ -303,7 +279,7 @@ class _Importer:
             if kind is None or not kind.HasField("tensor_type"):
                 raise Unsupported(f"{where}: {what} is not a tensor of known type")
             elem = kind.tensor_type.elem_type
-            dtype, label = dtype_name(elem) or "", _elem_label(elem)
+            dtype, label = dtype_name(elem) or "", elem_label(elem)
         declared = onnx_name in self.known or onnx_name in self.graph_inputs
         allowed = SPEC_DTYPES if declared else SPEC_DTYPES | {"bool"}  # comparisons make bool
         if dtype not in allowed:
@@ -364,6 +340,4 @@ def literal(array: np.ndarray) -> dict[str, Any]:
 
 def supported_ops() -> list[str]:
     """The ONNX ops engine import maps, for the README and messages."""
-    from engine.onnx.convert import CONVERTERS
-
     return sorted(CONVERTERS)

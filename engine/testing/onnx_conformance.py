@@ -22,7 +22,7 @@ from onnx.backend.test.loader import load_model_tests
 
 from engine.onnx.backend import EngineBackend, EngineRep
 from engine.onnx.convert import CONVERTERS
-from engine.onnx.importer import Unsupported
+from engine.onnx.types import Unsupported
 
 #: ONNX ops imported only as the shape patterns of engine export (Count, BroadcastTo,
 #: ReshapeLike) or folded into constants: no engine op of their own, so no node tests.
@@ -71,7 +71,7 @@ def node_cases() -> dict[str, str]:
     return cases
 
 
-def test_cases(module: str) -> dict[str, type[unittest.TestCase]]:
+def node_test_classes(module: str) -> dict[str, type[unittest.TestCase]]:
     """ONNX's runner over ``node_cases()`` on the CPU, refusals as skips: unittest classes
     holding only those tests (the runner also lists every other case, as skipped)."""
     runner = BackendTest(RefusingBackend, module)
