@@ -18,6 +18,7 @@ from engine.cli.commands import (
     check,
     eval,
     explain,
+    export,
     grad,
     gradcheck,
     graph,
@@ -31,7 +32,8 @@ from engine.cli.diagnostics import count, report
 from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
-COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema)
+COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema,
+            export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,7 +41,7 @@ from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
 from engine.ops import OpAttrs
-from engine.ops.base import SMALL_ARRAY, Forward, Vjp
+from engine.ops.base import SMALL_ARRAY, Vjp
 from engine.ops.stochastic import RunMode
 from engine.runtime.backends import Backend, get_backend
 from engine.runtime.feeds import (
@@ -54,7 +54,7 @@ from engine.runtime.feeds import (
 )
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
-from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
+from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
 from engine.train.checkpoint import load_trained
 from engine.transform.passes import optimized
 
@@ -62,16 +62,19 @@ Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
 
 
+#: backward's default ``keep``: nothing; a default left alone is not checked again
+_NOTHING: tuple[str, ...] = ()
+
+
 class Run(NamedTuple):
-    """One forward instruction: ``slots[output] = forward(xp, attrs, *inputs(slots))``,
+    """One forward instruction, a ``Block`` of the plan: ``slots[output] = call(*inputs(slots))``,
     then the ``frees`` slots are dropped."""
 
-    forward: Forward
-    attrs: OpAttrs
+    call: Callable[..., Array]
     inputs: Getter
     output: int
     frees: tuple[int, ...]
-    step: Step
+    block: Block
 
 
 class Target(NamedTuple):
@@ -107,7 +110,8 @@ class Executor:
 
     ``backend`` names the array library to run on: ``"numpy"`` (the default), ``"torch"``,
     ``"jax"`` or ``"dask"`` (``engine.runtime.backends``; each an optional extra, imported
-    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``).  Or ``xp``
+    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``); or it is a
+    ``Backend`` that ``get_backend`` made (which carries its device and chunking).  Or ``xp``
     passes any namespace of the Python array API standard itself (``array_api_strict``).
     Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
     Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
@@ -132,8 +136,9 @@ class Executor:
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False, strict_feeds: bool = False, backend: str | None = None,
-                 device: str | None = None, chunk_rows: int | None = None):
+                 training: bool = False, strict_feeds: bool = False,
+                 backend: str | Backend | None = None, device: str | None = None,
+                 chunk_rows: int | None = None):
         if not isinstance(graph, Graph):
             raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
                                 f"{type(graph).__name__}")
@@ -154,22 +159,29 @@ class Executor:
         self._feeds: Mapping[str, Any] | None = None  # the last forward's, for the reference
         if backend is not None and xp is not None:
             raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
-        if backend is None and (device is not None or chunk_rows is not None):
-            raise EngineError("device= and chunk_rows= need backend= (torch, dask)")
-        self.backend: Backend = get_backend(backend or "numpy", device, chunk_rows) \
-            if xp is None \
-            else Backend(getattr(xp, "__name__", "xp"), xp)
+        if not isinstance(backend, str) and (device is not None or chunk_rows is not None):
+            raise EngineError("device= and chunk_rows= go with backend= given by name (torch, "
+                              "dask); a Backend object carries its own")
+        if isinstance(backend, Backend):
+            self.backend: Backend = backend
+        elif xp is None:
+            self.backend = get_backend(backend or "numpy", device, chunk_rows)
+        else:
+            self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else check_seed(seed)
         #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
         self.mode = RunMode(training=training, seed=self.seed)
-        with collector_paused():
-            self.plan: Plan = instrument(bind_mode(compile_plan(run, fast=self._fast),
-                                                   self.mode),
-                                         run, trace=self.trace, check_finite=check_finite)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
+        with collector_paused():
+            plan = instrument(bind_mode(compile_plan(run, fast=self._fast), self.mode),
+                              run, trace=self.trace, check_finite=check_finite)
+            # buffers are reused only where nothing wraps the ops or reads every value
+            self.plan: Plan = schedule(plan, run, self.xp, keep_values=self._keep_values,
+                                       reuse=self._fast and not self._keep_values
+                                       and self.trace is None)
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
@@ -200,9 +212,8 @@ class Executor:
         """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
         self._forward_program = [
-            Run(step.forward, step.attrs, _getter(step.inputs), step.output,
-                () if self._keep_values else step.frees, step)
-            for step in plan.steps]
+            Run(block.call, _getter(block.inputs), block.output, block.frees, block)
+            for block in plan.blocks]
         differentiating = [step for step in reversed(plan.steps) if step.differentiates]
         fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
         for step in differentiating:
@@ -301,22 +312,21 @@ class Executor:
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name, rows=True)
-        xp = self.xp
-        step: Step | None = None
+        block: Block | None = None
         try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
             if self.optimize:
-                for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
-                    slots[output] = forward(xp, attrs, *inputs(slots))
+                for call, inputs, output, frees, block in self._forward_program:  # noqa: B007 (the except reads block)
+                    slots[output] = call(*inputs(slots))
                     for slot in frees:
                         slots[slot] = None
             else:
                 for run, expected in zip(self._forward_program, self._expected, strict=True):
-                    step = run.step
-                    slots[run.output] = run.forward(xp, run.attrs, *run.inputs(slots))
-                    self._check_inferred(step, slots[run.output], expected, dims)
+                    block = run.block
+                    slots[run.output] = run.call(*run.inputs(slots))
+                    self._check_inferred(block.steps[-1], slots[run.output], expected, dims)
         except (ValueError, TypeError, IndexError) as exc:
-            assert step is not None
-            raise self._step_error(step, "forward", exc) from exc
+            assert block is not None
+            raise self._step_error(block.steps[-1], "forward", exc, block) from exc
         self._ran_forward = True
         self.defaulted = tuple(defaulted)
         frozen = self._frozen
@@ -462,7 +472,7 @@ class Executor:
     # -- backward --------------------------------------------------------------------------
 
     def backward(self, upstream: Mapping[str, Any] | None = None, *,
-                 keep: Iterable[str] = ()) -> dict[str, Array]:
+                 keep: Iterable[str] = _NOTHING) -> dict[str, Array]:
         """Gradients ``{tensor: d loss / d tensor}`` for every input and parameter requiring grad.
 
         Without ``upstream`` backward starts at the spec's loss with gradient 1; with
@@ -475,12 +485,13 @@ class Executor:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
         if self._owner != get_ident():
             self._refuse_thread()
-        if isinstance(keep, str) or not isinstance(keep, Iterable):  # a str: its characters
-            raise ArgumentError(f"keep= takes a list of node names, found "
+        if keep is not _NOTHING and (isinstance(keep, str) or not isinstance(keep, Iterable)):
+            raise ArgumentError(f"keep= takes a list of node names, found "  # a str: characters
                                 f"{type(keep).__name__}: write keep=[{keep!r}]")
-        keep = list(keep)
-        if self.compiled is not self.graph and self._asks_as_written(upstream, keep):
-            return self._reference_backward(upstream, keep)
+        if self.compiled is not self.graph and (keep is not _NOTHING or upstream is not None):
+            keep = list(keep)
+            if self._asks_as_written(upstream, keep):
+                return self._reference_backward(upstream, keep)
         grads: list[Array] = [None] * len(self.plan.names)
         if upstream is None:
             grads[self._loss_start_slot()] = self._ones_like_loss()
@@ -600,8 +611,10 @@ class Executor:
         return self._loss_slot
 
     def _ones_like_loss(self) -> Array:
-        """The start d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
-        cheaper than ``np.ones``, whose Python-level body shows on small graphs."""
+        """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per
+        shape and dtype, cheaper than ``np.ones``, whose Python-level body shows on small
+        graphs.  Read-only, since backward never writes into an upstream gradient (a vjp
+        may hand it on to two inputs) and nor may a caller it reaches as a result."""
         loss = self._slots[self._loss_slot]
         if self.xp is not np:
             return self.xp.ones_like(loss)
@@ -609,7 +622,8 @@ class Executor:
         ones = self._ones.get(key)
         if ones is None:
             ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
-        return ones.copy()
+            ones.setflags(write=False)
+        return ones
 
     def _upstream_slots(self, upstream: Mapping[str, Any]) -> dict[int, Array]:
         """The upstream gradients by slot, as arrays, each checked against its node's shape."""
@@ -647,13 +661,20 @@ class Executor:
             raise EngineError(f"node {step.name!r} ({step.op.name}): its vjp is wrong: "
                               f"{exc}") from None
 
-    def _step_error(self, step: Step, phase: str, exc: Exception) -> DataError:
+    def _step_error(self, step: Step, phase: str, exc: Exception,
+                    block: Block | None = None) -> DataError:
+        """``block``: the forward block that failed, whose last step is ``step``; the steps
+        run before it in the block are named too (their values never reach a slot, so the
+        failure may be theirs), and its inputs are listed."""
+        fused = block.steps[:-1] if block is not None else ()
         shapes = ", ".join(
             f"{self.plan.names[i]}: {format_shape(getattr(self._slots[i], 'shape', ()))}"
-            for i in step.inputs)
+            for i in (block.inputs if block is not None else step.inputs))
         node = self.graph.nodes[step.name]
+        chain = f" (run as one step after {', '.join(repr(s.name) for s in fused)})" \
+            if fused else ""
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
-                         f"failed in {phase} with inputs {shapes}: {exc}")
+                         f"failed in {phase}{chain} with inputs {shapes}: {exc}")
 
 
 def _read_only(array: Array) -> Array:
@@ -663,7 +684,7 @@ def _read_only(array: Array) -> Array:
     if type(array) is not np.ndarray:
         return array
     view = array.view()
-    view.flags.writeable = False
+    view.setflags(write=False)  # half the cost of assigning flags.writeable
     return view
 
 

@@ -19,7 +19,7 @@ from engine.cli.diagnostics import report
 from engine.errors import UsageError
 from engine.graph.model import Graph
 from engine.limits import DEFAULT_MAX_BYTES, parse_bytes
-from engine.runtime.backends import BACKENDS
+from engine.runtime.backends import BACKENDS, Backend, get_backend
 from engine.spec.loader import load
 
 
@@ -84,6 +84,12 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="with --backend dask: rows of each input per chunk (default: "
                              "about 64 MiB a chunk); forward and backward are one Dask graph, "
                              "computed once by Dask's threaded scheduler")
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """The backend that ``add_backend_options``'s options choose: every verb that runs the
+    graph makes it here, so that they all take the same options the same way."""
+    return get_backend(args.backend, args.device, args.chunk_rows)
 
 
 def _positive_int(text: str) -> int:
