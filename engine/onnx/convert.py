@@ -350,8 +350,22 @@ def _nll(ctx: NodeContext) -> None:
 
 @converts("SoftmaxCrossEntropyLoss")
 def _softmax_cross_entropy(ctx: NodeContext) -> None:
-    """NegativeLogLikelihoodLoss of LogSoftmax over the classes (axis 1), as ONNX defines
-    it; the log-probabilities are the optional second output."""
+    """The engine's CrossEntropy (classes moved last) where ONNX asks for no more than it
+    computes; else NegativeLogLikelihoodLoss of LogSoftmax over the classes (axis 1), as
+    ONNX defines it, with the log-probabilities as the optional second output."""
+    reduction = ctx.attr("reduction", "mean")
+    plain = not (ctx.wants(1) or ctx.has(2) or ctx.attr("ignore_index") is not None)
+    if plain and "CrossEntropy" in REGISTRY and reduction in typing.get_args(
+            REGISTRY["CrossEntropy"].attrs.model_fields["reduction"].annotation):
+        rank = ctx.need_rank(0, "its classes (axis 1) are moved last")
+        logits, target = ctx.input(0), ctx.input(1)
+        if rank > 2:
+            logits = ctx.emit("Transpose", [logits], role="classes_last",
+                              axes=[0, *range(2, rank), 1])
+        if ctx.dtype(1) != "int64":
+            target = ctx.emit("Cast", [target], role="target", to="int64")
+        ctx.emit("CrossEntropy", [logits, target], out=0, reduction=reduction)
+        return
     log_probabilities = ctx.emit("LogSoftmax", [ctx.input(0)], role="log_prob", axis=1,
                                  **({"out": 1} if ctx.wants(1) else {}))
     _picked_loss(ctx, log_probabilities)
