@@ -303,8 +303,24 @@ def _reduce(ctx: NodeContext) -> None:
     if not axes and ctx.attr("noop_with_empty_axes", 0):
         ctx.emit("Identity", [ctx.input(0)], out=0)
         return
-    ctx.emit(op, [ctx.input(0)], out=0, axis=axes or None,
-             keepdims=bool(ctx.attr("keepdims", 1)))
+    attrs = {"axis": axes or None, "keepdims": bool(ctx.attr("keepdims", 1))}
+    shape = ctx.importer.shape(ctx.node.input[0])
+    if shape is not None and 0 in shape and not _reduces_empty(op, shape, attrs):
+        raise ctx.unsupported(f"the engine's {op} cannot reduce an axis of size 0 here (ONNX "
+                              "defines it: the reduction's identity)")
+    ctx.emit(op, [ctx.input(0)], out=0, **attrs)
+
+
+def _reduces_empty(op: str, shape: tuple[int | None, ...], attrs: dict[str, Any]) -> bool:
+    """Whether the engine's reduction runs on an input with a size-0 axis (asked of the op
+    itself, so that this follows the op as it changes)."""
+    definition = REGISTRY[op]
+    empty = np.zeros([d or 0 for d in shape])
+    try:
+        definition.forward(np, definition.attrs(**attrs), empty)
+    except (ValueError, ShapeError):
+        return False
+    return True
 
 
 @converts("Softmax", "LogSoftmax")
