@@ -232,7 +232,9 @@ def test_cli_writes_a_model_that_passes_the_full_check(tmp_path: Path, capsys) -
     (["-o", "{tmp}/m.txt"], 2, "the file name must end in .onnx"),
     (["-o", "{tmp}/m.onnx", "--opset", "12"], 2, "--opset 12: engine export writes opsets 17"),
     (["-o", "{tmp}/m.onnx", "--opset", "99"], 2, "--opset 99: engine export writes opsets 17"),
-    (["-o", "{tmp}/m.onnx", "--wrt", "w1"], 2, "--wrt names the gradients of --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--wrt", "w1"], 2, "--wrt says which gradients --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--of", "z1"], 2, "--of says which gradients --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--with-gradients", "--of", "q"], 2, "--of q: names nothing"),
     (["-o", "{tmp}/m.onnx", "--with-gradients", "--wrt", "w3"], 2, "--wrt w3: names nothing"),
 ])
 def test_cli_errors_are_one_line_without_a_traceback(argv: list[str], code: int, message: str,
@@ -309,3 +311,52 @@ def test_without_the_extra_the_verb_says_how_to_install_it(monkeypatch, tmp_path
     assert 'engine export needs onnx, which is not installed: pip install -e ".[onnx]"' in err
     assert "Traceback" not in err
     assert main(["check", str(GRAPHS / "mlp.yaml")]) == 0  # the rest of the engine works
+
+
+def test_gradients_of_a_node_and_the_order_of_outputs(tmp_path: Path) -> None:
+    """--of differentiates a node (the sum of its elements) where the spec has no loss; the
+    outputs come first, then the loss, then the gradients."""
+    graph = engine.loads(textwrap.dedent("""\
+        name: two
+        inputs: {x: {shape: [batch, 3], init: ones}}
+        parameters: {w: {shape: [3], init: {normal: {std: 1.0}}}}
+        nodes:
+          h: {op: Mul, inputs: [x, w]}
+          t: {op: Tanh, inputs: [h]}
+          s: {op: Sum, inputs: [t]}
+        outputs: [t]
+        loss: s
+    """), file="two.yaml")
+    made = export(graph, with_gradients=True)
+    assert made.outputs == ["t", "s", "d_w"]
+    x = np.random.default_rng(2).normal(size=(4, 3))
+    got = run_onnx(made.model, {"x": x})
+    w = engine.Executor(graph).parameters["w"]
+    assert relative(got["d_w"], np.sum(x * (1 - np.tanh(x * w) ** 2), axis=0)) <= 1e-12
+    of = export(graph, with_gradients=True, of="h", wrt=["x"])
+    assert of.outputs == ["t", "s", "d_x"]
+    assert relative(run_onnx(of.model, {"x": x})["d_x"], np.broadcast_to(w, x.shape)) <= 1e-12
+
+
+def test_an_op_without_a_lowering_whose_forward_cannot_be_traced_is_located(
+        monkeypatch, tmp_path: Path, capsys) -> None:
+    """The fallback for ops without an ONNX counterpart traces their forward rule; a rule
+    the symbolic namespace cannot follow is a located refusal naming the op and the node."""
+    import dataclasses
+
+    from engine.onnx import lowering
+    from engine.ops import REGISTRY
+
+    exp = REGISTRY["Exp"]
+    monkeypatch.setitem(REGISTRY, "Exp", dataclasses.replace(
+        exp, forward=lambda xp, attrs, x: xp.sort(x)))
+    monkeypatch.delitem(lowering.LOWERINGS, "Exp")
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\ninputs: {x: {shape: [3], init: ones}}\n"
+                    "nodes:\n  y: {op: Exp, inputs: [x]}\noutputs: [y]\n")
+    assert main(["export", str(spec), "-o", str(tmp_path / "e.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec}:4:3: nodes.y: node 'y' (Exp) cannot be exported to "
+                          "ONNX: op Exp has no ONNX counterpart, and its forward rule cannot be "
+                          "written as other ops: the array function xp.sort has no graph op"), err
+    assert "Traceback" not in err and not (tmp_path / "e.onnx").exists()

@@ -161,11 +161,18 @@ def _dropout(e: Emitter, s: Step) -> None:
 
 # -- linear algebra --------------------------------------------------------------------------
 
-@_lowering("Dense")
+@_lowering("Dense", attrs=("activation",))
 def _dense(e: Emitter, s: Step) -> None:
+    """MatMul, Add, and a Relu when the activation is fused in (``activation: relu``)."""
     x, w, b = (e.cast(v, s.out.dtype) for v in s.inputs)
     product = e.node("MatMul", [x, w], f"{s.out.name}_matmul")
-    e.node("Add", [product, b], s.out.name, out=s.out.name)
+    if getattr(s.attrs, "activation", "none") == "none":
+        e.node("Add", [product, b], s.out.name, out=s.out.name)
+        return
+    if s.attrs.activation != "relu":
+        raise Unsupported(f"activation {s.attrs.activation!r} has no lowering yet")
+    linear = e.node("Add", [product, b], f"{s.out.name}_linear")
+    e.node("Relu", [linear], s.out.name, out=s.out.name)
 
 
 # -- reductions ------------------------------------------------------------------------------
