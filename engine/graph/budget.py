@@ -35,14 +35,19 @@ def sizes(graph: Graph, dims: Dims | None = None) -> dict[str, Size]:
         dims = graph.dims.copy()
         dims.apply_defaults(graph.spec.dims)
     result = {}
+    itemsize: dict[str, int] = {}  # per dtype name: np.dtype() is slow for 100,000 values
+    unknown = Size(None, None, None)
     for name, value in graph.values.items():
         shape = dims.shape(value.shape)
         if any(isinstance(d, str) for d in shape):
-            result[name] = Size(None, None, None)
+            result[name] = unknown
             continue
         concrete = tuple(int(d) for d in shape)
         elements = math.prod(concrete)
-        result[name] = Size(concrete, elements, elements * np.dtype(value.dtype).itemsize)
+        dtype = value.dtype
+        if dtype not in itemsize:
+            itemsize[dtype] = np.dtype(dtype).itemsize
+        result[name] = Size(concrete, elements, elements * itemsize[dtype])
     return result
 
 
