@@ -58,6 +58,8 @@ class Dims:
         return dim
 
     def shape(self, shape: Iterable[Dim]) -> Shape:
+        if not self.bound:  # no name is bound (as in any graph without named dims)
+            return tuple(shape)
         return tuple(self.resolve(d) for d in shape)
 
     def fresh(self) -> str:

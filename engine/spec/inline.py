@@ -327,6 +327,8 @@ class _Expander:
                    index: int) -> str | int | float:
         """The global value name (or number) an input refers to; ``$attr`` takes the value of
         the instance's attribute, which must be a number."""
+        if not isinstance(ref, str):
+            return ref  # an inline constant
         match = _attr_ref(ref)
         if match is None:
             return _global(inst, ref)
