@@ -35,6 +35,7 @@ from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
+from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Forward, Vjp
 from engine.ops.stochastic import RunMode
@@ -50,7 +51,6 @@ from engine.runtime.feeds import (
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
-from engine.train.checkpoint import load_trained
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
