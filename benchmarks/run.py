@@ -1,16 +1,19 @@
-"""Benchmark the engine against hand-written NumPy (and PyTorch, when installed).
+"""Benchmark the engine against hand-written NumPy (and jax.jit and PyTorch, when installed).
 
     python benchmarks/run.py                  # every workload, about 5 to 10 minutes
     python benchmarks/run.py --quick          # fewer rounds and sizes, under a minute
     python benchmarks/run.py --output bench.md
 
 Shared machines are noisy, so the sides are interleaved (engine, NumPy,
-PyTorch, engine, NumPy, ...) over several rounds, each round yields one
-ratio engine/NumPy, and the table reports the median of those ratios (and the
-median time of each side).  A ratio below 1 means the engine is faster than
-the hand-written code.  Before timing, each workload checks that the engine
-and NumPy compute the same gradients.  Peak memory is measured in a fresh
-subprocess with tracemalloc (NumPy reports its allocations to it).
+jax.jit, PyTorch, ..., then the same backwards) over several rounds, each
+round yields one ratio side/NumPy per side, and the table reports the median
+of those ratios (and the median times of the engine and NumPy).  A ratio
+below 1 means that side is faster than the lesson's hand-written NumPy.  The
+other sides (``benchmarks/workloads.py``: jax.jit, PyTorch eager and fused,
+fused NumPy) are columns only where their library is installed.  Before
+timing, each workload checks that every side computes the lesson's gradient.
+Peak memory is measured in a fresh subprocess with tracemalloc (NumPy reports
+its allocations to it).
 
 This is a measurement, not a test: it never fails on time.
 """
@@ -71,14 +74,19 @@ SMOKE = Settings(rounds=2, min_time=0.0, w1=((5, 3),), w2=((8, 4, 3, 2),), chain
 
 @dataclass
 class Row:
+    """One workload's medians: the engine's and NumPy's seconds per step, and each side's
+    median paired ratio to NumPy (the engine's included, under ``"engine"``)."""
+
     group: str
     label: str
     nodes: int
     engine_s: float
     numpy_s: float
-    ratio: float
-    torch_s: float | None
-    torch_ratio: float | None
+    ratios: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.ratios["engine"]
 
 
 def calibrate(step: Callable[[], Any], min_time: float) -> int:
@@ -104,20 +112,19 @@ def sample(step: Callable[[], Any], number: int) -> float:
 def measure(work: wl.Workload, settings: Settings) -> Row:
     """Interleave the sides round by round; medians of per-round times and ratios."""
     work.check()
-    sides = [work.engine, work.numpy] + ([work.torch] if work.torch else [])
-    numbers = [calibrate(step, settings.min_time) for step in sides]
-    times: list[list[float]] = [[] for _ in sides]
+    sides = {"engine": work.engine, "numpy": work.numpy, **work.others}
+    steps = list(sides.values())
+    numbers = [calibrate(step, settings.min_time) for step in steps]
+    times: list[list[float]] = [[] for _ in steps]
     for round_ in range(settings.rounds):
-        order = range(len(sides)) if round_ % 2 == 0 else reversed(range(len(sides)))
+        order = range(len(steps)) if round_ % 2 == 0 else reversed(range(len(steps)))
         for index in order:
-            times[index].append(sample(sides[index], numbers[index]))
-    ratios = [e / n for e, n in zip(times[0], times[1], strict=True)]
-    torch_s = torch_ratio = None
-    if work.torch:
-        torch_s = statistics.median(times[2])
-        torch_ratio = statistics.median(t / n for t, n in zip(times[2], times[1], strict=True))
+            times[index].append(sample(steps[index], numbers[index]))
+    numpy_times = times[1]
+    ratios = {name: statistics.median(t / n for t, n in zip(side, numpy_times, strict=True))
+              for name, side in zip(sides, times, strict=True) if name != "numpy"}
     return Row(work.group, work.label, work.nodes, statistics.median(times[0]),
-               statistics.median(times[1]), statistics.median(ratios), torch_s, torch_ratio)
+               statistics.median(numpy_times), ratios)
 
 
 def workloads(settings: Settings) -> list[Callable[[], wl.Workload]]:
@@ -159,9 +166,29 @@ def memory_in_subprocess(side: str) -> float:
 
 # -- the report --------------------------------------------------------------------------
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.platform()
+
+
+def version(module: str) -> str | None:
+    """The installed version of ``module``'s distribution, without importing it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed(module)
+    except PackageNotFoundError:
+        return None
+
+
 def environment() -> list[str]:
-    lines = [f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{platform.processor() or platform.platform()}",
+    lines = [f"- machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores",
              f"- Python {platform.python_version()}, NumPy {np.__version__}"]
     try:
         from threadpoolctl import threadpool_info
@@ -173,13 +200,13 @@ def environment() -> list[str]:
         blas = config.get("Build Dependencies", {}).get("blas", {})
         lines.append(f"- BLAS: {blas.get('name')} {blas.get('version')}")
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
-                 "OMP_NUM_THREADS"):
+                 "OMP_NUM_THREADS", "XLA_FLAGS"):
         lines.append(f"- {name}={os.environ.get(name, '(unset)')}")
-    try:
-        import torch
-        lines.append(f"- PyTorch {torch.__version__} (1 thread)")
-    except ImportError:
-        lines.append("- PyTorch not installed: no PyTorch column")
+    for module, name, note in (("jax", "jax", "jax.jit column, float64"),
+                               ("torch", "PyTorch", "PyTorch columns, 1 thread")):
+        found = version(module)
+        lines.append(f"- {name} {found} ({note})" if found else
+                     f"- {name} not installed: no {name} column")
     return lines
 
 
@@ -188,21 +215,20 @@ def _us(seconds: float) -> str:
     return f"{micro:,.1f}" if micro < 100 else f"{micro:,.0f}"
 
 
-def table(rows: Sequence[Row], with_torch: bool) -> list[str]:
-    head = "| workload | size | engine µs | NumPy µs | **engine / NumPy** |"
-    rule = "|---|---|---:|---:|---:|"
-    if with_torch:
-        head += " PyTorch µs | PyTorch / NumPy |"
-        rule += "---:|---:|"
-    head += " engine µs / node | overhead µs / node |"
-    rule += "---:|---:|"
+def table(rows: Sequence[Row]) -> list[str]:
+    """The Markdown table: the engine's and NumPy's times, then every side's ratio to NumPy
+    (the sides of ``workloads.SIDES`` that any row has), then the engine per node."""
+    others = [side for side in wl.SIDES if any(side in row.ratios for row in rows)]
+    head = ("| workload | size | engine µs | NumPy µs | **engine / NumPy** |"
+            + "".join(f" {side} / NumPy |" for side in others)
+            + " engine µs / node | overhead µs / node |")
+    rule = "|---|---|---:|---:|---:|" + "---:|" * len(others) + "---:|---:|"
     lines = [head, rule]
     for row in rows:
         line = (f"| {row.group} | {row.label} | {_us(row.engine_s)} | {_us(row.numpy_s)} | "
                 f"**{row.ratio:.2f}** |")
-        if with_torch:
-            line += (f" {_us(row.torch_s)} | {row.torch_ratio:.2f} |" if row.torch_s is not None
-                     else " | |")
+        line += "".join(f" {row.ratios[side]:.2f} |" if side in row.ratios else " |"
+                        for side in others)
         per_node = row.engine_s / row.nodes * 1e6
         overhead = (row.engine_s - row.numpy_s) / row.nodes * 1e6
         # Where the engine is faster than NumPy there is no overhead to speak of.
@@ -218,11 +244,10 @@ def report(settings: Settings, progress: Callable[[str], None]) -> str:
         progress(f"{work.group} {work.label} ...")
         rows.append(measure(work, settings))
         del work
-    with_torch = any(row.torch_s is not None for row in rows)
     lines = ["# Engine vs hand-written NumPy", "",
-             f"Median over {settings.rounds} interleaved rounds; forward then backward, "
-             "float64. Ratios below 1: the engine is faster.", "", *environment(), "",
-             *table(rows, with_torch)]
+             f"Median over {settings.rounds} interleaved rounds of the paired ratio to the "
+             "lesson's hand-written NumPy; forward then backward, float64. Ratios below 1: "
+             "faster than the lesson's NumPy.", "", *environment(), "", *table(rows)]
     if settings.memory:
         progress("peak memory ...")
         engine_peak, numpy_peak = memory_in_subprocess("engine"), memory_in_subprocess("numpy")

@@ -3,16 +3,24 @@
 Every workload is float64, one forward then one backward.  The NumPy side is
 what a person writes by hand: the lesson's staged softmax code for W1 and the
 lesson's layer-by-layer dense network code for W2 (which, like any hand-written
-layer, computes the gradient of every layer's input, the data's included).  The
-optional PyTorch side uses eager autograd.  Each builder returns the three
-step functions plus the gradients they produce, so ``run.py`` can check that
-all sides compute the same thing before it times them.
+layer, computes the gradient of every layer's input, the data's included); every
+ratio in the table is against it.  The other sides, each shown only where its
+library is installed (none is a dependency):
+- ``jax.jit``: the same staged graph written in ``jax.numpy``, differentiated by
+  ``jax.value_and_grad`` and compiled by ``jax.jit`` (XLA sees the whole graph);
+- ``PyTorch``: the same graph in eager autograd (one thread);
+- ``PyTorch fused``: ``F.cross_entropy`` on the logits (W1, W2);
+- ``fused NumPy``: softmax and cross-entropy by hand with the gradient p - y, the
+  fastest a person writes them in NumPy (W1, W2).
+Each side's step returns the gradient that ``Workload.check`` compares with the
+lesson's before anything is timed.  A side is one entry of ``Workload.others``,
+so another column is one more entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,15 +32,33 @@ Step = Callable[[], Any]
 
 @dataclass
 class Workload:
-    """One row of the table: the engine, NumPy and (maybe) PyTorch doing the same step."""
+    """One row of the table: the engine, the lesson's NumPy and the other sides doing the
+    same step; every step returns ``expected`` (a gradient) in its own array type."""
 
     group: str
     label: str
     engine: Step
     numpy: Step
-    torch: Step | None
     nodes: int  # graph nodes, for the per-node columns
-    check: Callable[[], None]  # raises AssertionError when the sides disagree
+    expected: np.ndarray
+    others: dict[str, Step] = field(default_factory=dict)  # column name -> step
+    rtol: float = 1e-9
+
+    def check(self) -> None:
+        """Raises AssertionError when a side's gradient is not the lesson's."""
+        for name, step in {"engine": self.engine, **self.others}.items():
+            np.testing.assert_allclose(_host(step()), self.expected, rtol=self.rtol,
+                                       atol=1e-12, err_msg=f"{self.group} {self.label}: {name}")
+
+
+#: The columns, in the table's order (the engine and the lesson's NumPy come first).
+SIDES = ("jax.jit", "PyTorch", "PyTorch fused", "fused NumPy")
+
+
+def _host(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        return array.detach().numpy()
+    return np.asarray(array)
 
 
 def _torch() -> Any:
@@ -42,6 +68,16 @@ def _torch() -> Any:
         return None
     torch.set_num_threads(1)
     return torch
+
+
+def _jax() -> Any:
+    """jax with float64 on (the workloads are float64), or None where it is not installed."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax
 
 
 # -- W1: the lesson's staged softmax, then NLL with reduction sum ----------------------------
@@ -86,6 +122,18 @@ def one_hot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return np.eye(cols)[rng.integers(0, cols, size=rows)]
 
 
+def fused_softmax_step(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Softmax and its NLL fused by hand: the row maximum subtracted, the loss from the log
+    of the row sums, the gradient p - y (y's rows sum to 1)."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    raised = np.exp(shifted)
+    summed = raised.sum(axis=-1, keepdims=True)
+    loss = -np.sum(y * (shifted - np.log(summed)))
+    raised /= summed
+    raised -= y
+    return float(loss), raised
+
+
 def w1(rows: int, cols: int) -> Workload:
     rng = np.random.default_rng(0)
     x, y = rng.random((rows, cols)), one_hot(rng, rows, cols)
@@ -96,8 +144,18 @@ def w1(rows: int, cols: int) -> Workload:
         ex.forward(feeds)
         return ex.backward()["x"]
 
+    others: dict[str, Step] = {}
+    jax = _jax()
+    if jax is not None:
+        jnp = jax.numpy
+
+        def staged(x: Any, y: Any) -> Any:
+            raised = jnp.exp(x)
+            softmax = raised * jnp.sum(raised, axis=-1, keepdims=True) ** -1
+            return -jnp.sum(y * jnp.log(softmax))
+
+        others["jax.jit"] = _jitted(jax, staged, jnp.asarray(x), jnp.asarray(y))
     torch = _torch()
-    run_torch = None
     if torch is not None:
         tx, ty = torch.from_numpy(x.copy()), torch.from_numpy(y)
 
@@ -109,12 +167,31 @@ def w1(rows: int, cols: int) -> Workload:
             loss.backward()
             return xr.grad
 
-    def check() -> None:
-        want = lesson_softmax_step(x, y)[1]
-        np.testing.assert_allclose(run_engine(), want, rtol=1e-9, atol=1e-12)
+        def run_torch_fused() -> Any:
+            xr = tx.detach().requires_grad_()
+            torch.nn.functional.cross_entropy(xr, ty, reduction="sum").backward()
+            return xr.grad
 
-    return Workload("W1", f"{rows}x{cols}", run_engine, lambda: lesson_softmax_step(x, y),
-                    run_torch, 5, check)
+        others["PyTorch"], others["PyTorch fused"] = run_torch, run_torch_fused
+    others["fused NumPy"] = lambda: fused_softmax_step(x, y)[1]
+    return Workload("W1", f"{rows}x{cols}", run_engine, lambda: lesson_softmax_step(x, y), 5,
+                    lesson_softmax_step(x, y)[1], others)
+
+
+def _jitted(jax: Any, loss: Callable[..., Any], *args: Any, wrt: int = 0) -> Step:
+    """``jax.jit(jax.value_and_grad(loss))`` on device-resident ``args``, compiled before it
+    is timed; a step waits for the loss and the gradient and returns the gradient."""
+    step = jax.jit(jax.value_and_grad(loss, argnums=wrt))
+
+    def run() -> Any:
+        value, grad = step(*args)
+        value.block_until_ready()
+        leaf = grad[0] if isinstance(grad, tuple) else grad
+        leaf.block_until_ready()
+        return leaf
+
+    run()
+    return run
 
 
 # -- W2: the two-layer network x@W1+b1 -> Relu -> @W2+b2 -> softmax -> NLL --------------------
@@ -179,6 +256,23 @@ def lesson_mlp_step(x: np.ndarray, y: np.ndarray,
     return grads
 
 
+def fused_mlp_step(x: np.ndarray, y: np.ndarray,
+                   layers: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The same network with softmax and NLL fused by hand (gradient p - y), and no gradient
+    for the data: the fastest a person writes it in NumPy."""
+    (w1, b1), (w2, b2) = layers
+    h1 = x @ w1 + b1
+    a1 = np.maximum(h1, 0.0)
+    logits = a1 @ w2 + b2
+    loss, d_logits = fused_softmax_step(logits, y)
+    grads: dict[str, np.ndarray] = {"loss": np.asarray(loss)}
+    grads["w2"], grads["b2"] = a1.T @ d_logits, d_logits.sum(axis=0)
+    d_h1 = d_logits @ w2.T
+    d_h1 *= h1 > 0
+    grads["w1"], grads["b1"] = x.T @ d_h1, d_h1.sum(axis=0)
+    return grads
+
+
 def w2(batch: int, n_in: int, hidden: int, n_out: int) -> Workload:
     rng = np.random.default_rng(1)
     x, y = rng.random((batch, n_in)), one_hot(rng, batch, n_out)
@@ -189,32 +283,48 @@ def w2(batch: int, n_in: int, hidden: int, n_out: int) -> Workload:
                                                            ex.parameters["b2"])]
     feeds = {"x": x, "y": y}
 
-    def run_engine() -> dict[str, np.ndarray]:
+    def run_engine() -> np.ndarray:
         ex.forward(feeds)
-        return ex.backward()
+        return ex.backward()["w1"]
 
+    others: dict[str, Step] = {}
+    jax = _jax()
+    if jax is not None:
+        jnp = jax.numpy
+
+        def network(params: tuple[Any, ...], x: Any, y: Any) -> Any:
+            w1, b1, w2, b2 = params
+            logits = jnp.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+            return -jnp.sum(y * jnp.log(jax.nn.softmax(logits, axis=-1)))
+
+        params = tuple(jnp.asarray(a) for pair in layers for a in pair)
+        others["jax.jit"] = _jitted(jax, network, params, jnp.asarray(x), jnp.asarray(y))
     torch = _torch()
-    run_torch = None
     if torch is not None:
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        params = [torch.from_numpy(a.copy()) for pair in layers for a in pair]
+        tensors = [torch.from_numpy(a.copy()) for pair in layers for a in pair]
+
+        def logits_of(tw1: Any, tb1: Any, tw2: Any, tb2: Any) -> Any:
+            return torch.relu(tx @ tw1 + tb1) @ tw2 + tb2
 
         def run_torch() -> Any:
-            tw1, tb1, tw2, tb2 = (p.detach().requires_grad_() for p in params)
-            logits = torch.relu(tx @ tw1 + tb1) @ tw2 + tb2
+            tw1, tb1, tw2, tb2 = (p.detach().requires_grad_() for p in tensors)
+            logits = logits_of(tw1, tb1, tw2, tb2)
             loss = -(ty * torch.log(torch.softmax(logits, dim=-1))).sum()
             loss.backward()
             return tw1.grad
 
-    def check() -> None:
-        want = lesson_mlp_step(x, y, layers)
-        got = run_engine()
-        for name in ("w1", "b1", "w2", "b2"):
-            np.testing.assert_allclose(got[name], want[name], rtol=1e-8, atol=1e-10)
+        def run_torch_fused() -> Any:
+            tw1, tb1, tw2, tb2 = (p.detach().requires_grad_() for p in tensors)
+            torch.nn.functional.cross_entropy(logits_of(tw1, tb1, tw2, tb2), ty,
+                                              reduction="sum").backward()
+            return tw1.grad
 
+        others["PyTorch"], others["PyTorch fused"] = run_torch, run_torch_fused
+    others["fused NumPy"] = lambda: fused_mlp_step(x, y, layers)["w1"]
     label = f"{n_in}-{hidden}-{n_out}, batch {batch}"
-    return Workload("W2", label, run_engine, lambda: lesson_mlp_step(x, y, layers), run_torch,
-                    7, check)
+    return Workload("W2", label, run_engine, lambda: lesson_mlp_step(x, y, layers), 7,
+                    lesson_mlp_step(x, y, layers)["w1"], others, rtol=1e-8)
 
 
 # -- Chain: N alternating Mul-by-constant and Exp on a 4x4 array -----------------------------
@@ -247,13 +357,15 @@ def chain_numpy(x: np.ndarray, length: int) -> np.ndarray:
     return grad
 
 
-def _x_gradient_runners(spec: str, file: str, x: np.ndarray,
-                        torch_graph: Callable[[Any, Any], Any]) -> tuple[
-                            Callable[[], np.ndarray], Callable[[], Any] | None]:
-    """Engine and (when installed) PyTorch runs of a one-input graph, returning d loss / d x.
+#: Longer chains are not compiled by jax.jit: XLA's compile time grows faster than the graph.
+JAX_MAX_NODES = 1_000
 
-    ``torch_graph(torch, x)`` builds the same graph in PyTorch; its sum is the loss.
-    """
+
+def _x_gradient_sides(spec: str, file: str, x: np.ndarray, nodes: int,
+                      graph_of: Callable[[Any, Any], Any]) -> tuple[Step, dict[str, Step]]:
+    """The engine's run of a one-input graph returning d loss / d x, and the other sides:
+    ``graph_of(namespace, x)`` builds the same graph in ``jax.numpy`` or ``torch``, its sum
+    the loss."""
     ex = engine.Executor(engine.loads(spec, file=file))
     feeds = {"x": x}
 
@@ -261,34 +373,36 @@ def _x_gradient_runners(spec: str, file: str, x: np.ndarray,
         ex.forward(feeds)
         return ex.backward()["x"]
 
+    others: dict[str, Step] = {}
+    jax = _jax() if nodes <= JAX_MAX_NODES else None
+    if jax is not None:
+        jnp = jax.numpy
+        others["jax.jit"] = _jitted(jax, lambda v: jnp.sum(graph_of(jnp, v)), jnp.asarray(x))
     torch = _torch()
-    if torch is None:
-        return run_engine, None
-    tx = torch.from_numpy(x)
+    if torch is not None:
+        tx = torch.from_numpy(x)
 
-    def run_torch() -> Any:
-        xr = tx.detach().requires_grad_()
-        torch_graph(torch, xr).sum().backward()
-        return xr.grad
+        def run_torch() -> Any:
+            xr = tx.detach().requires_grad_()
+            graph_of(torch, xr).sum().backward()
+            return xr.grad
 
-    return run_engine, run_torch
+        others["PyTorch"] = run_torch
+    return run_engine, others
 
 
 def chain(length: int) -> Workload:
     x = np.random.default_rng(2).random((4, 4))
 
-    def torch_chain(torch: Any, v: Any) -> Any:
+    def chain_of(xp: Any, v: Any) -> Any:
         for i in range(length):
-            v = v * CHAIN_FACTOR if i % 2 == 0 else torch.exp(v)
+            v = v * CHAIN_FACTOR if i % 2 == 0 else xp.exp(v)
         return v
 
-    run_engine, run_torch = _x_gradient_runners(chain_spec(length), "chain.yaml", x, torch_chain)
-
-    def check() -> None:
-        np.testing.assert_allclose(run_engine(), chain_numpy(x, length), rtol=1e-9, atol=1e-300)
-
+    run_engine, others = _x_gradient_sides(chain_spec(length), "chain.yaml", x, length + 1,
+                                           chain_of)
     return Workload("Chain", f"N = {length:,}", run_engine, lambda: chain_numpy(x, length),
-                    run_torch, length + 1, check)
+                    length + 1, chain_numpy(x, length), others)
 
 
 # -- Diamond: x = Exp(x) * (x * c), every value feeding two nodes ----------------------------
@@ -327,16 +441,12 @@ def diamond_numpy(x: np.ndarray, depth: int) -> np.ndarray:
 def diamond(depth: int) -> Workload:
     x = -np.random.default_rng(3).random((4, 4))  # x <= 0 stays bounded through the levels
 
-    def torch_diamond(torch: Any, v: Any) -> Any:
+    def diamond_of(xp: Any, v: Any) -> Any:
         for _ in range(depth):
-            v = torch.exp(v) * (v * DIAMOND_FACTOR)
+            v = xp.exp(v) * (v * DIAMOND_FACTOR)
         return v
 
-    run_engine, run_torch = _x_gradient_runners(diamond_spec(depth), "diamond.yaml", x,
-                                                torch_diamond)
-
-    def check() -> None:
-        np.testing.assert_allclose(run_engine(), diamond_numpy(x, depth), rtol=1e-9)
-
+    run_engine, others = _x_gradient_sides(diamond_spec(depth), "diamond.yaml", x,
+                                           3 * depth + 1, diamond_of)
     return Workload("Diamond", f"depth {depth}", run_engine, lambda: diamond_numpy(x, depth),
-                    run_torch, 3 * depth + 1, check)
+                    3 * depth + 1, diamond_numpy(x, depth), others)

@@ -18,6 +18,7 @@ from engine.cli.commands import (
     check,
     eval,
     explain,
+    export,
     grad,
     gradcheck,
     graph,
@@ -27,11 +28,13 @@ from engine.cli.commands import (
     schema,
     train,
 )
+from engine.cli.commands.common import backend_session
 from engine.cli.diagnostics import count, report
 from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
-COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema)
+COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema,
+            export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
     try:
-        with _data_warnings_as_lines():
+        with _data_warnings_as_lines(), backend_session(args):
             code = handler.run(args)
         sys.stdout.flush()  # here, not at exit, so that a full disk is an error of ours
         return code

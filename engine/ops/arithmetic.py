@@ -19,6 +19,7 @@ _AWAY_FROM_ZERO = (0.5, 2.0)
 binary_op(
     "Add", "a + b, broadcasting.",
     forward=lambda xp, attrs, a, b: a + b,
+    ufunc=np.add,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g, g),
     reference=lambda attrs, a, b: np.add(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
@@ -28,6 +29,7 @@ binary_op(
 binary_op(
     "Sub", "a - b, broadcasting.",
     forward=lambda xp, attrs, a, b: a - b,
+    ufunc=np.subtract,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g, -g if needs[1] else None),
     reference=lambda attrs, a, b: np.subtract(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
@@ -66,6 +68,7 @@ def _numpy_product_summed_to(g, other, shape):
 binary_op(
     "Mul", "a * b elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: a * b,
+    ufunc=np.multiply,
     vjp=_mul_vjp,
     fast_vjp=_mul_fast_vjp,
     reference=lambda attrs, a, b: np.multiply(a, b),
@@ -82,6 +85,7 @@ def _div_vjp(xp, attrs, g, out, inputs, needs):
 binary_op(
     "Div", "a / b elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: a / b,
+    ufunc=np.divide,
     vjp=_div_vjp,
     reference=lambda attrs, a, b: np.divide(a, b),
     domains=(_ANY, _AWAY_FROM_ZERO), uses_inputs=True, uses_output=True,
@@ -103,6 +107,7 @@ binary_op(
     "Pow", "base ** exponent elementwise, broadcasting; the exponent may require grad.",
     input_names=("base", "exponent"),
     forward=lambda xp, attrs, base, exponent: xp.pow(base, exponent),
+    ufunc=np.power,
     vjp=_pow_vjp,
     reference=lambda attrs, base, exponent: np.exp(exponent * np.log(base)),
     domains=((0.5, 2.0), _ANY), uses_inputs=True, uses_output=True,

@@ -69,6 +69,11 @@ class OpDef:
     ``RunMode``: training or not, seed, step) and ``key`` (the node's own random
     stream) in forward and vjp; called without them they evaluate.
 
+    ``ufunc``, when given, is the NumPy ufunc that computes the forward on NumPy arrays
+    (``ufunc(*inputs)``; Exp: ``np.exp``).  The plan's memory planning calls it directly and
+    with ``out=`` a dead value's buffer, and runs chains of such ops as one step
+    (``engine.runtime.plan.schedule``); the rules stay the reference.
+
     ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
@@ -92,6 +97,7 @@ class OpDef:
     vjp_uses_output: bool = True
     fast_forward: Forward | None = None
     fast_vjp: Vjp | None = None
+    ufunc: np.ufunc | None = None
     variadic: bool = False
     stochastic: bool = False
 

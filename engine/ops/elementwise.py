@@ -16,6 +16,7 @@ def _exp_vjp(xp, attrs, g, out, inputs, needs):
 unary_op(
     "Exp", "e raised to each element.",
     forward=lambda xp, attrs, x: xp.exp(x),
+    ufunc=np.exp,
     vjp=_exp_vjp,
     reference=lambda attrs, x: np.e ** x,
     domain=(-2.0, 2.0), uses_input=False, uses_output=True,
@@ -25,6 +26,7 @@ unary_op(
 unary_op(
     "Log", "Natural logarithm of each element (inputs must be positive).",
     forward=lambda xp, attrs, x: xp.log(x),
+    ufunc=np.log,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g / inputs[0],),
     reference=lambda attrs, x: np.log(x),
     domain=(0.2, 3.0), uses_input=True, uses_output=False,
@@ -34,6 +36,7 @@ unary_op(
 unary_op(
     "Neg", "Negation of each element.",
     forward=lambda xp, attrs, x: -x,
+    ufunc=np.negative,
     vjp=lambda xp, attrs, g, out, inputs, needs: (-g,),
     reference=lambda attrs, x: 0.0 - x,
     domain=(-2.0, 2.0), uses_input=False, uses_output=False,
@@ -63,6 +66,7 @@ unary_op(
 unary_op(
     "Tanh", "Hyperbolic tangent of each element.",
     forward=lambda xp, attrs, x: xp.tanh(x),
+    ufunc=np.tanh,
     vjp=lambda xp, attrs, g, out, inputs, needs: (g * (1 - out * out),),
     reference=lambda attrs, x: (np.exp(2 * x) - 1) / (np.exp(2 * x) + 1),
     domain=(-2.0, 2.0), uses_input=False, uses_output=True,

@@ -22,6 +22,7 @@ def _abs_vjp(xp, attrs, g, out, inputs, needs):
 unary_op(
     "Abs", "Absolute value of each element.",
     forward=lambda xp, attrs, x: xp.abs(x),
+    ufunc=np.abs,
     vjp=_abs_vjp,
     reference=lambda attrs, x: np.sqrt(x * x),
     domain=(-2.0, 2.0), uses_input=True, uses_output=False,
@@ -117,6 +118,7 @@ _TIE = ("A tie gives each input half of the gradient (as PyTorch and JAX). The s
 binary_op(
     "Maximum", "The larger of a and b, elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: xp.maximum(a, b),
+    ufunc=np.maximum,
     vjp=_extremum_vjp(lambda a, b: a > b),
     reference=lambda attrs, a, b: np.where(a >= b, a, b),
     domains=((-2.0, 2.0), (-2.0, 2.0)), uses_inputs=True, uses_output=False,
@@ -126,6 +128,7 @@ binary_op(
 binary_op(
     "Minimum", "The smaller of a and b, elementwise, broadcasting.",
     forward=lambda xp, attrs, a, b: xp.minimum(a, b),
+    ufunc=np.minimum,
     vjp=_extremum_vjp(lambda a, b: a < b),
     reference=lambda attrs, a, b: np.where(a <= b, a, b),
     domains=((-2.0, 2.0), (-2.0, 2.0)), uses_inputs=True, uses_output=False,

@@ -47,6 +47,19 @@ def _expand(xp, attrs: ReduceAttrs, g, x):
     return xp.reshape(g, reduced_shape(tuple(x.shape), axes, True))
 
 
+def _numpy_expand(attrs: ReduceAttrs, g, x):
+    """``_expand`` on NumPy: the array's own ``reshape`` (``np.reshape`` dispatches in
+    Python) to a shape decided once per input shape; a 0-d gradient broadcasts as it is."""
+    if attrs.keepdims or g.ndim == 0:
+        return g
+    return g.reshape(_kept_shape(tuple(x.shape), _axes(attrs, x.ndim)))
+
+
+@lru_cache(maxsize=1024)
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    return reduced_shape(shape, axes, True)
+
+
 def _reduce_samples(rng: np.random.Generator) -> list[Sample]:
     x = rng.uniform(-2.0, 2.0, size=(2, 3, 4))
     settings = [
@@ -70,14 +83,17 @@ def _numpy_spread(g, x):
     is cheaper than ``broadcast_to``."""
     if x.size <= SMALL_ARRAY:
         spread = np.empty(x.shape, g.dtype)
-        spread[...] = g
+        if g.ndim == 0:  # the loss's sum: fill is cheaper than broadcasting assignment
+            spread.fill(g)
+        else:
+            spread[...] = g
         return spread
     return np.broadcast_to(g, x.shape)
 
 
 def _sum_fast_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    return (_numpy_spread(_expand(np, attrs, g, x), x),)
+    return (_numpy_spread(_numpy_expand(attrs, g, x), x),)
 
 
 register(OpDef(
@@ -105,7 +121,7 @@ def _mean_vjp(xp, attrs, g, out, inputs, needs):
 
 def _mean_fast_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    return (_numpy_spread(_expand(np, attrs, g, x) / _count(attrs, x), x),)
+    return (_numpy_spread(_numpy_expand(attrs, g, x) / _count(attrs, x), x),)
 
 
 register(OpDef(

@@ -26,6 +26,7 @@ def _sqrt_vjp(xp, attrs, g, out, inputs, needs):
 unary_op(
     "Sqrt", "Square root of each element (inputs must be >= 0).",
     forward=lambda xp, attrs, x: xp.sqrt(x),
+    ufunc=np.sqrt,
     vjp=_sqrt_vjp,
     reference=lambda attrs, x: np.power(x, 0.5),
     domain=(0.2, 3.0), uses_input=False, uses_output=True,

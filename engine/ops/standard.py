@@ -31,16 +31,18 @@ def unary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
              reference: Callable[..., np.ndarray], domain: Domain,
              uses_input: bool, uses_output: bool, convention: str = "",
              samples: Callable[[np.random.Generator], list[Sample]] | None = None,
-             fast_forward: Forward | None = None, fast_vjp: Vjp | None = None) -> OpDef:
+             fast_forward: Forward | None = None, fast_vjp: Vjp | None = None,
+             ufunc: np.ufunc | None = None) -> OpDef:
     """Register an elementwise op of one input ``x``; samples are drawn from ``domain``
-    unless ``samples`` is given.  ``uses_input``/``uses_output`` say what the vjp reads."""
+    unless ``samples`` is given.  ``uses_input``/``uses_output`` say what the vjp reads;
+    ``ufunc``: the NumPy ufunc of the forward (``OpDef.ufunc``)."""
     low, high = domain
     return register(OpDef(
         name=name, doc=doc, attrs=NoAttrs, input_names=("x",),
         forward=forward, vjp=vjp, shape=same_shape, reference=reference,
         samples=samples or (lambda rng: unary_samples(rng, low, high)),
         convention=convention, vjp_uses_inputs=uses_input, vjp_uses_output=uses_output,
-        fast_forward=fast_forward, fast_vjp=fast_vjp))
+        fast_forward=fast_forward, fast_vjp=fast_vjp, ufunc=ufunc))
 
 
 def binary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
@@ -48,13 +50,13 @@ def binary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
               uses_inputs: bool, uses_output: bool,
               input_names: tuple[str, str] = ("a", "b"), convention: str = "",
               samples: Callable[[np.random.Generator], list[Sample]] | None = None,
-              fast_vjp: Vjp | None = None) -> OpDef:
+              fast_vjp: Vjp | None = None, ufunc: np.ufunc | None = None) -> OpDef:
     """Register an elementwise op of two broadcasting inputs; ``domains`` gives each
     input's sample range unless ``samples`` is given.  ``uses_inputs``/``uses_output``
-    say what the vjp reads."""
+    say what the vjp reads.  ``ufunc``: the NumPy ufunc of the forward (``OpDef.ufunc``)."""
     return register(OpDef(
         name=name, doc=doc, attrs=NoAttrs, input_names=input_names,
         forward=forward, vjp=vjp, shape=broadcast_shape, reference=reference,
         samples=samples or (lambda rng: binary_samples(rng, domains)),
         convention=convention, vjp_uses_inputs=uses_inputs, vjp_uses_output=uses_output,
-        fast_vjp=fast_vjp))
+        fast_vjp=fast_vjp, ufunc=ufunc))

@@ -9,13 +9,18 @@ gradient back to the shape of a broadcast input, and adds the gradients of a
 value that feeds several nodes.  There is no recursion, so 100,000-node graphs run.
 Arrays the user passes in are never written to.
 
-``Executor(graph, optimize=False)`` is the reference path: the ops' plain rules
-alone, every value kept, every gradient's shape checked, nothing updated in
-place; its backward (``_backward_reference``) reads like micrograd's.  The
-optimized path on NumPy runs the ops' NumPy fast paths, frees values and
-gradients as soon as they are dead, sums back only where the inferred shapes
-differ, and adds into buffers it created itself.  The tests compare the two
-paths on every example graph and on random graphs.
+``Executor(graph, optimize=False)`` is the reference path: the graph as written,
+the ops' plain rules alone, every value kept, every gradient's shape checked,
+nothing updated in place; its backward (``_backward_reference``) reads like
+micrograd's.  The optimized path (the default) runs the graph after the
+optimization passes (``engine.transform.passes.optimized``: fusion, folding,
+simplification, common subexpressions, dead code), on NumPy with the ops' NumPy
+fast paths; it frees values and gradients as soon as they are dead, sums back only
+where the inferred shapes differ, and adds into buffers it created itself.  A
+request about a node the passes rewrote away (its gradient, with ``keep``, or a
+backward that starts there) is answered by the reference path, run on the same
+feeds and parameters.  The tests compare the two paths on every example graph
+and on random graphs.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
 from engine.io.trained import load_trained
 from engine.ops import OpAttrs
-from engine.ops.base import SMALL_ARRAY, Forward, Vjp
+from engine.ops.base import SMALL_ARRAY, Vjp
 from engine.ops.stochastic import RunMode
 from engine.runtime.backends import Backend, get_backend
 from engine.runtime.feeds import (
@@ -50,22 +55,26 @@ from engine.runtime.feeds import (
 )
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
-from engine.runtime.plan import Plan, Step, bind_mode, compile_plan
+from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
+from engine.transform.passes import optimized
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
 
 
+#: backward's default ``keep``: nothing; a default left alone is not checked again
+_NOTHING: tuple[str, ...] = ()
+
+
 class Run(NamedTuple):
-    """One forward instruction: ``slots[output] = forward(xp, attrs, *inputs(slots))``,
+    """One forward instruction, a ``Block`` of the plan: ``slots[output] = call(*inputs(slots))``,
     then the ``frees`` slots are dropped."""
 
-    forward: Forward
-    attrs: OpAttrs
+    call: Callable[..., Array]
     inputs: Getter
     output: int
     frees: tuple[int, ...]
-    step: Step
+    block: Block
 
 
 class Target(NamedTuple):
@@ -101,7 +110,8 @@ class Executor:
 
     ``backend`` names the array library to run on: ``"numpy"`` (the default), ``"torch"``,
     ``"jax"`` or ``"dask"`` (``engine.runtime.backends``; each an optional extra, imported
-    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``).  Or ``xp``
+    only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``); or it is a
+    ``Backend`` that ``get_backend`` made (which carries its device and chunking).  Or ``xp``
     passes any namespace of the Python array API standard itself (``array_api_strict``).
     Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
     Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
@@ -112,8 +122,10 @@ class Executor:
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
     holds NaN or inf (and keeps every value, for its report); ``trace`` fills
     ``self.trace`` with per-node statistics and timings.
-    ``optimize=False`` runs the plain path (see the module docstring): slower and
-    keeps every value, for debugging and as a reference.
+    ``optimize=False`` runs the plain path (see the module docstring): the graph as
+    written, slower, and keeps every value, for debugging and as a reference.  By default
+    the plan runs ``self.compiled``, the graph after the optimization passes (the same
+    graph with ``check_finite``, whose report names the nodes as written).
 
     Feeds: an input that ``forward`` is not fed takes its ``init``, and
     ``self.defaulted`` names those inputs after each pass (``engine run`` prints
@@ -124,8 +136,9 @@ class Executor:
 
     def __init__(self, graph: Graph, *, xp: ModuleType | None = None, seed: int | None = None,
                  check_finite: bool = False, trace: bool = False, optimize: bool = True,
-                 training: bool = False, strict_feeds: bool = False, backend: str | None = None,
-                 device: str | None = None, chunk_rows: int | None = None):
+                 training: bool = False, strict_feeds: bool = False,
+                 backend: str | Backend | None = None, device: str | None = None,
+                 chunk_rows: int | None = None):
         if not isinstance(graph, Graph):
             raise ArgumentError(f"Executor takes the Graph that engine.load returns, found "
                                 f"{type(graph).__name__}")
@@ -135,25 +148,40 @@ class Executor:
         self.defaulted: tuple[str, ...] = ()
         #: Per input: (mean, std) that ``load_params`` read; fed arrays are standardised.
         self._scaling: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.trace: Trace | None = Trace(graph) if trace else None
+        #: The graph the plan runs: ``graph`` after the passes, on the optimized path.  Each
+        #: of its values has a name of ``graph`` and the dtype and shape inferred there.
+        self.compiled: Graph = optimized(graph) if optimize and not check_finite else graph
+        run = self.compiled
+        self.trace: Trace | None = Trace(run) if trace else None
+        self._plain: Executor | None = None  # the reference path, for what ``run`` lacks
+        self._plain_args = {"xp": xp, "backend": backend, "device": device,
+                            "chunk_rows": chunk_rows, "strict_feeds": strict_feeds}
+        self._feeds: Mapping[str, Any] | None = None  # the last forward's, for the reference
         if backend is not None and xp is not None:
             raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
-        if backend is None and (device is not None or chunk_rows is not None):
-            raise EngineError("device= and chunk_rows= need backend= (torch, dask)")
-        self.backend: Backend = get_backend(backend or "numpy", device, chunk_rows) \
-            if xp is None \
-            else Backend(getattr(xp, "__name__", "xp"), xp)
+        if not isinstance(backend, str) and (device is not None or chunk_rows is not None):
+            raise EngineError("device= and chunk_rows= go with backend= given by name (torch, "
+                              "dask); a Backend object carries its own")
+        if isinstance(backend, Backend):
+            self.backend: Backend = backend
+        elif xp is None:
+            self.backend = get_backend(backend or "numpy", device, chunk_rows)
+        else:
+            self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else check_seed(seed)
         #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
         self.mode = RunMode(training=training, seed=self.seed)
-        with collector_paused():
-            self.plan: Plan = instrument(bind_mode(compile_plan(graph, fast=self._fast),
-                                                   self.mode),
-                                         graph, trace=self.trace, check_finite=check_finite)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
+        with collector_paused():
+            plan = instrument(bind_mode(compile_plan(run, fast=self._fast), self.mode),
+                              run, trace=self.trace, check_finite=check_finite)
+            # buffers are reused only where nothing wraps the ops or reads every value
+            self.plan: Plan = schedule(plan, run, self.xp, keep_values=self._keep_values,
+                                       reuse=self._fast and not self._keep_values
+                                       and self.trace is None)
         self._slots: list[Array] = [None] * len(self.plan.names)
         self._defaults: dict[tuple[str, tuple[Any, ...]], Array] = {}
         self._ran_forward = False
@@ -169,7 +197,7 @@ class Executor:
             name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
             for name, v in graph.values.items() if v.kind == "parameter"
         }
-        for name, v in graph.values.items():
+        for name, v in run.values.items():
             if v.kind == "constant":
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
         with collector_paused():
@@ -184,9 +212,8 @@ class Executor:
         """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
         self._forward_program = [
-            Run(step.forward, step.attrs, _getter(step.inputs), step.output,
-                () if self._keep_values else step.frees, step)
-            for step in plan.steps]
+            Run(block.call, _getter(block.inputs), block.output, block.frees, block)
+            for block in plan.blocks]
         differentiating = [step for step in reversed(plan.steps) if step.differentiates]
         fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
         for step in differentiating:
@@ -256,6 +283,7 @@ class Executor:
         or, with ``strict_feeds``, is a DataError."""
         if self._owner != get_ident():
             self._claim()
+        self._feeds = feeds
         if self._scaling and feeds:
             feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
                      if name in self._scaling else array for name, array in feeds.items()}
@@ -284,22 +312,21 @@ class Executor:
             else:
                 slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name, rows=True)
-        xp = self.xp
-        step: Step | None = None
+        block: Block | None = None
         try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
             if self.optimize:
-                for forward, attrs, inputs, output, frees, step in self._forward_program:  # noqa: B007 (the except reads step)
-                    slots[output] = forward(xp, attrs, *inputs(slots))
+                for call, inputs, output, frees, block in self._forward_program:  # noqa: B007 (the except reads block)
+                    slots[output] = call(*inputs(slots))
                     for slot in frees:
                         slots[slot] = None
             else:
                 for run, expected in zip(self._forward_program, self._expected, strict=True):
-                    step = run.step
-                    slots[run.output] = run.forward(xp, run.attrs, *run.inputs(slots))
-                    self._check_inferred(step, slots[run.output], expected, dims)
+                    block = run.block
+                    slots[run.output] = run.call(*run.inputs(slots))
+                    self._check_inferred(block.steps[-1], slots[run.output], expected, dims)
         except (ValueError, TypeError, IndexError) as exc:
-            assert step is not None
-            raise self._step_error(step, "forward", exc) from exc
+            assert block is not None
+            raise self._step_error(block.steps[-1], "forward", exc, block) from exc
         self._ran_forward = True
         self.defaulted = tuple(defaulted)
         frozen = self._frozen
@@ -400,6 +427,12 @@ class Executor:
         if not isinstance(name, str):
             raise ArgumentError(f"value() takes a name (a string), found {type(name).__name__}")
         slot = self.plan.slots.get(name)
+        if slot is None and name in self.graph.values:
+            raise EngineError(f"node {name!r} is not computed on the optimized path: the "
+                              "optimization passes compute what reads it without it (engine "
+                              "optimize --report lists the rewrites); list it under outputs "
+                              "to keep it, or run Executor(graph, optimize=False), which runs "
+                              "the graph as written and keeps every value")
         if slot is None:
             raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
                               f"{did_you_mean(name, self.plan.slots)}")
@@ -439,7 +472,7 @@ class Executor:
     # -- backward --------------------------------------------------------------------------
 
     def backward(self, upstream: Mapping[str, Any] | None = None, *,
-                 keep: Iterable[str] = ()) -> dict[str, Array]:
+                 keep: Iterable[str] = _NOTHING) -> dict[str, Array]:
         """Gradients ``{tensor: d loss / d tensor}`` for every input and parameter requiring grad.
 
         Without ``upstream`` backward starts at the spec's loss with gradient 1; with
@@ -452,9 +485,13 @@ class Executor:
             raise EngineError("backward() needs a forward() first: it uses the forward values")
         if self._owner != get_ident():
             self._refuse_thread()
-        if isinstance(keep, str) or not isinstance(keep, Iterable):  # a str: its characters
-            raise ArgumentError(f"keep= takes a list of node names, found "
+        if keep is not _NOTHING and (isinstance(keep, str) or not isinstance(keep, Iterable)):
+            raise ArgumentError(f"keep= takes a list of node names, found "  # a str: characters
                                 f"{type(keep).__name__}: write keep=[{keep!r}]")
+        if self.compiled is not self.graph and (keep is not _NOTHING or upstream is not None):
+            keep = list(keep)
+            if self._asks_as_written(upstream, keep):
+                return self._reference_backward(upstream, keep)
         grads: list[Array] = [None] * len(self.plan.names)
         if upstream is None:
             grads[self._loss_start_slot()] = self._ones_like_loss()
@@ -473,6 +510,32 @@ class Executor:
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         frozen = self._frozen
         return {name: frozen(g) for name, g in result.items()}
+
+    def _asks_as_written(self, upstream: Mapping[str, Any] | None, keep: list[str]) -> bool:
+        """Whether a backward needs the graph as written: the gradient of a node (``keep``),
+        which the rewritten graph may reach by other paths or not at all, or a start at a
+        node it does not compute."""
+        tensors = dict(self._grad_slots)
+        if any(name not in tensors for name in keep):
+            return True
+        return isinstance(upstream, Mapping) and any(
+            isinstance(name, str) and name not in self.plan.slots for name in upstream)
+
+    def _reference_backward(self, upstream: Mapping[str, Any] | None,
+                            keep: list[str]) -> dict[str, Array]:
+        """``backward`` on the reference path (``optimize=False``, the graph as written), run
+        forward on this executor's last feeds, parameters (the same arrays), mode and
+        scaling: the gradients of nodes the passes fused or removed, as written."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = Executor(self.graph, seed=self.seed, optimize=False,
+                                           **self._plain_args)
+        plain.parameters = self.parameters
+        plain.mode.training, plain.mode.step = self.mode.training, self.mode.step
+        plain._scaling = self._scaling
+        plain._owner = self._owner
+        plain.forward(self._feeds)
+        return plain.backward(upstream, keep=keep)
 
     def _backward_reference(self, grads: list[Array], kept: dict[int, str],
                             result: dict[str, Array]) -> None:
@@ -548,8 +611,10 @@ class Executor:
         return self._loss_slot
 
     def _ones_like_loss(self) -> Array:
-        """The start d loss / d loss = 1: on NumPy a copy of a remembered array of ones,
-        cheaper than ``np.ones``, whose Python-level body shows on small graphs."""
+        """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per
+        shape and dtype, cheaper than ``np.ones``, whose Python-level body shows on small
+        graphs.  Read-only, since backward never writes into an upstream gradient (a vjp
+        may hand it on to two inputs) and nor may a caller it reaches as a result."""
         loss = self._slots[self._loss_slot]
         if self.xp is not np:
             return self.xp.ones_like(loss)
@@ -557,7 +622,8 @@ class Executor:
         ones = self._ones.get(key)
         if ones is None:
             ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
-        return ones.copy()
+            ones.setflags(write=False)
+        return ones
 
     def _upstream_slots(self, upstream: Mapping[str, Any]) -> dict[int, Array]:
         """The upstream gradients by slot, as arrays, each checked against its node's shape."""
@@ -595,13 +661,20 @@ class Executor:
             raise EngineError(f"node {step.name!r} ({step.op.name}): its vjp is wrong: "
                               f"{exc}") from None
 
-    def _step_error(self, step: Step, phase: str, exc: Exception) -> DataError:
+    def _step_error(self, step: Step, phase: str, exc: Exception,
+                    block: Block | None = None) -> DataError:
+        """``block``: the forward block that failed, whose last step is ``step``; the steps
+        run before it in the block are named too (their values never reach a slot, so the
+        failure may be theirs), and its inputs are listed."""
+        fused = block.steps[:-1] if block is not None else ()
         shapes = ", ".join(
             f"{self.plan.names[i]}: {format_shape(getattr(self._slots[i], 'shape', ()))}"
-            for i in step.inputs)
+            for i in (block.inputs if block is not None else step.inputs))
         node = self.graph.nodes[step.name]
+        chain = f" (run as one step after {', '.join(repr(s.name) for s in fused)})" \
+            if fused else ""
         return DataError(f"node {step.name!r} ({step.op.name}, {self.graph.where(node.name)}) "
-                         f"failed in {phase} with inputs {shapes}: {exc}")
+                         f"failed in {phase}{chain} with inputs {shapes}: {exc}")
 
 
 def _read_only(array: Array) -> Array:
@@ -611,7 +684,7 @@ def _read_only(array: Array) -> Array:
     if type(array) is not np.ndarray:
         return array
     view = array.view()
-    view.flags.writeable = False
+    view.setflags(write=False)  # half the cost of assigning flags.writeable
     return view
 
 

@@ -11,13 +11,23 @@ freed, and which input gradients may need summing back over broadcast axes
 (only where the inferred shapes of input and output differ), and which
 implementation of each op runs: its plain array-API rules, or, for an optimized
 run on NumPy, the NumPy fast paths registered beside them (``OpDef.lowered``).
+
+``schedule`` then turns the steps into the forward program the executor runs
+(``Plan.blocks``), and on NumPy plans its memory from the same liveness: an
+elementwise step (an op with a ``ufunc``) writes its result into the buffer of a
+value that dies at that step, and a chain of elementwise steps whose
+intermediate values nothing else reads runs as one block, each writing into the
+previous one's buffer, so the intermediates never take memory of their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
+from types import CodeType, FunctionType
+from typing import Any
 
 from engine.graph.model import Graph
 from engine.ops import OpAttrs, OpDef
@@ -60,6 +70,29 @@ class Step:
 
 
 @dataclass(frozen=True, repr=False)
+class Block:
+    """One forward instruction: ``slots[output] = call(*slots[inputs])``, then ``frees`` go.
+
+    ``steps`` are the nodes it computes: one node, or a chain of elementwise nodes
+    whose intermediate values only the next node of the chain reads (they never
+    reach a slot).  ``writes`` pairs a node with the value whose buffer its result
+    is written into (``out=``), for each node that reuses one; the others' results
+    are new arrays.
+    """
+
+    call: Callable[..., Any]
+    inputs: tuple[int, ...]
+    output: int
+    frees: tuple[int, ...]
+    steps: tuple[Step, ...]
+    writes: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:
+        into = "".join(f", {node} into {donor}'s buffer" for node, donor in self.writes)
+        return f"<Block {' -> '.join(step.name for step in self.steps)}{into}>"
+
+
+@dataclass(frozen=True, repr=False)
 class Plan:
     """Slots for every value, and the steps in topological order.
 
@@ -74,6 +107,12 @@ class Plan:
     kept: frozenset[int] = frozenset()
     sources: int = 0
     fast: bool = False
+    blocks: tuple[Block, ...] = ()
+
+    def reuses(self) -> dict[str, str]:
+        """``{node: value}`` for every node whose result is written into the buffer of a
+        value that is dead by then (the memory plan; empty when nothing is reused)."""
+        return {node: donor for block in self.blocks for node, donor in block.writes}
 
     def __repr__(self) -> str:
         lowering = "NumPy fast paths" if self.fast else "plain rules"
@@ -140,3 +179,118 @@ def bind_mode(plan: Plan, mode: RunMode) -> Plan:
         if step.op.stochastic else step
         for step in plan.steps)
     return dataclasses.replace(plan, steps=steps)
+
+
+def schedule(plan: Plan, graph: Graph, xp: Any, *, reuse: bool, keep_values: bool) -> Plan:
+    """The plan with its forward program (``blocks``): one block per step, or, with ``reuse``
+    (NumPy, optimized, ops not wrapped for tracing), the memory plan below.
+
+    ``keep_values``: nothing is freed (the plain path and the NaN report read every value).
+
+    The memory plan, from the liveness ``compile_plan`` decided: a step's result may be
+    written into the buffer of a value ``v`` when
+    - the step is elementwise (its op has a ``ufunc``: the result is computed element by
+      element, so writing over an input of the same shape is exact),
+    - ``v`` dies at this step: no later step reads it, backward does not (``kept``), it is
+      no output, and it is no input, parameter or constant (those are the caller's),
+    - ``v``'s memory is its own: an elementwise step made it and only elementwise steps
+      read it, so no view of it (a Reshape, a Transpose) is alive elsewhere,
+    - ``v`` has the result's inferred shape and dtype, and at least one axis (a 0-d
+      result is a NumPy scalar, not a buffer).
+    Consecutive elementwise steps, each of whose results only the next one reads, become
+    one block: the intermediate values never reach a slot, and each writes into the
+    previous one's buffer under the same conditions.
+    """
+    if not reuse:
+        frees = (lambda step: ()) if keep_values else (lambda step: step.frees)
+        return dataclasses.replace(plan, blocks=tuple(
+            Block(partial(step.forward, xp, step.attrs), step.inputs, step.output, frees(step),
+                  (step,))
+            for step in plan.steps))
+    steps, values, names = plan.steps, graph.values, plan.names
+    elementwise = [step.op.ufunc is not None for step in steps]
+    made_by = {step.output: index for index, step in enumerate(steps)}
+    readers: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        for slot in step.inputs:
+            readers.setdefault(slot, []).append(index)
+
+    def own(slot: int) -> bool:
+        """Memory only this value refers to (see the docstring)."""
+        return slot in made_by and elementwise[made_by[slot]] and \
+            all(elementwise[reader] for reader in readers.get(slot, ()))
+
+    def fits(slot: int, step: Step) -> bool:
+        have, want = values[names[slot]], values[step.name]
+        return len(want.shape) > 0 and have.shape == want.shape and have.dtype == want.dtype
+
+    groups: list[list[int]] = []
+    for index in range(len(steps)):
+        if groups and elementwise[index] and elementwise[groups[-1][-1]]:
+            previous = steps[groups[-1][-1]].output
+            if previous not in plan.kept and set(readers.get(previous, ())) == {index}:
+                groups[-1].append(index)
+                continue
+        groups.append([index])
+    return dataclasses.replace(plan, blocks=tuple(
+        _block([steps[i] for i in group], names, own, fits) if elementwise[group[0]]
+        else Block(partial(steps[group[0]].forward, xp, steps[group[0]].attrs),
+                   steps[group[0]].inputs, steps[group[0]].output, steps[group[0]].frees,
+                   (steps[group[0]],))
+        for group in groups))
+
+
+def _block(chain: list[Step], names: tuple[str, ...], own: Callable[[int], bool],
+           fits: Callable[[int, Step], bool]) -> Block:
+    """One block running ``chain`` (elementwise steps, each read only by the next)."""
+    inputs: list[int] = []  # the slots the block reads, in order of first use
+    pattern: list[tuple[tuple[int, ...], int | None]] = []
+    writes: list[tuple[str, str]] = []
+    running: int | None = None  # the slot of the previous step's result, which stays inside
+    for step in chain:
+        refs = []
+        for slot in step.inputs:
+            if slot == running:
+                refs.append(-1)
+            else:
+                if slot not in inputs:
+                    inputs.append(slot)
+                refs.append(inputs.index(slot))
+        out: int | None = None
+        if running is not None and fits(running, step):
+            out = -1
+            writes.append((step.name, names[running]))
+        else:
+            donor = next((slot for slot in step.inputs if slot != running and slot in step.frees
+                          and own(slot) and fits(slot, step)), None)
+            if donor is not None:
+                out = inputs.index(donor)
+                writes.append((step.name, names[donor]))
+        pattern.append((tuple(refs), out))
+        running = step.output
+    internal = {step.output for step in chain[:-1]}
+    frees = tuple(sorted({slot for step in chain for slot in step.frees} - internal))
+    ufuncs = [step.op.ufunc for step in chain]
+    if len(chain) == 1 and pattern[0][1] is None and pattern[0][0] == tuple(range(len(inputs))):
+        call: Callable[..., Any] = ufuncs[0]  # the ufunc itself: no Python frame in between
+    else:
+        names_ = {f"u{k}": ufunc for k, ufunc in enumerate(ufuncs)}
+        call = FunctionType(_block_code(tuple(pattern), len(inputs)), names_, "block")
+    return Block(call, tuple(inputs), chain[-1].output, frees, tuple(chain), tuple(writes))
+
+
+@lru_cache(maxsize=1024)
+def _block_code(pattern: tuple[tuple[tuple[int, ...], int | None], ...], arity: int) -> CodeType:
+    """The code of a block's function, one line per step, written once per pattern of
+    operands (``a0..``: the block's inputs, ``v``: the previous step's result) and
+    ``out=`` targets; step k calls the ufunc bound to ``u{k}``.  Python code, not a loop
+    over steps: a 100,000-node chain of blocks shares a handful of these."""
+    lines = [f"def block({', '.join(f'a{i}' for i in range(arity))}):"]
+    for k, (refs, out) in enumerate(pattern):
+        operands = ", ".join("v" if ref < 0 else f"a{ref}" for ref in refs)
+        target = "" if out is None else f", out={'v' if out < 0 else f'a{out}'}"
+        lines.append(f"    v = u{k}({operands}{target})")
+    lines.append("    return v")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<engine block>", "exec"), namespace)  # our own text
+    return namespace["block"].__code__

@@ -18,18 +18,21 @@ from engine.graph.model import Graph
 from engine.graph.subgraph import inputs_of, needed_by
 from engine.io.arrays import load_npz, require_file
 from engine.io.trained import Trained, load_trained
+from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
 from engine.train.data import Arrays, read_inputs
 
 
 def trained_executor(graph: Graph, names: list[str], params: Path, file: Path,
-                     verb: str) -> tuple[Executor, Arrays]:
+                     verb: str, backend: Backend | None = None) -> tuple[Executor, Arrays]:
     """An executor of only what ``names`` need, holding the checkpoint's parameters, and its
-    feeds read from ``file``: what eval and predict share, so they cannot drift apart."""
+    feeds read from ``file``: what eval and predict share, so they cannot drift apart.
+    ``backend`` is the array library it runs on (None: NumPy); read its results with
+    ``executor.compute``, which brings them back as NumPy."""
     trained = load_trained(params, graph)
     needed = needed_by(graph, names)
     feeds = read_feeds(graph, needed, trained, file, verb)
-    executor = Executor(needed, strict_feeds=True)  # read_feeds gave every input
+    executor = Executor(needed, strict_feeds=True, backend=backend)  # read_feeds gave every input
     executor.parameters.update({k: v for k, v in trained.params.items()
                                 if k in executor.parameters})
     return executor, feeds

@@ -9,6 +9,13 @@ Stopping is cooperative: ``stop()`` is asked after every batch, and a stop
 abandons the unfinished epoch, so the last checkpoint (and the summary) hold
 the last complete epoch, never a half-trained one.
 
+Backends: the steps may run on another array library (``backend``, made by
+``engine.runtime.backends.get_backend``).  The parameters and the optimizer's
+state stay small NumPy arrays, updated in place by the same optimizers; each
+step sends the parameters, runs forward and backward there, and brings the loss
+and gradients back as NumPy in one compute (on Dask one task graph, computed
+once, whose reductions sum the gradients across the chunks of rows).
+
 Early stopping watches a validation metric after every epoch; the best epoch's
 parameters are kept (in memory, and with ``save`` in ``NAME.best.npz`` beside
 the last checkpoint), and the test rows are measured with them.  The best epoch
@@ -29,6 +36,7 @@ import numpy as np
 
 from engine.errors import DataError, SpecError
 from engine.graph.model import Graph
+from engine.runtime.backends import Backend, to_numpy
 from engine.runtime.executor import Executor
 from engine.runtime.feeds import tensor_rng
 from engine.train.checkpoint import Checkpoint, best_path, save_checkpoint
@@ -96,6 +104,8 @@ class Trainer:
     save: Path | None = None
     history: dict[str, list[float | None]] = field(default_factory=dict)
     epoch: int = 0
+    #: The array library the steps and measurements run on; None: NumPy.
+    backend: Backend | None = None
 
     def __post_init__(self) -> None:
         self.measured: Measured | None = measured(self.graph, self.config)
@@ -105,8 +115,12 @@ class Trainer:
             graph = dataclasses.replace(graph, outputs=[*graph.outputs,
                                                         self.measured.prediction])
         # training mode: random ops (Dropout) are active in the steps, not in the measurements
-        self.executor = Executor(graph, seed=self.seed, training=True)
-        self.params = self.executor.parameters
+        self.executor = Executor(graph, seed=self.seed, training=True, backend=self.backend)
+        #: On NumPy the executor's own parameters; elsewhere NumPy copies, sent every pass.
+        self._on_host = self.executor.xp is np
+        self.params = self.executor.parameters if self._on_host else \
+            {name: np.array(to_numpy(array)) for name, array in
+             self.executor.parameters.items()}
         config = self.config
         self.optimizer = make_optimizer(config.optimizer, config.lr, self.params,
                                         weight_decay=config.weight_decay,
@@ -204,9 +218,8 @@ class Trainer:
         scheduled = config.schedule.name != "constant" or config.schedule.warmup_epochs > 0
         for done, index in enumerate(batches(rows, config.batch_size, order), start=1):
             ex.step = self.epoch * total + done - 1  # seeds Dropout's masks, resume-proof
-            ex.forward({name: array[index] for name, array in train.items()})
-            loss = ex.loss
-            assert loss is not None
+            loss, grads = self._loss_and_gradients({name: array[index]
+                                                    for name, array in train.items()})
             if not math.isfinite(loss):
                 raise DataError(f"the loss became {loss} in epoch {self.epoch + 1}, batch "
                                 f"{done}: training diverged; lower the learning rate (--lr, now "
@@ -214,13 +227,35 @@ class Trainer:
             if scheduled:
                 optimizer.lr = learning_rate(config.schedule, config.lr, config.epochs,
                                              self.epoch, done - 1, total)
-            optimizer.step(ex.backward())
+            optimizer.step(grads)
             loss_sum += loss * len(index)
             seen += len(index)
             progress.batch(self.epoch + 1, done, total, loss_sum / seen)
             if stop():
                 return done == total
         return True
+
+    def _loss_and_gradients(self, feeds: Arrays) -> tuple[float, Any]:
+        """One step's loss and gradients of the parameters, as NumPy arrays.  Off NumPy the
+        parameters are sent first, and the loss and the gradients come back from one
+        compute: on Dask a single task graph for the whole step."""
+        ex = self.executor
+        if self._on_host:
+            ex.forward(feeds)
+            grads = ex.backward()
+        else:
+            self._forward(feeds)
+            (grads,) = ex.compute(ex.backward())
+        loss = ex.loss
+        assert loss is not None
+        return loss, grads
+
+    def _forward(self, feeds: Arrays) -> None:
+        """A forward pass with this run's parameters, sent to the backend when it is not
+        NumPy (there the executor holds the backend's copies, made from ``self.params``)."""
+        if not self._on_host:
+            self.executor.parameters.update(self.params)
+        self.executor.forward(feeds)
 
     def evaluate(self) -> dict[str, float | None]:
         """Loss and metrics over the whole training and validation splits."""
@@ -259,18 +294,20 @@ class Trainer:
 
     def measure(self, feeds: Arrays) -> dict[str, float | None]:
         """``{"loss": ..., metric: ...}`` of one forward pass over ``feeds``."""
-        ex = self.executor
+        ex, ends = self.executor, self.measured
         ex.training = False
         try:
-            ex.forward(feeds)
+            self._forward(feeds)
         finally:
             ex.training = True
+        ends_values = {} if ends is None else {"prediction": ex.value(ends.prediction),
+                                               "target": ex.value(ends.target)}
+        (ends_values,) = ex.compute(ends_values)  # with the loss: one Dask graph
         loss = ex.loss
         assert loss is not None
         result: dict[str, float | None] = {"loss": loss}
-        if self.measured is not None:
-            result.update(self.measured.compute(np.asarray(ex.value(self.measured.prediction)),
-                                                np.asarray(ex.value(self.measured.target))))
+        if ends is not None:
+            result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
         return result
 
 

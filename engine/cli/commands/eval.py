@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_load_options, load_spec, print_json
+from engine.cli.commands.common import (
+    add_backend_options,
+    add_load_options,
+    backend_from_args,
+    load_spec,
+    print_json,
+)
 from engine.cli.diagnostics import count
 from engine.errors import DataError
 from engine.train.inference import trained_executor
@@ -35,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a loss")
     add_load_options(parser)
+    add_backend_options(parser)
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
@@ -50,14 +57,16 @@ def run(args: argparse.Namespace) -> int:
                         "evaluate; engine predict computes outputs without one")
     ends = measured(graph, graph.spec.train)
     names = [graph.loss] + ([ends.prediction] if ends is not None else [])
-    executor, feeds = trained_executor(graph, names, args.params, args.data, "eval")
+    backend = backend_from_args(args)
+    executor, feeds = trained_executor(graph, names, args.params, args.data, "eval", backend)
     with np.errstate(all="ignore"):
         executor.forward(feeds)
-        loss = executor.loss
-        result: dict[str, float | None] = {"loss": loss}
+        ends_values = {} if ends is None else {"prediction": executor.value(ends.prediction),
+                                               "target": executor.value(ends.target)}
+        (ends_values,) = executor.compute(ends_values)  # with the loss: on Dask one graph
+        result: dict[str, float | None] = {"loss": executor.loss}
         if ends is not None:
-            result.update(ends.compute(np.asarray(executor.value(ends.prediction)),
-                                       np.asarray(executor.value(ends.target))))
+            result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
     rows = len(next(iter(feeds.values())))
     if args.json:
         print_json({**result, "rows": rows})

@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli.commands.common import add_load_options, load_spec, require_suffix
+from engine.cli.commands.common import (
+    add_backend_options,
+    add_load_options,
+    backend_from_args,
+    load_spec,
+    require_suffix,
+)
 from engine.errors import DataError, UsageError, did_you_mean
 from engine.graph.model import Graph
 from engine.io.atomic import check_writable, write_atomically
@@ -40,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec")
     add_load_options(parser)
+    add_backend_options(parser)
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
@@ -60,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"-o {args.out}: a .npy file holds one array, and {len(names)} "
                              "outputs were asked for; write .npz or .csv")
         check_writable(args.out)
-    executor, feeds = trained_executor(graph, names, args.params, args.data, "predict")
+    backend = backend_from_args(args)
+    executor, feeds = trained_executor(graph, names, args.params, args.data, "predict", backend)
     with np.errstate(all="ignore"):
-        outputs = {k: np.asarray(v) for k, v in executor.forward(feeds).items()}
+        (outputs,) = executor.compute(executor.forward(feeds))
     suffix = args.out.suffix.lower() if args.out is not None else ".csv"
     if suffix == ".csv":
         text = _csv(outputs, len(next(iter(feeds.values()))))

@@ -12,6 +12,7 @@ import numpy as np
 from engine.cli.commands.common import (
     add_backend_options,
     add_load_options,
+    backend_from_args,
     load_spec,
     print_json,
     require_suffix,
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.save)
     feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace,
-                        backend=args.backend, device=args.device, chunk_rows=args.chunk_rows)
+                        backend=backend_from_args(args))
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)

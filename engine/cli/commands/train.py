@@ -15,7 +15,14 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from engine.cli.commands.common import add_load_options, load_spec, print_json, require_suffix
+from engine.cli.commands.common import (
+    add_backend_options,
+    add_load_options,
+    backend_from_args,
+    load_spec,
+    print_json,
+    require_suffix,
+)
 from engine.cli.diagnostics import count
 from engine.cli.terminal import unescaped
 from engine.errors import DataError, SpecError, UsageError
@@ -25,6 +32,7 @@ from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
 from engine.io.trained import check_scaling, fit_parameters
+from engine.runtime.backends import Backend
 from engine.spec.paths import Refused, confine
 from engine.spec.source import parse_yaml
 from engine.train.checkpoint import Checkpoint, best_path, load_checkpoint
@@ -124,6 +132,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the YAML graph spec, with a train: section")
     add_load_options(parser)
+    add_backend_options(parser)
     for override in _OVERRIDES:
         dest = "override_" + override.path[-1]
         if override.kind is bool:
@@ -170,12 +179,14 @@ def run(args: argparse.Namespace) -> int:
     graph = load_spec(args)
     config = resolve_config(graph.spec.train, args)
     data_file = _check_ready(graph, config, args)
+    backend = backend_from_args(args)  # a missing library is found before any data is read
     with exclusive(args.save, "engine train --save") if args.save is not None else \
             nullcontext():
-        return _train(graph, config, data_file, args)
+        return _train(graph, config, data_file, args, backend)
 
 
-def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Namespace) -> int:
+def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Namespace,
+           backend: Backend) -> int:
     """Resume, read the data, train and report; ``--save``'s file is locked meanwhile."""
     val_file, test_file = (None if value is None else _data_file(graph, args, field, value)
                            for field, value in (("val_data", config.val_data),
@@ -185,7 +196,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
         config.seed if config.seed is not None else graph.spec.seed
     dataset = load_dataset(graph, config, data_file, seed, val_file=val_file,
                            test_file=test_file)
-    trainer = Trainer(graph, config, dataset, seed, save=args.save)
+    trainer = Trainer(graph, config, dataset, seed, save=args.save, backend=backend)
     if checkpoint is not None:
         try:
             trainer.resume(checkpoint, _best_checkpoint(args.resume, graph.max_bytes))
