@@ -9,7 +9,7 @@ and backward over every row is one Dask graph, computed once, whose chunks each
 worker reads from the file itself (a memory map, one block of rows at a time).
 
 Reported: the time per step, rows per second, the peak memory of each worker
-process (its peak resident set, read on the worker), whether a worker was
+process (its peak resident set, ``VmHWM``, read on the worker), whether a worker was
 killed (restarted by its nanny) or spilled to disk.  Checked: the loss and the
 gradients of every step against an independent NumPy computation (the network's
 forward and its hand-derived backward, as in the lesson), which streams the
@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import sys
 import tempfile
 import threading
@@ -132,13 +131,28 @@ def numpy_loss_and_gradients(path: Path, p: dict[str, np.ndarray]
     return loss / rows, grads
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory: ``VmHWM`` on Linux.  Not ``ru_maxrss``, which a
+    spawned worker inherits from the parent it was forked from before its exec."""
+    import psutil
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return psutil.Process().memory_info().rss
+
+
 def _probe(dask_worker: Any) -> dict[str, Any]:
     """Run on each worker: its peak and current memory, what it has spilled to disk."""
     import psutil
 
     spilled = getattr(dask_worker.data, "spilled_total", None)
     return {"pid": os.getpid(),
-            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_rss": _peak_rss(),
             "rss": psutil.Process().memory_info().rss,
             "spilled_disk": int(spilled.disk) if spilled is not None else 0,
             "memory_limit": dask_worker.memory_manager.memory_limit,
@@ -206,7 +220,8 @@ def run_benchmark(path: Path, *, workers: int, worker_memory: int, steps: int, c
         monitor.join()
         monitor.poll()
         end_workers = set(client.scheduler_info()["workers"])
-    per_worker = [{"address": a, "peak_rss": s["peak_rss"], "spilled_disk": s["spilled_disk"],
+    per_worker = [{"address": a, "peak_rss": s["peak_rss"], "polled_rss": s["rss"],
+                   "spilled_disk": s["spilled_disk"],
                    "memory_limit": s["memory_limit"], "processes": len(monitor.pids[a])}
                   for a, s in sorted(monitor.seen.items())]
     killed = end_workers != start_workers or any(w["processes"] > 1 for w in per_worker)

@@ -41,3 +41,33 @@ def test_small_run_equals_numpy_and_stays_within_worker_memory(tmp_path) -> None
     assert len(result["per_worker"]) == 2
     for worker in result["per_worker"]:
         assert 0 < worker["peak_rss"] < worker["memory_limit"] == 512 << 20
+
+
+def test_a_dask_array_feed_is_not_read_before_the_compute() -> None:
+    """Forward and backward with Dask-array feeds compute nothing (the feed checks read
+    dtype and shape only); the one compute then gives NumPy's loss and gradients."""
+    da = pytest.importorskip("dask.array")
+    from dask.callbacks import Callback
+
+    from engine import load
+    from engine.runtime.executor import Executor
+
+    graph = load("graphs/mlp.yaml")
+    rng = np.random.default_rng(1)
+    x, labels = rng.normal(size=(90, 13)), rng.integers(0, 3, 90)
+    y = np.eye(3)[labels]
+    numpy = Executor(graph)
+    numpy.forward({"x": x, "y": y})
+    want = numpy.backward()
+    lazy = Executor(graph, backend="dask", chunk_rows=20)
+    computes = []
+    with Callback(start=lambda dsk: computes.append(1)):
+        lazy.forward({"x": da.from_array(x, chunks=45),
+                      "y": (da.from_array(labels, chunks=45)[:, None] == np.arange(3))})
+        grads = lazy.backward()
+        assert computes == []
+        (got,) = lazy.compute(grads)
+    assert len(computes) == 1
+    assert lazy.loss == pytest.approx(numpy.loss, rel=1e-12)
+    for name, array in want.items():
+        np.testing.assert_allclose(got[name], array, rtol=1e-10, atol=1e-15)
