@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output)
     params, scaling = None, None
     if args.params is not None:
-        from engine.train.checkpoint import load_trained
+        from engine.io.trained import load_trained
 
         trained = load_trained(args.params, graph)
         params, scaling = trained.params, trained.scaling
