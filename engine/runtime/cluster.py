@@ -178,7 +178,7 @@ def _local_cluster(distributed: Any, options: ClusterOptions) -> Iterator[Any]:
             n_workers=options.workers, threads_per_worker=1, processes=True,
             host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
             memory_limit=memory, timeout=options.timeout)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker did not start
         raise UsageError(f"--workers {options.workers}: the local Dask cluster did not start "
                          f"within {options.timeout:g} s ({_reason(exc)}); wait longer with "
                          "--cluster-timeout SECONDS, or start fewer workers") from None
