@@ -57,11 +57,12 @@ class ClassTarget:
     probs: str
     classes: Dim
     one_hot: bool
+    op: str = "NLL"  # or CrossEntropy, whose first input holds logits
 
     def describe(self, values: dict[str, Value], dims: Dims, classes: int) -> str:
         shape = format_shape(dims.shape(values[self.probs].shape))
-        return (f"NLL node {self.node!r} ({values[self.node].loc.where()}) takes class indices "
-                f"0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
+        return (f"{self.op} node {self.node!r} ({values[self.node].loc.where()}) takes class "
+                f"indices 0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
 
 
 @dataclass(repr=False)

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
-from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, register
+from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, register
 from engine.ops.samples import Sample
 from engine.runtime.kernels import numpy_max, numpy_sum
 
@@ -224,5 +224,92 @@ register(OpDef(
     samples=_nll_samples,
     differentiable=(True, False),
     convention="Not differentiable in its target; the target gets no gradient.",
+    vjp_uses_output=False,
+))
+
+
+class CrossEntropyAttrs(OpAttrs):
+    """How the per-row losses are combined, as NLL combines them."""
+
+    reduction: Literal["sum", "mean"] = Field(
+        default="sum", description="sum: add the rows' losses; mean: divide by the row count "
+                                   "(as NLL's reduction).")
+
+
+def _cross_entropy_shape(attrs: CrossEntropyAttrs, dims: Dims, logits: Shape,
+                         target: Shape) -> Shape:
+    return _nll_shape(attrs, dims, logits, target)
+
+
+_LAST_AXIS = AxisAttrs(axis=-1)
+
+
+def _cross_entropy_forward(xp, attrs, logits, target):
+    # LogSoftmax's rule: the row maximum subtracted, so exp never overflows and log never
+    # sees 0: finite for any finite logits, where log(Softmax) may be log 0 = -inf.
+    logp = _log_softmax_forward(xp, _LAST_AXIS, logits)
+    loss = -xp.sum(logp * _one_hot(xp, logits, target))
+    return loss / _rows(logits) if attrs.reduction == "mean" else loss
+
+
+def _cross_entropy_fast_forward(xp, attrs, logits, target):
+    logp = _log_softmax_fast_forward(xp, _LAST_AXIS, logits)
+    logp *= _one_hot(np, logits, target)  # in place: logp is ours
+    loss = -numpy_sum(logp)
+    return loss / _rows(logits) if attrs.reduction == "mean" else loss
+
+
+def _cross_entropy_vjp(xp, attrs, g, out, inputs, needs):
+    logits, target = inputs
+    weights = _one_hot(xp, logits, target)
+    p = apply(xp, "Softmax", logits, axis=-1)  # traced by engine grad as one Softmax node
+    # d/dx of -sum(y * log softmax x) is p * sum(y) - y per row: p - y for one-hot rows and
+    # class indices, where sum(y) = 1.  The quotient -y / p of the staged form never appears.
+    scale = g / _rows(logits) if attrs.reduction == "mean" else g
+    return ((p * xp.sum(weights, axis=-1, keepdims=True) - weights) * scale, None)
+
+
+def _cross_entropy_reference(attrs: CrossEntropyAttrs, logits: np.ndarray,
+                             target: np.ndarray) -> np.ndarray:
+    """log-sum-exp by NumPy's logaddexp, independent of the rule above."""
+    lse = np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    if target.ndim == logits.ndim:
+        total = -np.sum(target * (logits - lse))
+    else:
+        total = -np.sum(np.take_along_axis(logits - lse, target[..., None], axis=-1))
+    return np.asarray(total / _rows(logits) if attrs.reduction == "mean" else total)
+
+
+def _cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
+    logits = rng.normal(size=(5, 3))
+    labels = rng.integers(0, 3, size=5)
+    one_hot = np.eye(3)[labels]
+    soft = rng.uniform(0.1, 1.0, size=(5, 3))  # rows not summing to 1: p * sum(y) - y
+    return [
+        Sample((logits, one_hot), {"reduction": "sum"}, note="one-hot target, sum"),
+        Sample((logits, one_hot), {"reduction": "mean"}, note="one-hot target, mean"),
+        Sample((logits, soft), {}, note="soft target"),
+        Sample((logits, labels), {"reduction": "sum"}, note="class indices, sum"),
+        Sample((rng.normal(size=(2, 4, 3)), rng.integers(0, 3, size=(2, 4))),
+               {"reduction": "mean"}, note="batched class indices, mean"),
+    ]
+
+
+register(OpDef(
+    name="CrossEntropy",
+    doc="-sum(y * log softmax(logits)) over the last axis: NLL of Softmax in one step, "
+        "through log-sum-exp with the row maximum subtracted; the target y is one-hot (or "
+        "soft) rows or class indices.",
+    attrs=CrossEntropyAttrs, input_names=("logits", "target"),
+    forward=_cross_entropy_forward,
+    fast_forward=_cross_entropy_fast_forward,
+    vjp=_cross_entropy_vjp,
+    shape=_cross_entropy_shape,
+    dtype=_nll_dtype,
+    reference=_cross_entropy_reference,
+    samples=_cross_entropy_samples,
+    differentiable=(True, False),
+    convention="Not differentiable in its target (as NLL); the logits' gradient is "
+               "p * sum(y) - y, p - y for one-hot rows and class indices.",
     vjp_uses_output=False,
 ))
