@@ -256,6 +256,7 @@ def _saving(step: Step) -> Step:
     box: list[Any] = [None]
 
     def forward(xp: Any, attrs: Any, *inputs: Any) -> Any:
+        box[0] = None  # the last pass's residual goes first: never two alive at once
         value, box[0] = saving(xp, attrs, *inputs)
         return value
 
