@@ -2,4 +2,5 @@
 
 from engine.cli import entry
 
-entry()
+if __name__ == "__main__":  # not again in a Dask worker process that spawn starts from here
+    entry()

@@ -65,6 +65,11 @@ class UsageError(EngineError):
     """A command-line value the command refuses once parsed (exit 2, like argparse's errors)."""
 
 
+class ClusterError(EngineError):
+    """The Dask cluster could not finish a computation: its scheduler went away, or a task's
+    workers kept dying (``engine.runtime.cluster``)."""
+
+
 class DataWarning(UserWarning):
     """Fed data that is legal but probably not meant (a soft row fed as a one-hot target)."""
 

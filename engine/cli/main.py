@@ -28,6 +28,7 @@ from engine.cli.commands import (
     schema,
     train,
 )
+from engine.cli.commands.common import backend_session
 from engine.cli.diagnostics import count, report
 from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
@@ -97,7 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
     try:
-        with _data_warnings_as_lines():
+        with _data_warnings_as_lines(), backend_session(args):
             code = handler.run(args)
         sys.stdout.flush()  # here, not at exit, so that a full disk is an error of ours
         return code

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -46,7 +47,12 @@ class Backend:
         """A NumPy array (or anything ``np.asarray`` takes) as this backend's array.
 
         ``rows``: the array's first axis is the batch (an input's), which Dask splits into
-        chunks of ``chunk_rows`` rows; parameters and constants stay one chunk."""
+        chunks of ``chunk_rows`` rows; parameters and constants stay one chunk.  A Dask array
+        stays lazy on Dask: its chunks are read where they are computed."""
+        if self.name == "dask" and hasattr(array, "__dask_graph__"):
+            lazy = array if array.dtype == dtype else array.astype(dtype)
+            return lazy.rechunk({0: self.chunk_rows}) if rows and lazy.ndim and \
+                self.chunk_rows is not None else lazy
         host = np.asarray(array, dtype=dtype)
         if self.name == "numpy":
             return host
@@ -68,11 +74,25 @@ class Backend:
     def compute(self, *results: Any) -> tuple[Any, ...]:
         """``results`` (dicts, lists, arrays) with every array as NumPy, computed together:
         on Dask one task graph, so values that several results share are computed once
-        (by Dask's threaded scheduler, in this process)."""
+        (on the dask.distributed cluster a client was made for, else by Dask's threaded
+        scheduler in this process)."""
         if self.name == "dask":
             dask = importlib.import_module("dask")
-            results = dask.compute(*results, scheduler="threads")
+            results = dask.compute(*results, scheduler=dask_scheduler())
         return tuple(_tree_to_numpy(result) for result in results)
+
+
+def dask_scheduler() -> Any:
+    """The default dask.distributed client (``engine.runtime.cluster`` makes one for
+    ``--scheduler`` and ``--workers``; a Python caller may make their own), else Dask's
+    threaded scheduler.  ``distributed`` is looked up only if something imported it."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            return distributed.default_client()
+        except ValueError:  # no client
+            pass
+    return "threads"
 
 
 def installed(name: str) -> bool:

@@ -12,6 +12,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,42 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
                         help="with --backend dask: rows of each input per chunk (default: "
                              "about 64 MiB a chunk); forward and backward are one Dask graph, "
-                             "computed once by Dask's threaded scheduler")
+                             "computed once (by Dask's threaded scheduler unless --scheduler "
+                             "or --workers is given)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="with --backend dask: compute on the running dask.distributed "
+                             "scheduler at ADDRESS, such as tcp://10.0.0.5:8786 (what `dask "
+                             "scheduler` prints)")
+    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                        help="with --backend dask: start a local cluster of N worker processes "
+                             "on 127.0.0.1 for this command, and stop it at the end")
+    parser.add_argument("--worker-memory", type=_bytes_argument, default=None, metavar="SIZE",
+                        help="with --workers: the memory limit of each worker, such as 512MiB "
+                             "(default: the machine's memory shared out); a worker near it "
+                             "spills to disk, one over it is restarted")
+    parser.add_argument("--cluster-timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
+                        metavar="SECONDS",
+                        help="how long to wait for the scheduler, its first worker, or the "
+                             f"local cluster to start (default {DEFAULT_TIMEOUT:g})")
+
+
+#: Seconds ``--cluster-timeout`` waits by default for a scheduler, a worker, a local cluster.
+DEFAULT_TIMEOUT = 10.0
+
+
+@contextmanager
+def backend_session(args: argparse.Namespace) -> Iterator[None]:
+    """Around a verb with ``add_backend_options``: where Dask computes.  With ``--scheduler``
+    or ``--workers`` a dask.distributed client is made (``engine.runtime.cluster``, imported
+    only then) and closed at the end; otherwise nothing happens."""
+    if all(getattr(args, option, None) is None
+           for option in ("scheduler", "workers", "worker_memory")):
+        yield
+        return
+    from engine.runtime.cluster import ClusterOptions, session
+
+    with session(ClusterOptions.from_args(args)):
+        yield
 
 
 def backend_from_args(args: argparse.Namespace) -> Backend:
@@ -99,6 +136,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, got {text}")
     return value
 
 
