@@ -40,6 +40,7 @@ from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
+from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Vjp
 from engine.ops.stochastic import RunMode
@@ -55,7 +56,6 @@ from engine.runtime.feeds import (
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
-from engine.train.checkpoint import load_trained
 from engine.transform.passes import optimized
 
 Array = Any
