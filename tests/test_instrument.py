@@ -115,7 +115,7 @@ def test_gradient_pole_in_backward_is_caught_and_not_called_overflow(build) -> N
 
 def test_trace_rows_match_values_and_gradients() -> None:
     graph = engine.load(GRAPHS / "softmax.yaml")
-    ex = engine.Executor(graph, trace=True)
+    ex = engine.Executor(graph, trace=True, optimize=False)  # every node as written
     ex.forward()
     grads = ex.backward(keep=list(graph.order))
     assert list(ex.trace.rows) == graph.order
@@ -129,15 +129,28 @@ def test_trace_rows_match_values_and_gradients() -> None:
     assert ex.trace.rows["loss"].grad.min == 1.0  # backward starts with 1
 
 
+def test_the_default_trace_has_a_row_per_step_that_runs() -> None:
+    """The optimized path traces what it runs: the fused steps, under the names of the values
+    they compute."""
+    ex = engine.Executor(engine.load(GRAPHS / "softmax.yaml"), trace=True)
+    ex.forward()
+    grads = ex.backward()
+    assert [(name, row.op) for name, row in ex.trace.rows.items()] == \
+        [("softmax", "Softmax"), ("loss", "CrossEntropy")]
+    p = np.asarray(ex.value("softmax"))
+    assert ex.trace.rows["softmax"].value.max == p.max()
+    assert ex.trace.rows["loss"].grad.min == 1.0
+    assert np.asarray(grads["x"]).shape == p.shape
+
+
 def test_cli_trace_and_check_finite(tmp_path) -> None:
     result = engine_cli("run", str(GRAPHS / "mlp.yaml"), "--trace")
     assert result.returncode == 0, result.stderr
     table = result.stdout.split("trace (one row per node, times in milliseconds)\n")[1]
     header, *rows = table.strip().splitlines()
     assert header.split()[:4] == ["node", "op", "shape", "dtype"]
-    assert [r.split()[:2] for r in rows] == [["z1", "MatMul"], ["h1", "Add"], ["a1", "Relu"],
-                                             ["z2", "MatMul"], ["logits", "Add"],
-                                             ["probs", "Softmax"], ["loss", "NLL"]]
+    assert [r.split()[:2] for r in rows] == [["a1", "Dense"], ["logits", "Dense"],  # fused
+                                             ["probs", "Softmax"], ["loss", "CrossEntropy"]]
     spec = tmp_path / "overflow.yaml"
     spec.write_text(F16_EXP)
     result = engine_cli("run", str(spec), "--check-finite")
@@ -153,6 +166,6 @@ def test_trace_and_check_finite_on_another_array_namespace() -> None:
     ex = engine.Executor(graph, xp=array_api_strict, trace=True, check_finite=True)
     ex.forward()
     ex.backward()
-    reference = engine.Executor(graph)
+    reference = engine.Executor(graph, optimize=False)
     reference.forward()
     assert ex.trace.rows["raised"].value.max == pytest.approx(reference.value("raised").max())

@@ -35,7 +35,8 @@ def stage(nodes: dict[str, Any], outputs: list[str], *, inputs: dict | None = No
 
 
 def run(s: Stage, feeds: dict | None = None) -> dict[str, np.ndarray]:
-    return engine.Executor(s.graph).forward(feeds)
+    """The stage's graph run as it is (the plain path: no passes of the executor's own)."""
+    return engine.Executor(s.graph, optimize=False).forward(feeds)
 
 
 def assert_same(before: Stage, after: Stage, feeds: dict | None = None) -> None:

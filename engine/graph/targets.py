@@ -21,19 +21,23 @@ from engine.errors import DataError, DataWarning
 from engine.graph.model import ClassTarget, Graph, Node, Value
 from engine.graph.shapes import Dims
 
+#: Ops whose second input is a class target over the first input's last axis.
+_CLASS_OPS = ("NLL", "CrossEntropy")
+
 
 def class_targets(nodes: dict[str, Node], values: dict[str, Value]) -> dict[str, ClassTarget]:
-    """Every input or constant that an NLL node reads as its target, by name."""
+    """Every input or constant that an NLL (or CrossEntropy) node reads as its target, by name."""
     found: dict[str, ClassTarget] = {}
     for node in nodes.values():
-        if node.op.name != "NLL" or len(node.inputs) < 2:
+        if node.op.name not in _CLASS_OPS or len(node.inputs) < 2:
             continue
         probs, target = (values[ref] for ref in node.inputs[:2])
         if target.kind == "node" or not probs.shape:
             continue
         found[target.name] = ClassTarget(node.name, probs.name, probs.shape[-1],
                                          one_hot=len(target.shape) == len(probs.shape),
-                                         ignore_index=node.attrs.ignore_index)
+                                         ignore_index=getattr(node.attrs, "ignore_index", None),
+                                         op=node.op.name)
     return found
 
 
@@ -82,8 +86,8 @@ def check_labels(graph: Graph, name: str, array: np.ndarray, dims: Dims, what: s
             index, row = soft
             warnings.warn(DataWarning(
                 f"{what}: {row_name(index)} is {np.array2string(row, threshold=8)}, not one-hot "
-                f"(a single 1, zeros elsewhere): NLL node {target.node!r} takes it as a soft "
-                "target, -sum(y * log p); if labels were meant, feed class indices or one-hot "
+                f"(a single 1, zeros elsewhere): {target.op} node {target.node!r} takes it as a "
+                "soft target, -sum(y * log p); if labels were meant, feed class indices or one-hot "
                 "rows"), stacklevel=5)
         return
     bad = first_bad_label(np.asarray(array), classes, target.ignore_index)

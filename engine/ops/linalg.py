@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape
-from engine.ops.base import NoAttrs, OpDef, register
+from engine.ops.base import SMALL_ARRAY, NoAttrs, OpAttrs, OpDef, register
 from engine.ops.samples import Sample
+from engine.runtime.kernels import relu_grad
 
 
 def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
@@ -61,28 +65,83 @@ register(OpDef(
 ))
 
 
-def _dense_shape(attrs: NoAttrs, dims: Dims, x: Shape, w: Shape, b: Shape) -> Shape:
+class DenseAttrs(OpAttrs):
+    """The activation applied to x @ w + b, fused into the same step."""
+
+    activation: Literal["none", "relu"] = Field(
+        default="none", description="none: x @ w + b; relu: max(x @ w + b, 0), whose gradient "
+                                    "flows only where the output is positive (Relu'(0) = 0).")
+
+
+def _dense_shape(attrs: DenseAttrs, dims: Dims, x: Shape, w: Shape, b: Shape) -> Shape:
     return dims.broadcast(_matmul_shape(attrs, dims, x, w), b)
 
 
+def _dense_forward(xp, attrs, x, w, b):
+    z = xp.matmul(x, w) + b
+    return xp.maximum(z, xp.zeros_like(z)) if attrs.activation == "relu" else z
+
+
+def _dense_fast_forward(xp, attrs, x, w, b):
+    z = np.matmul(x, w)
+    if z.size > SMALL_ARRAY and b.dtype == z.dtype and _broadcasts_into(b.shape, z.shape):
+        z += b  # in place: z is ours, and no second full-size array is made
+    else:
+        z = z + b
+    if attrs.activation == "relu":
+        np.maximum(z, 0.0, out=z)  # in place: z is ours
+    return z
+
+
+def _broadcasts_into(small: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether an array of shape ``small`` broadcasts to ``shape`` without growing it."""
+    return len(small) <= len(shape) and all(
+        s in (1, d) for s, d in zip(reversed(small), reversed(shape), strict=False))
+
+
+def _dense_fast_vjp(xp, attrs, g, out, inputs, needs):
+    if attrs.activation == "relu":  # as the rule, without where's branches on large arrays
+        g = relu_grad(g, out)
+    d_x, d_w = _matmul_vjp(np, attrs, g, out, inputs[:2], needs[:2])
+    return (d_x, d_w, g if needs[2] else None)
+
+
 def _dense_vjp(xp, attrs, g, out, inputs, needs):
+    if attrs.activation == "relu":  # out > 0 exactly where x @ w + b > 0
+        g = xp.where(out > 0, g, xp.zeros_like(g))
     d_x, d_w = _matmul_vjp(xp, attrs, g, out, inputs[:2], needs[:2])
     return (d_x, d_w, g if needs[2] else None)
 
 
+def _dense_reference(attrs: DenseAttrs, x: np.ndarray, w: np.ndarray,
+                     b: np.ndarray) -> np.ndarray:
+    z = _reference_matmul(x, w) + b
+    return np.where(z > 0, z, 0.0) if attrs.activation == "relu" else z
+
+
 def _dense_samples(rng: np.random.Generator) -> list[Sample]:
     shapes = [((6, 13), (13, 10), (10,)), ((6, 13), (13, 10), (1, 10)), ((2, 5, 4), (4, 3), (3,))]
-    return [Sample(tuple(rng.normal(size=s) for s in triple), note=f"{triple}")
-            for triple in shapes]
+    samples = [Sample(tuple(rng.normal(size=s) for s in triple), note=f"{triple}")
+               for triple in shapes]
+    for triple in shapes[:2]:  # relu: drawn until no pre-activation is near the kink at 0
+        while True:
+            x, w, b = (rng.normal(size=s) for s in triple)
+            if np.abs(_reference_matmul(x, w) + b).min() > 0.05:
+                break
+        samples.append(Sample((x, w, b), {"activation": "relu"}, note=f"{triple}, relu"))
+    return samples
 
 
 register(OpDef(
-    name="Dense", doc="The fused dense layer x @ w + b; b broadcasts over rows.",
-    attrs=NoAttrs, input_names=("x", "w", "b"),
-    forward=lambda xp, attrs, x, w, b: xp.matmul(x, w) + b,
+    name="Dense", doc="The fused dense layer x @ w + b, b broadcast over rows, with an optional "
+                      "activation (relu) in the same step.",
+    attrs=DenseAttrs, input_names=("x", "w", "b"),
+    forward=_dense_forward,
+    fast_forward=_dense_fast_forward,
     vjp=_dense_vjp,
+    fast_vjp=_dense_fast_vjp,
     shape=_dense_shape,
-    reference=lambda attrs, x, w, b: _reference_matmul(x, w) + b,
+    reference=_dense_reference,
     samples=_dense_samples,
-    vjp_uses_output=False,
+    convention="With activation relu: Relu'(0) = 0, as the Relu op.",
 ))

@@ -47,7 +47,12 @@ class Backend:
         """A NumPy array (or anything ``np.asarray`` takes) as this backend's array.
 
         ``rows``: the array's first axis is the batch (an input's), which Dask splits into
-        chunks of ``chunk_rows`` rows; parameters and constants stay one chunk."""
+        chunks of ``chunk_rows`` rows; parameters and constants stay one chunk.  A Dask array
+        stays lazy on Dask: its chunks are read where they are computed."""
+        if self.name == "dask" and hasattr(array, "__dask_graph__"):
+            lazy = array if array.dtype == dtype else array.astype(dtype)
+            return lazy.rechunk({0: self.chunk_rows}) if rows and lazy.ndim and \
+                self.chunk_rows is not None else lazy
         host = np.asarray(array, dtype=dtype)
         if self.name == "numpy":
             return host

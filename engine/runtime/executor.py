@@ -9,13 +9,18 @@ gradient back to the shape of a broadcast input, and adds the gradients of a
 value that feeds several nodes.  There is no recursion, so 100,000-node graphs run.
 Arrays the user passes in are never written to.
 
-``Executor(graph, optimize=False)`` is the reference path: the ops' plain rules
-alone, every value kept, every gradient's shape checked, nothing updated in
-place; its backward (``_backward_reference``) reads like micrograd's.  The
-optimized path on NumPy runs the ops' NumPy fast paths, frees values and
-gradients as soon as they are dead, sums back only where the inferred shapes
-differ, and adds into buffers it created itself.  The tests compare the two
-paths on every example graph and on random graphs.
+``Executor(graph, optimize=False)`` is the reference path: the graph as written,
+the ops' plain rules alone, every value kept, every gradient's shape checked,
+nothing updated in place; its backward (``_backward_reference``) reads like
+micrograd's.  The optimized path (the default) runs the graph after the
+optimization passes (``engine.transform.passes.optimized``: fusion, folding,
+simplification, common subexpressions, dead code), on NumPy with the ops' NumPy
+fast paths; it frees values and gradients as soon as they are dead, sums back only
+where the inferred shapes differ, and adds into buffers it created itself.  A
+request about a node the passes rewrote away (its gradient, with ``keep``, or a
+backward that starts there) is answered by the reference path, run on the same
+feeds and parameters.  The tests compare the two paths on every example graph
+and on random graphs.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
+from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Vjp
 from engine.ops.stochastic import RunMode
@@ -50,7 +56,7 @@ from engine.runtime.feeds import (
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
-from engine.train.checkpoint import load_trained
+from engine.transform.passes import optimized
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
@@ -116,8 +122,10 @@ class Executor:
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
     holds NaN or inf (and keeps every value, for its report); ``trace`` fills
     ``self.trace`` with per-node statistics and timings.
-    ``optimize=False`` runs the plain path (see the module docstring): slower and
-    keeps every value, for debugging and as a reference.
+    ``optimize=False`` runs the plain path (see the module docstring): the graph as
+    written, slower, and keeps every value, for debugging and as a reference.  By default
+    the plan runs ``self.compiled``, the graph after the optimization passes (the same
+    graph with ``check_finite``, whose report names the nodes as written).
 
     Feeds: an input that ``forward`` is not fed takes its ``init``, and
     ``self.defaulted`` names those inputs after each pass (``engine run`` prints
@@ -140,7 +148,15 @@ class Executor:
         self.defaulted: tuple[str, ...] = ()
         #: Per input: (mean, std) that ``load_params`` read; fed arrays are standardised.
         self._scaling: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.trace: Trace | None = Trace(graph) if trace else None
+        #: The graph the plan runs: ``graph`` after the passes, on the optimized path.  Each
+        #: of its values has a name of ``graph`` and the dtype and shape inferred there.
+        self.compiled: Graph = optimized(graph) if optimize and not check_finite else graph
+        run = self.compiled
+        self.trace: Trace | None = Trace(run) if trace else None
+        self._plain: Executor | None = None  # the reference path, for what ``run`` lacks
+        self._plain_args = {"xp": xp, "backend": backend, "device": device,
+                            "chunk_rows": chunk_rows, "strict_feeds": strict_feeds}
+        self._feeds: Mapping[str, Any] | None = None  # the last forward's, for the reference
         if backend is not None and xp is not None:
             raise EngineError("pass either backend= (a name) or xp= (a namespace), not both")
         if not isinstance(backend, str) and (device is not None or chunk_rows is not None):
@@ -160,10 +176,10 @@ class Executor:
         self.mode = RunMode(training=training, seed=self.seed)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
         with collector_paused():
-            plan = instrument(bind_mode(compile_plan(graph, fast=self._fast), self.mode),
-                              graph, trace=self.trace, check_finite=check_finite)
+            plan = instrument(bind_mode(compile_plan(run, fast=self._fast), self.mode),
+                              run, trace=self.trace, check_finite=check_finite)
             # buffers are reused only where nothing wraps the ops or reads every value
-            self.plan: Plan = schedule(plan, graph, self.xp, keep_values=self._keep_values,
+            self.plan: Plan = schedule(plan, run, self.xp, keep_values=self._keep_values,
                                        reuse=self._fast and not self._keep_values
                                        and self.trace is None)
         self._slots: list[Array] = [None] * len(self.plan.names)
@@ -181,7 +197,7 @@ class Executor:
             name: self._array(initial_value(graph, v, dims, self.seed), v.dtype)
             for name, v in graph.values.items() if v.kind == "parameter"
         }
-        for name, v in graph.values.items():
+        for name, v in run.values.items():
             if v.kind == "constant":
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
         with collector_paused():
@@ -221,6 +237,7 @@ class Executor:
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
                                  if v.kind == "parameter"]
         self._no_values = (None,) * (len(plan.names) - plan.sources)
+        self._slot_count, self._sources = len(plan.names), plan.sources
         self._outputs = [(name, plan.slots[name]) for name in self.graph.outputs]
         self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
         self._ones: dict[tuple[Any, Any], np.ndarray] = {}
@@ -267,12 +284,13 @@ class Executor:
         or, with ``strict_feeds``, is a DataError."""
         if self._owner != get_ident():
             self._claim()
+        self._feeds = feeds
         if self._scaling and feeds:
             feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
                      if name in self._scaling else array for name, array in feeds.items()}
         fed, dims = self._bind(feeds or {})
         slots = self._slots
-        slots[self.plan.sources:] = self._no_values  # last pass's values go
+        slots[self._sources:] = self._no_values  # last pass's values go
         self._ran_forward = False
         self._computed_loss = None
         self._dims = dims
@@ -410,6 +428,12 @@ class Executor:
         if not isinstance(name, str):
             raise ArgumentError(f"value() takes a name (a string), found {type(name).__name__}")
         slot = self.plan.slots.get(name)
+        if slot is None and name in self.graph.values:
+            raise EngineError(f"node {name!r} is not computed on the optimized path: the "
+                              "optimization passes compute what reads it without it (engine "
+                              "optimize --report lists the rewrites); list it under outputs "
+                              "to keep it, or run Executor(graph, optimize=False), which runs "
+                              "the graph as written and keeps every value")
         if slot is None:
             raise EngineError(f"{name!r} names no value of graph {self.graph.spec.name!r}"
                               f"{did_you_mean(name, self.plan.slots)}")
@@ -465,9 +489,16 @@ class Executor:
         if keep is not _NOTHING and (isinstance(keep, str) or not isinstance(keep, Iterable)):
             raise ArgumentError(f"keep= takes a list of node names, found "  # a str: characters
                                 f"{type(keep).__name__}: write keep=[{keep!r}]")
-        grads: list[Array] = [None] * len(self.plan.names)
+        if self.compiled is not self.graph and (keep is not _NOTHING or upstream is not None):
+            keep = list(keep)
+            if self._asks_as_written(upstream, keep):
+                return self._reference_backward(upstream, keep)
+        grads: list[Array] = [None] * self._slot_count
         if upstream is None:
-            grads[self._loss_start_slot()] = self._ones_like_loss()
+            if self._loss_slot is None:
+                raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
+                                  "to say where backward starts")
+            grads[self._loss_slot] = self._ones_like_loss()
         else:
             for slot, gradient in self._upstream_slots(upstream).items():
                 grads[slot] = gradient
@@ -475,14 +506,45 @@ class Executor:
         kept = {self._node_slot(name): name for name in keep
                 if name not in dict(self._grad_slots)} if keep else {}
         result: dict[str, Array] = {}
-        walk = self._backward_optimized if self.optimize else self._backward_reference
-        walk(grads, kept, result)
-        slots = self._slots
+        if self.optimize:
+            self._backward_optimized(grads, kept, result)
+        else:
+            self._backward_reference(grads, kept, result)
+        frozen = self._frozen
         for name, slot in self._grad_slots:
             g = grads[slot]
-            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
-        frozen = self._frozen
-        return {name: frozen(g) for name, g in result.items()}
+            result[name] = frozen(self.xp.zeros_like(self._slots[slot]) if g is None else g)
+        if kept:
+            for name in kept.values():
+                if name in result:
+                    result[name] = frozen(result[name])
+        return result
+
+    def _asks_as_written(self, upstream: Mapping[str, Any] | None, keep: list[str]) -> bool:
+        """Whether a backward needs the graph as written: the gradient of a node (``keep``),
+        which the rewritten graph may reach by other paths or not at all, or a start at a
+        node it does not compute."""
+        tensors = dict(self._grad_slots)
+        if any(name not in tensors for name in keep):
+            return True
+        return isinstance(upstream, Mapping) and any(
+            isinstance(name, str) and name not in self.plan.slots for name in upstream)
+
+    def _reference_backward(self, upstream: Mapping[str, Any] | None,
+                            keep: list[str]) -> dict[str, Array]:
+        """``backward`` on the reference path (``optimize=False``, the graph as written), run
+        forward on this executor's last feeds, parameters (the same arrays), mode and
+        scaling: the gradients of nodes the passes fused or removed, as written."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = Executor(self.graph, seed=self.seed, optimize=False,
+                                           **self._plain_args)
+        plain.parameters = self.parameters
+        plain.mode.training, plain.mode.step = self.mode.training, self.mode.step
+        plain._scaling = self._scaling
+        plain._owner = self._owner
+        plain.forward(self._feeds)
+        return plain.backward(upstream, keep=keep)
 
     def _backward_reference(self, grads: list[Array], kept: dict[int, str],
                             result: dict[str, Array]) -> None:
@@ -550,12 +612,6 @@ class Executor:
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
-
-    def _loss_start_slot(self) -> int:
-        if self._loss_slot is None:
-            raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
-                              "to say where backward starts")
-        return self._loss_slot
 
     def _ones_like_loss(self) -> Array:
         """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per

@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,12 @@ def names_mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+def is_lazy(data: Any) -> bool:
+    """A Dask array: its chunks are read where Dask computes them (on the workers), so a feed
+    of one is checked by dtype and shape only, never read into this process."""
+    return hasattr(data, "__dask_graph__")
+
+
 def as_array(data: Any, where: str) -> np.ndarray:
     """``np.asarray(data)``, with a ragged nested list reported as such."""
     try:
@@ -75,12 +80,12 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
                             f"inputs are: {', '.join(inputs) or 'none'}")
         checked[name] = _check(graph, value, data, dims)
     dims.apply_defaults(graph.spec.dims)  # defaults only for names no feed bound
-    if checked:
+    if checked and not any(is_lazy(a) for a in checked.values()):  # lazy: not held here
         over = fed_over_budget(graph, dims, {name: a.shape for name, a in checked.items()})
         if over is not None:
             raise DataError(over)
     for name, array in checked.items():
-        if name in graph.targets:
+        if name in graph.targets and not is_lazy(array):
             check_labels(graph, name, array, dims, fed_as(graph, name))
     return checked, dims
 
@@ -94,7 +99,7 @@ _FIX = "feed data of the declared shape, or change the shape in the spec"
 
 
 def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
-    array = as_array(data, _where(graph, value))
+    array = data if is_lazy(data) else as_array(data, _where(graph, value))
     if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
         raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
                         f"{array.dtype}")
@@ -204,9 +209,8 @@ def _initial(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
     if form == "value":
         literal = np.asarray(init.value, dtype=dtype)
         return _same_shape(where, "value", literal, size)
-    assert value.file is not None  # resolved (and confined) when the graph was built
     return _same_shape(where, str(init.file),
-                       _load_npy(value.file, where, dtype, graph.max_bytes), size)
+                       _load_file(value, where, dtype, graph.max_bytes), size)
 
 
 def one_hot_rows(labels: np.ndarray, classes: int, dtype: str) -> np.ndarray:
@@ -224,9 +228,12 @@ def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...
     return array
 
 
-def _load_npy(path: Path, where: str, dtype: str, max_bytes: int) -> np.ndarray:
+def _load_file(value: Value, where: str, dtype: str, max_bytes: int) -> np.ndarray:
+    """An init file's array: a .npy file, or the array named after the tensor in an .npz."""
+    path = value.file
+    assert path is not None  # resolved (and confined) when the graph was built
     try:
-        array = load_array(path, max_bytes=max_bytes)
+        array = load_array(path, value.name, max_bytes=max_bytes)
     except DataError as exc:
         raise DataError(f"{where}: cannot read init file: {exc}") from None
     problem = conversion_problem(array, dtype)

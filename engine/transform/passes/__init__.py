@@ -1,13 +1,17 @@
-"""Passes over the joint forward and backward graph: each a function ``Stage -> Stage``.
+"""Passes over a graph in memory: each a function ``Stage -> Stage``.
 
-A ``Stage`` (``engine.transform.passes.stage``) is a spec as plain data, as
-``engine.grad`` writes it, with the graph the loader made of it.  Each pass lives
-in its own module, whose docstring says what it rewrites and why the rewrite is
-exact (or how it changes rounding: fusion); each walks the nodes once (linear in the
-graph's size).  ``PASSES`` is the default order: fusion first, on the forward graph; then
-folding makes the numbers that simplification looks for, and both
-expose common subexpressions and dead
-nodes, which the last two passes remove.
+A ``Stage`` (``engine.transform.passes.stage``) is a ``Graph`` and the names the
+passes must keep.  Each pass lives in its own module, whose docstring says what it
+rewrites and why the rewrite is exact (or how it changes rounding: fusion); each
+walks the nodes once (linear in the graph's size) and builds the next graph in
+memory, with no YAML in between.  ``PASSES`` is the default order: fusion first;
+then folding makes the numbers that simplification looks for, and both expose
+common subexpressions and dead nodes, which the last two passes remove.
+
+``Executor(graph)`` runs ``optimized(graph)``, every pass on the forward graph
+(its backward is then the executor's walk over the fused ops' vjps);
+``engine optimize`` runs fusion on the forward graph and the other passes on engine
+grad's joint forward and backward graph.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.errors import UsageError, did_you_mean
+from engine.gcpause import collector_paused
+from engine.graph.model import Graph
 from engine.transform.passes.cse import eliminate_common_subexpressions
 from engine.transform.passes.dce import eliminate_dead_code
 from engine.transform.passes.fold import fold_constants
@@ -66,8 +72,16 @@ def run_passes(stage: Stage, names: Sequence[str] = tuple(PASSES)
                ) -> tuple[Stage, list[PassReport]]:
     """``stage`` after each pass of ``names`` in turn, and what each did."""
     reports = []
-    for name in names:
-        before = len(stage.graph.nodes)
-        stage = PASSES[name](stage)
-        reports.append(PassReport(name, before, len(stage.graph.nodes), stage.matches))
+    with collector_paused():  # many small records that all survive (engine.gcpause)
+        for name in names:
+            before = len(stage.graph.nodes)
+            stage = PASSES[name](stage)
+            reports.append(PassReport(name, before, len(stage.graph.nodes), stage.matches))
     return stage, reports
+
+
+def optimized(graph: Graph, passes: Sequence[str] = tuple(PASSES)) -> Graph:
+    """``graph`` after ``passes``, its outputs and loss kept: what ``Executor(graph)`` runs.
+    The same graph object when no pass changes anything."""
+    stage, _ = run_passes(Stage.of(graph), passes)
+    return stage.graph

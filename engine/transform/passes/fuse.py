@@ -1,37 +1,46 @@
-"""Pattern fusion on the forward graph, before engine grad differentiates it.
+"""Pattern fusion on the forward graph, before its derivative is taken.
 
 - **Staged softmax.** ``Mul(e, Pow(Sum(e, axis, keepdims), -1))`` (either order) or
   ``Div(e, Sum(e, axis, keepdims))`` with ``e = Exp(x)`` becomes ``Softmax(x, axis)``.
   Mathematically the same function; ``Softmax`` subtracts the row maximum before
   ``exp``, so it differs from the staged form by rounding where the staged form is
   finite, and it stays finite where the staged form overflows (``exp(710)`` is inf,
-  and inf/inf is NaN).  The backward that engine grad then writes is Softmax's vjp,
-  ``p * (g - sum(g * p))``, instead of the Exp, Sum, Pow and Mul rules.
-- **Softmax into NLL (cross-entropy).** ``NLL(Softmax(x, last axis), y)`` with a
-  one-hot (or soft) float target ``y`` of the probabilities' dtype becomes
-  ``-Sum(LogSoftmax(x) * y)`` (divided by ``Count`` of the rows for ``mean``).  The
-  same loss, since log(softmax x) = x - max - log(sum exp(x - max)); its gradient,
-  through LogSoftmax's vjp, is ``p * sum(y) - y``, which is ``p - y`` for rows
-  that sum to 1, and the quotient ``-y / p`` is never formed.  Where a probability
-  underflows to 0 the staged NLL is inf (log 0) and its gradient -y/p is inf or
-  NaN; the fused form stays finite.  Class-index targets (int64) are left as they
-  are.  The Softmax node stays where something else reads it (an output ``probs``).
-
+  and inf/inf is NaN; in float16 already ``exp(12)``).  The backward is then
+  Softmax's vjp, ``p * (g - sum(g * p))``, instead of the Exp, Sum, Pow and Mul rules.
+- **Softmax into NLL (cross-entropy).** ``NLL(Softmax(x, last axis), y)`` becomes
+  ``CrossEntropy(x, y)`` with NLL's reduction (sum or mean), for a float target of the
+  probabilities' dtype (one-hot or soft rows) and for class indices.  The same loss,
+  since log softmax(x) = x - max - log(sum exp(x - max)); its gradient is
+  ``p * sum(y) - y``, which is ``p - y`` for one-hot rows and class indices, and the
+  quotient ``-y / p`` of the staged backward is never formed.  Where a probability
+  underflows to 0 the staged NLL is inf (log 0) and its gradient -y/p inf or NaN;
+  the fused loss and gradient stay finite.  An NLL with any other attribute set
+  (a class weight, an ignored index, no reduction) is left alone.  The Softmax node
+  stays where something else reads it (an output ``probs``).
 - **Dense.** ``Add(MatMul(x, w), b)`` (either order), where nothing else reads the
   MatMul, becomes ``Dense(x, w, b)``: the same two NumPy operations on the same
   arrays (addition is commutative in IEEE arithmetic), so exact; one node instead
   of two, and the backward is Dense's vjp.
+- **Dense and Relu.** ``Relu(Dense(x, w, b))``, where nothing else reads the Dense,
+  becomes ``Dense(x, w, b, activation: relu)``: max(z, 0) on the same z, exact; its
+  vjp masks the upstream gradient where the output is 0, as Relu's does.
 
 So this pass, unlike the others, changes rounding (and turns overflow into finite
-numbers); it runs on the forward graph, before differentiation, and can be left
-out (``--passes fold,simplify,cse,dce``).  One walk in order: linear.
+numbers) in its softmax and cross-entropy rules; it runs on the forward graph,
+before differentiation, and can be left out (``--passes fold,simplify,cse,dce``,
+``Executor(graph, optimize=False)``).  A value that must stay (an output, the loss)
+is never fused away: it may be computed another way, never dropped.
+One walk in order: linear.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
 
-from engine.transform.passes.stage import Match, Stage
+from engine.graph.model import Node
+from engine.ops.base import FLOAT_DTYPES
+from engine.transform.passes.stage import Rewrite, Stage
+from engine.transform.passes.written import op_attrs
 
 
 def fuse(stage: Stage) -> Stage:
@@ -41,128 +50,108 @@ def fuse(stage: Stage) -> Stage:
 class _Fuser:
     def __init__(self, stage: Stage):
         self.stage = stage
-        self.spec = stage.edit()
-        self.nodes: dict[str, Any] = self.spec["nodes"]
-        self.matches: list[Match] = []
-        self.taken = {n for s in ("inputs", "parameters", "constants", "nodes")
-                      for n in self.spec.get(s, {})}
-        self.before: dict[str, dict[str, Any]] = {}  # new nodes, placed before their user
+        self.rewrite = Rewrite(stage)
+        self.readers = Counter(ref for node in stage.graph.nodes.values() for ref in node.inputs)
 
     def run(self) -> Stage:
-        self.readers: dict[str, int] = {}
-        for entry in self.nodes.values():
-            for ref in entry["inputs"]:
-                if isinstance(ref, str):
-                    self.readers[ref] = self.readers.get(ref, 0) + 1
-        for name in list(self.nodes):
-            entry = self.nodes.get(name)
-            if entry is None:  # a MatMul a Dense took in
+        for name in self.stage.graph.order:
+            node = self.rewrite.node(name)
+            if node is None:  # a MatMul or Dense that a later node took in
                 continue
-            if entry["op"] in ("Mul", "Div"):
-                self.softmax(name, entry)
-            if entry["op"] == "Add":
-                self.dense(name, entry)
-            elif entry["op"] == "NLL":
-                self.cross_entropy(name, entry)
-        ordered: dict[str, Any] = {}
-        for name, entry in self.nodes.items():
-            ordered.update(self.before.get(name, {}))
-            ordered[name] = entry
-        self.spec["nodes"] = ordered
-        stage = self.stage.rebuilt(self.spec, self.matches)
-        for user, made in self.before.items():  # new nodes come from where their user does
-            stage.origins.update({name: stage.origins.get(user, "") for name in made})
-        return stage
+            op = node.op.name
+            if op in ("Mul", "Div"):
+                self.softmax(node)
+            elif op == "Add":
+                self.dense(node)
+            elif op == "Relu":
+                self.dense_relu(node)
+            elif op == "NLL":
+                self.cross_entropy(node)
+        return self.rewrite.finish()
 
-    def node(self, ref: Any, op: str) -> dict[str, Any] | None:
-        entry = self.nodes.get(ref) if isinstance(ref, str) else None
-        return entry if entry is not None and entry["op"] == op else None
+    def only_reader(self, name: str) -> bool:
+        """Whether one node reads ``name`` and nothing needs it kept: it may be fused away."""
+        return self.readers[name] == 1 and name not in self.stage.keep
 
-    def is_minus_one(self, name: str, index: int) -> bool:
-        graph = self.stage.graph
-        literal = self.stage.literal(graph.values[graph.nodes[name].inputs[index]])
+    def is_minus_one(self, ref: str) -> bool:
+        literal = self.rewrite.literal(ref)
         return literal is not None and literal.ndim == 0 and float(literal) == -1.0
 
     # -- Exp, Sum, Pow -1, Mul -> Softmax ----------------------------------------------------
 
-    def softmax(self, name: str, entry: dict[str, Any]) -> None:
-        a, b = entry["inputs"]
-        if entry["op"] == "Div":
-            exp, total = a, self.node(b, "Sum")
+    def softmax(self, node: Node) -> None:
+        rewrite = self.rewrite
+        a, b = node.inputs
+        exp, total = a, None
+        if node.op.name == "Div":
+            total = rewrite.op_of(b, "Sum")
         else:
-            exp, total = a, None
             for e, inverse in ((a, b), (b, a)):
-                power = self.node(inverse, "Pow")
-                if power is not None and self.is_minus_one(inverse, 1):
-                    exp, total = e, self.node(power["inputs"][0], "Sum")
+                power = rewrite.op_of(inverse, "Pow")
+                if power is not None and self.is_minus_one(power.inputs[1]):
+                    exp, total = e, rewrite.op_of(power.inputs[0], "Sum")
                     break
-        raised = self.node(exp, "Exp")
-        if raised is None or total is None or total["inputs"] != [exp] \
-                or not total.get("keepdims"):
+        raised = rewrite.op_of(exp, "Exp")
+        if raised is None or total is None or total.inputs != (exp,) \
+                or not total.attrs.keepdims:
             return
-        axis = total.get("axis")
+        axis = total.attrs.axis
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        graph = self.stage.graph
-        if not isinstance(axis, int) or graph.values[name].shape != graph.values[exp].shape:
+        out, e = rewrite.value(node.name), rewrite.value(exp)
+        if not isinstance(axis, int) or out.shape != e.shape or out.dtype != e.dtype:
             return
-        self.nodes[name] = {"op": "Softmax", "inputs": [raised["inputs"][0]], "axis": axis}
-        self.matches.append(self.stage.match(
-            name, f"the staged softmax (Exp {exp}, Sum, {entry['op']}) is Softmax, axis {axis}"))
+        rewrite.put(node.name, "Softmax", raised.inputs,
+                    f"the staged softmax (Exp {exp}, Sum, {node.op.name}) is Softmax, "
+                    f"axis {axis}", axis=axis)
 
     # -- Add(MatMul(x, w), b) -> Dense(x, w, b) ---------------------------------------------
 
-    def dense(self, name: str, entry: dict[str, Any]) -> None:
-        for product, bias in (entry["inputs"], entry["inputs"][::-1]):
-            matmul = self.node(product, "MatMul")
-            if matmul is None or not isinstance(bias, str) or self.readers.get(product) != 1 \
-                    or product in self.spec["outputs"]:
+    def dense(self, node: Node) -> None:
+        rewrite = self.rewrite
+        for product, bias in (node.inputs, node.inputs[::-1]):
+            matmul = rewrite.op_of(product, "MatMul")
+            if matmul is None or not self.only_reader(product) \
+                    or any(len(rewrite.value(r).shape) < 2 for r in matmul.inputs):
                 continue
-            del self.nodes[product]
-            self.nodes[name] = {"op": "Dense", "inputs": [*matmul["inputs"], bias]}
-            self.matches.append(self.stage.match(
-                name, f"Add of MatMul {product} and {bias} is Dense"))
+            rewrite.drop(product)
+            rewrite.put(node.name, "Dense", (*matmul.inputs, bias),
+                        f"Add of MatMul {product} and {bias} is Dense")
             return
 
-    # -- NLL(Softmax) -> -Sum(LogSoftmax * y) -------------------------------------------------
+    # -- Relu(Dense(x, w, b)) -> Dense(x, w, b, activation: relu) ----------------------------
 
-    def cross_entropy(self, name: str, entry: dict[str, Any]) -> None:
-        if len(entry["inputs"]) != 2 or entry.get("reduction", "sum") == "none" or \
-                entry.get("ignore_index") is not None:
-            return  # class weights, skipped rows and per-row losses have no staged form here
-        probs, target = entry["inputs"]
-        soft = self.node(probs, "Softmax")
-        graph = self.stage.graph
-        if soft is None or not isinstance(target, str):
+    def dense_relu(self, node: Node) -> None:
+        rewrite = self.rewrite
+        (ref,) = node.inputs
+        dense = rewrite.op_of(ref, "Dense")
+        if dense is None or dense.attrs.activation != "none" or not self.only_reader(ref):
             return
-        p, y = graph.values[graph.nodes[name].inputs[0]], graph.values[target]
+        rewrite.drop(ref)
+        rewrite.put(node.name, "Dense", dense.inputs, f"Relu of Dense {ref} is Dense with its "
+                                                       "activation relu", activation="relu")
+
+    # -- NLL(Softmax) -> CrossEntropy ---------------------------------------------------------
+
+    def cross_entropy(self, node: Node) -> None:
+        rewrite = self.rewrite
+        if len(node.inputs) != 2:
+            return  # class weights: not this pattern
+        probs, target = node.inputs
+        soft = rewrite.op_of(probs, "Softmax")
+        attrs = op_attrs(node)
+        reduction = attrs.pop("reduction")
+        if soft is None or reduction not in ("sum", "mean") or any(
+                value != node.op.attrs.model_fields[key].default
+                for key, value in attrs.items()):
+            return  # a weight, an ignored class or no reduction: not this pattern
+        p, y = rewrite.value(probs), rewrite.value(target)
         rank = len(p.shape)
-        axis = soft.get("axis", -1)
-        if axis % rank != rank - 1 or len(y.shape) != rank or y.dtype != p.dtype:
+        one_hot = len(y.shape) == rank and y.dtype == p.dtype
+        labels = len(y.shape) == rank - 1 and y.dtype not in FLOAT_DTYPES
+        if rank == 0 or soft.attrs.axis % rank != rank - 1 or not (one_hot or labels):
             return
-        x = soft["inputs"][0]
-        logp, terms, total = (self.fresh(f"{name}_{part}") for part in ("logp", "terms",
-                                                                          "total"))
-        made = {logp: {"op": "LogSoftmax", "inputs": [x], "axis": axis},
-                terms: {"op": "Mul", "inputs": [logp, target]},
-                total: {"op": "Sum", "inputs": [terms]}}
-        if entry.get("reduction", "sum") == "mean" and rank > 1:
-            negated, rows = self.fresh(f"{name}_sum"), self.fresh(f"{name}_rows")
-            made[negated] = {"op": "Neg", "inputs": [total]}
-            made[rows] = {"op": "Count", "inputs": [x], "axis": list(range(rank - 1))}
-            self.nodes[name] = {"op": "Div", "inputs": [negated, rows]}
-        else:
-            self.nodes[name] = {"op": "Neg", "inputs": [total]}
-        self.before[name] = made
-        self.matches.append(self.stage.match(
-            name, f"NLL of Softmax ({probs}) is the cross-entropy -sum(LogSoftmax * {target}): "
-                  "its gradient is p - y, without -y/p"))
-
-    def fresh(self, wanted: str) -> str:
-        name, index = wanted, 1
-        while name in self.taken:
-            index += 1
-            name = f"{wanted}_{index}"
-        self.taken.add(name)
-        return name
-
-
+        if self.only_reader(probs):
+            rewrite.drop(probs)
+        rewrite.put(node.name, "CrossEntropy", (soft.inputs[0], target),
+                    f"NLL of Softmax ({probs}) is CrossEntropy of {soft.inputs[0]}: its "
+                    "gradient is p - y, without -y/p", reduction=reduction)

@@ -25,125 +25,105 @@ A node is replaced by its input ``x`` when its result has x's shape and dtype an
   exp(x - max - log sum) against exp(x - max) / sum, equal up to rounding.
 
 "1" and "0" are inline numbers, or constants whose every element is 1 (or 0) and
-that broadcast without changing x's shape or dtype.  One walk in order: linear.
+that broadcast without changing x's shape or dtype.  A rule fires only where the
+node's result has exactly the dtype and shape of what replaces it.  One walk in
+order: linear.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from engine.graph.model import Value
-from engine.transform.passes.stage import Match, Ref, Stage, replace_node, substitute
+from engine.graph.model import Node
+from engine.transform.passes.stage import Rewrite, Stage
+from engine.transform.passes.written import op_attrs
 
 _NONNEGATIVE = frozenset({"Exp", "Softmax", "Sigmoid"})
 
+#: op -> (the number that leaves the other input as it is, the inputs that may be that other)
+_NEUTRAL = {"Mul": (1.0, (0, 1)), "Div": (1.0, (0,)), "Pow": (1.0, (0,)),
+            "Add": (0.0, (0, 1)), "Sub": (0.0, (0,))}
+
 
 def simplify(stage: Stage) -> Stage:
-    return _Simplifier(stage).run()
+    rewrite = Rewrite(stage)
+    for name in stage.graph.order:
+        node = rewrite.node(name)
+        assert node is not None
+        _rewrite(rewrite, node)
+    return rewrite.finish()
 
 
-class _Simplifier:
-    def __init__(self, stage: Stage):
-        self.stage = stage
-        self.spec = stage.edit()
-        self.subst: dict[str, Ref] = {}
-        self.matches: list[Match] = []
+def _same_as(rewrite: Rewrite, name: str, ref: str) -> bool:
+    """Node ``name``'s result has the shape and dtype of value ``ref``."""
+    out, x = rewrite.value(name), rewrite.value(ref)
+    return tuple(out.shape) == tuple(x.shape) and out.dtype == x.dtype
 
-    def run(self) -> Stage:
-        for name in list(self.spec["nodes"]):
-            substitute(self.spec, name, self.subst)
-            self.rewrite(name)
-        return self.stage.rebuilt(self.spec, self.matches)
 
-    # -- what the graph says ---------------------------------------------------------------
+def _is_number(rewrite: Rewrite, ref: str, number: float) -> bool:
+    literal = rewrite.literal(ref)
+    return literal is not None and literal.size > 0 and bool(np.all(literal == number))
 
-    def value(self, ref: Ref, name: str, index: int) -> Value:
-        """The value of input ``index`` of ``name`` as the loaded graph has it."""
-        return self.stage.graph.values[self.stage.graph.nodes[name].inputs[index]]
 
-    def current(self, ref: Ref) -> dict[str, Any] | None:
-        """The node entry ``ref`` names in the spec being edited, if it is a node."""
-        return self.spec["nodes"].get(ref) if isinstance(ref, str) else None
+def _rewrite(rewrite: Rewrite, node: Node) -> None:
+    name, op, refs = node.name, node.op.name, node.inputs
+    neutral = _NEUTRAL.get(op)
+    if neutral is not None:
+        number, sides = neutral
+        for side in sides:
+            if _is_number(rewrite, refs[1 - side], number) and _same_as(rewrite, name, refs[side]):
+                rewrite.stands_for(name, refs[side], f"{op} by {number:g} is {refs[side]}")
+                return
+    inner = rewrite.node(refs[0]) if refs else None
+    if op == "Neg" and inner is not None and inner.op.name == "Neg":
+        rewrite.stands_for(name, inner.inputs[0], f"Neg of Neg is {inner.inputs[0]}")
+    elif op == "Sum":
+        _sum_of_ones(rewrite, node)
+    elif op == "Reshape":
+        _reshape(rewrite, node, inner)
+    elif op == "Exp" and inner is not None and inner.op.name == "LogSoftmax":
+        rewrite.put(name, "Softmax", inner.inputs, "Exp of LogSoftmax is Softmax",
+                    axis=inner.attrs.axis)
+    elif op == "Exp" and inner is not None and inner.op.name == "Log" \
+            and _nonnegative(rewrite, inner.inputs[0]) and _same_as(rewrite, name, inner.inputs[0]):
+        rewrite.stands_for(name, inner.inputs[0], f"Exp of Log of a value >= 0 is "
+                                                  f"{inner.inputs[0]}")
 
-    def is_number(self, name: str, index: int, number: float) -> bool:
-        literal = self.stage.literal(self.value(None, name, index))
-        return literal is not None and literal.size > 0 and bool(np.all(literal == number))
 
-    def same_as(self, name: str, index: int) -> bool:
-        """Node ``name``'s result has the shape and dtype of its input ``index``."""
-        out, x = self.stage.graph.values[name], self.value(None, name, index)
-        return tuple(out.shape) == tuple(x.shape) and out.dtype == x.dtype
+def _nonnegative(rewrite: Rewrite, ref: str) -> bool:
+    node = rewrite.node(ref)
+    if node is not None:
+        return node.op.name in _NONNEGATIVE
+    literal = rewrite.literal(ref)
+    return literal is not None and bool(np.all(literal >= 0))
 
-    # -- the rules -------------------------------------------------------------------------
 
-    def rewrite(self, name: str) -> None:
-        entry = self.spec["nodes"][name]
-        op, refs = entry["op"], entry["inputs"]
-        keep = {"Mul": (1.0, (0, 1)), "Div": (1.0, (0,)), "Pow": (1.0, (0,)),
-                "Add": (0.0, (0, 1)), "Sub": (0.0, (0,))}.get(op)
-        if keep is not None:
-            number, sides = keep
-            for side in sides:
-                other = 1 - side
-                if self.is_number(name, other, number) and self.same_as(name, side) \
-                        and isinstance(refs[side], str):
-                    return self.replace(name, refs[side], f"{op} by {number:g}")
-        if op == "Neg" and (inner := self.current(refs[0])) and inner["op"] == "Neg":
-            return self.replace(name, inner["inputs"][0], "Neg of Neg")
-        if op == "Sum":
-            return self.sum_of_ones(name, entry)
-        if op == "Reshape":
-            return self.reshape(name, entry)
-        if op == "Exp" and (inner := self.current(refs[0])) and inner["op"] == "LogSoftmax":
-            self.matches.append(self.stage.match(name, "Exp of LogSoftmax is Softmax"))
-            self.spec["nodes"][name] = {**inner, "op": "Softmax"}
-            return None
-        if op == "Exp" and (inner := self.current(refs[0])) and inner["op"] == "Log" \
-                and isinstance(inner["inputs"][0], str) and self.nonnegative(inner["inputs"][0]):
-            return self.replace(name, inner["inputs"][0], "Exp of Log of a value >= 0")
-        return None
+def _sum_of_ones(rewrite: Rewrite, node: Node) -> None:
+    (ref,) = node.inputs
+    x = rewrite.value(ref)
+    axis = node.attrs.axis
+    rank = len(x.shape)
+    axes = range(rank) if axis is None else [a % rank for a in
+                                             (axis if isinstance(axis, (list, tuple)) else [axis])]
+    if rank == 0 or any(x.shape[a] != 1 for a in axes):
+        return
+    if node.attrs.keepdims:
+        if _same_as(rewrite, node.name, ref):
+            rewrite.stands_for(node.name, ref, f"Sum over axes of size 1 is {ref}")
+        return
+    rewrite.put(node.name, "Squeeze", node.inputs, "Sum over axes of size 1 is a Squeeze",
+                axes=sorted(axes))
 
-    def replace(self, name: str, by: str, what: str) -> None:
-        self.matches.append(self.stage.match(name, f"{what} is {by}"))
-        replace_node(self.spec, name, by, self.subst)
 
-    def nonnegative(self, ref: str) -> bool:
-        entry = self.current(ref)
-        if entry is not None:
-            return entry["op"] in _NONNEGATIVE
-        value = self.stage.graph.values.get(ref)
-        literal = None if value is None else self.stage.literal(value)
-        return literal is not None and bool(np.all(literal >= 0))
-
-    def sum_of_ones(self, name: str, entry: dict[str, Any]) -> None:
-        x = self.value(None, name, 0)
-        axis = entry.get("axis")
-        rank = len(x.shape)
-        axes = range(rank) if axis is None else [a % rank for a in
-                                                 (axis if isinstance(axis, list) else [axis])]
-        if rank == 0 or any(x.shape[a] != 1 for a in axes) \
-                or not isinstance(entry["inputs"][0], str):
-            return
-        if entry.get("keepdims"):
-            self.replace(name, entry["inputs"][0], "Sum over axes of size 1")
-            return
-        self.matches.append(self.stage.match(name, "Sum over axes of size 1 is a Squeeze"))
-        self.spec["nodes"][name] = {"op": "Squeeze", "inputs": entry["inputs"],
-                                    "axes": sorted(axes)}
-
-    def reshape(self, name: str, entry: dict[str, Any]) -> None:
-        ref = entry["inputs"][0]
-        if not isinstance(ref, str):
-            return
-        if self.same_as(name, 0) and all(isinstance(d, int) for d in
-                                         self.stage.graph.values[name].shape):
-            self.replace(name, ref, "Reshape to the shape it has")
-            return
-        inner = self.current(ref)
-        copies = 0 in entry["shape"] and not entry.get("allowzero")
-        if inner is not None and inner["op"] == "Reshape" and not copies:
-            self.matches.append(self.stage.match(name, f"Reshape of Reshape ({ref}) is one "
-                                                       "Reshape"))
-            entry["inputs"] = [inner["inputs"][0]]
+def _reshape(rewrite: Rewrite, node: Node, inner: Node | None) -> None:
+    ref = node.inputs[0]
+    if _same_as(rewrite, node.name, ref) and all(isinstance(d, int)
+                                                 for d in rewrite.value(node.name).shape):
+        rewrite.stands_for(node.name, ref, f"Reshape to the shape it has is {ref}")
+        return
+    attrs = node.attrs
+    copies = 0 in attrs.shape and not getattr(attrs, "allowzero", False)
+    if inner is not None and inner.op.name == "Reshape" and not copies:
+        rewrite.put(node.name, "Reshape", inner.inputs,
+                    f"Reshape of Reshape ({ref}) is one Reshape",
+                    **op_attrs(node, defaults=False))
