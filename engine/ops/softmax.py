@@ -269,6 +269,20 @@ def _cross_entropy_vjp(xp, attrs, g, out, inputs, needs):
     return ((p * xp.sum(weights, axis=-1, keepdims=True) - weights) * scale, None)
 
 
+def _cross_entropy_fast_vjp(xp, attrs, g, out, inputs, needs):
+    logits, target = inputs
+    d_x = _softmax_fast_forward(np, _LAST_AXIS, logits)  # p, a new array: updated in place
+    if target.ndim == logits.ndim:
+        weights = _one_hot(np, logits, target)
+        d_x *= numpy_sum(weights, -1, keepdims=True)
+        d_x -= weights
+    else:  # p - onehot(labels): 1 off each row's label, no one-hot array
+        picked = target[..., None]
+        np.put_along_axis(d_x, picked, np.take_along_axis(d_x, picked, -1) - 1, -1)
+    d_x *= g / _rows(logits) if attrs.reduction == "mean" else g
+    return (d_x, None)
+
+
 def _cross_entropy_reference(attrs: CrossEntropyAttrs, logits: np.ndarray,
                              target: np.ndarray) -> np.ndarray:
     """log-sum-exp by NumPy's logaddexp, independent of the rule above."""
@@ -304,6 +318,7 @@ register(OpDef(
     forward=_cross_entropy_forward,
     fast_forward=_cross_entropy_fast_forward,
     vjp=_cross_entropy_vjp,
+    fast_vjp=_cross_entropy_fast_vjp,
     shape=_cross_entropy_shape,
     dtype=_nll_dtype,
     reference=_cross_entropy_reference,
