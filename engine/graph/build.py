@@ -235,16 +235,16 @@ class _Builder:
 
     def infer(self, order: list[str]) -> None:
         failed: set[str] = set()
+        values = self.values
         for name in order:
             node = self.nodes[name]
-            if any(ref in failed for ref in node.inputs):
+            if failed and not failed.isdisjoint(node.inputs):
                 failed.add(name)
                 continue
-            ins = [self.values[ref] for ref in node.inputs]
+            ins = [values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
-            strong = [v.dtype for v in ins if not v.weak]
-            floats = [d for d in strong if d in FLOAT_DTYPES]
+            floats = [v.dtype for v in ins if not v.weak and v.dtype in FLOAT_DTYPES]
             weak_dtype = promoted(*floats) if floats else "float64"
             refs = list(node.inputs)
             for i, v in enumerate(ins):
@@ -279,12 +279,11 @@ class _Builder:
                         if "floating-point" in str(exc) else "")
                 self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
-            value = self.values[name]
+            value = values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
-            value.requires_grad = any(
-                self.values[ref].requires_grad and node.op.is_differentiable(i)
-                for i, ref in enumerate(node.inputs))
+            value.requires_grad = any(v.requires_grad and node.op.is_differentiable(i)
+                                      for i, v in enumerate(ins))
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without

@@ -23,6 +23,7 @@ binary_op(
     vjp=lambda xp, attrs, g, out, inputs, needs: (g, g),
     reference=lambda attrs, a, b: np.add(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
+    not_probabilities=True,
 )
 
 
@@ -33,6 +34,7 @@ binary_op(
     vjp=lambda xp, attrs, g, out, inputs, needs: (g, -g if needs[1] else None),
     reference=lambda attrs, a, b: np.subtract(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
+    not_probabilities=True,
 )
 
 

@@ -97,6 +97,7 @@ def _sum_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Sum", doc="Sum over axes.", attrs=ReduceAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.sum(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_sum_vjp,
@@ -125,6 +126,7 @@ def _mean_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Mean", doc="Arithmetic mean over axes.", attrs=ReduceAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.mean(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_mean_vjp,
@@ -152,6 +154,7 @@ def _max_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Max", doc="Maximum over axes.", attrs=ReduceAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.max(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_max_vjp,
