@@ -260,12 +260,13 @@ class _Builder:
 
     def infer(self, order: list[str]) -> None:
         failed: set[str] = set()
+        values = self.values
         for name in order:
             node = self.nodes[name]
-            if any(ref in failed for ref in node.inputs):
+            if failed and not failed.isdisjoint(node.inputs):
                 failed.add(name)
                 continue
-            ins = [self.values[ref] for ref in node.inputs]
+            ins = [values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
             strong = [v.dtype for v in ins if not v.weak]
@@ -304,13 +305,13 @@ class _Builder:
                         if "floating-point" in str(exc) else "")
                 self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
-            value = self.values[name]
+            value = values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
             # gradients never flow into integers or bools (a Cast to int64 cuts the path)
             value.requires_grad = dtype in FLOAT_DTYPES and any(
-                self.values[ref].requires_grad and node.op.is_differentiable(i)
-                for i, ref in enumerate(node.inputs))
+                v.requires_grad and node.op.is_differentiable(i)
+                for i, v in enumerate(ins))
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without

@@ -141,11 +141,6 @@ def _gradients(graph: Graph) -> list[Problem]:
     return warnings
 
 
-#: Ops whose values are not probabilities (negative, or not summing to 1): NLL of them is a
-#: mistake, most often NLL on logits, which ends in "training diverged".
-_NOT_PROBABILITIES = frozenset({
-    "MatMul", "Dense", "Add", "Sub", "Neg", "Log", "LogSoftmax", "Relu", "Tanh", "Exp",
-    "LayerNorm", "Gelu", "Softplus", "Erf", "Sum", "Mean", "Max"})
 #: Ops that keep each value as it is, so NLL's input is judged by what they read.
 _PASS_THROUGH = frozenset({"Reshape", "Transpose"})
 
@@ -159,7 +154,7 @@ def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
         source = graph.nodes.get(ref)
         while source is not None and source.op.name in _PASS_THROUGH:
             source = graph.nodes.get(source.inputs[0])
-        if source is None or source.op.name not in _NOT_PROBABILITIES:
+        if source is None or not source.op.not_probabilities:
             continue
         fix = ("NLL takes the log itself: give it Softmax's probabilities, not LogSoftmax's "
                "log-probabilities" if source.op.name == "LogSoftmax" else

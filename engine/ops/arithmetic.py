@@ -46,6 +46,7 @@ binary_op(
     reference=lambda attrs, a, b: np.add(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
     dtype=number_result, samples=lambda rng: _integer_samples(rng, (_ANY, _ANY)),
+    not_probabilities=True,
 )
 
 
@@ -58,6 +59,7 @@ binary_op(
     reference=lambda attrs, a, b: np.subtract(a, b),
     domains=(_ANY, _ANY), uses_inputs=False, uses_output=False,
     dtype=number_result, samples=lambda rng: _integer_samples(rng, (_ANY, _ANY)),
+    not_probabilities=True,
 )
 
 

@@ -91,6 +91,11 @@ class OpDef:
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
     ``None`` in their place.  They default to True, which is always correct.
+
+    ``not_probabilities`` ops (Exp, Log, LogSoftmax, Add, MatMul, Sum...) make values that
+    are not class probabilities whatever their inputs are: NLL of them is a mistake, which
+    ``engine.graph.lint`` warns about.  Ops that may finish computing probabilities (Mul
+    and Div normalising, Softmax, Sigmoid, Clip) leave it False.
     """
 
     name: str
@@ -115,6 +120,7 @@ class OpDef:
     fast_vjp_saved: Vjp | None = None
     variadic: bool = False
     stochastic: bool = False
+    not_probabilities: bool = False
 
     @property
     def arity(self) -> tuple[int, int | None]:

@@ -96,6 +96,7 @@ def _count_forward(xp, attrs, x):
 
 
 register(OpDef(
+    not_probabilities=True,  # a count of elements
     name="Count", doc="The number of elements along the given axes of x (the product of their "
                       "sizes), as a scalar of x's float dtype; x's values are not read.",
     attrs=CountAttrs, input_names=("x",),

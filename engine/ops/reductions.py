@@ -162,6 +162,7 @@ def _sum_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Sum", doc="Sum over axes; integers keep their dtype (as ONNX's ReduceSum).",
     attrs=ReduceAttrs, input_names=("x",),
     forward=_sum_forward,
@@ -194,6 +195,7 @@ def _mean_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Mean", doc="Arithmetic mean over axes.", attrs=ReduceAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.mean(x, axis=_axes(attrs, x.ndim), keepdims=attrs.keepdims),
     vjp=_mean_vjp,
@@ -276,6 +278,7 @@ def _max_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Max", doc="Maximum over axes; -inf (or the smallest integer) over an empty axis.",
     attrs=ReduceAttrs, input_names=("x",),
     forward=_max_forward,

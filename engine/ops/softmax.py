@@ -105,6 +105,7 @@ def _log_softmax_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="LogSoftmax", doc="log(softmax(x)) along an axis, computed without overflow.",
     attrs=AxisAttrs, input_names=("x",),
     forward=_log_softmax_forward,
@@ -301,6 +302,7 @@ def _nll_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,  # a loss
     name="NLL", doc="Negative log likelihood -sum(w * y * log p) of probabilities p (classes on "
                     "the last axis); the target y is one-hot rows (floats) or class indices "
                     "(integers); the optional weight w holds one number per class.",
@@ -479,6 +481,7 @@ def _cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,  # a loss
     name="CrossEntropy",
     doc="-sum(y * log softmax(logits)) over the last axis: NLL of Softmax in one step, "
         "through log-sum-exp with the row maximum subtracted; the target y is one-hot (or "
