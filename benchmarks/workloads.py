@@ -358,7 +358,7 @@ def chain_numpy(x: np.ndarray, length: int) -> np.ndarray:
 
 
 #: Longer chains are not compiled by jax.jit: XLA's compile time grows faster than the graph.
-JAX_MAX_NODES = 1_000
+JAX_MAX_NODES = 2_000
 
 
 def _x_gradient_sides(spec: str, file: str, x: np.ndarray, nodes: int,

@@ -288,41 +288,57 @@ def test_a_worker_killed_mid_training_is_recomputed_and_the_run_ends_the_same(
                                    atol=1e-12, err_msg=name)
 
 
-def test_a_lost_scheduler_ends_the_run_with_an_error_and_the_checkpoint_resumes(
+def train_and_kill_after_the_first_epoch(cluster: Deployment, victim: subprocess.Popen,
+                                         saved: Path) -> tuple[int, str]:
+    """``engine train`` on ``cluster`` as a subprocess; ``kill -9`` of ``victim``'s process
+    group once the first epoch's checkpoint is written; the exit code and the output."""
+    log = saved.with_suffix(".log")
+    command = [sys.executable, "-m", "engine", "train", MLP, *TRAIN, "--backend", "dask",
+               *CHUNKS, "--scheduler", cluster.address, "--cluster-timeout", "1",
+               "--save", str(saved)]
+    with open(log, "wb") as output:
+        run = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                               cwd=saved.parent, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        while not saved.exists() and run.poll() is None:
+            time.sleep(0.02)
+        assert run.poll() is None, f"the run ended before the kill:\n{log.read_text()}"
+        kill_group(victim)
+        return run.wait(timeout=STARTUP), log.read_text()
+    finally:
+        kill_group(run)
+        run.wait()
+
+
+def test_a_cluster_that_cannot_go_on_ends_the_run_with_an_error_and_the_checkpoint_resumes(
         trained, tmp_path) -> None:
-    """When the engine cannot go on (here the scheduler is killed once the first epoch is
-    saved): exit 1, one clear line, no traceback; the checkpoint is whole, and resuming
-    from it (on NumPy) ends where the uninterrupted run ends."""
+    """When the engine cannot go on: its only worker killed (Dask would wait for workers
+    for ever; the engine gives up after --cluster-timeout), then the scheduler killed.  Each
+    time: exit 1, one clear line, no traceback; the checkpoint is whole, and resuming from
+    it (on NumPy) ends where the uninterrupted run ends."""
     cluster = Deployment(tmp_path)
     try:
         cluster.start_scheduler()
+        worker = cluster.start_worker()
+        cluster.wait_for_workers(1)
+        code, text = train_and_kill_after_the_first_epoch(cluster, worker, tmp_path / "a.npz")
+        assert code == 1, text
+        assert f"the scheduler at {cluster.address} has had no workers for 1 s" in text
+        assert "dask worker" in text and "--resume" in text and "Traceback" not in text
         cluster.start_worker()
         cluster.wait_for_workers(1)
-        saved = tmp_path / "p.npz"
-        log = tmp_path / "train.log"
-        command = [sys.executable, "-m", "engine", "train", MLP, *TRAIN, "--backend", "dask",
-                   *CHUNKS, "--scheduler", cluster.address, "--cluster-timeout", "1",
-                   "--save", str(saved)]
-        with open(log, "wb") as output:
-            run = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        try:
-            while not saved.exists() and run.poll() is None:
-                time.sleep(0.02)
-            assert run.poll() is None, f"the run ended before the kill:\n{log.read_text()}"
-            kill_group(cluster.processes[0])  # the scheduler
-            assert run.wait(timeout=STARTUP) == 1
-        finally:
-            kill_group(run)
-            run.wait()
+        code, text = train_and_kill_after_the_first_epoch(cluster, cluster.processes[0],
+                                                          tmp_path / "b.npz")
+        assert code == 1, text
+        assert "error: the Dask cluster could not finish the computation: the scheduler " \
+               "went away" in text and "--resume" in text and "Traceback" not in text
     finally:
         cluster.stop()
-    text = log.read_text()
-    assert "error: the Dask cluster could not finish the computation: the scheduler went " \
-           "away" in text and "--resume" in text and "Traceback" not in text
-    assert load_checkpoint(saved).epoch == 1
-    resumed = tmp_path / "q.npz"
-    assert main(["train", MLP, *TRAIN, "--resume", str(saved), "--save", str(resumed)]) == 0
-    for name, array in params_of(resumed).items():
-        np.testing.assert_allclose(array, trained["numpy"][name], rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+    for saved in ("a.npz", "b.npz"):
+        assert load_checkpoint(tmp_path / saved).epoch == 1
+        resumed = tmp_path / f"resumed-{saved}"
+        assert main(["train", MLP, *TRAIN, "--resume", str(tmp_path / saved),
+                     "--save", str(resumed)]) == 0
+        for name, array in params_of(resumed).items():
+            np.testing.assert_allclose(array, trained["numpy"][name], rtol=1e-9, atol=1e-12,
+                                       err_msg=name)

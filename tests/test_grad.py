@@ -346,3 +346,33 @@ def test_written_yaml_is_plain_data(tmp_path: Path) -> None:
     data = yaml.safe_load(text)
     assert "/" not in " ".join(data["nodes"])  # call names became spec names
     assert "imports" not in data and "functions" not in data and "loss" not in data
+
+
+def test_names_yaml_reads_as_booleans_or_null_survive_the_written_spec(tmp_path: Path) -> None:
+    """A tensor or node named on, no, null or off is legal when quoted; the written spec
+    must quote it too, or it reads back as true, false or null."""
+    spec = tmp_path / "words.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: words
+        inputs: {'on': {shape: [3], requires_grad: true}}
+        constants: {'yes': 2.0}
+        nodes:
+          'no': {op: Mul, inputs: ['on', 'yes']}
+          'null': {op: Exp, inputs: ['no']}
+          'off': {op: Sum, inputs: ['null']}
+        outputs: ['null']
+        loss: 'off'
+    """))
+    x = np.array([0.1, -0.2, 0.3])
+    want = 2 * np.exp(2 * x)  # d/dx sum(exp(2x)), by hand
+    made = grad(engine.load(spec))
+    assert {"on", "no", "null", "off"} <= set(made.values)
+    out = made.gradients["on"]
+    np.testing.assert_allclose(engine.Executor(made).forward({"on": x})[out], want, rtol=1e-12)
+    for verb in ("grad", "optimize"):
+        written = tmp_path / f"{verb}.yaml"
+        assert main([verb, str(spec), "-o", str(written)]) == 0
+        again = engine.load(written)
+        assert {"on", "null"} <= set(again.values), verb
+        result = engine.Executor(again).forward({"on": x})
+        np.testing.assert_allclose(result[out], want, rtol=1e-12)

@@ -109,3 +109,11 @@ def test_the_engine_package_exports_eagerly() -> None:
     import engine
 
     assert all(name in vars(engine) for name in engine.__all__)
+
+
+def test_the_runtime_depends_on_no_training_module() -> None:
+    """Running a graph needs no optimizer, data loader or training loop: what both read
+    (trained parameters from a checkpoint) lives below both, in ``engine.io``."""
+    graph = import_graph()
+    assert not [edge for edge in graph.edges
+                if edge[0].startswith("engine.runtime") and edge[1].startswith("engine.train")]

@@ -9,6 +9,7 @@ another, and the caller's arrays are never written.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
@@ -212,3 +213,80 @@ def test_a_failing_chain_names_its_nodes(build) -> None:
                        match=r"node 'b' \(Exp, .*\) failed in forward \(run as one step after "
                              r"'a'\) with inputs x: \[3\]: a kernel failed"):
         ex.forward({"x": np.ones(3)})
+
+
+# -- what the plan runs instead of the rules: ufuncs, residual-passing fast paths ---------------
+
+UFUNC_OPS = [op for op in REGISTRY.values() if op.ufunc is not None]
+SAVING_OPS = [op for op in REGISTRY.values() if op.fast_forward_saving is not None]
+
+
+def test_the_elementwise_ops_name_their_ufunc() -> None:
+    assert {op.name for op in UFUNC_OPS} >= {"Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log",
+                                            "Neg", "Tanh"}
+
+
+@pytest.mark.parametrize("op", UFUNC_OPS, ids=lambda op: op.name)
+def test_an_ops_ufunc_computes_its_rule(op) -> None:
+    for sample in op.samples(np.random.default_rng(4)):
+        want = op.forward(np, op.attrs(**sample.attrs), *sample.inputs)
+        np.testing.assert_array_equal(op.ufunc(*sample.inputs), want)
+
+
+@pytest.mark.parametrize("op", SAVING_OPS, ids=lambda op: op.name)
+def test_residual_passing_fast_paths_give_the_rules_numbers(op) -> None:
+    """With its residual the vjp is the rule's; the residual is not written into, so a
+    second backward gets the same numbers."""
+    assert op.fast_vjp_saved is not None
+    for sample in op.samples(np.random.default_rng(5)):
+        attrs, inputs = op.attrs(**sample.attrs), list(sample.inputs)
+        out = op.forward(np, attrs, *inputs)
+        value, residual = op.fast_forward_saving(np, attrs, *inputs)
+        np.testing.assert_allclose(value, out, rtol=1e-13, atol=0)
+        needs = tuple(op.is_differentiable(i) for i in range(len(inputs)))
+        g = np.asarray(np.random.default_rng(6).normal(size=np.shape(out)))
+        want = op.vjp(np, attrs, g, out, inputs, needs)
+        for _ in range(2):
+            got = op.fast_vjp_saved(np, attrs, g, residual, inputs, needs)
+            for part, ref in zip(got, want, strict=True):
+                assert (part is None) == (ref is None)
+                if part is not None:
+                    np.testing.assert_allclose(part, ref, rtol=1e-12, atol=1e-15)
+
+
+def test_a_residual_reaches_the_vjp_of_its_own_step(build, monkeypatch) -> None:
+    """An op given residual-passing fast paths (here Exp, keeping 2 * e^x) runs them on the
+    optimized path: each step's vjp gets its own step's residual, from the last forward,
+    as often as backward runs; the plain path runs the rules."""
+    exp = REGISTRY["Exp"]
+    seen: list[np.ndarray] = []
+
+    def saving(xp, attrs, x):
+        value = np.exp(x)
+        return value, 2.0 * value
+
+    def saved(xp, attrs, g, residual, inputs, needs):
+        seen.append(residual)
+        return (g * residual / 2.0,)
+
+    monkeypatch.setitem(REGISTRY, "Exp", dataclasses.replace(
+        exp, fast_forward_saving=saving, fast_vjp_saved=saved))
+    graph = build("""
+        name: saved
+        inputs: {x: {shape: [3], requires_grad: true}}
+        nodes:
+          a: {op: Exp, inputs: [x]}
+          b: {op: Exp, inputs: [a]}
+          loss: {op: Sum, inputs: [b]}
+        loss: loss
+    """)
+    x = np.array([0.1, -0.4, 0.3])
+    fast, _, _, _ = plain_and_fast(graph, {"x": x})
+    assert len(seen) == 2
+    np.testing.assert_allclose(seen[0], 2 * np.exp(np.exp(x)))  # b's vjp runs first
+    np.testing.assert_allclose(seen[1], 2 * np.exp(x))
+    first = fast.backward()["x"]
+    fast.forward({"x": 2 * x})
+    np.testing.assert_allclose(fast.backward()["x"], np.exp(np.exp(2 * x)) * np.exp(2 * x))
+    np.testing.assert_allclose(first, np.exp(np.exp(x)) * np.exp(x))
+    assert len(seen) == 6

@@ -33,7 +33,8 @@ from engine.onnx.common import MIN_OPSET, NEWEST_RUN_OPSET  # noqa: E402
 from engine.onnx.export import export  # noqa: E402
 
 EXAMPLES = sorted(GRAPHS.glob("*.yaml"))
-TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+#: float16 has 11 significant bits: a few units of its 2^-10 is all one can ask there.
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2}
 
 
 def relative(got: np.ndarray, want: np.ndarray) -> float:
@@ -105,20 +106,23 @@ def test_the_oldest_and_newest_opsets_run(opset: int) -> None:
     assert export(graph, opset=opset).model.opset_import[0].version == opset
 
 
-def _float32(path: Path) -> engine.Graph:
-    """The spec with every tensor declared float32."""
+def with_dtype(path: Path, dtype: str) -> engine.Graph:
+    """The spec with every float64 tensor declared ``dtype``."""
     spec = yaml.safe_load(path.read_text())
     for section in ("inputs", "parameters"):
         for decl in spec.get(section, {}).values():
             if decl.get("dtype", "float64") == "float64":
-                decl["dtype"] = "float32"
-    return engine.loads(yaml.safe_dump(spec), file=f"{path.stem}32.yaml", base_dir=path.parent)
+                decl["dtype"] = dtype
+    return engine.loads(yaml.safe_dump(spec), file=f"{path.stem}_{dtype}.yaml",
+                        base_dir=path.parent)
 
 
-@pytest.mark.parametrize("name", ["mlp", "softmax", "digits", "regression"])
-def test_float32_graphs_agree_within_1e_5(name: str) -> None:
-    graph = _float32(GRAPHS / f"{name}.yaml")
-    assert graph.values[graph.loss].dtype == "float32"
+@pytest.mark.parametrize(("name", "dtype"), [
+    *((name, "float32") for name in ["mlp", "softmax", "digits", "regression"]),
+    ("mlp", "float16"), ("softmax", "float16")])
+def test_float32_and_float16_graphs_agree(name: str, dtype: str) -> None:
+    graph = with_dtype(GRAPHS / f"{name}.yaml", dtype)
+    assert graph.values[graph.loss].dtype == dtype
     assert_onnx_matches(graph)
 
 
@@ -147,6 +151,22 @@ def test_every_op_exports_with_its_gradient_or_is_refused_with_its_location(
     """``s = Sum(op(inputs) * u)``: onnxruntime's op(inputs) against the op's NumPy forward,
     and its gradients against the op's vjp applied to u (test_ops checks that vjp against
     finite differences)."""
+    check_op(op, sample)
+
+
+#: Ops whose ONNX form changed between opset 17 and the default (axes as an input).
+OPSET_SENSITIVE = {"Sum", "Mean", "Max", "Count", "SumTo", "LayerNorm", "NLL", "Softmax"}
+
+
+@pytest.mark.parametrize(("op", "sample"), [c for c in CASES
+                                            if c.values[0].name in OPSET_SENSITIVE])
+def test_reductions_at_the_oldest_opset(op: OpDef, sample: Sample) -> None:
+    """Opset 17 takes ReduceMean's and ReduceMax's axes as an attribute, later ones as an
+    input."""
+    check_op(op, sample, opset=MIN_OPSET)
+
+
+def check_op(op: OpDef, sample: Sample, opset: int | None = None) -> None:
     attrs = op.attrs(**sample.attrs)
     out = np.asarray(op.forward(np, attrs, *sample.inputs))
     if out.size == 0 or any(np.size(x) == 0 for x in sample.inputs):
@@ -161,7 +181,7 @@ def test_every_op_exports_with_its_gradient_or_is_refused_with_its_location(
     needs = sample_needs(op, sample) if out.dtype.kind == "f" else ()
     wrt = [f"a{i}" for i, need in enumerate(needs) if need]
     try:
-        made = export(graph, with_gradients=bool(wrt) and out.size > 0, wrt=wrt or None)
+        made = export(graph, opset=opset, with_gradients=bool(wrt), wrt=wrt or None)
     except SpecError as exc:
         # refused: located at the node, naming it and its op (Dropout in training, say)
         message = str(exc)
@@ -169,8 +189,8 @@ def test_every_op_exports_with_its_gradient_or_is_refused_with_its_location(
         assert op.name in REFUSED, message
         return
     assert op.name not in REFUSED or not _refused(op, sample)
-    feeds = {f"a{i}": np.asarray(x) for i, x in enumerate(sample.inputs)}
-    feeds = {k: (v.astype(np.float64) if v.dtype == bool else v) for k, v in feeds.items()}
+    feeds = {f"a{i}": np.asarray(x).astype(graph.values[f"a{i}"].dtype)  # bool as declared
+             for i, x in enumerate(sample.inputs)}
     feeds["u"] = upstream
     got = run_onnx(made.model, feeds)
     if out.dtype.kind == "f":
@@ -232,7 +252,9 @@ def test_cli_writes_a_model_that_passes_the_full_check(tmp_path: Path, capsys) -
     (["-o", "{tmp}/m.txt"], 2, "the file name must end in .onnx"),
     (["-o", "{tmp}/m.onnx", "--opset", "12"], 2, "--opset 12: engine export writes opsets 17"),
     (["-o", "{tmp}/m.onnx", "--opset", "99"], 2, "--opset 99: engine export writes opsets 17"),
-    (["-o", "{tmp}/m.onnx", "--wrt", "w1"], 2, "--wrt names the gradients of --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--wrt", "w1"], 2, "--wrt says which gradients --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--of", "z1"], 2, "--of says which gradients --with-gradients"),
+    (["-o", "{tmp}/m.onnx", "--with-gradients", "--of", "q"], 2, "--of q: names nothing"),
     (["-o", "{tmp}/m.onnx", "--with-gradients", "--wrt", "w3"], 2, "--wrt w3: names nothing"),
 ])
 def test_cli_errors_are_one_line_without_a_traceback(argv: list[str], code: int, message: str,
@@ -309,3 +331,52 @@ def test_without_the_extra_the_verb_says_how_to_install_it(monkeypatch, tmp_path
     assert 'engine export needs onnx, which is not installed: pip install -e ".[onnx]"' in err
     assert "Traceback" not in err
     assert main(["check", str(GRAPHS / "mlp.yaml")]) == 0  # the rest of the engine works
+
+
+def test_gradients_of_a_node_and_the_order_of_outputs(tmp_path: Path) -> None:
+    """--of differentiates a node (the sum of its elements) where the spec has no loss; the
+    outputs come first, then the loss, then the gradients."""
+    graph = engine.loads(textwrap.dedent("""\
+        name: two
+        inputs: {x: {shape: [batch, 3], init: ones}}
+        parameters: {w: {shape: [3], init: {normal: {std: 1.0}}}}
+        nodes:
+          h: {op: Mul, inputs: [x, w]}
+          t: {op: Tanh, inputs: [h]}
+          s: {op: Sum, inputs: [t]}
+        outputs: [t]
+        loss: s
+    """), file="two.yaml")
+    made = export(graph, with_gradients=True)
+    assert made.outputs == ["t", "s", "d_w"]
+    x = np.random.default_rng(2).normal(size=(4, 3))
+    got = run_onnx(made.model, {"x": x})
+    w = engine.Executor(graph).parameters["w"]
+    assert relative(got["d_w"], np.sum(x * (1 - np.tanh(x * w) ** 2), axis=0)) <= 1e-12
+    of = export(graph, with_gradients=True, of="h", wrt=["x"])
+    assert of.outputs == ["t", "s", "d_x"]
+    assert relative(run_onnx(of.model, {"x": x})["d_x"], np.broadcast_to(w, x.shape)) <= 1e-12
+
+
+def test_an_op_without_a_lowering_whose_forward_cannot_be_traced_is_located(
+        monkeypatch, tmp_path: Path, capsys) -> None:
+    """The fallback for ops without an ONNX counterpart traces their forward rule; a rule
+    the symbolic namespace cannot follow is a located refusal naming the op and the node."""
+    import dataclasses
+
+    from engine.onnx import lowering
+    from engine.ops import REGISTRY
+
+    exp = REGISTRY["Exp"]
+    monkeypatch.setitem(REGISTRY, "Exp", dataclasses.replace(
+        exp, forward=lambda xp, attrs, x: xp.sort(x)))
+    monkeypatch.delitem(lowering.LOWERINGS, "Exp")
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\ninputs: {x: {shape: [3], init: ones}}\n"
+                    "nodes:\n  y: {op: Exp, inputs: [x]}\noutputs: [y]\n")
+    assert main(["export", str(spec), "-o", str(tmp_path / "e.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec}:4:3: nodes.y: node 'y' (Exp) cannot be exported to "
+                          "ONNX: op Exp has no ONNX counterpart, and its forward rule cannot be "
+                          "written as other ops: the array function xp.sort has no graph op"), err
+    assert "Traceback" not in err and not (tmp_path / "e.onnx").exists()

@@ -35,15 +35,22 @@ def sizes(graph: Graph, dims: Dims | None = None) -> dict[str, Size]:
         dims = graph.dims.copy()
         dims.apply_defaults(graph.spec.dims)
     result = {}
+    known: dict[tuple[tuple[int | str, ...], str], Size] = {}  # most values share a few
     for name, value in graph.values.items():
-        shape = dims.shape(value.shape)
-        if any(isinstance(d, str) for d in shape):
-            result[name] = Size(None, None, None)
-            continue
-        concrete = tuple(int(d) for d in shape)
-        elements = math.prod(concrete)
-        result[name] = Size(concrete, elements, elements * np.dtype(value.dtype).itemsize)
+        key = (dims.shape(value.shape), value.dtype)
+        size = known.get(key)
+        if size is None:
+            size = known[key] = _size(*key)
+        result[name] = size
     return result
+
+
+def _size(shape: tuple[int | str, ...], dtype: str) -> Size:
+    if any(isinstance(d, str) for d in shape):
+        return Size(None, None, None)
+    concrete = tuple(int(d) for d in shape)
+    elements = math.prod(concrete)
+    return Size(concrete, elements, elements * np.dtype(dtype).itemsize)
 
 
 def _over(graph: Graph, max_bytes: int, dims: Dims | None = None) -> tuple[str, str] | None:

@@ -41,6 +41,20 @@ _SECTIONS: tuple[tuple[str, Kind], ...] = (
 )
 
 
+class _Site:
+    """Where a node binds a named dimension, as ``Dims.explain`` completes its sentence
+    ("at FILE:L:C by node 'z1' (Mul)"); written out only when a message needs it."""
+
+    __slots__ = ("label", "loc")
+
+    def __init__(self, loc: Location, label: str):
+        self.loc = loc
+        self.label = label
+
+    def __str__(self) -> str:
+        return f"at {self.loc.where()} by {self.label}"
+
+
 class _Builder:
     """Collects problems while building, so that all of them are reported together."""
 
@@ -58,6 +72,8 @@ class _Builder:
         self.hints: dict[str, tuple[str, str]] = {}
         self.dag = nx.DiGraph()
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
+        #: (constant, dtype) -> what ``literal_problem`` found, for bare constants
+        self.weak_checked: dict[tuple[str, str], tuple[tuple[int, ...], str] | None] = {}
 
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -197,12 +213,16 @@ class _Builder:
         return name
 
     def order(self, dag: nx.DiGraph) -> list[str]:
-        try:  # ties in file order, so inference (and its messages) follows the spec as written
-            order = list(nx.lexicographical_topological_sort(
-                dag, key=lambda n: self.values[n].loc.sort_key()))
-        except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
-            self._report_cycles(dag)
-            order = []
+        """The topological order that takes, of the values ready, the one written first, so
+        that inference (and its messages) follows the spec as written."""
+        keys = {name: value.loc.sort_key() for name, value in self.values.items()}
+        order = _written_order(keys, self.nodes)
+        if order is None:  # some node reads a value written after it: sort the DAG
+            try:
+                order = list(nx.lexicographical_topological_sort(dag, key=keys.__getitem__))
+            except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
+                self._report_cycles(dag)
+                order = []
         self.problems.raise_if_any()
         return [n for n in order if n in self.nodes]
 
@@ -222,7 +242,7 @@ class _Builder:
                 continue
             ins = [self.values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
-            self.dims.site = f"at {node.loc.where()} by {label}"
+            self.dims.site = _Site(node.loc, label)
             strong = [v.dtype for v in ins if not v.weak]
             floats = [d for d in strong if d in FLOAT_DTYPES]
             weak_dtype = promoted(*floats) if floats else "float64"
@@ -270,6 +290,10 @@ class _Builder:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
         keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
         (the softmax mistake: x / Sum(x, axis: -1))."""
+        nodes = self.nodes
+        if len(ins) < 2 or not any(ref in nodes and nodes[ref].op.name in _REDUCTIONS
+                                   for ref in node.inputs):
+            return ""  # nearly every node: no reduction feeds it, or nothing to pair with
         rank = max((len(v.shape) for v in ins), default=0)
         for ref, value in zip(node.inputs, ins, strict=True):
             producer = self.nodes.get(ref)
@@ -311,7 +335,11 @@ class _Builder:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
         if value.literal is None:  # refused already
             return
-        found = literal_problem(value.literal, value.dtype, allow_nonfinite=True)
+        key = (value.name, value.dtype)  # a constant used by 50,000 nodes is checked once
+        if key not in self.weak_checked:
+            self.weak_checked[key] = literal_problem(value.literal, value.dtype,
+                                                     allow_nonfinite=True)
+        found = self.weak_checked[key]
         if found is not None:
             index, message = found
             self.problems.append(value.loc.at(*index).problem(
@@ -387,6 +415,25 @@ class _Builder:
             self.problem(("loss",), f"loss {loss!r} must be a scalar (shape []) so backward can "
                                     f"start from 1, but it has shape {format_shape(shape)}; "
                                     "reduce it with Sum or Mean")
+
+
+def _written_order(keys: dict[str, tuple[str, int, int]], nodes: dict[str, Node]
+                   ) -> list[str] | None:
+    """The values in the order they were written, when that order is topological (every
+    node reads only values written before it, as specs are usually written); else None.
+
+    Taking the first-written ready value at each step then always takes the first-written
+    value left, so this is the lexicographical topological order, found in a sort and one
+    pass instead of a heap of every value.
+    """
+    names = sorted(keys, key=keys.__getitem__)  # stable, and linear on names already in order
+    seen: set[str] = set()
+    for name in names:
+        node = nodes.get(name)
+        if node is not None and not seen.issuperset(node.inputs):
+            return None
+        seen.add(name)
+    return names
 
 
 def build_graph(spec: Spec, source: SourceMap, base_dir: Path,

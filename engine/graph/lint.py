@@ -67,11 +67,14 @@ def _unreached_nodes(graph: Graph) -> list[Problem]:
 
 
 def _upstream(graph: Graph, ends: set[str]) -> set[str]:
-    """``ends`` and everything they read, in one walk however many ends there are."""
+    """``ends`` and everything they read, in one walk however many ends there are (through
+    the nodes' inputs, the DAG's edges, without networkx's cost per call)."""
     seen = set(ends)
     stack = list(ends)
+    nodes = graph.nodes
     while stack:
-        for ref in graph.dag.predecessors(stack.pop()):
+        node = nodes.get(stack.pop())
+        for ref in node.inputs if node is not None else ():
             if ref not in seen:
                 seen.add(ref)
                 stack.append(ref)

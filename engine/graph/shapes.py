@@ -28,13 +28,15 @@ class Dims:
 
     Each binding remembers where it was made (``site``, set by the caller to the
     location of the node or feed being checked), so a later conflict can name
-    both places: where the name got its size and where it disagrees.
+    both places: where the name got its size and where it disagrees.  A site is
+    text, or anything whose ``str`` is that text: the graph builder sets one per
+    node, and writes it out only for a message.
     """
 
     def __init__(self) -> None:
         self.bound: dict[str, Dim] = {}
-        self.origins: dict[str, str] = {}
-        self.site = ""
+        self.origins: dict[str, object] = {}
+        self.site: object = ""
         self._fresh = 0
 
     def copy(self) -> Dims:
@@ -56,6 +58,8 @@ class Dims:
         return dim
 
     def shape(self, shape: Iterable[Dim]) -> Shape:
+        if not self.bound:  # no name is bound (as in any graph without named dims)
+            return tuple(shape)
         return tuple(self.resolve(d) for d in shape)
 
     def fresh(self) -> str:
@@ -109,6 +113,12 @@ class Dims:
         The result keeps dimension names where an input had one, so later messages
         show ``[batch, 3]`` rather than a number whose origin is lost.
         """
+        sized = [s for s in shapes if len(s)]  # a scalar broadcasts against anything
+        if not sized:
+            return ()
+        first = tuple(sized[0])
+        if all(tuple(s) == first for s in sized) and all(d.__class__ is int for d in first):
+            return first  # the usual case: equal sizes, nothing to pair or bind
         rank = max((len(s) for s in shapes), default=0)
         originals = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
         result: list[Dim] = []

@@ -47,7 +47,8 @@ def export(graph: Graph, *, opset: int | None = None,
            params: Mapping[str, np.ndarray] | None = None,
            scaling: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
            with_gradients: bool = False,
-           wrt: Sequence[str] | None = None, check: bool = True) -> Exported:
+           wrt: Sequence[str] | None = None, of: str | None = None,
+           check: bool = True) -> Exported:
     """``graph`` as an ONNX model at ``opset`` (default: the newest onnxruntime runs).
 
     ``params`` replaces the parameters' init values (a checkpoint's, already fitted to
@@ -55,25 +56,29 @@ def export(graph: Graph, *, opset: int | None = None,
     training, which the model then applies itself, as ``engine run --params`` does.
     ``with_gradients`` also computes the gradients of the loss with respect
     to ``wrt`` (default: every input and parameter that requires grad and that the loss
-    reaches), as ``engine grad`` writes them.  ``check`` runs onnx's full checker on the
+    reaches), as ``engine grad`` writes them; ``of`` names a node to differentiate instead of
+    the loss (the sum of its elements).  ``check`` runs onnx's full checker on the
     result.
     """
     onnx = require("export")
     opset = choose_opset(onnx, opset)
     values = _parameters(graph, params)
     scaling = dict(scaling or {})
-    model, outputs = _translate(onnx, graph, opset, values, scaling)  # located in the spec
+    outputs = [*graph.outputs, *([graph.loss] if graph.loss else [])]
+    model, outputs = _translate(onnx, graph, opset, values, scaling, outputs)  # errors: the spec
     gradients: dict[str, str] = {}
     if with_gradients:
         from engine.spec.loader import loads
         from engine.transform.grad import grad_spec
 
-        made = grad_spec(graph, wrt)
+        made = grad_spec(graph, wrt, of=of)
         backward = loads(made.text, file=f"<engine grad of {graph.file}>",
                          base_dir=graph.base_dir, import_paths=graph.import_roots)
         renamed = {made.renamed.get(name, name): value for name, value in values.items()}
-        loss = made.renamed.get(graph.loss, graph.loss) if graph.loss else None
-        model, outputs = _translate(onnx, backward, opset, renamed, scaling, extra=loss)
+        loss = [made.renamed.get(graph.loss, graph.loss)] if graph.loss else []
+        kept = backward.outputs[:len(backward.outputs) - len(made.gradients)]
+        outputs = [*kept, *loss, *made.gradients.values()]  # outputs, loss, then d_<tensor>
+        model, outputs = _translate(onnx, backward, opset, renamed, scaling, outputs)
         gradients = dict(made.gradients)
     if check:
         _check(onnx, model)
@@ -105,8 +110,8 @@ def _parameters(graph: Graph, params: Mapping[str, np.ndarray] | None
 
 
 def _translate(onnx: ModuleType, graph: Graph, opset: int, params: Mapping[str, np.ndarray],
-               scaling: Mapping[str, tuple[np.ndarray, np.ndarray]],
-               extra: str | None = None) -> tuple[Any, list[str]]:
+               scaling: Mapping[str, tuple[np.ndarray, np.ndarray]], outputs: Sequence[str]
+               ) -> tuple[Any, list[str]]:
     helper = onnx.helper
     emitter = Emitter(onnx, opset, graph.values)
     inputs = []
@@ -133,8 +138,7 @@ def _translate(onnx: ModuleType, graph: Graph, opset: int, params: Mapping[str, 
                 f"node {name!r} ({node.op.name}) cannot be exported to ONNX: {exc}"))
     if problems:
         raise SpecError(problems)
-    loss = extra if extra is not None else graph.loss
-    outputs = list(dict.fromkeys([*graph.outputs, *([loss] if loss else [])]))
+    outputs = list(dict.fromkeys(outputs))  # once each, where the loss is an output too
     infos = [_value_info(helper, name, graph.values[name].dtype,
                          graph.dims.shape(graph.values[name].shape)) for name in outputs]
     body = helper.make_graph(emitter.nodes, graph.spec.name, inputs, infos,

@@ -161,11 +161,18 @@ def _dropout(e: Emitter, s: Step) -> None:
 
 # -- linear algebra --------------------------------------------------------------------------
 
-@_lowering("Dense")
+@_lowering("Dense", attrs=("activation",))
 def _dense(e: Emitter, s: Step) -> None:
+    """MatMul, Add, and a Relu when the activation is fused in (``activation: relu``)."""
     x, w, b = (e.cast(v, s.out.dtype) for v in s.inputs)
     product = e.node("MatMul", [x, w], f"{s.out.name}_matmul")
-    e.node("Add", [product, b], s.out.name, out=s.out.name)
+    if getattr(s.attrs, "activation", "none") == "none":
+        e.node("Add", [product, b], s.out.name, out=s.out.name)
+        return
+    if s.attrs.activation != "relu":
+        raise Unsupported(f"activation {s.attrs.activation!r} has no lowering yet")
+    linear = e.node("Add", [product, b], f"{s.out.name}_linear")
+    e.node("Relu", [linear], s.out.name, out=s.out.name)
 
 
 # -- reductions ------------------------------------------------------------------------------
@@ -181,8 +188,19 @@ def _reduce(e: Emitter, s: Step) -> None:
         e.node("Identity", [x.name], s.out.name, out=s.out.name)
         return
     axes = None if axis is None else [axis] if isinstance(axis, int) else list(axis)
-    reduce(e, _REDUCE[s.op.name], e.cast(x, s.out.dtype), axes, s.attrs.keepdims, s.out.name,
-           out=s.out.name)
+    if s.out.dtype in _REDUCIBLE:
+        reduce(e, _REDUCE[s.op.name], e.cast(x, s.out.dtype), axes, s.attrs.keepdims,
+               s.out.name, out=s.out.name)
+        return
+    # ONNX reduces no int8, int16, uint8 nor bool: in int64, then back (a uint8 sum wraps
+    # modulo 256 either way, as NumPy's does)
+    wide = reduce(e, _REDUCE[s.op.name], e.cast(x, "int64"), axes, s.attrs.keepdims,
+                  f"{s.out.name}_int64")
+    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
+
+
+#: The dtypes ONNX's ReduceSum, ReduceMean and ReduceMax take.
+_REDUCIBLE = ("float16", "float32", "float64", "int32", "int64")
 
 
 def reduce(e: Emitter, op_type: str, x: str, axes: list[int] | None, keepdims: bool,

@@ -74,6 +74,14 @@ class OpDef:
     with ``out=`` a dead value's buffer, and runs chains of such ops as one step
     (``engine.runtime.plan.schedule``); the rules stay the reference.
 
+    ``fast_forward_saving`` and ``fast_vjp_saved``, when given together, are NumPy fast
+    paths that pass a residual from forward to backward (JAX's ``custom_vjp`` fwd/bwd):
+    ``fast_forward_saving(xp, attrs, *inputs)`` returns ``(value, residual)``, and
+    ``fast_vjp_saved(xp, attrs, g, residual, inputs, needs)`` is the vjp given that
+    residual where ``fast_vjp`` gets the output (CrossEntropy keeps its probabilities, so
+    that backward need not exponentiate again).  The residual lives until the next forward
+    and may be read by several backwards: the vjp never writes into it.
+
     ``vjp_uses_inputs`` and ``vjp_uses_output`` say which forward values the vjp reads
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
@@ -98,6 +106,8 @@ class OpDef:
     fast_forward: Forward | None = None
     fast_vjp: Vjp | None = None
     ufunc: np.ufunc | None = None
+    fast_forward_saving: Callable[..., tuple[Array, Any]] | None = None
+    fast_vjp_saved: Vjp | None = None
     variadic: bool = False
     stochastic: bool = False
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from engine.ops.samples import away_from_kink
 from engine.ops.standard import unary_op
+from engine.runtime.kernels import relu_grad
 
 
 def _exp_vjp(xp, attrs, g, out, inputs, needs):
@@ -59,7 +60,7 @@ unary_op(
                "is a mask of the output's sign, constant in x).",
     # NumPy: a scalar zero, no zero-filled array to allocate
     fast_forward=lambda xp, attrs, x: np.maximum(x, 0.0),
-    fast_vjp=lambda xp, attrs, g, out, inputs, needs: (np.where(out > 0, g, 0.0),),
+    fast_vjp=lambda xp, attrs, g, out, inputs, needs: (relu_grad(g, out),),
 )
 
 

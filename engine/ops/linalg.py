@@ -8,8 +8,9 @@ import numpy as np
 from pydantic import Field
 
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape
-from engine.ops.base import NoAttrs, OpAttrs, OpDef, register
+from engine.ops.base import SMALL_ARRAY, NoAttrs, OpAttrs, OpDef, register
 from engine.ops.samples import Sample
+from engine.runtime.kernels import relu_grad
 
 
 def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
@@ -82,10 +83,27 @@ def _dense_forward(xp, attrs, x, w, b):
 
 
 def _dense_fast_forward(xp, attrs, x, w, b):
-    z = np.matmul(x, w) + b
+    z = np.matmul(x, w)
+    if z.size > SMALL_ARRAY and b.dtype == z.dtype and _broadcasts_into(b.shape, z.shape):
+        z += b  # in place: z is ours, and no second full-size array is made
+    else:
+        z = z + b
     if attrs.activation == "relu":
         np.maximum(z, 0.0, out=z)  # in place: z is ours
     return z
+
+
+def _broadcasts_into(small: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether an array of shape ``small`` broadcasts to ``shape`` without growing it."""
+    return len(small) <= len(shape) and all(
+        s in (1, d) for s, d in zip(reversed(small), reversed(shape), strict=False))
+
+
+def _dense_fast_vjp(xp, attrs, g, out, inputs, needs):
+    if attrs.activation == "relu":  # as the rule, without where's branches on large arrays
+        g = relu_grad(g, out)
+    d_x, d_w = _matmul_vjp(np, attrs, g, out, inputs[:2], needs[:2])
+    return (d_x, d_w, g if needs[2] else None)
 
 
 def _dense_vjp(xp, attrs, g, out, inputs, needs):
@@ -121,6 +139,7 @@ register(OpDef(
     forward=_dense_forward,
     fast_forward=_dense_fast_forward,
     vjp=_dense_vjp,
+    fast_vjp=_dense_fast_vjp,
     shape=_dense_shape,
     reference=_dense_reference,
     samples=_dense_samples,

@@ -12,6 +12,7 @@ from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, register
 from engine.ops.samples import Sample
 from engine.runtime.kernels import numpy_max, numpy_sum
+from engine.runtime.parallel import by_rows
 
 
 class AxisAttrs(OpAttrs):
@@ -269,6 +270,81 @@ def _cross_entropy_vjp(xp, attrs, g, out, inputs, needs):
     return ((p * xp.sum(weights, axis=-1, keepdims=True) - weights) * scale, None)
 
 
+def _cross_entropy_saving(xp, attrs, logits, target):
+    """The fast forward, keeping p for the vjp (``OpDef.fast_forward_saving``), row by row
+    (``by_rows``: over the cores when large): the row maximum subtracted into p's buffer,
+    the picked logits summed before exp overwrites them, exp and the normalization in
+    place, and the loss from one log per row, -sum(y * (shifted - log s)) =
+    sum(log s * rowsum(y)) - sum(y * shifted), its sums as dot products (BLAS: no product
+    array, no Python-level dispatch)."""
+    classes = logits.shape[-1]
+    flat = logits.reshape(-1, classes)
+    probs = np.empty(flat.shape, flat.dtype)
+    if target.ndim == logits.ndim:
+        weights = _one_hot(np, logits, target).reshape(-1, classes)
+        per_row = numpy_sum(weights, -1, keepdims=True)
+        labels = None
+    else:  # class indices: one weight of 1 per row
+        weights = per_row = None
+        labels = target.reshape(-1, 1)
+
+    def rows(chunk: slice):
+        shifted = np.subtract(flat[chunk], numpy_max(flat[chunk], -1, keepdims=True),
+                              out=probs[chunk])
+        if labels is None:
+            picked = np.vdot(weights[chunk], shifted)
+        else:
+            picked = numpy_sum(np.take_along_axis(shifted, labels[chunk], axis=-1))
+        np.exp(shifted, out=shifted)
+        sums = numpy_sum(shifted, -1, keepdims=True)
+        logs = np.log(sums)
+        shifted /= sums
+        return (numpy_sum(logs) if per_row is None else np.vdot(per_row[chunk], logs)) - picked
+
+    parts = by_rows(rows, flat.shape[0], flat.size)
+    loss = parts[0]
+    for part in parts[1:]:
+        loss = loss + part
+    if attrs.reduction == "mean":
+        loss = loss / _rows(logits)
+    return loss, (probs, per_row)
+
+
+def _cross_entropy_vjp_saved(xp, attrs, g, residual, inputs, needs):
+    """p * rowsum(y) - y from the p that forward kept, into one new array (a second
+    backward reads p again, so it is never written into), row by row as forward.  Large
+    one-hot rows skip the product (p * 1 is p, bit for bit); on small ones the check
+    would cost more than the product."""
+    probs, per_row = residual
+    logits, target = inputs
+    scale = g / _rows(logits) if attrs.reduction == "mean" else g
+    scaled = bool(scale != 1.0)
+    d_logits = np.empty_like(probs)
+    if per_row is None:  # class indices
+        weights, labels, ones = None, target.reshape(-1), True
+    else:
+        labels = None
+        weights = _one_hot(np, logits, target).reshape(-1, probs.shape[-1])
+        ones = probs.size > SMALL_ARRAY and bool(np.logical_and.reduce(per_row == 1.0,
+                                                                       axis=None))
+
+    def rows(chunk: slice) -> None:
+        d = d_logits[chunk]
+        if labels is not None:  # class indices: p minus 1 at each row's label
+            np.copyto(d, probs[chunk])
+            d[np.arange(d.shape[0]), labels[chunk]] -= 1.0
+        elif ones:
+            np.subtract(probs[chunk], weights[chunk], out=d)
+        else:
+            np.multiply(probs[chunk], per_row[chunk], out=d)
+            d -= weights[chunk]
+        if scaled:
+            d *= scale
+
+    by_rows(rows, d_logits.shape[0], d_logits.size)
+    return (d_logits.reshape(logits.shape), None)
+
+
 def _cross_entropy_reference(attrs: CrossEntropyAttrs, logits: np.ndarray,
                              target: np.ndarray) -> np.ndarray:
     """log-sum-exp by NumPy's logaddexp, independent of the rule above."""
@@ -303,6 +379,8 @@ register(OpDef(
     attrs=CrossEntropyAttrs, input_names=("logits", "target"),
     forward=_cross_entropy_forward,
     fast_forward=_cross_entropy_fast_forward,
+    fast_forward_saving=_cross_entropy_saving,
+    fast_vjp_saved=_cross_entropy_vjp_saved,
     vjp=_cross_entropy_vjp,
     shape=_cross_entropy_shape,
     dtype=_nll_dtype,

@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from contextlib import ExitStack, contextmanager
@@ -110,11 +112,55 @@ def session(options: ClusterOptions) -> Iterator[Any]:
         else:
             client = stack.enter_context(_local_cluster(distributed, options))
         _say_where(client, options)
+        watch = _NoWorkers(client, options.timeout)
+        if options.scheduler is not None:  # a local cluster's nannies restart their workers
+            watch.start()
         try:
             yield client
         except (distributed.KilledWorker, CancelledError, distributed.comm.CommClosedError
                 ) as exc:
+            if watch.gave_up:
+                raise ClusterError(_lost_all(options)) from None
             raise ClusterError(_lost(exc)) from None
+        finally:
+            watch.stopping.set()
+
+
+class _NoWorkers(threading.Thread):
+    """Ends the wait when a running cluster has had no worker for ``timeout`` seconds: Dask
+    itself would wait for workers to come back for ever.  It closes the client, which
+    cancels the computation in progress; ``session`` then says why."""
+
+    def __init__(self, client: Any, timeout: float):
+        super().__init__(daemon=True, name="engine-no-workers")
+        self.client, self.timeout = client, timeout
+        self.stopping = threading.Event()
+        self.gave_up = False
+
+    def run(self) -> None:
+        since: float | None = None
+        while not self.stopping.wait(0.5):
+            try:
+                workers = len(self.client.scheduler_info()["workers"])
+            except Exception:  # the scheduler gone: the computation fails on its own
+                return
+            if workers:
+                since = None
+                continue
+            since = time.monotonic() if since is None else since
+            if time.monotonic() - since >= self.timeout:
+                self.gave_up = True
+                self.client.close()
+                return
+
+
+def _lost_all(options: ClusterOptions) -> str:
+    return (f"the Dask cluster could not finish the computation: the scheduler at "
+            f"{options.scheduler} has had no workers for {options.timeout:g} s (all of them "
+            "died or left); start workers with `dask worker ADDRESS` and run again, or wait "
+            "longer with --cluster-timeout SECONDS. Files written before this are whole "
+            "(engine train --save writes its checkpoint after every epoch, atomically): "
+            "continue with --resume FILE")
 
 
 def _lost(exc: BaseException) -> str:

@@ -40,6 +40,7 @@ from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import check_labels
+from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Vjp
 from engine.ops.stochastic import RunMode
@@ -55,7 +56,6 @@ from engine.runtime.feeds import (
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
-from engine.train.checkpoint import load_trained
 from engine.transform.passes import optimized
 
 Array = Any
@@ -237,6 +237,7 @@ class Executor:
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
                                  if v.kind == "parameter"]
         self._no_values = (None,) * (len(plan.names) - plan.sources)
+        self._slot_count, self._sources = len(plan.names), plan.sources
         self._outputs = [(name, plan.slots[name]) for name in self.graph.outputs]
         self._loss_slot = None if self.graph.loss is None else plan.slots[self.graph.loss]
         self._ones: dict[tuple[Any, Any], np.ndarray] = {}
@@ -289,7 +290,7 @@ class Executor:
                      if name in self._scaling else array for name, array in feeds.items()}
         fed, dims = self._bind(feeds or {})
         slots = self._slots
-        slots[self.plan.sources:] = self._no_values  # last pass's values go
+        slots[self._sources:] = self._no_values  # last pass's values go
         self._ran_forward = False
         self._computed_loss = None
         self._dims = dims
@@ -492,9 +493,12 @@ class Executor:
             keep = list(keep)
             if self._asks_as_written(upstream, keep):
                 return self._reference_backward(upstream, keep)
-        grads: list[Array] = [None] * len(self.plan.names)
+        grads: list[Array] = [None] * self._slot_count
         if upstream is None:
-            grads[self._loss_start_slot()] = self._ones_like_loss()
+            if self._loss_slot is None:
+                raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
+                                  "to say where backward starts")
+            grads[self._loss_slot] = self._ones_like_loss()
         else:
             for slot, gradient in self._upstream_slots(upstream).items():
                 grads[slot] = gradient
@@ -502,14 +506,19 @@ class Executor:
         kept = {self._node_slot(name): name for name in keep
                 if name not in dict(self._grad_slots)} if keep else {}
         result: dict[str, Array] = {}
-        walk = self._backward_optimized if self.optimize else self._backward_reference
-        walk(grads, kept, result)
-        slots = self._slots
+        if self.optimize:
+            self._backward_optimized(grads, kept, result)
+        else:
+            self._backward_reference(grads, kept, result)
+        frozen = self._frozen
         for name, slot in self._grad_slots:
             g = grads[slot]
-            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
-        frozen = self._frozen
-        return {name: frozen(g) for name, g in result.items()}
+            result[name] = frozen(self.xp.zeros_like(self._slots[slot]) if g is None else g)
+        if kept:
+            for name in kept.values():
+                if name in result:
+                    result[name] = frozen(result[name])
+        return result
 
     def _asks_as_written(self, upstream: Mapping[str, Any] | None, keep: list[str]) -> bool:
         """Whether a backward needs the graph as written: the gradient of a node (``keep``),
@@ -603,12 +612,6 @@ class Executor:
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
             raise self._step_error(step, "backward", exc) from exc
-
-    def _loss_start_slot(self) -> int:
-        if self._loss_slot is None:
-            raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
-                              "to say where backward starts")
-        return self._loss_slot
 
     def _ones_like_loss(self) -> Array:
         """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per

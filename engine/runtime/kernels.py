@@ -3,9 +3,11 @@ input's shape), and NumPy-only fast reductions for the ops' fast paths.
 
 ``sum_to`` is plain array-API code, used by the rules and the plain executor.
 ``numpy_sum``, ``numpy_max`` and ``numpy_sum_to`` are their NumPy lowerings: the
-ufunc methods, which skip ``np.sum``'s Python-level dispatch, and a column fold
-for a short last axis.  Only ``OpDef.fast_forward``/``fast_vjp`` and the
-optimized executor call them, and only on NumPy arrays.
+ufunc methods, which skip ``np.sum``'s Python-level dispatch, a column fold
+for a short last axis, and a product with a vector of ones for a sum over the
+leading (batch) axes.  ``relu_grad`` is Relu's gradient without ``where``'s
+branches.  Only ``OpDef.fast_forward``/``fast_vjp`` and the optimized executor
+call them, and only on NumPy arrays.
 
 They are kept apart from ``engine.graph.shapes``, which reasons about shapes
 before any array exists; these touch arrays.
@@ -13,6 +15,7 @@ before any array exists; these touch arrays.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -83,10 +86,58 @@ def _reduction(grad_shape: tuple[int, ...], shape: tuple[int, ...]
 def numpy_sum(x: np.ndarray, axis: int | tuple[int, ...] | None = None,
               keepdims: bool = False) -> np.ndarray:
     """``np.sum`` as the ufunc method, which skips ``np.sum``'s Python-level dispatch
-    (as much as the sum itself on the lesson's 5x3 arrays); same bits."""
+    (as much as the sum itself on the lesson's 5x3 arrays); same bits, except over leading
+    axes of a large float array (``_sum_leading``: rounded differently, by about 1e-15)."""
     if x.size >= FOLD_MIN_SIZE and _short_last_axis(x, axis):
         return _fold_last_axis(np.add, x, keepdims)
+    if x.size >= LEADING_MIN_SIZE and axis is not None:
+        lead = _leading_axes(x, axis)
+        if lead:
+            return _sum_leading(x, lead, keepdims)
     return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+
+#: From this many elements a sum over leading axes is a matrix-vector product (BLAS):
+#: NumPy adds row after row, one short inner loop per row, which on the gradient of a
+#: bias (10,000 x 10, summed over the batch) took 222 us against 26 us for ones @ g.
+LEADING_MIN_SIZE = 1024
+
+
+def _leading_axes(x: np.ndarray, axis: int | tuple[int, ...]) -> int:
+    """How many leading axes ``axis`` names when it is exactly the first few of a C-ordered
+    float32/float64 array (not all of them), else 0."""
+    if x.dtype.char not in "fd" or not x.flags.c_contiguous:
+        return 0
+    ndim = x.ndim
+    axes = sorted(a % ndim for a in axis) if isinstance(axis, tuple) else [axis % ndim]
+    count = len(axes)
+    return count if count < ndim and axes == list(range(count)) else 0
+
+
+def _sum_leading(x: np.ndarray, lead: int, keepdims: bool) -> np.ndarray:
+    rest = x.shape[lead:]
+    rows = x.size // math.prod(rest) if math.prod(rest) else 0
+    total = _ones(rows, x.dtype.char) @ x.reshape(rows, -1)
+    return total.reshape((1,) * lead + rest if keepdims else rest)
+
+
+@lru_cache(maxsize=16)
+def _ones(rows: int, dtype: str) -> np.ndarray:
+    ones = np.ones(rows, dtype)
+    ones.setflags(write=False)
+    return ones
+
+
+def relu_grad(g: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``where(out > 0, g, 0)``, on large arrays as ``g * (out > 0)``: no branch per element,
+    which on random signs made ``where`` 5 times slower (10,000 x 10: 415 us against 72 us).
+    Where the gradient holds inf or NaN the product is not the select (inf * 0 is NaN): a
+    finite sum of ``g`` says it holds neither (else the select is taken).  A masked element
+    is -0.0 where g is negative, equal to where's 0.0."""
+    mask = out > 0
+    if mask.size < LEADING_MIN_SIZE or not np.isfinite(np.add.reduce(g, axis=None)):
+        return np.where(mask, g, 0.0)  # small (one call is cheaper), or an inf or NaN
+    return np.multiply(g, mask)
 
 
 def numpy_max(x: np.ndarray, axis: int | tuple[int, ...] | None = None,

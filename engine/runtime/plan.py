@@ -199,7 +199,8 @@ def schedule(plan: Plan, graph: Graph, xp: Any, *, reuse: bool, keep_values: boo
       result is a NumPy scalar, not a buffer).
     Consecutive elementwise steps, each of whose results only the next one reads, become
     one block: the intermediate values never reach a slot, and each writes into the
-    previous one's buffer under the same conditions.
+    previous one's buffer under the same conditions.  A step whose op passes a residual
+    to its vjp (``OpDef.fast_forward_saving``) runs those fast paths (``_saving``).
     """
     if not reuse:
         frees = (lambda step: ()) if keep_values else (lambda step: step.frees)
@@ -207,8 +208,12 @@ def schedule(plan: Plan, graph: Graph, xp: Any, *, reuse: bool, keep_values: boo
             Block(partial(step.forward, xp, step.attrs), step.inputs, step.output, frees(step),
                   (step,))
             for step in plan.steps))
-    steps, values, names = plan.steps, graph.values, plan.names
-    elementwise = [step.op.ufunc is not None for step in steps]
+    steps = tuple(_saving(step) for step in plan.steps)
+    plan = dataclasses.replace(plan, steps=steps)
+    values, names = graph.values, plan.names
+    # an op passing a residual runs its own forward, which keeps it
+    elementwise = [step.op.ufunc is not None and step.op.fast_forward_saving is None
+                   for step in steps]
     made_by = {step.output: index for index, step in enumerate(steps)}
     readers: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
@@ -238,6 +243,27 @@ def schedule(plan: Plan, graph: Graph, xp: Any, *, reuse: bool, keep_values: boo
                    steps[group[0]].inputs, steps[group[0]].output, steps[group[0]].frees,
                    (steps[group[0]],))
         for group in groups))
+
+
+def _saving(step: Step) -> Step:
+    """``step`` running its op's residual-passing fast paths, when it has them: forward
+    keeps the residual in a box of this step's own, which its vjp reads in place of the
+    output; the next forward replaces it."""
+    op = step.op
+    if op.fast_forward_saving is None or op.fast_vjp_saved is None:
+        return step
+    saving, saved = op.fast_forward_saving, op.fast_vjp_saved
+    box: list[Any] = [None]
+
+    def forward(xp: Any, attrs: Any, *inputs: Any) -> Any:
+        box[0] = None  # the last pass's residual goes first: never two alive at once
+        value, box[0] = saving(xp, attrs, *inputs)
+        return value
+
+    def vjp(xp: Any, attrs: Any, g: Any, out: Any, inputs: Any, needs: Any) -> Any:
+        return saved(xp, attrs, g, box[0], inputs, needs)
+
+    return dataclasses.replace(step, forward=forward, vjp=vjp)
 
 
 def _block(chain: list[Step], names: tuple[str, ...], own: Callable[[int], bool],

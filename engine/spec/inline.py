@@ -69,6 +69,10 @@ class _Body:
     nodes: dict[str, BaseModel]
     callees: dict[str, _Callee]  # node name -> the function it calls, for call nodes
 
+    def __post_init__(self) -> None:
+        #: ``inputs`` as a set: a spec may declare thousands of tensors, each read many times
+        self.input_set = frozenset(self.inputs)
+
     def path(self, *more: str | int) -> PathKey:
         return (("functions", self.function) if self.function else ()) + tuple(more)
 
@@ -166,7 +170,7 @@ class _Expander:
                             f"(attrs: {', '.join(function.attrs) or 'none'})"))
         for name, node in body.nodes.items():
             for index, ref in enumerate(node.inputs):  # type: ignore[attr-defined]
-                match = _ATTR_REF.match(ref) if isinstance(ref, str) else None
+                match = _attr_ref(ref)
                 if match:
                     self.check_attr_input(body, function, name, index, match[1])
                 elif isinstance(ref, str):
@@ -323,7 +327,9 @@ class _Expander:
                    index: int) -> str | int | float:
         """The global value name (or number) an input refers to; ``$attr`` takes the value of
         the instance's attribute, which must be a number."""
-        match = _ATTR_REF.match(ref) if isinstance(ref, str) else None
+        if not isinstance(ref, str):
+            return ref  # an inline constant
+        match = _attr_ref(ref)
         if match is None:
             return _global(inst, ref)
         value = inst.attrs[match[1]]
@@ -366,16 +372,21 @@ class _Expander:
             return None
 
 
+def _attr_ref(ref: str | int | float) -> re.Match[str] | None:
+    """``$name`` as an input: the match, whose group 1 is the attribute's name."""
+    return _ATTR_REF.match(ref) if isinstance(ref, str) and ref[:1] == "$" else None
+
+
 def _of(body: _Body) -> str:
     return f" of function {body.function!r}" if body.function else ""
 
 
 def _resolve(body: _Body, ref: str) -> str:
     """A reference as the body's own name for it: an input, a node, or ``call.out_name``."""
-    if ref in body.inputs:
+    if ref in body.input_set:
         return ref
     name, dot, out = ref.partition(".")
-    if name in body.inputs:
+    if name in body.input_set:
         raise _BadRef(f"reads {name!r}, which is an input, not a call; write {name!r}")
     if name not in body.nodes:
         if body.function is None:
@@ -406,7 +417,7 @@ def _global(inst: _Instance, ref: str | int | float) -> str | int | float:
     if not isinstance(ref, str):
         return ref
     local = _resolve(inst.body, ref)
-    return inst.bindings[local] if local in inst.body.inputs else inst.name(local)
+    return inst.bindings[local] if local in inst.body.input_set else inst.name(local)
 
 
 def _substitute(value: Any, attrs: dict[str, Any]) -> tuple[Any, list[str]]:

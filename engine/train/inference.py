@@ -17,9 +17,9 @@ from engine.errors import DataError
 from engine.graph.model import Graph
 from engine.graph.subgraph import inputs_of, needed_by
 from engine.io.arrays import load_npz, require_file
+from engine.io.trained import Trained, load_trained
 from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
-from engine.train.checkpoint import Trained, load_trained
 from engine.train.data import Arrays, read_inputs
 
 

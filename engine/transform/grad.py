@@ -376,7 +376,7 @@ def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:
     for key, value in spec.items():
         if isinstance(value, dict) and value:
             body.append(f"{key}:")
-            body += [f"  {name}: {_flow(entry)}" for name, entry in value.items()]
+            body += [f"  {_key(name)}: {_flow(entry)}" for name, entry in value.items()]
         else:
             body.append(f"{key}: {_flow(value)}")
     return "\n".join([*(f"# {line}" for line in header), "", *body]) + "\n"
@@ -413,6 +413,19 @@ def _constant(value: Value) -> Any:
     if literal.dtype.kind == "f" and not np.isfinite(literal).all():
         entry["allow_nonfinite"] = True
     return entry
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _key(name: str) -> str:
+    """A mapping key that reads back as the same text: a name such as ``no``, ``on`` or
+    ``null`` is quoted, since YAML reads it bare as a boolean or null (one call of the
+    resolver, not a dump, per name: a spec may have 100,000)."""
+    plain = _PLAIN_KEY.match(name) is not None and _RESOLVER.resolve(
+        yaml.ScalarNode, name, (True, False)) == "tag:yaml.org,2002:str"
+    return name if plain else _flow(name)
 
 
 def _flow(value: Any) -> str:

@@ -101,7 +101,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                         metavar="SECONDS",
                         help="how long to wait for the scheduler, its first worker, or the "
-                             f"local cluster to start (default {DEFAULT_TIMEOUT:g})")
+                             "local cluster to start, and how long a --scheduler cluster may "
+                             f"have no worker before the run stops (default {DEFAULT_TIMEOUT:g})")
 
 
 #: Seconds ``--cluster-timeout`` waits by default for a scheduler, a worker, a local cluster.

@@ -39,6 +39,9 @@ def add_parser(subparsers: Any) -> None:
                         help="also compute the gradients of the loss, as engine grad writes "
                              "them: outputs d_NAME after the outputs and the loss")
     add_wrt_option(parser)
+    parser.add_argument("--of", metavar="NODE",
+                        help="with --with-gradients: differentiate this node instead of the loss "
+                             "(the sum of its elements); needed when the spec has no loss")
     parser.add_argument("--params", type=Path, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote, instead of their "
                              "init; inputs standardised in training are standardised by the "
@@ -49,20 +52,22 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     require("export")
     require_suffix("-o", args.output, (".onnx",))
-    if args.wrt and not args.with_gradients:
-        raise UsageError("--wrt names the gradients of --with-gradients; add --with-gradients")
+    for option, given in (("--wrt", args.wrt), ("--of", args.of)):
+        if given and not args.with_gradients:
+            raise UsageError(f"{option} says which gradients --with-gradients exports; add "
+                             "--with-gradients")
     graph = load_spec(args)
     check_writable(args.output)
     params, scaling = None, None
     if args.params is not None:
-        from engine.train.checkpoint import load_trained
+        from engine.io.trained import load_trained
 
         trained = load_trained(args.params, graph)
         params, scaling = trained.params, trained.scaling
     from engine.onnx.export import export
 
     made = export(graph, opset=args.opset, params=params, scaling=scaling,
-                  with_gradients=args.with_gradients, wrt=args.wrt)
+                  with_gradients=args.with_gradients, wrt=args.wrt, of=args.of)
     data = made.model.SerializeToString()
     write_atomically(args.output, lambda handle: handle.write(data))
     body = made.model.graph

@@ -24,10 +24,10 @@ from engine.graph.shapes import format_shape
 from engine.io.arrays import load_array
 from engine.io.atomic import check_writable, save_npz
 from engine.io.lazy import NpyRows, lazy_npy
+from engine.io.trained import load_trained
 from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
 from engine.runtime.feeds import bind_feeds
-from engine.train.checkpoint import load_trained
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 

@@ -31,16 +31,11 @@ from engine.graph.model import Graph
 from engine.io.arrays import require_file
 from engine.io.atomic import check_writable
 from engine.io.lock import exclusive
+from engine.io.trained import check_scaling, fit_parameters
 from engine.runtime.backends import Backend
 from engine.spec.paths import Refused, confine
 from engine.spec.source import parse_yaml
-from engine.train.checkpoint import (
-    Checkpoint,
-    best_path,
-    check_scaling,
-    fit_parameters,
-    load_checkpoint,
-)
+from engine.train.checkpoint import Checkpoint, best_path, load_checkpoint
 from engine.train.data import load_dataset
 from engine.train.loop import NoProgress, Outcome, Trainer
 from engine.train.plot import plot_history, pyplot

@@ -1,0 +1,71 @@
+"""Row-wise kernels split over threads (``engine.runtime.parallel``): the same numbers as
+one call, every row once and in order, errors raised after every chunk is done."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine.runtime import parallel
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    monkeypatch.setenv("ENGINE_NUM_THREADS", "3")
+    parallel.threads.cache_clear()
+    yield
+    parallel.threads.cache_clear()
+
+
+def test_a_large_kernel_is_split_and_gives_the_same_bits(two_threads) -> None:
+    x = np.random.default_rng(0).normal(size=(1000, 300))
+    out = np.empty_like(x)
+    seen: list[tuple[slice, str]] = []
+
+    def work(rows: slice) -> float:
+        seen.append((rows, threading.current_thread().name))
+        np.exp(x[rows], out=out[rows])
+        return float(np.add.reduce(out[rows], axis=None))
+
+    parts = parallel.by_rows(work, len(x), x.size)
+    assert parallel.threads() == 3 and x.size >= parallel.PARALLEL_MIN_SIZE
+    assert sorted((s.start, s.stop) for s, _ in seen) == [(0, 333), (333, 666), (666, 1000)]
+    names = dict((s.start, name) for s, name in seen)
+    assert names[0] == threading.current_thread().name  # the caller takes the first chunk
+    assert names[333].startswith("engine-kernel") and names[666].startswith("engine-kernel")
+    np.testing.assert_array_equal(out, np.exp(x))
+    assert parts == [float(np.add.reduce(np.exp(x[s]), axis=None))
+                     for s in (slice(0, 333), slice(333, 666), slice(666, 1000))]
+
+
+def test_a_small_kernel_runs_once_on_the_calling_thread(two_threads) -> None:
+    calls: list[tuple[slice, str]] = []
+    parallel.by_rows(lambda rows: calls.append((rows, threading.current_thread().name)),
+                     10, 100)
+    assert calls == [(slice(0, 10), threading.current_thread().name)]
+
+
+def test_one_thread_when_the_setting_says_so(monkeypatch) -> None:
+    monkeypatch.setenv("ENGINE_NUM_THREADS", "1")
+    parallel.threads.cache_clear()
+    try:
+        assert parallel.by_rows(lambda rows: rows, 10**6, 10**9) == [slice(0, 10**6)]
+    finally:
+        parallel.threads.cache_clear()
+
+
+def test_an_error_in_a_chunk_is_raised_after_all_chunks_finish(two_threads) -> None:
+    finished: list[int] = []
+
+    def work(rows: slice) -> None:
+        if rows.start == 0:
+            raise ValueError("chunk 0 failed")
+        time.sleep(0.05)
+        finished.append(rows.start)
+
+    with pytest.raises(ValueError, match="chunk 0 failed"):
+        parallel.by_rows(work, 30, 10**9)
+    assert sorted(finished) == [10, 20]  # the others were waited for, not left running
