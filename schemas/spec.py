@@ -151,7 +151,10 @@ class Init(StrictModel):
     normal: Normal | None = Field(default=None, description="Normal random numbers.")
     labels: Labels | None = Field(default=None, description="Random integer class labels.")
     value: Literal_ | None = Field(default=None, description="A literal number or nested list.")
-    file: str | None = Field(default=None, description="A .npy file, relative to the spec.")
+    file: str | None = Field(
+        default=None, description="A .npy file, or an .npz file whose array named after the "
+                                  "tensor is taken (engine import writes one per model), "
+                                  "relative to the spec.")
     allow_nonfinite: AllowNonfinite = False
 
     @model_validator(mode="before")

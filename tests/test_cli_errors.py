@@ -232,7 +232,7 @@ def test_every_option_of_every_verb_has_help_text() -> None:
     parser = build_parser()
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(verbs.choices) == {"run", "check", "schema", "graph", "explain", "train", "eval",
-                                   "predict", "grad", "gradcheck", "optimize", "export"}
+                                   "predict", "grad", "gradcheck", "optimize", "export", "import"}
     for name, verb in verbs.choices.items():
         assert verb.description, name
         for action in verb._actions:

@@ -22,6 +22,7 @@ from engine.cli.commands import (
     grad,
     gradcheck,
     graph,
+    import_,
     optimize,
     predict,
     run,
@@ -34,7 +35,7 @@ from engine.cli.terminal import EscapingWriter, unescaped
 from engine.errors import DataWarning, EngineError, SpecError, UsageError
 
 COMMANDS = (run, check, graph, explain, grad, gradcheck, optimize, train, eval, predict, schema,
-            export)
+            export, import_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in subparsers.choices.values():  # also after the verb, for every verb
         _add_snippets(verb, argparse.SUPPRESS)
     return parser
+
+
+def _verb(command: object) -> str:
+    """A verb's name: its module's, or ``NAME`` where that is a Python keyword (import)."""
+    return getattr(command, "NAME", command.__name__.rsplit(".", 1)[-1])  # type: ignore[attr-defined]
 
 
 def _add_snippets(parser: argparse.ArgumentParser, default: str) -> None:
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = next(c for c in COMMANDS if c.__name__.rsplit(".", 1)[-1] == args.command)
+    handler = next(c for c in COMMANDS if _verb(c) == args.command)
     try:
         with _data_warnings_as_lines(), backend_session(args):
             code = handler.run(args)

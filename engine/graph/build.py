@@ -153,8 +153,10 @@ class _Builder:
                                    f"tensor is declared {format_shape(decl.shape)}")
         if form == "file":
             text = str(init.file)
-            if not text.endswith(".npy"):
-                self.problem((*path, "file"), f"init file must be a .npy file, found {text!r}")
+            if not text.endswith((".npy", ".npz")):
+                self.problem((*path, "file"), f"init file must be a .npy file, or an .npz "
+                                              f"file holding an array named {value.name!r}, "
+                                              f"found {text!r}")
                 return
             try:
                 _, value.file = confine(text, self.base_dir, self.roots)

@@ -110,7 +110,7 @@ def _read_npy(handle: IO[bytes], where: str) -> np.ndarray:
 
 
 def _load_npz(path: Path, key: str | None, max_bytes: int) -> np.ndarray:
-    arrays = load_npz(path, max_bytes=max_bytes)
+    arrays = load_npz(path, max_bytes=max_bytes, only=key)
     if key is not None and key in arrays:
         return arrays[key]
     if len(arrays) == 1:
@@ -119,17 +119,20 @@ def _load_npz(path: Path, key: str | None, max_bytes: int) -> np.ndarray:
                     f"{key!r}")
 
 
-def load_npz(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
+def load_npz(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, only: str | None = None
+             ) -> dict[str, np.ndarray]:
     """Every array of an .npz file, by name; nothing pickled is ever loaded.
 
     Each member's .npy header is read first, and the arrays together must fit in
     ``max_bytes``, so a zip bomb (a small file that inflates to gigabytes) is refused
     before anything is inflated: a member is read only up to what its header declares.
+    With ``only``, just the array of that name is read when the file holds it (an init
+    file of engine import holds every parameter of a model, read one tensor at a time).
     """
     require_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            return _read_members(path, archive, max_bytes)
+            return _read_members(path, archive, max_bytes, only)
     except zipfile.BadZipFile:
         with path.open("rb") as handle:
             if handle.read(6) == b"\x93NUMPY":
@@ -141,9 +144,11 @@ def load_npz(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def _read_members(path: Path, archive: zipfile.ZipFile, max_bytes: int
+def _read_members(path: Path, archive: zipfile.ZipFile, max_bytes: int, only: str | None
                   ) -> dict[str, np.ndarray]:
     members = [info for info in archive.infolist() if not info.is_dir()]
+    wanted = [info for info in members if info.filename == f"{only}.npy"]
+    members = wanted or members
     total = 0
     for info in members:  # every header first: nothing is inflated past a header
         if not info.filename.endswith(".npy"):

@@ -39,9 +39,33 @@ def check_writable(path: Path) -> None:
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    check_writable(path)
-    _remove_stale(path)
+    write_together({Path(path): write})
+
+
+def write_together(writes: Mapping[Path, Callable[[IO[bytes]], None]]) -> None:
+    """Write files that belong together (a spec and the .npz its inits name): every one goes
+    to a temporary file beside its target first, and only once all are whole are they moved
+    into place, one rename after the other; a failure before that leaves every target as it
+    was."""
+    for path in writes:
+        check_writable(path)
+        _remove_stale(path)
+    written: dict[Path, str] = {}
+    try:
+        for path, write in writes.items():
+            written[path] = _temporary(path, write)
+        for path, temporary in written.items():
+            os.replace(temporary, path)
+    except BaseException as exc:
+        for temporary in written.values():
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        raise
+
+
+def _temporary(path: Path, write: Callable[[IO[bytes]], None]) -> str:
+    """The name of a temporary file beside ``path`` that ``write`` filled and synced."""
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False)
@@ -53,12 +77,10 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
             handle.flush()
             os.chmod(handle.name, _mode_for(path))
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException as exc:
+    except BaseException:
         Path(handle.name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DataError(f"{path}: cannot write there ({exc.strerror or exc})") from None
         raise
+    return handle.name
 
 
 def _remove_stale(path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,9 +188,8 @@ def _initial(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
     if form == "value":
         literal = np.asarray(init.value, dtype=dtype)
         return _same_shape(where, "value", literal, size)
-    assert value.file is not None  # resolved (and confined) when the graph was built
     return _same_shape(where, str(init.file),
-                       _load_npy(value.file, where, dtype, graph.max_bytes), size)
+                       _load_file(value, where, dtype, graph.max_bytes), size)
 
 
 def one_hot_rows(labels: np.ndarray, classes: int, dtype: str) -> np.ndarray:
@@ -209,9 +207,12 @@ def _same_shape(where: str, origin: str, array: np.ndarray, size: tuple[int, ...
     return array
 
 
-def _load_npy(path: Path, where: str, dtype: str, max_bytes: int) -> np.ndarray:
+def _load_file(value: Value, where: str, dtype: str, max_bytes: int) -> np.ndarray:
+    """An init file's array: a .npy file, or the array named after the tensor in an .npz."""
+    path = value.file
+    assert path is not None  # resolved (and confined) when the graph was built
     try:
-        array = load_array(path, max_bytes=max_bytes)
+        array = load_array(path, value.name, max_bytes=max_bytes)
     except DataError as exc:
         raise DataError(f"{where}: cannot read init file: {exc}") from None
     if not np.can_cast(array.dtype, dtype, casting="same_kind"):

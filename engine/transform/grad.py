@@ -371,7 +371,7 @@ def schema_comment(graph: Graph, out_dir: Path | None) -> list[str]:
 
 def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:
     """A spec as YAML, one line per tensor and node (as the example specs are written),
-    under a header comment."""
+    under a header comment; a name YAML 1.1 reads as a boolean (``on``) is quoted."""
     body = []
     for key, value in spec.items():
         if isinstance(value, dict) and value:
