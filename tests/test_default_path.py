@@ -233,3 +233,77 @@ def test_what_runs_is_what_check_inferred(index: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", engine.DataWarning)
         engine.Executor(compiled, optimize=False).forward(random.feeds)
+
+
+# -- what a user can ask for on the default path -----------------------------------------------
+
+def test_a_fused_intermediate_is_refused_by_value_and_kept_as_an_output() -> None:
+    graph = engine.load(GRAPHS / "softmax.yaml")
+    ex = engine.Executor(graph)
+    ex.forward()
+    with pytest.raises(engine.EngineError, match="'raised' is not computed on the optimized"):
+        ex.value("raised")
+    text = (GRAPHS / "softmax.yaml").read_text().replace("outputs: [softmax, loss]",
+                                                         "outputs: [softmax, loss, raised]")
+    kept = engine.loads(text, file="kept.yaml", base_dir=GRAPHS)
+    fast, plain = engine.Executor(kept), engine.Executor(kept, optimize=False)
+    got, want = fast.forward(), plain.forward()
+    np.testing.assert_array_equal(got["raised"], want["raised"])  # computed as written
+    assert fast.compiled.nodes["softmax"].op.name == "Softmax"  # and still fused
+
+
+def test_gradients_of_intermediates_are_the_plain_paths() -> None:
+    """keep= asks for gradients of nodes the fused graph does not have (raised) or reaches
+    otherwise (softmax: the fused loss reads x, not softmax): the plain path answers, on the
+    same feeds and parameters, bit for bit."""
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    fast, plain = engine.Executor(graph), engine.Executor(graph, optimize=False)
+    rng = np.random.default_rng(2)
+    feeds = {"x": rng.normal(size=(6, 13)), "y": np.eye(3)[rng.integers(0, 3, 6)]}
+    fast.parameters["w1"] = plain.parameters["w1"] = rng.normal(size=(13, 10))
+    fast.forward(feeds), plain.forward(feeds)
+    keep = ["z1", "a1", "probs"]
+    got, want = fast.backward(keep=keep), plain.backward(keep=keep)
+    assert got.keys() == want.keys() >= set(keep)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    start = {"z1": rng.normal(size=(6, 10))}  # z1 is fused into Dense a1
+    got, want = fast.backward(start), plain.backward(start)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    start = {"probs": rng.normal(size=(6, 3))}  # computed by both: the fused plan answers
+    got, want = fast.backward(start), plain.backward(start)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-15)
+    assert fast.loss == pytest.approx(plain.loss, rel=1e-12)  # the fused forward's loss
+
+
+def test_engine_run_reports_the_same_names_and_numbers(capsys) -> None:
+    from engine.cli.main import main
+    assert main(["run", str(GRAPHS / "mlp.yaml"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    ex = engine.Executor(engine.load(GRAPHS / "mlp.yaml"), optimize=False)
+    want = ex.forward()
+    grads = ex.backward()
+    assert list(got["outputs"]) == list(want)
+    for name in want:
+        np.testing.assert_allclose(np.asarray(got["outputs"][name]), want[name], rtol=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(np.asarray(got["grads"][name]), grads[name],
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_training_on_the_default_path_follows_the_plain_path() -> None:
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    runs = [engine.Executor(graph), engine.Executor(graph, optimize=False)]
+    rng = np.random.default_rng(4)
+    feeds = {"x": rng.normal(size=(8, 13)), "y": np.eye(3)[rng.integers(0, 3, 8)]}
+    for _ in range(20):  # plain SGD, written here
+        for ex in runs:
+            ex.forward(feeds)
+            for name, g in ex.backward().items():
+                if name in ex.parameters:
+                    ex.parameters[name] = ex.parameters[name] - 0.1 * np.asarray(g)
+    for name in runs[1].parameters:
+        np.testing.assert_allclose(runs[0].parameters[name], runs[1].parameters[name],
+                                   rtol=1e-9, atol=1e-12)

@@ -270,6 +270,20 @@ def _cross_entropy_vjp(xp, attrs, g, out, inputs, needs):
     return ((p * xp.sum(weights, axis=-1, keepdims=True) - weights) * scale, None)
 
 
+def _cross_entropy_fast_vjp(xp, attrs, g, out, inputs, needs):
+    logits, target = inputs
+    d_x = _softmax_fast_forward(np, _LAST_AXIS, logits)  # p, a new array: updated in place
+    if target.ndim == logits.ndim:
+        weights = _one_hot(np, logits, target)
+        d_x *= numpy_sum(weights, -1, keepdims=True)
+        d_x -= weights
+    else:  # p - onehot(labels): 1 off each row's label, no one-hot array
+        picked = target[..., None]
+        np.put_along_axis(d_x, picked, np.take_along_axis(d_x, picked, -1) - 1, -1)
+    d_x *= g / _rows(logits) if attrs.reduction == "mean" else g
+    return (d_x, None)
+
+
 def _cross_entropy_saving(xp, attrs, logits, target):
     """The fast forward, keeping p for the vjp (``OpDef.fast_forward_saving``), row by row
     (``by_rows``: over the cores when large): the row maximum subtracted into p's buffer,
@@ -382,6 +396,7 @@ register(OpDef(
     fast_forward_saving=_cross_entropy_saving,
     fast_vjp_saved=_cross_entropy_vjp_saved,
     vjp=_cross_entropy_vjp,
+    fast_vjp=_cross_entropy_fast_vjp,
     shape=_cross_entropy_shape,
     dtype=_nll_dtype,
     reference=_cross_entropy_reference,

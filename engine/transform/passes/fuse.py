@@ -134,6 +134,8 @@ class _Fuser:
 
     def cross_entropy(self, node: Node) -> None:
         rewrite = self.rewrite
+        if len(node.inputs) != 2:  # a class weight given as an input: not this pattern
+            return
         probs, target = node.inputs
         soft = rewrite.op_of(probs, "Softmax")
         attrs = op_attrs(node)
