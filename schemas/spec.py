@@ -59,7 +59,8 @@ FUNCTION_NAME_PATTERN = r"^[a-z_][A-Za-z0-9_]*$"
 CALL_PATTERN = rf"^({_WORD}\.)?[a-z_][A-Za-z0-9_]*$"
 #: An op or a call, before the ops are known (``spec_model`` applies the naming rule).
 FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
-DType = Literal["float64", "float32", "float16", "int64"]
+DType = Literal["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
+                "bool"]
 Dim = Size | Name
 
 
@@ -200,8 +201,10 @@ class TensorDecl(StrictModel):
     shape: list[Dim] = Field(max_length=MAX_RANK,
                              description="Sizes of the axes (at most 64): integers, or names "
                                          "such as batch that are bound when data is fed.")
-    dtype: DType = Field(default="float64", description="Element type; int64 is for class "
-                                                        "labels.")
+    dtype: DType = Field(default="float64", description="Element type. Integers and bool take "
+                                                        "no gradient and no uniform, normal or "
+                                                        "one_hot init; int64 is the usual one "
+                                                        "for class labels.")
     init: Init | None = Field(default=None, description="Fill used when nothing is fed.")
     requires_grad: bool | None = Field(
         default=None, description="Compute d loss / d this tensor. Defaults to false for "

@@ -342,3 +342,34 @@ def test_a_cluster_that_cannot_go_on_ends_the_run_with_an_error_and_the_checkpoi
         for name, array in params_of(resumed).items():
             np.testing.assert_allclose(array, trained["numpy"][name], rtol=1e-9, atol=1e-12,
                                        err_msg=name)
+
+
+def test_the_cluster_libraries_log_nothing_while_a_session_lasts(capsys) -> None:
+    """A lost connection is logged by distributed's threads with its own traceback, at a
+    moment that depends on timing; inside a session those logs are silenced (the engine
+    says what went wrong itself), and the loggers' levels come back afterwards."""
+    import logging
+
+    pytest.importorskip("distributed")
+    from engine.runtime.cluster import _quiet_dask_logs
+
+    tcp = logging.getLogger("distributed.comm.tcp")
+    tcp.setLevel(logging.INFO)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logging.getLogger().addHandler(handler)
+    try:
+        with _quiet_dask_logs():
+            try:
+                raise ConnectionError("stream closed")
+            except ConnectionError:
+                tcp.exception("write failed")
+                logging.getLogger("tornado.application").error("callback failed", exc_info=True)
+        assert seen == []
+        assert tcp.level == logging.INFO
+        tcp.error("after the session")
+        assert [record.getMessage() for record in seen] == ["after the session"]
+    finally:
+        logging.getLogger().removeHandler(handler)
+        tcp.setLevel(logging.NOTSET)

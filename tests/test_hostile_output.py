@@ -42,6 +42,42 @@ def test_ctrl_c_while_importing_exits_130_without_a_traceback(tmp_path: Path) ->
         assert result.stderr == "interrupted\n"
 
 
+def test_ctrl_c_while_importing_is_exit_130_however_the_command_is_started(
+        tmp_path: Path) -> None:
+    """Interpreter options before -m, and the script under another file name (engine.exe on
+    Windows), are still the command."""
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    script = Path(sys.executable).parent / "engine"
+    commands = [[sys.executable, "-W", "ignore", "-X", "utf8", "-m", "engine"],
+                [sys.executable, "-u", "-mengine"]]
+    if script.exists():
+        renamed = tmp_path / "engine.exe"
+        renamed.write_text(script.read_text())
+        commands.append([sys.executable, str(renamed)])
+    for command in commands:
+        result = subprocess.run([*command, "check", SOFTMAX], cwd=ROOT, capture_output=True,
+                                text=True, timeout=600,
+                                env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": ""})
+        assert (result.returncode, result.stderr) == (130, "interrupted\n"), command
+
+
+def test_ctrl_c_while_another_module_imports_the_engine_stays_a_keyboard_interrupt(
+        tmp_path: Path) -> None:
+    """``python -m tool`` whose package imports the engine is not the engine command: the
+    interrupt reaches the tool (a KeyboardInterrupt), it is not turned into an exit."""
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    (tmp_path / "tool").mkdir()
+    (tmp_path / "tool" / "__init__.py").write_text("import engine\n")
+    (tmp_path / "tool" / "__main__.py").write_text("print('ran')\n")
+    result = subprocess.run([sys.executable, "-m", "tool"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600,
+                            env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": ""})
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
+    assert result.stderr != "interrupted\n"
+
+
 def test_explain_counts_paths_past_the_limit_on_writing_integers(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Mul(h, h) doubles the paths at each of 15,000 layers: 2^15000 has 4,516 digits, more

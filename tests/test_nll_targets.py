@@ -66,3 +66,27 @@ def test_one_hot_rows_that_are_not_one_hot_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ex.forward({"x": X, "y": np.eye(3)})  # one-hot rows: no warning
+
+
+def test_nll_of_any_op_that_never_makes_probabilities_warns() -> None:
+    """The lint asks each op (``OpDef.not_probabilities``), so every such op is covered:
+    here Count, whose value is a number of elements (seen through a Reshape), and not
+    Softmax."""
+    spec = """
+name: counted
+inputs: {x: {shape: [2, 3]}, y: {shape: [2, 3], init: one_hot}, z: {shape: [1, 1], init: one_hot}}
+nodes:
+  c: {op: Count, inputs: [x]}
+  r: {op: Reshape, inputs: [c], shape: [1, 1]}
+  p: {op: Softmax, inputs: [x], axis: -1}
+  bad: {op: NLL, inputs: [r, z]}
+  good: {op: NLL, inputs: [p, y]}
+outputs: [bad, good]
+"""
+    warned = [w.message for w in engine.loads(spec).warnings if "takes probabilities" in w.message]
+    assert len(warned) == 1
+    assert "node 'bad' (NLL) takes probabilities, but its input 'r' comes from Count (node 'c')" \
+        in warned[0]
+    flagged = {name for name, op in engine.REGISTRY.items() if op.not_probabilities}
+    assert {"Exp", "Log", "LogSoftmax", "MatMul", "Add", "Sum", "Count"} <= flagged
+    assert not {"Softmax", "Sigmoid", "Mul", "Div", "Clip"} & flagged

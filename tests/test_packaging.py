@@ -30,6 +30,17 @@ outputs: [p]
 """
 
 
+def test_the_packaged_library_is_a_plain_copy_of_graphs_lib() -> None:
+    """A symlink in git is a text file holding the link's target where symlinks are off
+    (Windows' default), and that text would be installed as the library: the package keeps
+    a plain copy, and this keeps the two the same."""
+    packaged = ROOT / "engine" / "stdlib" / "nn.yaml"
+    documented = ROOT / "graphs" / "lib" / "nn.yaml"
+    assert not packaged.is_symlink() and not documented.is_symlink()
+    assert packaged.read_bytes() == documented.read_bytes(), \
+        "graphs/lib/nn.yaml changed: copy it to engine/stdlib/nn.yaml"
+
+
 def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True,
                             timeout=600)

@@ -365,3 +365,39 @@ def test_a_terminal_gets_the_progress_bar_and_a_pipe_does_not(
     assert piped.splitlines()[0].startswith("mlp (")
     as_json = _train_on_a_terminal("--epochs", "2", "--json")  # --json: no bar, on a terminal too
     assert "\x1b[" not in as_json and json.loads(as_json)["epochs"] == 2
+
+
+def test_summary_counts_each_position_of_a_sequence(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Per-token accuracy: 8 rows of 2 positions each, the first position right and the
+    second wrong in every row, so 0.5 is 1 of each row's 2 predictions, counted."""
+    x = np.zeros((8, 2, 3))
+    x[:, :, 0] = 5.0  # every position predicts class 0, by a wide margin
+    target = np.tile(np.array([0, 1]), (8, 1))
+    np.savez(tmp_path / "tokens.npz", x=x, target=target)
+    spec = tmp_path / "tokens.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: tokens
+        inputs:
+          x: {shape: [batch, 2, 3]}
+          target: {shape: [batch, 2], dtype: int64, init: {labels: {classes: 3}}}
+        parameters:
+          w: {shape: [3], init: zeros}
+        nodes:
+          logits: {op: Add, inputs: [x, w]}
+          probs: {op: Softmax, inputs: [logits], axis: -1}
+          loss: {op: NLL, inputs: [probs, target], reduction: mean}
+        loss: loss
+        train:
+          data: tokens.npz
+          inputs: {x: {array: x}, target: {array: target}}
+          lr: 1.0e-9
+          batch_size: 4
+          epochs: 1
+          val_split: 0.25
+    """))
+    assert main(["train", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "6 training rows, 2 validation rows" in out
+    assert "accuracy 0.500 (6/12)" in out  # 6 training rows x 2 positions, half right
+    assert "accuracy 0.500 (2/4)" in out

@@ -26,7 +26,7 @@ from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import class_targets, first_bad_label, row_name
 from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import REGISTRY
-from engine.ops.base import FLOAT_DTYPES, promoted
+from engine.ops.base import FLOAT_DTYPES, INT_DTYPES, weak_dtype
 from engine.spec.inline import FlatNode
 from engine.spec.literals import literal_problem, yaml_number
 from engine.spec.paths import Refused, confine
@@ -39,6 +39,13 @@ _REDUCTIONS = ("Sum", "Mean", "Max")
 _SECTIONS: tuple[tuple[str, Kind], ...] = (
     ("inputs", "input"), ("parameters", "parameter"), ("constants", "constant"), ("nodes", "node"),
 )
+
+
+def _bare_number(number: float) -> np.ndarray:
+    """A bare number as a 0-d array: int64 if written as an integer int64 holds, else float64."""
+    if isinstance(number, int) and -(2**63) <= number < 2**63:
+        return np.asarray(number, dtype=np.int64)
+    return np.asarray(float(number))
 
 
 class _Site:
@@ -119,7 +126,12 @@ class _Builder:
             self.problem((*value.loc.path, "requires_grad"),
                          "a parameter always gets a gradient; declare a fixed tensor under "
                          "constants or inputs instead")
-        if value.requires_grad and decl.dtype not in FLOAT_DTYPES:
+        if value.kind == "parameter" and decl.dtype not in FLOAT_DTYPES:
+            self.problem((*value.loc.path, "dtype"),
+                         f"a parameter gets a gradient, so it is floating point, but this one "
+                         f"is {decl.dtype}: gradients never flow into integers or bools; "
+                         "declare it under inputs or constants")
+        elif value.requires_grad and decl.dtype not in FLOAT_DTYPES:
             self.problem((*value.loc.path, "requires_grad"),
                          f"only floating-point tensors can require grad, this one is {decl.dtype}")
         if decl.init is None:
@@ -140,9 +152,17 @@ class _Builder:
         elif form == "one_hot" and self._size(decl.shape[-1]) == 0:
             self.problem(path, f"one_hot needs at least one class, but the class axis of "
                                f"{format_shape(decl.shape)} has size 0")
-        if form == "labels" and decl.dtype != "int64":
+        if form == "labels" and decl.dtype not in INT_DTYPES:
             self.problem(path, f"labels are integer class indices: declare dtype: int64 "
                                f"(found {decl.dtype}), or use one_hot for float rows")
+        elif form == "labels" and init.labels.classes - 1 > np.iinfo(decl.dtype).max:
+            self.problem((*path, "labels", "classes"),
+                         f"labels up to {init.labels.classes - 1} do not fit {decl.dtype} "
+                         f"(largest {np.iinfo(decl.dtype).max}); declare a wider integer dtype")
+        if form in ("uniform", "normal") and decl.dtype not in FLOAT_DTYPES:
+            self.problem(path, f"{form} draws floating-point numbers, but the tensor is "
+                               f"{decl.dtype}; an integer or bool tensor takes zeros, ones, "
+                               "labels, value or file")
         if form == "value":
             self.check_literal(value.loc.at("init", "value"), init.value, decl.dtype,
                                init.allow_nonfinite)
@@ -173,7 +193,10 @@ class _Builder:
         problems = len(self.problems)
         self.check_literal(value.loc.at("value"), decl.value, value.dtype, decl.allow_nonfinite)
         if len(self.problems) == problems:
-            value.literal = np.asarray(decl.value, dtype=value.dtype)
+            # a bare number keeps whether it was written as an integer, which decides the
+            # dtype its uses give it (weak_dtype)
+            value.literal = _bare_number(decl.value) if value.weak else \
+                np.asarray(decl.value, dtype=value.dtype)
         value.shape = np.shape(decl.value)
 
     # -- edges -----------------------------------------------------------------------------
@@ -210,7 +233,7 @@ class _Builder:
             self.problems.append(value.loc.problem(
                 f"non-finite inline constant {yaml_number(number)}; declare it under constants "
                 "with allow_nonfinite: true if it is meant"))
-        value.literal = np.asarray(float(number))
+        value.literal = _bare_number(number)
         self.values[name] = value
         return name
 
@@ -237,26 +260,26 @@ class _Builder:
 
     def infer(self, order: list[str]) -> None:
         failed: set[str] = set()
+        values = self.values
         for name in order:
             node = self.nodes[name]
-            if any(ref in failed for ref in node.inputs):
+            if failed and not failed.isdisjoint(node.inputs):
                 failed.add(name)
                 continue
-            ins = [self.values[ref] for ref in node.inputs]
+            ins = [values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
             strong = [v.dtype for v in ins if not v.weak]
-            floats = [d for d in strong if d in FLOAT_DTYPES]
-            weak_dtype = promoted(*floats) if floats else "float64"
             refs = list(node.inputs)
             for i, v in enumerate(ins):
                 if not v.weak:
                     continue
-                if v.name in self.weak_typed and v.dtype != weak_dtype:
-                    ins[i] = self._weak_as(v, weak_dtype, label)  # each use its own dtype
+                dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
+                if v.name in self.weak_typed and v.dtype != dtype:
+                    ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
                     refs[i] = ins[i].name
                     continue
-                v.dtype = weak_dtype
+                v.dtype = dtype
                 self.weak_typed.add(v.name)
                 self._check_weak(v, label)
             if refs != list(node.inputs):
@@ -277,16 +300,18 @@ class _Builder:
                 dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                            strict=True))
                 # the usual fix for an op that wants floats; other rules say what they want
-                hint = ("; declare the input with a float dtype (float64, float32, float16)"
+                hint = ("; declare the input with a float dtype (float64, float32, float16), or "
+                        "Cast it to one"
                         if "floating-point" in str(exc) else "")
                 self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
                 continue
-            value = self.values[name]
+            value = values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
-            value.requires_grad = any(
-                self.values[ref].requires_grad and node.op.is_differentiable(i)
-                for i, ref in enumerate(node.inputs))
+            # gradients never flow into integers or bools (a Cast to int64 cuts the path)
+            value.requires_grad = dtype in FLOAT_DTYPES and any(
+                v.requires_grad and node.op.is_differentiable(i)
+                for i, v in enumerate(ins))
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
@@ -400,7 +425,8 @@ class _Builder:
                 literal, loc = np.asarray(init.value), value.loc.at("init", "value")
             elif value.kind == "constant":
                 literal, loc = value.literal, value.loc.at("value")
-            bad = None if literal is None else first_bad_label(np.asarray(literal), classes)
+            bad = None if literal is None else first_bad_label(np.asarray(literal), classes,
+                                                               target.ignore_index)
             if bad is not None:
                 index, label = bad
                 self.problems.append(loc.at(*index).problem(

@@ -25,7 +25,7 @@ def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
     return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
             *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph),
-            *_nll_of_non_probabilities(graph)]
+            *_nll_of_non_probabilities(graph), *_nll_weights(graph)]
 
 
 def _soft_one_hot(graph: Graph) -> list[Problem]:
@@ -123,7 +123,8 @@ def _gradients(graph: Graph) -> list[Problem]:
                 or graph.dag.out_degree(name) == 0:  # unused: already warned about
             continue
         how = (f"reaches the loss {loss!r} only through inputs that have no gradient (such "
-               "as NLL's target)" if name in ancestors else f"does not reach the loss {loss!r}")
+               "as NLL's target or class weights)" if name in ancestors else
+               f"does not reach the loss {loss!r}")
         if value.kind == "parameter":
             warnings.append(value.loc.problem(f"parameter {name!r} gets no gradient: it {how}; "
                                               "use it on the way to the loss, or make it a "
@@ -140,11 +141,6 @@ def _gradients(graph: Graph) -> list[Problem]:
     return warnings
 
 
-#: Ops whose values are not probabilities (negative, or not summing to 1): NLL of them is a
-#: mistake, most often NLL on logits, which ends in "training diverged".
-_NOT_PROBABILITIES = frozenset({
-    "MatMul", "Dense", "Add", "Sub", "Neg", "Log", "LogSoftmax", "Relu", "Tanh", "Exp",
-    "LayerNorm", "Gelu", "Softplus", "Erf", "Sum", "Mean", "Max"})
 #: Ops that keep each value as it is, so NLL's input is judged by what they read.
 _PASS_THROUGH = frozenset({"Reshape", "Transpose"})
 
@@ -158,7 +154,7 @@ def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
         source = graph.nodes.get(ref)
         while source is not None and source.op.name in _PASS_THROUGH:
             source = graph.nodes.get(source.inputs[0])
-        if source is None or source.op.name not in _NOT_PROBABILITIES:
+        if source is None or not source.op.not_probabilities:
             continue
         fix = ("NLL takes the log itself: give it Softmax's probabilities, not LogSoftmax's "
                "log-probabilities" if source.op.name == "LogSoftmax" else
@@ -168,6 +164,37 @@ def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
             f"{source.op.name}{'' if source.name == ref else f' (node {source.name!r})'}, "
             f"whose values are not probabilities: the loss on them is meaningless and training "
             f"diverges; {fix}"))
+    return warnings
+
+
+def _nll_weights(graph: Graph) -> list[Problem]:
+    """NLL's class weights written in the spec: a negative weight rewards the wrong class
+    (the loss falls as that class's probability falls), and all-zero weights make the loss 0
+    and its mean 0/0."""
+    warnings = []
+    for name, node in graph.nodes.items():
+        if node.op.name != "NLL" or len(node.inputs) < 3:
+            continue
+        value = graph.values[node.inputs[2]]
+        init = value.decl.init if value.decl is not None else None
+        literal, loc = None, value.loc
+        if init is not None and init.form == "value":
+            literal, loc = np.asarray(init.value, dtype=np.float64), value.loc.at("init", "value")
+        elif value.kind == "constant" and value.literal is not None:
+            literal, loc = np.asarray(value.literal, dtype=np.float64), value.loc.at("value")
+        if literal is None or literal.ndim != 1:
+            continue
+        negative = np.flatnonzero(literal < 0)
+        if negative.size:
+            index = int(negative[0])
+            warnings.append(loc.at(index).problem(
+                f"class weight {literal[index]:g} (class {index}) of NLL node {name!r} is "
+                "negative: minimizing the loss then lowers that class's probability; class "
+                "weights are >= 0"))
+        elif literal.size and not literal.any():
+            warnings.append(loc.problem(
+                f"every class weight of NLL node {name!r} is 0: the loss is 0 and its mean "
+                "0/0 = NaN"))
     return warnings
 
 

@@ -57,12 +57,15 @@ class ClassTarget:
     probs: str
     classes: Dim
     one_hot: bool
+    ignore_index: int | None = None  # a label NLL skips, allowed outside 0..K-1
     op: str = "NLL"  # or CrossEntropy, whose first input holds logits
 
     def describe(self, values: dict[str, Value], dims: Dims, classes: int) -> str:
         shape = format_shape(dims.shape(values[self.probs].shape))
+        skipped = "" if self.ignore_index is None else f" (or its ignore_index {self.ignore_index})"
         return (f"{self.op} node {self.node!r} ({values[self.node].loc.where()}) takes class "
-                f"indices 0..{classes - 1}, the {classes} classes of {self.probs!r} {shape}")
+                f"indices 0..{classes - 1}{skipped}, the {classes} classes of {self.probs!r} "
+                f"{shape}")
 
 
 @dataclass(repr=False)

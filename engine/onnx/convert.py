@@ -106,7 +106,7 @@ class NodeContext:
             name = importer.names.of(self.node.output[out])
             importer.refs[self.node.output[out]] = name
         else:
-            name = importer.names.fresh(f"{importer.names.of(self.node.output[0])}_{role}")
+            name = importer.names.take(f"{importer.names.of(self.node.output[0])}_{role}")
         importer.sections["nodes"][name] = {"op": op, "inputs": list(inputs), **attrs}
         return name
 
@@ -123,7 +123,7 @@ class NodeContext:
     def array(self, role: str, array: np.ndarray) -> str:
         """A constant the translation needs (a class range): declared like a model's."""
         importer = self.importer
-        name = importer.names.fresh(f"{importer.names.of(self.node.output[0])}_{role}")
+        name = importer.names.take(f"{importer.names.of(self.node.output[0])}_{role}")
         importer.names.given[name] = name
         importer.known[name] = array
         return importer.ref(name)

@@ -29,6 +29,7 @@ from engine.io.atomic import check_writable
 from engine.onnx.common import require
 from engine.onnx.convert import CONVERTERS, NodeContext
 from engine.onnx.types import SPEC_DTYPES, Unsupported, dtype_name, elem_label
+from engine.transform.grad import UniqueNames
 from schemas.spec import NAME_PATTERN
 
 #: Constants up to this many elements are written into the spec; larger ones go to the .npz.
@@ -115,11 +116,11 @@ def write(imported: Imported, spec_path: Path, npz_path: Path) -> None:
     write_together(writes)
 
 
-class _Names:
+class _Names(UniqueNames):
     """Spec names: a legal ONNX name is kept, another made legal; every name once."""
 
     def __init__(self) -> None:
-        self.used: set[str] = set()
+        super().__init__()
         self.given: dict[str, str] = {}
 
     def reserve(self, onnx_name: str) -> None:
@@ -130,19 +131,8 @@ class _Names:
         """The spec name of an ONNX value (legal names were reserved first)."""
         if onnx_name not in self.given:
             self.given[onnx_name] = onnx_name if _LEGAL.match(onnx_name) \
-                else self.fresh(onnx_name)
+                else self.take(onnx_name)
         return self.given[onnx_name]
-
-    def fresh(self, wanted: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", wanted).strip("_") or "value"
-        if not re.match(r"[A-Za-z_]", base):
-            base = f"v_{base}"
-        name, index = base, 1
-        while name in self.used:
-            index += 1
-            name = f"{base}_{index}"
-        self.used.add(name)
-        return name
 
 
 class _Importer:
@@ -208,7 +198,7 @@ class _Importer:
 
     def _spec(self, outputs: list[str]) -> dict[str, Any]:
         name = self.graph.name if _LEGAL.match(self.graph.name or "") else \
-            self.names.fresh(self.graph.name or "imported")
+            self.names.take(self.graph.name or "imported")
         producer = " ".join(p for p in (self.model.producer_name, self.model.producer_version)
                             if p)
         spec: dict[str, Any] = {"name": name, "description": (
@@ -258,7 +248,7 @@ class _Importer:
             else:
                 label = dim.dim_param or f"{name}_{axis}"
                 if label not in self.dims:
-                    self.dims[label] = self.names.fresh(label) if not _LEGAL.match(label) \
+                    self.dims[label] = self.names.take(label) if not _LEGAL.match(label) \
                         else label
                 shape.append(self.dims[label])
         decl: dict[str, Any] = {"shape": shape}

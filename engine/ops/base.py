@@ -32,6 +32,9 @@ from schemas.base import StrictModel
 Array = Any  # an array of whichever namespace the executor runs on
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
+#: Every dtype a spec may declare; torch, JAX and Dask hold each of them too.
+DTYPES = (*FLOAT_DTYPES, *INT_DTYPES, "bool")
 
 #: Arrays up to this many elements take the plain NumPy calls in the ops' NumPy fast paths:
 #: below it, the Python-level setup of einsum or broadcast_to costs more than the
@@ -70,7 +73,9 @@ class OpDef:
     stream) in forward and vjp; called without them they evaluate.
 
     ``ufunc``, when given, is the NumPy ufunc that computes the forward on NumPy arrays
-    (``ufunc(*inputs)``; Exp: ``np.exp``).  The plan's memory planning calls it directly and
+    (``ufunc(*inputs)``; Exp: ``np.exp``; or a function called the same way, ``out=``
+    included, where the ufunc alone would promote differently: Pow's integer exponent).
+    The plan's memory planning calls it directly and
     with ``out=`` a dead value's buffer, and runs chains of such ops as one step
     (``engine.runtime.plan.schedule``); the rules stay the reference.
 
@@ -86,6 +91,11 @@ class OpDef:
     (values or shapes); the plan keeps exactly those alive for backward and frees every
     other value after its last use in forward.  A vjp that does not read them is handed
     ``None`` in their place.  They default to True, which is always correct.
+
+    ``not_probabilities`` ops (Exp, Log, LogSoftmax, Add, MatMul, Sum...) make values that
+    are not class probabilities whatever their inputs are: NLL of them is a mistake, which
+    ``engine.graph.lint`` warns about.  Ops that may finish computing probabilities (Mul
+    and Div normalising, Softmax, Sigmoid, Clip) leave it False.
     """
 
     name: str
@@ -105,11 +115,12 @@ class OpDef:
     vjp_uses_output: bool = True
     fast_forward: Forward | None = None
     fast_vjp: Vjp | None = None
-    ufunc: np.ufunc | None = None
+    ufunc: Callable[..., Array] | None = None
     fast_forward_saving: Callable[..., tuple[Array, Any]] | None = None
     fast_vjp_saved: Vjp | None = None
     variadic: bool = False
     stochastic: bool = False
+    not_probabilities: bool = False
 
     @property
     def arity(self) -> tuple[int, int | None]:
@@ -166,6 +177,40 @@ def float_result(_attrs: OpAttrs, *dtypes: str) -> str:
         if dtype not in FLOAT_DTYPES:
             raise ShapeError(f"needs floating-point inputs, got {dtype}")
     return promoted(*dtypes) if dtypes else "float64"
+
+
+def number_result(_attrs: OpAttrs, *dtypes: str) -> str:
+    """NumPy promotion of numbers of one kind: floats with floats, integers with integers.
+
+    An integer meeting a float is refused rather than promoted: NumPy makes int64 + float32
+    float64 where PyTorch makes it float32, so no one rule would be what runs on every
+    backend; a Cast says which is meant.  Bools are not numbers here (NumPy's bool + bool is
+    a logical or)."""
+    kinds = set()
+    for dtype in dtypes:
+        if dtype not in FLOAT_DTYPES and dtype not in INT_DTYPES:
+            raise ShapeError(f"needs numbers, got {dtype}; Cast it to an integer or float dtype")
+        kinds.add(dtype in FLOAT_DTYPES)
+    if len(kinds) > 1:
+        raise ShapeError("mixes integers and floats, which NumPy and PyTorch promote "
+                         "differently; Cast the integer input to the float dtype")
+    return promoted(*dtypes) if dtypes else "float64"
+
+
+def weak_dtype(strong: Sequence[str], integral: bool) -> str:
+    """The dtype a bare number takes from the values it meets, as a Python scalar does in
+    NumPy (NEP 50): the floats' promotion; with integers only, theirs if the number is
+    written as an integer (``2``, not ``2.0``); float64 otherwise."""
+    floats = [d for d in strong if d in FLOAT_DTYPES]
+    if floats:
+        return promoted(*floats)
+    ints = [d for d in strong if d in INT_DTYPES]
+    return promoted(*ints) if integral and ints else "float64"
+
+
+def same_dtype(_attrs: OpAttrs, x: str, *_rest: str) -> str:
+    """The first input's dtype, whatever it is: ops that move elements without computing."""
+    return x
 
 
 @lru_cache(maxsize=256)

@@ -21,17 +21,20 @@ from engine.ops.samples import Sample, unary_samples
 class CastAttrs(OpAttrs):
     """The dtype to convert to (ONNX's ``to``)."""
 
-    to: Literal["float64", "float32", "float16", "int64", "bool"] = Field(
-        description="The result's dtype.")
+    to: Literal["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
+                "bool"] = Field(
+        description="The result's dtype. A float cast to an integer is truncated toward 0; "
+                    "NaN, inf or a value outside the integer's range has no defined result "
+                    "(NumPy and PyTorch differ).")
 
 
 def _cast_vjp(xp, attrs, g, out, inputs, needs):
     (x,) = inputs
-    if not xp.isdtype(x.dtype, "real floating"):  # a bool or int64 input wants no gradient
+    if not needs[0]:  # a bool or integer input wants no gradient
         return (None,)
     if attrs.to in FLOAT_DTYPES:
         return (xp.astype(g, x.dtype),)
-    return (xp.zeros_like(x),)  # a cast to int64 or bool is piecewise constant
+    return (xp.zeros_like(x),)  # a cast to an integer or bool is piecewise constant
 
 
 def _cast_samples(rng: np.random.Generator) -> list[Sample]:
@@ -41,6 +44,15 @@ def _cast_samples(rng: np.random.Generator) -> list[Sample]:
     samples.append(Sample((rng.uniform(size=(3, 4)) < 0.5,), {"to": "float64"},
                           note="bool mask to float64"))
     samples.append(Sample((rng.normal(size=(3,)),), {"to": "int64"}, note="float64 to int64"))
+    samples.append(Sample((rng.uniform(0, 250, size=(2, 3)),), {"to": "uint8"},
+                          note="float64 to uint8"))
+    samples.append(Sample((rng.integers(-100, 100, size=(4,), dtype=np.int16),), {"to": "int8"},
+                          note="int16 to int8"))
+    samples.append(Sample((rng.integers(-3, 3, size=(2, 2), dtype=np.int32),), {"to": "bool"},
+                          note="int32 to bool"))
+    samples.append(Sample((rng.uniform(size=(3,)) < 0.5,), {"to": "int32"}, note="bool to int32"))
+    samples.append(Sample((rng.integers(0, 9, size=(3,), dtype=np.uint8),), {"to": "float64"},
+                          note="uint8 to float64"))
     return samples
 
 
@@ -54,8 +66,8 @@ register(OpDef(
     reference=lambda attrs, x: np.asarray(x).astype(attrs.to),
     samples=_cast_samples,
     convention="Between float dtypes the gradient is cast back to the input's dtype; a cast to "
-               "int64 or bool is piecewise constant, so its gradient and second derivative "
-               "are zero.",
+               "an integer or bool is piecewise constant, so its gradient and second "
+               "derivative are zero; an integer or bool input gets no gradient.",
     vjp_uses_output=False,
 ))
 
@@ -84,6 +96,7 @@ def _count_forward(xp, attrs, x):
 
 
 register(OpDef(
+    not_probabilities=True,  # a count of elements
     name="Count", doc="The number of elements along the given axes of x (the product of their "
                       "sizes), as a scalar of x's float dtype; x's values are not read.",
     attrs=CountAttrs, input_names=("x",),

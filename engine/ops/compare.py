@@ -11,18 +11,35 @@ from __future__ import annotations
 import numpy as np
 
 from engine.graph.shapes import ShapeError
-from engine.ops.base import NoAttrs, OpAttrs, OpDef, broadcast_shape, float_result, register
+from engine.ops.base import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    NoAttrs,
+    OpAttrs,
+    OpDef,
+    broadcast_shape,
+    number_result,
+    register,
+)
 from engine.ops.samples import BROADCAST_PAIRS, Sample
 
-#: dtypes a comparison accepts: numbers and, for Equal, bools.
-_ORDERED = ("float16", "float32", "float64", "int64")
+#: dtypes a comparison accepts: numbers of any width, and, for Equal, bools.  An integer
+#: meets an integer and a float a float: the array API standard does not promote across
+#: kinds (nor do int64 values above 2^53 survive as float64), so a Cast says which is meant.
+_ORDERED = (*FLOAT_DTYPES, *INT_DTYPES)
 
 
 def _comparison_dtype(allowed: tuple[str, ...]):
     def rule(_attrs: OpAttrs, a: str, b: str) -> str:
         for dtype in (a, b):
             if dtype not in allowed:
-                raise ShapeError(f"compares {', '.join(allowed)} values, got {dtype}")
+                raise ShapeError(f"compares numbers{' or bools' if 'bool' in allowed else ''}, "
+                                 f"got {dtype}")
+        kinds = {"bool" if d == "bool" else "float" if d in FLOAT_DTYPES else "integer"
+                 for d in (a, b)}
+        if len(kinds) > 1:
+            raise ShapeError(f"compares {' with '.join(sorted(kinds))} values ({a}, {b}); "
+                             "Cast one of them to the other's dtype")
         return "bool"
     return rule
 
@@ -40,16 +57,25 @@ def _comparison_samples(rng: np.random.Generator) -> list[Sample]:
                               note=f"{a} with {b}"))
     samples.append(Sample((rng.integers(0, 3, size=(4,)), rng.integers(0, 3, size=(3, 1))),
                           note="int64 class indices"))
+    samples.append(Sample((rng.integers(0, 3, size=(3, 4), dtype=np.uint8),
+                           rng.integers(-2, 3, size=(4,), dtype=np.int8)), note="uint8 with int8"))
     return samples
+
+
+def _equal_samples(rng: np.random.Generator) -> list[Sample]:
+    return [*_comparison_samples(rng),
+            Sample((rng.uniform(size=(3, 4)) < 0.5, rng.uniform(size=(4,)) < 0.5),
+                   note="bool with bool")]
 
 
 _CONVENTION = ("Piecewise constant: no gradient flows to either input, and the second "
                "derivative is zero.")
 
-for _name, _symbol, _forward, _reference, _allowed in (
-    ("Greater", ">", lambda xp, attrs, a, b: a > b, np.greater, _ORDERED),
-    ("Less", "<", lambda xp, attrs, a, b: a < b, np.less, _ORDERED),
-    ("Equal", "==", lambda xp, attrs, a, b: a == b, np.equal, (*_ORDERED, "bool")),
+for _name, _symbol, _forward, _reference, _allowed, _samples in (
+    ("Greater", ">", lambda xp, attrs, a, b: a > b, np.greater, _ORDERED, _comparison_samples),
+    ("Less", "<", lambda xp, attrs, a, b: a < b, np.less, _ORDERED, _comparison_samples),
+    ("Equal", "==", lambda xp, attrs, a, b: a == b, np.equal, (*_ORDERED, "bool"),
+     _equal_samples),
 ):
     register(OpDef(
         name=_name, doc=f"a {_symbol} b elementwise, broadcasting; the result is bool.",
@@ -59,7 +85,7 @@ for _name, _symbol, _forward, _reference, _allowed in (
         shape=broadcast_shape,
         dtype=_comparison_dtype(_allowed),
         reference=lambda attrs, a, b, _ref=_reference: _ref(a, b),
-        samples=_comparison_samples,
+        samples=_samples,
         differentiable=(False, False),
         convention=_CONVENTION,
         vjp_uses_inputs=False,
@@ -70,7 +96,9 @@ for _name, _symbol, _forward, _reference, _allowed in (
 def _where_dtype(attrs: OpAttrs, cond: str, a: str, b: str) -> str:
     if cond != "bool":
         raise ShapeError(f"the condition must be bool (from Greater, Less or Equal), got {cond}")
-    return float_result(attrs, a, b)
+    if a == b == "bool":
+        return "bool"
+    return number_result(attrs, a, b)
 
 
 def _where_vjp(xp, attrs, g, out, inputs, needs):
@@ -83,9 +111,11 @@ def _where_vjp(xp, attrs, g, out, inputs, needs):
 def _where_samples(rng: np.random.Generator) -> list[Sample]:
     triples = [((3, 4), (3, 4), (3, 4)), ((3, 4), (4,), ()), ((3, 1), (1, 4), (3, 4)),
                ((2, 1, 4), (3, 1), (4,))]
-    return [Sample((rng.uniform(size=c) < 0.5, rng.normal(size=a), rng.normal(size=b)),
-                   note=f"cond {c}, a {a}, b {b}")
-            for c, a, b in triples]
+    return [*(Sample((rng.uniform(size=c) < 0.5, rng.normal(size=a), rng.normal(size=b)),
+                     note=f"cond {c}, a {a}, b {b}")
+              for c, a, b in triples),
+            Sample((rng.uniform(size=(3, 4)) < 0.5, rng.integers(-9, 9, size=(3, 4)),
+                    rng.integers(-9, 9, size=(4,), dtype=np.int32)), note="int64 and int32")]
 
 
 register(OpDef(

@@ -21,6 +21,7 @@ unary_op(
     vjp=_exp_vjp,
     reference=lambda attrs, x: np.e ** x,
     domain=(-2.0, 2.0), uses_input=False, uses_output=True,
+    not_probabilities=True,
 )
 
 
@@ -31,6 +32,7 @@ unary_op(
     vjp=lambda xp, attrs, g, out, inputs, needs: (g / inputs[0],),
     reference=lambda attrs, x: np.log(x),
     domain=(0.2, 3.0), uses_input=True, uses_output=False,
+    not_probabilities=True,
 )
 
 
@@ -41,6 +43,7 @@ unary_op(
     vjp=lambda xp, attrs, g, out, inputs, needs: (-g,),
     reference=lambda attrs, x: 0.0 - x,
     domain=(-2.0, 2.0), uses_input=False, uses_output=False,
+    not_probabilities=True,
 )
 
 
@@ -61,6 +64,7 @@ unary_op(
     # NumPy: a scalar zero, no zero-filled array to allocate
     fast_forward=lambda xp, attrs, x: np.maximum(x, 0.0),
     fast_vjp=lambda xp, attrs, g, out, inputs, needs: (relu_grad(g, out),),
+    not_probabilities=True,
 )
 
 
@@ -71,6 +75,7 @@ unary_op(
     vjp=lambda xp, attrs, g, out, inputs, needs: (g * (1 - out * out),),
     reference=lambda attrs, x: (np.exp(2 * x) - 1) / (np.exp(2 * x) + 1),
     domain=(-2.0, 2.0), uses_input=False, uses_output=True,
+    not_probabilities=True,
 )
 
 

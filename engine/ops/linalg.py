@@ -54,6 +54,7 @@ def _reference_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="MatMul", doc="Matrix product a @ b; leading (batch) axes broadcast.",
     attrs=NoAttrs, input_names=("a", "b"),
     forward=lambda xp, attrs, a, b: xp.matmul(a, b),
@@ -133,6 +134,7 @@ def _dense_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Dense", doc="The fused dense layer x @ w + b, b broadcast over rows, with an optional "
                       "activation (relu) in the same step.",
     attrs=DenseAttrs, input_names=("x", "w", "b"),

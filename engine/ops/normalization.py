@@ -97,6 +97,7 @@ def _layer_norm_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="LayerNorm", doc="(x - mean) / sqrt(var + eps) * scale + bias over axes axis..-1; "
                           "scale and bias are optional.",
     attrs=LayerNormAttrs, input_names=("x", "scale", "bias"),

@@ -1,4 +1,4 @@
-"""Ops that move elements without changing them: Reshape, Transpose."""
+"""Ops that move elements without changing them: Reshape, Transpose; of any dtype."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from engine.graph.shapes import Dim, Dims, Shape, ShapeError, format_shape, normalize_axes
-from engine.ops.base import OpAttrs, OpDef, register
+from engine.ops.base import OpAttrs, OpDef, register, same_dtype
 from engine.ops.samples import Sample
 
 
@@ -77,6 +77,9 @@ def _reshape_samples(rng: np.random.Generator) -> list[Sample]:
                note="ONNX's 0 keeps a dimension"),
         Sample((rng.normal(size=(2, 0, 3)),), {"shape": [3, 0, 5], "allowzero": True},
                note="allowzero: 0 is a size"),
+        Sample((rng.integers(0, 200, size=(2, 3), dtype=np.uint8),), {"shape": [-1]},
+               note="uint8"),
+        Sample((rng.uniform(size=(2, 3, 2)) < 0.5,), {"shape": [0, 6]}, note="bool"),
     ]
 
 
@@ -84,8 +87,10 @@ register(OpDef(
     name="Reshape", doc="The same elements in a new shape (row-major order).",
     attrs=ReshapeAttrs, input_names=("x",),
     forward=lambda xp, attrs, x: xp.reshape(x, _target(attrs, x.shape)),
-    vjp=lambda xp, attrs, g, out, inputs, needs: (xp.reshape(g, inputs[0].shape),),
+    vjp=lambda xp, attrs, g, out, inputs, needs: (
+        xp.reshape(g, inputs[0].shape) if needs[0] else None,),
     shape=_reshape_shape,
+    dtype=same_dtype,
     reference=lambda attrs, x: np.asarray(x).reshape(_target(attrs, np.shape(x))),
     samples=_reshape_samples,
     vjp_uses_output=False,
@@ -114,6 +119,8 @@ def _transpose_shape(attrs: TransposeAttrs, dims: Dims, shape: Shape) -> Shape:
 
 
 def _transpose_vjp(xp, attrs, g, out, inputs, needs):
+    if not needs[0]:  # an integer or bool x
+        return (None,)
     order = _permutation(attrs, g.ndim)
     inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
     return (xp.permute_dims(g, inverse),)
@@ -124,6 +131,9 @@ def _transpose_samples(rng: np.random.Generator) -> list[Sample]:
         Sample((rng.normal(size=(3, 4)),), {}, note="matrix"),
         Sample((rng.normal(size=(2, 3, 4)),), {"axes": [1, 2, 0]}, note="rotate axes"),
         Sample((rng.normal(size=(2, 3, 4)),), {"axes": [0, -1, -2]}, note="negative axes"),
+        Sample((rng.integers(-9, 9, size=(2, 3, 4), dtype=np.int32),), {"axes": [2, 0, 1]},
+               note="int32"),
+        Sample((rng.uniform(size=(3, 2)) < 0.5,), {}, note="bool"),
     ]
 
 
@@ -132,6 +142,7 @@ register(OpDef(
     forward=lambda xp, attrs, x: xp.permute_dims(x, _permutation(attrs, x.ndim)),
     vjp=_transpose_vjp,
     shape=_transpose_shape,
+    dtype=same_dtype,
     reference=lambda attrs, x: np.transpose(x, attrs.axes),
     samples=_transpose_samples,
     vjp_uses_inputs=False,

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
-from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, register
+from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, promoted, register
 from engine.ops.samples import Sample
 from engine.runtime.kernels import numpy_max, numpy_sum
 from engine.runtime.parallel import by_rows
@@ -105,6 +105,7 @@ def _log_softmax_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 register(OpDef(
+    not_probabilities=True,
     name="LogSoftmax", doc="log(softmax(x)) along an axis, computed without overflow.",
     attrs=AxisAttrs, input_names=("x",),
     forward=_log_softmax_forward,
@@ -119,18 +120,32 @@ register(OpDef(
 
 
 class NLLAttrs(OpAttrs):
-    """How the per-row losses are combined."""
+    """How the per-row losses are weighted, skipped and combined (ONNX NegativeLogLikelihoodLoss's
+    ``reduction`` and ``ignore_index``; its optional ``weight`` is the third input)."""
 
-    reduction: Literal["sum", "mean"] = Field(
+    reduction: Literal["sum", "mean", "none"] = Field(
         default="sum", description="sum: add the rows' losses (the lesson's NLL, whose gradient "
-                                   "through softmax is p - y); mean: divide by the row count.")
+                                   "through softmax is p - y); mean: divide by the row count, or "
+                                   "with weight or ignore_index by the sum of the weights "
+                                   "applied (as ONNX); none: one loss per row, shape of the "
+                                   "probabilities without the class axis.")
+    ignore_index: int | None = Field(
+        default=None, description="A class-index target equal to this adds no loss, no "
+                                  "gradient and no weight to the mean (ONNX's ignore_index, "
+                                  "PyTorch's -100); it need not be a class.")
 
 
-def _nll_shape(attrs: NLLAttrs, dims: Dims, probs: Shape, target: Shape) -> Shape:
+def _nll_shape(attrs: NLLAttrs, dims: Dims, probs: Shape, target: Shape,
+               weight: Shape | None = None) -> Shape:
     if len(probs) == 0:
         raise ShapeError("probabilities must have a class axis, got a scalar")
     _require_classes(probs, len(probs) - 1, "the class axis")
     if len(target) == len(probs):
+        if attrs.ignore_index is not None:
+            raise ShapeError("ignore_index applies to class-index targets, but the target "
+                             f"{format_shape(target)} is one-hot rows (the shape of the "
+                             f"probabilities {format_shape(probs)}); remove ignore_index or "
+                             "feed class indices")
         for p, t in zip(probs, target, strict=True):
             dims.unify(p, t, f"one-hot target {format_shape(target)} must have the shape of the "
                              f"probabilities {format_shape(probs)}")
@@ -141,13 +156,21 @@ def _nll_shape(attrs: NLLAttrs, dims: Dims, probs: Shape, target: Shape) -> Shap
     else:
         raise ShapeError(f"target {format_shape(target)} fits neither one-hot (same shape as "
                          f"probabilities {format_shape(probs)}) nor class indices (one axis less)")
-    return ()
+    if weight is not None:
+        if len(weight) != 1:
+            raise ShapeError(f"weight must hold one number per class, shape [{probs[-1]}], "
+                             f"got {format_shape(weight)}")
+        dims.unify(weight[0], probs[-1], f"weight {format_shape(weight)} must hold one number "
+                                         f"per class of the probabilities {format_shape(probs)}")
+    return tuple(probs[:-1]) if attrs.reduction == "none" else ()
 
 
-def _nll_dtype(attrs: NLLAttrs, probs: str, target: str) -> str:
+def _nll_dtype(attrs: NLLAttrs, probs: str, target: str, weight: str | None = None) -> str:
     if probs not in FLOAT_DTYPES:
         raise ShapeError(f"probabilities must be floating point, got {probs}")
-    return probs
+    if weight is not None and weight not in FLOAT_DTYPES:
+        raise ShapeError(f"weight must be floating point, got {weight}")
+    return probs if weight is None else promoted(probs, weight)
 
 
 def _one_hot(xp, probs, target):
@@ -160,18 +183,45 @@ def _one_hot(xp, probs, target):
     return xp.astype(target[..., None] == classes, probs.dtype)
 
 
+def _applied(xp, attrs: NLLAttrs, probs, target, weight):
+    """The weight each probability's log is taken with: the target's one-hot rows, zero on
+    ignored rows, times the class weights."""
+    applied = _one_hot(xp, probs, target)
+    if attrs.ignore_index is not None and target.ndim < probs.ndim:
+        skipped = xp.astype(target == attrs.ignore_index, probs.dtype)
+        applied = applied * (1 - skipped)[..., None]
+    return applied if weight is None else applied * weight
+
+
+def _plain(attrs: NLLAttrs, weight) -> bool:
+    """No weight and nothing ignored: the mean divides by the row count."""
+    return weight is None and attrs.ignore_index is None
+
+
 def _rows(probs) -> int:
     """Rows the mean divides by; ``math.prod`` of the shape, since ``.size`` is a method on
     torch tensors and unknown (NaN) on a Dask array whose chunks are not yet computed."""
     return math.prod(probs.shape[:-1])
 
 
-def _nll_forward(xp, attrs, probs, target):
-    loss = -xp.sum(xp.log(probs) * _one_hot(xp, probs, target))
-    return loss / _rows(probs) if attrs.reduction == "mean" else loss
+def _divisor(xp, attrs: NLLAttrs, probs, applied, weight):
+    """What the mean divides the summed loss by: the row count, or the applied weights' sum."""
+    return _rows(probs) if _plain(attrs, weight) else xp.sum(applied)
 
 
-def _nll_fast_forward(xp, attrs, probs, target):
+def _nll_forward(xp, attrs, probs, target, weight=None):
+    applied = _applied(xp, attrs, probs, target, weight)
+    if attrs.reduction == "none":
+        return -xp.sum(xp.log(probs) * applied, axis=-1)
+    loss = -xp.sum(xp.log(probs) * applied)
+    if attrs.reduction == "mean":
+        return loss / _divisor(xp, attrs, probs, applied, weight)
+    return loss
+
+
+def _nll_fast_forward(xp, attrs, probs, target, weight=None):
+    if attrs.reduction == "none" or not _plain(attrs, weight):
+        return _nll_forward(np, attrs, probs, target, weight)
     terms = np.log(probs)
     if probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
         axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
@@ -183,19 +233,43 @@ def _nll_fast_forward(xp, attrs, probs, target):
 
 
 def _nll_vjp(xp, attrs, g, out, inputs, needs):
-    probs, target = inputs
-    # The lesson's nll_grad: -y / p, scaled by the upstream -g.
-    scale = -g / _rows(probs) if attrs.reduction == "mean" else -g
-    return (_one_hot(xp, probs, target) / probs * scale, None)
-
-
-def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    if target.ndim == probs.ndim:
-        picked = np.log(probs[target.astype(bool)])
+    probs, target, weight = inputs[0], inputs[1], (inputs[2] if len(inputs) > 2 else None)
+    applied = _applied(xp, attrs, probs, target, weight)
+    # The lesson's nll_grad: -y / p, scaled by the upstream -g (per row for none).
+    if attrs.reduction == "none":
+        scale = -g[..., None]
+    elif attrs.reduction == "mean":
+        scale = -g / _divisor(xp, attrs, probs, applied, weight)
     else:
-        picked = np.log(np.take_along_axis(probs, target[..., None], axis=-1))
-    total = -picked.sum()
-    return np.asarray(total / _rows(probs) if attrs.reduction == "mean" else total)
+        scale = -g
+    return (applied / probs * scale, None, None)[:len(inputs)]
+
+
+def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray,
+                   weight: np.ndarray | None = None) -> np.ndarray:
+    """Row by row, as ONNX's reference implementation picks -w[t] * log p[t]."""
+    classes = probs.shape[-1]
+    w = np.ones(classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    flat_p = np.asarray(probs, dtype=np.float64).reshape(-1, classes)
+    losses, weights = [], []
+    if target.ndim == probs.ndim:
+        for p, y in zip(flat_p, np.asarray(target, dtype=np.float64).reshape(-1, classes),
+                        strict=True):
+            losses.append(-sum(y[c] * w[c] * math.log(p[c]) for c in range(classes) if y[c]))
+            weights.append(float(np.dot(y, w)))
+    else:
+        for p, t in zip(flat_p, np.ravel(target), strict=True):
+            ignored = attrs.ignore_index is not None and t == attrs.ignore_index
+            losses.append(0.0 if ignored else -w[t] * math.log(p[t]))
+            weights.append(0.0 if ignored else float(w[t]))
+    if attrs.reduction == "none":
+        return np.reshape(losses, probs.shape[:-1])
+    total = sum(losses)
+    if attrs.reduction == "sum":
+        return np.asarray(total)
+    if weight is None and attrs.ignore_index is None:
+        return np.asarray(total / len(losses))
+    return np.asarray(total / sum(weights))
 
 
 def _nll_samples(rng: np.random.Generator) -> list[Sample]:
@@ -203,19 +277,36 @@ def _nll_samples(rng: np.random.Generator) -> list[Sample]:
     labels = rng.integers(0, 3, size=5)
     one_hot = np.eye(3)[labels]
     batched = rng.uniform(0.1, 1.0, size=(2, 4, 3))
+    weight = rng.uniform(0.5, 2.0, size=3)
+    with_ignored = np.array([0, 2, -100, 1, 2])
     return [
         Sample((probs, one_hot), {"reduction": "sum"}, note="one-hot target, sum"),
         Sample((probs, one_hot), {"reduction": "mean"}, note="one-hot target, mean"),
         Sample((probs, labels), {"reduction": "sum"}, note="class indices, sum"),
         Sample((batched, rng.integers(0, 3, size=(2, 4))), {"reduction": "mean"},
                note="batched class indices, mean"),
+        Sample((probs, labels, weight), {"reduction": "mean"}, note="class weights, mean"),
+        Sample((batched, rng.integers(0, 3, size=(2, 4)), weight), {"reduction": "none"},
+               note="class weights, none"),
+        Sample((probs, with_ignored), {"reduction": "mean", "ignore_index": -100},
+               note="ignore_index -100, mean"),
+        Sample((probs, np.array([1, 0, 1, 2, 1]), weight), {"reduction": "mean",
+                                                            "ignore_index": 1},
+               note="ignore_index a class, class weights, mean"),
+        Sample((probs, with_ignored), {"reduction": "sum", "ignore_index": -100},
+               note="ignore_index -100, sum"),
+        Sample((probs, one_hot, weight), {"reduction": "mean"},
+               note="one-hot target, class weights, mean"),
+        Sample((probs, labels), {"reduction": "none"}, note="class indices, none"),
     ]
 
 
 register(OpDef(
-    name="NLL", doc="Negative log likelihood -sum(y * log p) of probabilities p; the target y is "
-                    "one-hot rows (floats) or class indices (integers).",
-    attrs=NLLAttrs, input_names=("probabilities", "target"),
+    not_probabilities=True,  # a loss
+    name="NLL", doc="Negative log likelihood -sum(w * y * log p) of probabilities p (classes on "
+                    "the last axis); the target y is one-hot rows (floats) or class indices "
+                    "(integers); the optional weight w holds one number per class.",
+    attrs=NLLAttrs, input_names=("probabilities", "target", "weight"),
     forward=_nll_forward,
     fast_forward=_nll_fast_forward,
     vjp=_nll_vjp,
@@ -223,8 +314,12 @@ register(OpDef(
     dtype=_nll_dtype,
     reference=_nll_reference,
     samples=_nll_samples,
-    differentiable=(True, False),
-    convention="Not differentiable in its target; the target gets no gradient.",
+    min_inputs=2,
+    differentiable=(True, False, False),
+    convention="Not differentiable in its target or its class weights: they get no gradient "
+               "(as in ONNX and PyTorch). An ignored row adds 0 to the loss and gets a 0 "
+               "gradient; a mean over no weight at all (every row ignored) is 0/0 = NaN, as in "
+               "PyTorch.",
     vjp_uses_output=False,
 ))
 
@@ -239,7 +334,7 @@ class CrossEntropyAttrs(OpAttrs):
 
 def _cross_entropy_shape(attrs: CrossEntropyAttrs, dims: Dims, logits: Shape,
                          target: Shape) -> Shape:
-    return _nll_shape(attrs, dims, logits, target)
+    return _nll_shape(NLLAttrs(reduction=attrs.reduction), dims, logits, target)
 
 
 _LAST_AXIS = AxisAttrs(axis=-1)
@@ -386,6 +481,7 @@ def _cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,  # a loss
     name="CrossEntropy",
     doc="-sum(y * log softmax(logits)) over the last axis: NLL of Softmax in one step, "
         "through log-sum-exp with the row maximum subtracted; the target y is one-hot (or "

@@ -55,6 +55,7 @@ unary_op(
     domain=(-3.0, 3.0), uses_input=True, uses_output=True,
     samples=lambda rng: [*unary_samples(rng, -3.0, 3.0),
                          Sample((np.array([-30.0, -2.0, 0.5, 30.0]),), note="both tails")],
+    not_probabilities=True,
 )
 
 _TWO_OVER_ROOT_PI = 2 / math.sqrt(math.pi)
@@ -109,6 +110,7 @@ unary_op(
     samples=lambda rng: [*unary_samples(rng, -4.0, 4.0),
                          Sample((np.array([-7.0, -2.0, -1.999, 0.0, 1e-3, 2.0, 2.5, 9.0]),),
                                 note="at the switch between series and fraction, and tails")],
+    not_probabilities=True,
 )
 
 
@@ -155,6 +157,7 @@ def _gelu_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 register(OpDef(
+    not_probabilities=True,
     name="Gelu", doc="Gaussian error linear unit x * Phi(x), exact or in its tanh form.",
     attrs=GeluAttrs, input_names=("x",),
     forward=_gelu_forward,

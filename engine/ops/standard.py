@@ -10,6 +10,7 @@ still holds everything about it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def unary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
              uses_input: bool, uses_output: bool, convention: str = "",
              samples: Callable[[np.random.Generator], list[Sample]] | None = None,
              fast_forward: Forward | None = None, fast_vjp: Vjp | None = None,
-             ufunc: np.ufunc | None = None) -> OpDef:
+             ufunc: np.ufunc | None = None, not_probabilities: bool = False) -> OpDef:
     """Register an elementwise op of one input ``x``; samples are drawn from ``domain``
     unless ``samples`` is given.  ``uses_input``/``uses_output`` say what the vjp reads;
     ``ufunc``: the NumPy ufunc of the forward (``OpDef.ufunc``)."""
@@ -42,7 +43,8 @@ def unary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
         forward=forward, vjp=vjp, shape=same_shape, reference=reference,
         samples=samples or (lambda rng: unary_samples(rng, low, high)),
         convention=convention, vjp_uses_inputs=uses_input, vjp_uses_output=uses_output,
-        fast_forward=fast_forward, fast_vjp=fast_vjp, ufunc=ufunc))
+        fast_forward=fast_forward, fast_vjp=fast_vjp, ufunc=ufunc,
+        not_probabilities=not_probabilities))
 
 
 def binary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
@@ -50,13 +52,16 @@ def binary_op(name: str, doc: str, *, forward: Forward, vjp: Vjp,
               uses_inputs: bool, uses_output: bool,
               input_names: tuple[str, str] = ("a", "b"), convention: str = "",
               samples: Callable[[np.random.Generator], list[Sample]] | None = None,
-              fast_vjp: Vjp | None = None, ufunc: np.ufunc | None = None) -> OpDef:
+              fast_vjp: Vjp | None = None, ufunc: Callable[..., Any] | None = None,
+              dtype: Callable[..., str] | None = None,
+              not_probabilities: bool = False) -> OpDef:
     """Register an elementwise op of two broadcasting inputs; ``domains`` gives each
     input's sample range unless ``samples`` is given.  ``uses_inputs``/``uses_output``
-    say what the vjp reads.  ``ufunc``: the NumPy ufunc of the forward (``OpDef.ufunc``)."""
+    say what the vjp reads.  ``ufunc``: the NumPy ufunc of the forward (``OpDef.ufunc``);
+    ``dtype``: the dtype rule (default: floats only)."""
     return register(OpDef(
         name=name, doc=doc, attrs=NoAttrs, input_names=input_names,
         forward=forward, vjp=vjp, shape=broadcast_shape, reference=reference,
         samples=samples or (lambda rng: binary_samples(rng, domains)),
         convention=convention, vjp_uses_inputs=uses_inputs, vjp_uses_output=uses_output,
-        fast_vjp=fast_vjp, ufunc=ufunc))
+        fast_vjp=fast_vjp, ufunc=ufunc, dtype=dtype, not_probabilities=not_probabilities))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 import threading
 import time
@@ -107,6 +108,7 @@ def session(options: ClusterOptions) -> Iterator[Any]:
         return
     distributed = _import_distributed()
     with ExitStack() as stack:
+        stack.enter_context(_quiet_dask_logs())
         if options.scheduler is not None:
             client = stack.enter_context(_connect(distributed, options))
         else:
@@ -178,6 +180,33 @@ def _lost(exc: BaseException) -> str:
             "written before this are whole (engine train --save writes its checkpoint after "
             "every epoch, atomically): once the cluster runs again, continue with --resume "
             "FILE")
+
+
+#: The loggers through which dask.distributed (and tornado, its event loop) report a lost
+#: connection, with the library's traceback, from this process.
+_DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Silence the cluster libraries' own logging in this process while the session lasts.
+
+    When a worker or the scheduler dies, the client's background threads log the broken
+    connection with a Python traceback, at a moment that depends on timing; the engine
+    reports what went wrong itself (``ClusterError``: one line saying what to do), so the
+    user never sees a library traceback.  Loggers with a level of their own (Dask's
+    configuration sets some) are silenced one by one; the levels come back afterwards."""
+    names = [name for name in logging.root.manager.loggerDict
+             if name.startswith(tuple(f"{root}." for root in _DASK_LOGGERS))]
+    loggers = [logging.getLogger(name) for name in (*_DASK_LOGGERS, *names)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _import_distributed() -> Any:

@@ -93,8 +93,7 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
             continue
         check = label_check(graph, name, dims, fed_as(graph, name))
         if check is not None:  # in the graph: each block is checked where it is read
-            checked[name] = array.map_blocks(check.block, dtype=array.dtype,
-                                             meta=array._meta)
+            checked[name] = check.in_graph(array)
     return checked, dims
 
 
@@ -111,10 +110,11 @@ def _check(graph: Graph, value: Value, data: Any, dims: Dims) -> np.ndarray:
     if array.dtype.kind not in "biufc":  # runs every forward: cheap checks first
         raise DataError(f"{_where(graph, value)}: expected numbers, found an array of "
                         f"{array.dtype}")
-    if not _castable(array.dtype, value.dtype):
+    problem = conversion_problem(array, value.dtype)
+    if problem is not None:
         raise DataError(f"{_where(graph, value)}: declared dtype {value.dtype}, fed "
-                        f"{array.dtype}, which does not convert safely; convert the data or "
-                        "change the declared dtype")
+                        f"{array.dtype}, {problem}; convert the data or change the declared "
+                        "dtype")
     # The shape as declared, names kept, so a conflict says which name and where it was bound.
     declared = tuple(value.decl.shape) if value.decl is not None else value.shape
     if array.ndim != len(declared):
@@ -140,8 +140,36 @@ def _where(graph: Graph, value: Value) -> str:
 
 
 @lru_cache(maxsize=256)
-def _castable(fed: np.dtype, declared: str) -> bool:
-    return bool(np.can_cast(fed, declared, casting="same_kind"))
+def _converts(fed: np.dtype, declared: str) -> bool:
+    """Whether every value of dtype ``fed`` converts to ``declared`` (remembered: a feed is
+    checked every forward)."""
+    target = np.dtype(declared)
+    return bool(np.can_cast(fed, target, casting="safe")) or fed.kind == target.kind == "f"
+
+
+def conversion_problem(array: np.ndarray, declared: str) -> str | None:
+    """Why ``array`` cannot become ``declared`` without a silent change, or None.
+
+    A safe cast is fine, and so is a narrower float (float64 data into float32, as
+    training in float32 wants).  Integers and bools into a narrower integer or a bool are
+    fine when every value fits (an int64 column of a CSV into int8, 0/1 into bool): the
+    values are checked, and the first that does not fit is named.  A float into an integer
+    or bool, or a number into nothing it can hold, is refused."""
+    if _converts(array.dtype, declared):
+        return None
+    fed, target = array.dtype, np.dtype(declared)
+    if target.kind in "iub" and fed.kind in "iub":
+        if target.kind == "b":
+            bad, holds = (array != 0) & (array != 1), "0 and 1 only"
+        else:
+            info = np.iinfo(target)
+            bad, holds = (array < info.min) | (array > info.max), f"{info.min}..{info.max}"
+        if not bad.any():
+            return None
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f" (index {list(index)})" if index else ""
+        return f"whose value {array[index]}{where} {declared} cannot hold ({holds})"
+    return f"which does not convert safely to {declared}"
 
 
 def initial_value(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
@@ -179,7 +207,7 @@ def _initial(graph: Graph, value: Value, dims: Dims, seed: int) -> np.ndarray:
     if form == "normal":
         return rng.normal(init.normal.mean, init.normal.std, size).astype(dtype)
     if form == "labels":
-        return rng.integers(0, init.labels.classes, size=size, dtype=np.int64)
+        return rng.integers(0, init.labels.classes, size=size, dtype=np.int64).astype(dtype)
     if form == "one_hot":
         if size[-1] == 0:
             raise DataError(f"{where}: one_hot needs at least one class, but its class axis "
@@ -215,7 +243,7 @@ def _load_file(value: Value, where: str, dtype: str, max_bytes: int) -> np.ndarr
         array = load_array(path, value.name, max_bytes=max_bytes)
     except DataError as exc:
         raise DataError(f"{where}: cannot read init file: {exc}") from None
-    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
-        raise DataError(f"{where}: init file {str(path)!r} holds {array.dtype}, which does not "
-                        f"convert safely to {dtype}")
+    problem = conversion_problem(array, dtype)
+    if problem is not None:
+        raise DataError(f"{where}: init file {str(path)!r} holds {array.dtype}, {problem}")
     return array.astype(dtype, copy=False)

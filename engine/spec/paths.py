@@ -24,11 +24,11 @@ from engine.io.paths import not_a_regular_file
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-#: The folder of the standard function library (``nn.yaml``): graphs/lib in a checkout (the
-#: link engine/stdlib/nn.yaml leads there), engine/stdlib in an installed package.  Imports
-#: look here last, after the spec's folder and every --import-path, so that
+#: The folder of the standard function library (``nn.yaml``), inside the package so that an
+#: installed engine has it too (a copy of graphs/lib/nn.yaml, which tests keep identical).
+#: Imports look here last, after the spec's folder and every --import-path, so that
 #: ``imports: {nn: nn.yaml}`` works from any folder.
-STDLIB = (Path(__file__).resolve().parent.parent / "stdlib" / "nn.yaml").resolve().parent
+STDLIB = Path(__file__).resolve().parent.parent / "stdlib"
 
 
 class Refused(Exception):

@@ -56,12 +56,27 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
+#: ``SourceMap.positions`` packs (line, col) as line * _COLUMNS + col; no line of a spec is
+#: that long (spec files are bounded far below it).
+_COLUMNS = 1 << 40
+
+
+def packed(line: int, col: int) -> int:
+    """(line, col) as ``SourceMap.positions`` holds it."""
+    return line * _COLUMNS + col
+
+
 @dataclass
 class SourceMap:
-    """Where each part of a spec was written: path tuple -> (line, col), both 1-based."""
+    """Where each part of a spec was written: path tuple -> (line, col), both 1-based.
+
+    ``positions`` holds each place as one int, ``packed(line, col)``: a spec of 100,000
+    nodes has half a million places, and a pair each would be as many more objects
+    to allocate and for the cycle collector to scan.
+    """
 
     file: str
-    positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    positions: dict[PathKey, int] = field(default_factory=dict)
     #: Where a YAML 1.1 boolean word (yes, on, off...) was written, and its text.
     booleans: dict[PathKey, str] = field(default_factory=dict)
 
@@ -70,7 +85,7 @@ class SourceMap:
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found is not None:
-                return found
+                return divmod(found, _COLUMNS)
         return (1, 1)
 
     def problem(self, path: PathKey, message: str) -> Problem:
@@ -269,7 +284,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     holder: dict[str, Any] = {}
     stack: list[tuple[yaml.Node, PathKey, Any, Any]] = [(root, (), holder, "root")]
     pop, push = stack.pop, stack.append
-    positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
+    positions[()] = packed(root.start_mark.line + 1, root.start_mark.column + 1)
     while stack:
         node, path, container, slot = pop()
         kind = node.__class__
@@ -289,7 +304,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
             for index, child in enumerate(node.value):
                 child_path = (*path, index)
                 mark = child.start_mark
-                positions[child_path] = (mark.line + 1, mark.column + 1)
+                positions[child_path] = packed(mark.line + 1, mark.column + 1)
                 push((child, child_path, items, index))
         else:
             mapping: dict[Any, Any] = {}
@@ -300,13 +315,13 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                     continue
                 child_path = (*path, key)
                 if key in mapping:
-                    first = positions[child_path]
+                    first = source.position(child_path)
                     problems.append(_at(key_node, file, f"duplicate key {key!r} (first defined at "
                                         f"line {first[0]}); YAML would silently keep only the "
                                         "last one", child_path))
                     continue
                 mark = key_node.start_mark
-                positions[child_path] = (mark.line + 1, mark.column + 1)
+                positions[child_path] = packed(mark.line + 1, mark.column + 1)
                 mapping[key] = None
                 push((value_node, child_path, mapping, key))
     problems.raise_if_any()

@@ -23,7 +23,8 @@ from engine.errors import DataError, Problems, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
 from engine.io.arrays import CsvTable, load_npz, read_csv_table
-from engine.runtime.feeds import one_hot_rows, tensor_rng
+from engine.ops.base import INT_DTYPES
+from engine.runtime.feeds import conversion_problem, one_hot_rows, tensor_rng
 from engine.train.metrics import measured
 from schemas.train import InputData, TrainConfig
 
@@ -290,10 +291,16 @@ class _Mapping:
 
     def _as_float(self, name: str, value: Value, data: np.ndarray,
                   path: tuple[str | int, ...]) -> np.ndarray:
-        if value.dtype in ("int64", "int32"):  # token or index inputs (Gather's indices)
+        if value.dtype in INT_DTYPES or value.dtype == "bool":  # tokens, indices, masks
             if not np.array_equal(data, np.round(data)):
                 self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
                                    "holds non-integer values")
+                return data
+            problem = conversion_problem(data.astype(np.int64), value.dtype)
+            if problem is not None:
+                self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
+                                   f"holds integers {problem}")
+                return data
             return data.astype(value.dtype)
         if value.dtype not in ("float64", "float32", "float16"):
             self.problem(path, f"input {name!r} has dtype {value.dtype}; features feed "

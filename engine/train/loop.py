@@ -126,6 +126,8 @@ class Trainer:
                                         weight_decay=config.weight_decay,
                                         clip_grad_norm=config.clip_grad_norm)
         self.rng = tensor_rng(self.seed, "train/order")
+        #: Classes predicted per row, as the last measurement found (accuracy counts these).
+        self.predictions_per_row = 1
         extra = [m for m in (self.measured.report if self.measured else ()) if m != "accuracy"]
         self.keys = (*HISTORY_KEYS, *(f"{part}_{m}" for m in extra for part in ("train", "val")))
         self.history = {key: list(self.history.get(key, [])) for key in self.keys}
@@ -307,6 +309,9 @@ class Trainer:
         assert loss is not None
         result: dict[str, float | None] = {"loss": loss}
         if ends is not None:
+            shape = np.shape(ends_values["prediction"])
+            # a row of a sequence model predicts one class per position: accuracy counts those
+            self.predictions_per_row = math.prod(shape[1:-1])
             result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
         return result
 

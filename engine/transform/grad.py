@@ -145,7 +145,7 @@ class _GradBuilder:
     def _array(self, value: Value) -> SymbolicArray:
         array = SymbolicArray(self.tracer, tuple(value.shape), value.dtype, label=value.name)
         if _is_inline(value):
-            array.literal = float(value.literal)
+            array.literal = value.literal.item()  # an int stays one (weak_dtype)
         return array
 
     # -- the backward walk -----------------------------------------------------------------
@@ -225,7 +225,7 @@ class _GradBuilder:
     def _write(self, wrt: list[str], totals: dict[str, SymbolicArray],
                seed: SymbolicArray) -> GradSpec:
         graph = self.graph
-        names = _Names()
+        names = UniqueNames()
         renamed = {}
         for name in graph.values:
             if not _is_inline(graph.values[name]):
@@ -382,7 +382,7 @@ def spec_text(spec: dict[str, Any], header: Sequence[str]) -> str:
     return "\n".join([*(f"# {line}" for line in header), "", *body]) + "\n"
 
 
-class _Names:
+class UniqueNames:
     """Spec names, unique: ``h1/linear`` becomes ``h1_linear``, a taken ``d_x`` ``d_x_2``."""
 
     def __init__(self) -> None:

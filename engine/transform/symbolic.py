@@ -28,7 +28,7 @@ import numpy as np
 
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape
 from engine.ops import REGISTRY
-from engine.ops.base import FLOAT_DTYPES, promoted
+from engine.ops.base import FLOAT_DTYPES, INT_DTYPES, weak_dtype
 
 
 class TraceError(Exception):
@@ -247,7 +247,9 @@ class Tracer:
             return value
         if isinstance(value, bool):
             raise TraceError("a bool Python scalar in a vjp rule cannot be traced")
-        if isinstance(value, (int, float, np.number)):
+        if isinstance(value, (int, np.integer)):  # kept an integer: weak_dtype reads it
+            return self.constant(int(value))
+        if isinstance(value, (float, np.number)):
             return self.constant(float(value))
         if isinstance(value, (SymbolicCount, SymbolicDim)):
             return self.count(value if isinstance(value, SymbolicCount)
@@ -285,9 +287,11 @@ class Tracer:
         attrs = attrs or {}
         model = op.attrs(**attrs)
         strong = [v.dtype for v in inputs if v.literal is None]
-        floats = [d for d in strong if d in FLOAT_DTYPES]
-        weak = promoted(*floats) if floats else "float64"
-        dtypes = [weak if v.literal is not None else v.dtype for v in inputs]
+        dtypes = [weak_dtype(strong, isinstance(v.literal, int)) if v.literal is not None
+                  else v.dtype for v in inputs]
+        # an integer that meets floats is written as the float it becomes (1.0, not 1)
+        inputs = [self.constant(float(v.literal)) if isinstance(v.literal, int) and
+                  d in FLOAT_DTYPES else v for v, d in zip(inputs, dtypes, strict=True)]
         try:
             shape = op.shape(model, self.dims, *[v.shape_ for v in inputs])
             dtype = op.result_dtype(model, dtypes)
@@ -319,6 +323,7 @@ class Namespace:
     """
 
     float16, float32, float64, int64 = "float16", "float32", "float64", "int64"
+    int32, int16, int8, uint8 = "int32", "int16", "int8", "uint8"
     bool = "bool"
 
     def __init__(self, tracer: Tracer):
@@ -362,7 +367,7 @@ class Namespace:
 
     # dtypes
     def isdtype(self, dtype: str, kind: str) -> bool:
-        kinds = {"real floating": FLOAT_DTYPES, "bool": ("bool",), "integral": ("int64",)}
+        kinds = {"real floating": FLOAT_DTYPES, "bool": ("bool",), "integral": INT_DTYPES}
         if kind not in kinds:
             raise TraceError(f"xp.isdtype(..., {kind!r}) is not supported")
         return str(dtype) in kinds[kind]

@@ -379,7 +379,9 @@ def _print_summary(outcome: Outcome, trainer: Trainer, args: argparse.Namespace)
         if dataset.test_file is not None else ""
     print(f"data: {_shown(dataset.file)}, {count(dataset.n_train, 'training row')}, "
           f"{validation}{count(dataset.n_val, 'validation row')}{test}")
-    rows = {"train": dataset.n_train, "val": dataset.n_val, "test": dataset.n_test}
+    per_row = trainer.predictions_per_row  # a class per position of a sequence
+    rows = {"train": dataset.n_train * per_row, "val": dataset.n_val * per_row,
+            "test": dataset.n_test * per_row}
     last = {key: outcome.last(key) for key in outcome.history}
     last.update(outcome.test)
     for part, values in split_metrics(last):
