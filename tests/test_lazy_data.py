@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from conftest import GRAPHS
 
 import engine
 from engine.cli.main import main
-from engine.errors import DataError
+from engine.errors import DataError, DataWarning
+from engine.graph.targets import LabelCheck
 from engine.io import lazy
 from engine.io.lazy import NpyRows, lazy_npy
 from engine.runtime.backends import install_hint, installed
@@ -108,3 +110,52 @@ def test_a_truncated_file_is_refused_from_its_header(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-80])
     with pytest.raises(DataError, match="shorter"):
         lazy.NpyRows.open(path)
+
+
+def test_one_hot_rows_split_across_blocks_are_checked_whole(tmp_path: Path) -> None:
+    """A Dask feed chunked along the class axis too: its rows are made whole before they
+    are checked (a third of a one-hot row is not one-hot), and a soft row is warned about
+    at its row in the whole array."""
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=40)
+    y = np.eye(3)[labels]
+    x = rng.normal(size=(40, 13))
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    ex = engine.Executor(graph, backend="dask")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ex.forward({"x": da.from_array(x, chunks=(7, 5)), "y": da.from_array(y, chunks=(7, 1))})
+        ex.compute(ex.backward())
+    y[29] = [0.5, 0.5, 0.0]
+    ex.forward({"x": da.from_array(x, chunks=(7, 5)), "y": da.from_array(y, chunks=(7, 1))})
+    with pytest.warns(DataWarning, match=r"input 'y' .*as fed: row 29 is \[0\.5 0\.5 0\. \], "
+                                         r"not one-hot"):
+        ex.compute(ex.backward())
+
+
+def _check(ignore_index: int | None = None) -> LabelCheck:
+    return LabelCheck("labels", 5, False, ignore_index, "NLL", "loss", "5 classes")
+
+
+def test_a_bad_label_is_located_in_the_whole_array_on_every_axis() -> None:
+    import dask.array as da
+
+    labels = np.zeros((20, 9), dtype=np.int64)
+    labels[13, 7] = 5  # block (2, 2) of blocks 6 x 4: its corner is [12, 4]
+    lazy_labels = _check().in_graph(da.from_array(labels, chunks=(6, 4)))
+    with pytest.raises(DataError, match=r"^labels: index \[13, 7\] holds label 5, but 5 "
+                                        r"classes; labels count from 0$"):
+        lazy_labels.compute()
+
+
+def test_the_ignore_index_passes_the_lazy_check() -> None:
+    import dask.array as da
+
+    labels = np.array([0, 4, -100, 2, -100, 1])
+    got = _check(ignore_index=-100).in_graph(da.from_array(labels, chunks=4)).compute()
+    np.testing.assert_array_equal(got, labels)
+    # blocks are checked in parallel: the one that fails first names its row
+    with pytest.raises(DataError, match=r"row [24] holds label -100"):
+        _check().in_graph(da.from_array(labels, chunks=4)).compute()

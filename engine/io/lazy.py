@@ -10,6 +10,7 @@ data is read.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError
-from engine.io.arrays import _npy_header, require_file
+from engine.io.arrays import npy_header, require_file
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,20 @@ class NpyRows:
         require_file(path)
         try:
             with path.open("rb") as handle:
-                shape, dtype = _npy_header(handle, str(path))
+                shape, dtype, fortran = npy_header(handle, str(path))
                 offset = handle.tell()
-                handle.seek(0)
-                version = np.lib.format.read_magic(handle)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                fortran = read(handle)[1]
         except OSError as exc:
             raise DataError(f"{path}: not a readable .npy file ({exc})") from None
         if dtype.kind not in "biuf":
-            raise DataError(f"{path}: holds {dtype}, not real numbers")
+            raise DataError(f"{path}: holds {dtype}, not real numbers; save an array of "
+                            "integers or floats")
         if fortran and len(shape) > 1:
             raise DataError(f"{path}: stored in Fortran (column) order, whose rows are not "
                             "consecutive bytes; save it with numpy.save of a C-ordered array")
         if not shape:
-            raise DataError(f"{path}: holds a single number; a lazily read feed has rows")
-        expected = offset + int(np.prod(shape)) * dtype.itemsize
+            raise DataError(f"{path}: holds a single number, not rows to read in chunks; feed it "
+                            "with --backend numpy, or save an array with rows")
+        expected = offset + math.prod(shape) * dtype.itemsize
         if os.path.getsize(path) < expected:
             raise DataError(f"{path}: the header declares {expected - offset} bytes of data, "
                             "but the file is shorter")
@@ -64,7 +62,7 @@ class NpyRows:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     def __getitem__(self, key: Any) -> np.ndarray:
         """The rows ``key`` selects, copied out of a memory map opened for this read only."""
