@@ -276,10 +276,19 @@ def test_zarr_stores_that_cannot_be_read_are_located_errors(capsys, tmp_path: Pa
         err = _fails(capsys, "train", str(spec), *backend)
         assert "input 'x' is declared [batch, 13], but array 'x' of " in err and \
             "has shape [6, 12]" in err
+    good = tmp_path / "good.zarr"
+    _zarr_store(good, _table())
+    (good / "x" / "c" / "1" / "0").write_bytes(b"not a compressed chunk")  # rows 64..127
+    spec = _spec(tmp_path, "good.zarr", "x: {array: x}", "y: {label: y}")
+    err = _fails(capsys, "train", str(spec))
+    assert "good.zarr: array 'x': its data cannot be read (" in err
+    err = _fails(capsys, "train", str(spec), "--backend", "dask", "--chunk-rows", "32")
+    assert "good.zarr: array 'x': rows 64..95 cannot be read (" in err or \
+        "good.zarr: array 'x': rows 96..127 cannot be read (" in err
     monkeypatch.setitem(__import__("sys").modules, "zarr", None)  # as if not installed
     for backend in ((), dask):
         err = _fails(capsys, "train", str(spec), *backend)
-        assert 'bad.zarr: reading a .zarr store needs zarr, an optional extra: ' \
+        assert 'good.zarr: reading a .zarr store needs zarr, an optional extra: ' \
                'pip install -e ".[zarr]"' in err
 
 
