@@ -264,20 +264,22 @@ class _Builder:
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
             strong = [v.dtype for v in ins if not v.weak]
-            refs = list(node.inputs)
-            for i, v in enumerate(ins):
-                if not v.weak:
-                    continue
-                dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
-                if v.name in self.weak_typed and v.dtype != dtype:
-                    ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
-                    refs[i] = ins[i].name
-                    continue
-                v.dtype = dtype
-                self.weak_typed.add(v.name)
-                self._check_weak(v, label)
-            if refs != list(node.inputs):
-                node = self._rewire(node, refs)
+            if len(strong) < len(ins):  # a bare number among the inputs
+                refs = list(node.inputs)
+                for i, v in enumerate(ins):
+                    if not v.weak:
+                        continue
+                    dtype = weak_dtype(strong,
+                                       v.literal is not None and v.literal.dtype.kind == "i")
+                    if v.name in self.weak_typed and v.dtype != dtype:
+                        ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
+                        refs[i] = ins[i].name
+                        continue
+                    v.dtype = dtype
+                    self.weak_typed.add(v.name)
+                    self._check_weak(v, label)
+                if refs != list(node.inputs):
+                    node = self._rewire(node, refs)
             hint = self._keepdims_hint(node, ins)
             if hint:
                 self.hints[self.dims.site] = (name, hint)
