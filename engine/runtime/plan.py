@@ -137,23 +137,29 @@ def compile_plan(graph: Graph, *, fast: bool = False) -> Plan:
         kept.add(slots[graph.loss])
     last_use: dict[int, int] = {}
     compiled = []
-    for index, name in enumerate(graph.order):
-        node = graph.nodes[name]
+    slot_of, nodes = slots.__getitem__, graph.nodes
+    for index, name in enumerate(graph.order):  # plain loops: this runs once per node
+        node = nodes[name]
         op, output = node.op, slots[name]
-        inputs = tuple(slots[ref] for ref in node.inputs)
+        inputs = tuple(map(slot_of, node.inputs))
         shape = values[name].shape
         needs, reduces = [], []
+        differentiates = False
         for i, ref in enumerate(node.inputs):
-            need = values[ref].requires_grad and op.is_differentiable(i)
+            value = values[ref]
+            need = value.requires_grad and op.is_differentiable(i)
             needs.append(need)
             # a gradient that may come broadcast is summed back: the input's shape is read
-            reduces.append(need and values[ref].shape != shape)
-        if any(needs):  # backward runs this vjp: keep what it reads
+            reduces.append(need and value.shape != shape)
+            differentiates = differentiates or need
+        if differentiates:  # backward runs this vjp: keep what it reads
             if op.vjp_uses_inputs:
                 kept.update(inputs)
             if op.vjp_uses_output:
                 kept.add(output)
-            kept.update(slot for slot, r in zip(inputs, reduces, strict=True) if r)
+            for slot, r in zip(inputs, reduces, strict=True):
+                if r:
+                    kept.add(slot)
         last_use[output] = index
         for slot in inputs:
             last_use[slot] = index
