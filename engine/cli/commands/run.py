@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         executor.parameters.update(trained.params)
         feeds = trained.prepare(feeds)
     with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
-        outputs = executor.forward(feeds)
-        grads = executor.backward() if graph.loss is not None else {}
+        # with a loss, forward and backward together: on jax one compiled call
+        outputs, grads = executor.forward_backward(feeds) if graph.loss is not None \
+            else (executor.forward(feeds), {})
         outputs_np, grads_np = executor.compute(outputs, grads)  # Dask: one graph, run once
     _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
