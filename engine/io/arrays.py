@@ -54,7 +54,7 @@ def require_file(path: Path, option: str = "") -> None:
 def _load_numpy(path: Path, max_bytes: int) -> np.ndarray:
     try:
         with path.open("rb") as handle:
-            shape, dtype = _npy_header(handle, str(path))
+            shape, dtype, _ = npy_header(handle, str(path))
             _within_budget(str(path), shape, dtype, max_bytes)
             return _read_npy(handle, str(path))
     except OSError as exc:
@@ -66,8 +66,9 @@ _MALFORMED = (ValueError, SyntaxError, TypeError, OverflowError, EOFError, Token
               RecursionError, MemoryError)
 
 
-def _npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype a .npy stream's header declares, read before any data."""
+def npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """The shape, dtype and Fortran order a .npy stream's header declares, read before any
+    data (the stream is left where the data begins)."""
     try:
         version = np.lib.format.read_magic(handle)
     except ValueError:
@@ -76,13 +77,13 @@ def _npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtyp
     try:
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
-        shape, _fortran, dtype = read(handle)
+        shape, fortran, dtype = read(handle)
     except _MALFORMED as exc:
         raise DataError(f"{where}: the .npy header is malformed ({exc})") from None
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects, which are never unpickled; save an "
                         "array of numbers")
-    return tuple(shape), dtype
+    return tuple(shape), dtype, fortran
 
 
 def _within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_bytes: int,
@@ -101,7 +102,7 @@ def _within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_byte
 
 
 def _read_npy(handle: IO[bytes], where: str) -> np.ndarray:
-    """The array after a header that ``_npy_header`` read and checked."""
+    """The array after a header that ``npy_header`` read and checked."""
     handle.seek(0)
     try:
         return np.lib.format.read_array(handle, allow_pickle=False)
@@ -156,7 +157,7 @@ def _read_members(path: Path, archive: zipfile.ZipFile, max_bytes: int, only: st
                             "file holds arrays written by numpy.savez")
         where = f"{path}: array {info.filename.removesuffix('.npy')!r}"
         with archive.open(info) as member:
-            shape, dtype = _npy_header(member, where)  # type: ignore[arg-type]
+            shape, dtype, _ = npy_header(member, where)  # type: ignore[arg-type]
         total += _within_budget(where, shape, dtype, max_bytes, total)
     arrays = {}
     for info in members:

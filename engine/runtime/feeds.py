@@ -20,7 +20,7 @@ from engine.errors import ArgumentError, DataError, did_you_mean
 from engine.graph.budget import fed_over_budget
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.graph.targets import check_labels
+from engine.graph.targets import check_labels, label_check
 from engine.io.arrays import load_array
 
 
@@ -48,7 +48,8 @@ def names_mapping(value: Any, what: str) -> Mapping[str, Any]:
 
 def is_lazy(data: Any) -> bool:
     """A Dask array: its chunks are read where Dask computes them (on the workers), so a feed
-    of one is checked by dtype and shape only, never read into this process."""
+    of one is checked by dtype and shape here, and its labels inside its own task graph
+    (each block as it is read, a located DataError), never read into this process."""
     return hasattr(data, "__dask_graph__")
 
 
@@ -85,8 +86,14 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
         if over is not None:
             raise DataError(over)
     for name, array in checked.items():
-        if name in graph.targets and not is_lazy(array):
+        if name not in graph.targets:
+            continue
+        if not is_lazy(array):
             check_labels(graph, name, array, dims, fed_as(graph, name))
+            continue
+        check = label_check(graph, name, dims, fed_as(graph, name))
+        if check is not None:  # in the graph: each block is checked where it is read
+            checked[name] = check.in_graph(array)
     return checked, dims
 
 
