@@ -94,7 +94,7 @@ class LabelCheck:
             if soft is not None:
                 index, row = soft
                 warnings.warn(DataWarning(
-                    f"{self.what}: {row_name(_shifted(index, start))} is "
+                    f"{self.what}: {row_name(shifted(index, start))} is "
                     f"{np.array2string(row, threshold=8)}, not one-hot (a single 1, zeros "
                     f"elsewhere): {self.op} node {self.node!r} takes it as a soft target, "
                     "-sum(y * log p); if labels were meant, feed class indices or one-hot "
@@ -103,13 +103,12 @@ class LabelCheck:
         bad = first_bad_label(array, self.classes, self.ignore_index)
         if bad is not None:
             index, label = bad
-            raise DataError(f"{self.what}: {row_name(_shifted(index, start))} holds label "
+            raise DataError(f"{self.what}: {row_name(shifted(index, start))} holds label "
                             f"{label}, but {self.describe}; labels count from 0")
 
     def block(self, block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         """``map_blocks``' function: checks ``block`` and returns it unchanged."""
-        where = block_info[0]["array-location"] if block_info else []
-        self(block, tuple(begin for begin, _ in where))
+        self(block, block_corner(block_info))
         return block
 
     def in_graph(self, array: Any) -> Any:
@@ -120,7 +119,13 @@ class LabelCheck:
         return array.map_blocks(self.block, dtype=array.dtype, meta=array._meta)
 
 
-def _shifted(index: tuple[int, ...], start: tuple[int, ...]) -> tuple[int, ...]:
+def block_corner(block_info: dict | None) -> tuple[int, ...]:
+    """Where the block that ``map_blocks`` passes ``block_info`` of begins in its array."""
+    where = block_info[0]["array-location"] if block_info else []
+    return tuple(begin for begin, _ in where)
+
+
+def shifted(index: tuple[int, ...], start: tuple[int, ...]) -> tuple[int, ...]:
     """``index`` within a block that begins at ``start``, as an index in the whole array."""
     return tuple(i + (start[axis] if axis < len(start) else 0) for axis, i in enumerate(index))
 

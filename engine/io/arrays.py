@@ -11,6 +11,7 @@ import math
 import warnings
 import zipfile
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tokenize import TokenError
@@ -55,7 +56,7 @@ def _load_numpy(path: Path, max_bytes: int) -> np.ndarray:
     try:
         with path.open("rb") as handle:
             shape, dtype, _ = npy_header(handle, str(path))
-            _within_budget(str(path), shape, dtype, max_bytes)
+            within_budget(str(path), shape, dtype, max_bytes)
             return _read_npy(handle, str(path))
     except OSError as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
@@ -86,7 +87,7 @@ def npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype
     return tuple(shape), dtype, fortran
 
 
-def _within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_bytes: int,
+def within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_bytes: int,
                    before: int = 0) -> int:
     """The bytes an array of ``shape`` takes, or a DataError when it and ``before`` (what the
     file's other arrays take) exceed ``max_bytes``: checked on the header, so that a file
@@ -158,7 +159,7 @@ def _read_members(path: Path, archive: zipfile.ZipFile, max_bytes: int, only: st
         where = f"{path}: array {info.filename.removesuffix('.npy')!r}"
         with archive.open(info) as member:
             shape, dtype, _ = npy_header(member, where)  # type: ignore[arg-type]
-        total += _within_budget(where, shape, dtype, max_bytes, total)
+        total += within_budget(where, shape, dtype, max_bytes, total)
     arrays = {}
     for info in members:
         name = info.filename.removesuffix(".npy")
@@ -182,6 +183,11 @@ class CsvTable:
     def column_name(self, col: int) -> str:
         """``column 3 ('ash')``: 1-based, as a spreadsheet shows it, with the header's name."""
         return _column_label(self.header, col)
+
+    def locator(self, columns: list[int]) -> Callable[[tuple[int, ...]], str]:
+        """Names an index of the array of ``columns`` (1-D: of the first) by line and column."""
+        return lambda index: f"{self.path}:{self.lines[index[0]]}: " \
+                             f"{self.column_name(columns[index[1] if len(index) > 1 else 0])}"
 
 
 def load_csv(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:

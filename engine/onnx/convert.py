@@ -254,6 +254,11 @@ def _clip(ctx: NodeContext) -> None:
         low, high = ctx.static(1, "min"), ctx.static(2, "max")
         bounds = {"min": None if low is None else low.item(),
                   "max": None if high is None else high.item()}
+        for which, bound in bounds.items():  # the attribute is a float: no rounding there
+            if isinstance(bound, int) and float(bound) != bound:
+                raise ctx.unsupported(f"its {which} {bound} is an integer that a float64 "
+                                      "cannot hold exactly, and the engine's Clip bounds are "
+                                      "float64 attributes")
     else:
         bounds = {"min": ctx.attr("min"), "max": ctx.attr("max")}
     if None not in bounds.values() and bounds["min"] > bounds["max"]:

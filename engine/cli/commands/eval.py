@@ -61,12 +61,10 @@ def run(args: argparse.Namespace) -> int:
     executor, feeds = trained_executor(graph, names, args.params, args.data, "eval", backend)
     with np.errstate(all="ignore"):
         executor.forward(feeds)
-        ends_values = {} if ends is None else {"prediction": executor.value(ends.prediction),
-                                               "target": executor.value(ends.target)}
-        (ends_values,) = executor.compute(ends_values)  # with the loss: on Dask one graph
-        result: dict[str, float | None] = {"loss": executor.loss}
-        if ends is not None:
-            result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
+        if ends is None:
+            executor.compute({})  # the loss (on Dask, computed here)
+        metrics = {} if ends is None else ends.of(executor)  # with the loss: on Dask one graph
+        result: dict[str, float | None] = {"loss": executor.loss, **metrics}
     rows = len(next(iter(feeds.values())))
     if args.json:
         print_json({**result, "rows": rows})
