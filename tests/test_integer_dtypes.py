@@ -93,6 +93,7 @@ def test_integer_ops_infer_numpys_dtypes_and_values() -> None:
                                           r"\(its range is -128 to 127\)"),
     ("{op: Clip, inputs: [m], max: 1}", r"node 'n' \(Clip\): needs numbers, got bool"),
 ])
+
 def test_mixed_or_unsupported_dtypes_are_located_errors(node: str, message: str) -> None:
     spec = f"""\
 name: mixed
@@ -267,3 +268,13 @@ outputs: [top, itop]
                                                r"\(Mean\): reduces axis 1 of \[2, 0\], which has "
                                                r"size 0: the mean of no elements is 0/0"):
         engine.loads(mean, file="empty.yaml")
+
+
+def test_a_clip_bound_a_float64_cannot_hold_is_refused_where_it_is_written() -> None:
+    """2^53 + 1 would become 2^53 as the float64 attribute: off by one on an int64 x."""
+    spec = ("name: c\ninputs:\n  x: {shape: [2], dtype: int64, init: zeros}\nnodes:\n"
+            "  y: {op: Clip, inputs: [x], min: 9007199254740993}\noutputs: [y]\n")
+    with pytest.raises(engine.SpecError, match=r"c.yaml:5:30: nodes.y.min: 9007199254740993 is "
+                                               r"an integer that a float64 bound cannot hold"):
+        engine.loads(spec, file="c.yaml")
+    assert engine.loads(spec.replace("740993", "740992"), file="c.yaml")  # 2^53 is exact

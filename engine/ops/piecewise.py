@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from engine.graph.shapes import ShapeError
 from engine.ops.base import (
@@ -50,6 +50,15 @@ class ClipAttrs(OpAttrs):
 
     min: float | None = Field(default=None, description="Lower bound; null: none.")
     max: float | None = Field(default=None, description="Upper bound; null: none.")
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _exact(cls, bound: Any) -> Any:
+        """A whole number a float64 cannot hold (2^53 + 1) would be rounded silently."""
+        if isinstance(bound, int) and not isinstance(bound, bool) and float(bound) != bound:
+            raise ValueError(f"{bound} is an integer that a float64 bound cannot hold exactly; "
+                             "the bounds are float64 numbers")
+        return bound
 
     @model_validator(mode="after")
     def _ordered(self) -> ClipAttrs:
