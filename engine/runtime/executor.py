@@ -209,8 +209,13 @@ class Executor:
             self._derive()  # last: whatever rewrote plan.steps before this is what runs
         #: On the jax backend, the programs compiled with jax.jit (None: run op by op).  Not
         #: with ``trace`` or ``check_finite``: they time and check every node as it runs.
-        self._jit: Compiled | None = Compiled(self) if self.backend.name == "jax" \
-            and self.trace is None and not check_finite else None
+        self._jit: Compiled | None = None
+        if self.backend.name == "jax" and self.trace is None and not check_finite:
+            self._jit = Compiled(
+                plan=self.plan, program=self._forward_program, graph=run, mode=self.mode,
+                backend=self.backend, dims=lambda: self._dims,
+                run_forward=lambda slots, program: self._run_forward(slots, self._dims, program),
+                backward_pass=self._backward_pass)
         if self._jit is not None:  # NumPy arrays go into the compiled call as they are
             self._frozen = self._on_backend
 

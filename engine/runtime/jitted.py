@@ -35,14 +35,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import DataError
+from engine.graph.model import Graph
+from engine.graph.shapes import Dims
 from engine.ops.indexing import gather_out_of_range
-from engine.ops.stochastic import keep_factor, node_key
-
-if TYPE_CHECKING:
-    from engine.runtime.executor import Executor, Run
+from engine.ops.stochastic import RunMode, keep_factor, node_key
+from engine.runtime.backends import Backend
+from engine.runtime.plan import Plan
 
 Array = Any
 #: slot -> value: what forward keeps, the compiled functions' arguments and results
@@ -51,20 +52,36 @@ Values = dict[int, Array]
 Checks = list[tuple[Array, Array, Array] | None]
 
 
-class Compiled:
-    """One executor's three compiled functions; the executor calls them with its slots."""
+#: One instruction of the executor's forward program (``executor.Run``: ``call``, ``block``).
+Instruction = Any
 
-    def __init__(self, executor: Executor):
+
+class Compiled:
+    """One executor's three compiled functions; the executor calls them with its slots.
+
+    It is handed what it traces rather than the executor itself (so the two modules do not
+    import each other): the executor's ``plan`` and forward ``program``, the ``graph`` the
+    plan runs, its ``mode`` and ``backend``, ``dims()`` (the dims bound by the last feeds),
+    and its two loops, ``run_forward(slots, program)`` and ``backward_pass(slots, starts,
+    kept)``."""
+
+    def __init__(self, *, plan: Plan, program: list[Instruction], graph: Graph, mode: RunMode,
+                 backend: Backend, dims: Callable[[], Dims],
+                 run_forward: Callable[[list[Array], list[Instruction]], None],
+                 backward_pass: Callable[[list[Array], Values | None, dict[int, str]],
+                                         dict[str, Array]]):
         jax = importlib.import_module("jax")
-        self._ex = executor
-        plan, values = executor.plan, executor.compiled.values
+        self._graph, self._mode, self._backend, self._dims = graph, mode, backend, dims
+        self._run, self._backward_pass = run_forward, backward_pass
+        values = graph.values
         self._sources = plan.sources
+        self._slot_count = len(plan.names)
         #: (node key, attrs, inferred shape, dtype) of each random step, whose masks go in
         self._random = [(node_key(step.name), step.attrs, values[step.name].shape,
                          values[step.name].dtype) for step in plan.steps if step.op.stochastic]
         #: The forward program, each Gather's call also checking its indices (``_checked``).
         self._program = [self._checked(run) if run.block.steps[-1].op.name == "Gather"
-                         else run for run in executor._forward_program]
+                         else run for run in program]
         self._gathers = [run.block.steps[-1] for run in self._program
                          if run.block.steps[-1].op.name == "Gather"]
         self._checks: Checks = []  # filled while a forward is traced
@@ -106,12 +123,11 @@ class Compiled:
     def _masks(self) -> Values:
         """Each random node's factor for this pass, drawn on the host (none when it keeps
         every element: then the trace has no mask and the node is the identity)."""
-        ex = self._ex
-        masks = {}
+        masks, dims = {}, self._dims()
         for key, attrs, shape, dtype in self._random:
-            factor = keep_factor(attrs, ex._dims.shape(shape), ex.mode, key)
+            factor = keep_factor(attrs, dims.shape(shape), self._mode, key)
             if factor is not None:
-                masks[key] = ex.backend.asarray(factor, dtype)
+                masks[key] = self._backend.asarray(factor, dtype)
         return masks
 
     # -- what jax.jit traces -----------------------------------------------------------------
@@ -120,14 +136,13 @@ class Compiled:
         for step, check in zip(self._gathers, checks, strict=True):
             if check is not None and bool(check[0]):
                 _, index, size = check
-                node = self._ex.graph.nodes[step.name]
-                raise DataError(f"node {step.name!r} (Gather, {self._ex.graph.where(node.name)})"
+                raise DataError(f"node {step.name!r} (Gather, {self._graph.where(step.name)})"
                                 f" failed in forward: index {int(index)} is out of bounds for "
                                 f"axis {step.attrs.axis} with size {int(size)}")
 
-    def _checked(self, run: Run) -> Run:
+    def _checked(self, run: Instruction) -> Instruction:
         """``run`` (a Gather) also recording ``gather_out_of_range`` of its inputs."""
-        step, call, xp = run.block.steps[-1], run.call, self._ex.xp
+        step, call, xp = run.block.steps[-1], run.call, self._backend.xp
 
         def checked(data: Array, indices: Array) -> Array:
             self._checks.append(gather_out_of_range(xp, step.attrs, data, indices))
@@ -137,11 +152,10 @@ class Compiled:
 
     def _run_forward(self, sources: tuple[Array, ...], masks: Values
                      ) -> tuple[list[Array], Checks]:
-        ex = self._ex
-        slots = [*sources, *ex._no_values]
+        slots = [*sources, *(None,) * (self._slot_count - self._sources)]
         self._checks = []
-        with _masks_bound(ex, masks):
-            ex._run_forward(slots, ex._dims, self._program)
+        with _masks_bound(self._mode, masks):
+            self._run(slots, self._program)
         checks, self._checks = self._checks, []
         return slots, checks
 
@@ -158,27 +172,26 @@ class Compiled:
     def _backward_traced(self, present: Values, starts: Values | None,
                          kept: tuple[tuple[int, str], ...], masks: Values) -> dict[str, Array]:
         self.traces += 1
-        ex = self._ex
-        slots: list[Array] = [None] * ex._slot_count
+        slots: list[Array] = [None] * self._slot_count
         for slot, value in present.items():
             slots[slot] = value
-        with _masks_bound(ex, masks):
-            return ex._backward_pass(slots, starts, dict(kept))
+        with _masks_bound(self._mode, masks):
+            return self._backward_pass(slots, starts, dict(kept))
 
     def _joint_traced(self, sources: tuple[Array, ...], masks: Values
                       ) -> tuple[Values, dict[str, Array], Checks]:
         self.traces += 1
         slots, checks = self._run_forward(sources, masks)
-        with _masks_bound(self._ex, masks):
-            grads = self._ex._backward_pass(slots, None, {})
+        with _masks_bound(self._mode, masks):
+            grads = self._backward_pass(slots, None, {})
         return self._kept(slots), grads, checks
 
 
 @contextmanager
-def _masks_bound(executor: Executor, masks: Values) -> Iterator[None]:
+def _masks_bound(mode: RunMode, masks: Values) -> Iterator[None]:
     """While tracing: the random ops read their masks from the arguments (``RunMode.masks``)."""
-    executor.mode.masks = masks
+    mode.masks = masks
     try:
         yield
     finally:
-        executor.mode.masks = None
+        mode.masks = None
