@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problems, did_you_mean
-from engine.graph.model import ClassTarget, Graph, Kind, Node, Value
+from engine.graph.model import ClassTarget, Graph, Kind, Node, Value, value_dag
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import class_targets, first_bad_label, row_name
 from engine.limits import DEFAULT_MAX_BYTES
@@ -77,7 +77,6 @@ class _Builder:
         self.dims = Dims()
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
-        self.dag = nx.DiGraph()
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
         self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
         self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
@@ -203,12 +202,11 @@ class _Builder:
 
     # -- edges -----------------------------------------------------------------------------
 
-    def connect(self, flat: list[FlatNode]) -> nx.DiGraph:
-        """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
+    def connect(self, flat: list[FlatNode]) -> None:
+        """Nodes as values; ``flat`` has every reference resolved to a value."""
         flat = [node for node in flat if node.top not in self.duplicates]  # already reported
         for node in flat:
             self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
-        edges: list[tuple[str, str]] = []
         for node in flat:
             name = node.name
             op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
@@ -222,11 +220,6 @@ class _Builder:
                     f"node {name!r} ({op.name}): takes {expected} inputs "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
-            edges.extend((ref, name) for ref in refs)
-        dag = self.dag  # built in two calls: networkx's cost is per call, not per edge
-        dag.add_nodes_from(self.values)
-        dag.add_edges_from(edges)
-        return dag
 
     def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
         name = f"{node.name}.inputs[{index}]"
@@ -239,12 +232,13 @@ class _Builder:
         self.values[name] = value
         return name
 
-    def order(self, dag: nx.DiGraph) -> list[str]:
+    def order(self) -> list[str]:
         """The topological order that takes, of the values ready, the one written first, so
         that inference (and its messages) follows the spec as written."""
         keys = {name: value.loc.sort_key() for name, value in self.values.items()}
         order = _written_order(keys, self.nodes)
         if order is None:  # some node reads a value written after it: sort the DAG
+            dag = value_dag(self.values, self.nodes)
             try:
                 order = list(nx.lexicographical_topological_sort(dag, key=keys.__getitem__))
             except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
@@ -358,11 +352,9 @@ class _Builder:
         value.kind, value.weak, value.literal = "constant", True, number
         value.dtype = "float64"  # its own, until a use gives it one (_type_weak_inputs)
         self.folded[node.name] = self.nodes.pop(node.name)
-        for ref in set(node.inputs):  # Mul(k, k) reads k once in the DAG
-            self.dag.remove_edge(ref, node.name)
+        for ref in node.inputs:
             if ref.startswith(f"{node.name}.inputs["):  # written in this node: no other reads
                 self.folded_numbers[ref] = self.values.pop(ref)
-                self.dag.remove_node(ref)
         return True
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
@@ -396,16 +388,11 @@ class _Builder:
                           literal=value.literal, weak=True, call=value.call)
             self.values[name] = clone
             self.weak_typed.add(name)
-            self.dag.add_node(name)
             self._check_weak(clone, user)
         return clone
 
     def _rewire(self, node: Node, refs: list[str]) -> Node:
-        """``node`` reading ``refs`` instead of its inputs, in the node table and the DAG."""
-        for ref in refs:
-            self.dag.add_edge(ref, node.name)
-        for old in set(node.inputs) - set(refs):
-            self.dag.remove_edge(old, node.name)
+        """``node`` reading ``refs`` instead of its inputs, in the node table."""
         node = replace(node, inputs=tuple(refs))
         self.nodes[node.name] = node
         return node
@@ -533,9 +520,9 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder = _Builder(spec, source, base_dir, roots)
     builder.declare()
     flat, calls = expanded
-    dag = builder.connect(flat)
+    builder.connect(flat)
     outputs, loss = builder.check_ends()
-    order = builder.order(dag)  # reports cycles along with the problems found so far
+    order = builder.order()  # reports cycles along with the problems found so far
     builder.infer(order)
     order = [name for name in order if name in builder.nodes]  # less the folded ones
     builder.check_dim_defaults()
@@ -544,6 +531,6 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.problems.raise_if_any()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
-    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+    return Graph(spec, source, base_dir, builder.values, builder.nodes, order,
                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
                  targets=targets, folded=builder.folded, folded_numbers=builder.folded_numbers)

@@ -219,19 +219,30 @@ class Executor:
         for step in differentiating:
             for slot, need in zip(step.inputs, step.needs, strict=True):
                 fan_in[slot] += need
-        values = self.graph.values
-        self._backward_program = [
-            Back(step.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
-                 tuple(Target(index, slot, reduces or not optimize, fan_in[slot] > 1,
-                              self._cast_to(values[plan.names[slot]].dtype,
-                                            values[step.name].dtype))
-                       for index, (slot, need, reduces)
-                       in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
-                       if need),
-                 step)
-            for step in differentiating]
-        self._expected = [(np.dtype(values[step.name].dtype), values[step.name].shape)
-                          for step in plan.steps]  # what the plain path checks
+        values, names = self.graph.values, plan.names
+        # one answer per pair of dtype names (a graph has a few; it has 100,000 steps)
+        casts: dict[tuple[str, str], Any] = {}
+        dtypes: dict[str, np.dtype] = {}
+        self._backward_program = []
+        for step in differentiating:
+            output_dtype = values[step.name].dtype
+            targets = []
+            for index, (slot, need, reduces) in enumerate(zip(step.inputs, step.needs,
+                                                              step.reduces, strict=True)):
+                if need:
+                    pair = (values[names[slot]].dtype, output_dtype)
+                    cast = casts[pair] if pair in casts else \
+                        casts.setdefault(pair, self._cast_to(*pair))
+                    targets.append(Target(index, slot, reduces or not optimize,
+                                          fan_in[slot] > 1, cast))
+            self._backward_program.append(Back(step.vjp, step.attrs, _getter(step.inputs),
+                                               step.output, step.needs, tuple(targets), step))
+        self._expected = []  # what the plain path checks
+        for step in plan.steps:
+            value = values[step.name]
+            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
+                                                                 np.dtype(value.dtype))
+            self._expected.append((dtype, value.shape))
         self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
                         if v.kind == "input"]  # a dtype object compares faster than its name
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()

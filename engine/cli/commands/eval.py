@@ -45,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
-                        help="a labelled .csv (or .npz) file, mapped like the training data")
+                        help="a labelled .csv, .npy, .npz or .zarr data file, mapped like the "
+                             "training data")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document: {"loss", "rows", METRIC: ...}')
 
