@@ -142,14 +142,21 @@ def _cast(e: Emitter, s: Step) -> None:
 
 @_lowering("Clip", attrs=("min", "max"))
 def _clip(e: Emitter, s: Step) -> None:
+    """int16 is computed in int32 and cast back (exact: the bounds are int16's), because
+    onnxruntime has no int16 kernel of Clip (nor of the Where its fallback uses)."""
     (x,) = s.inputs
     integral = s.out.dtype not in FLOAT_DTYPES
     limits = clip_bounds(s.attrs, np.iinfo(s.out.dtype) if integral else None)
-    bounds = ["" if bound is None else e.constant(bound, s.out.dtype, f"{s.out.name}_{which}")
+    work = "int32" if s.out.dtype == "int16" else s.out.dtype
+    bounds = ["" if bound is None else e.constant(bound, work, f"{s.out.name}_{which}")
               for which, bound in zip(("min", "max"), limits, strict=True)]
     while bounds and not bounds[-1]:
         bounds.pop()
-    e.node("Clip", [e.cast(x, s.out.dtype), *bounds], s.out.name, out=s.out.name)
+    if work == s.out.dtype:
+        e.node("Clip", [e.cast(x, work), *bounds], s.out.name, out=s.out.name)
+        return
+    wide = e.node("Clip", [e.cast(x, work), *bounds], f"{s.out.name}_{work}")
+    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
 
 
 @_lowering("Softplus")

@@ -144,6 +144,8 @@ def _clip_samples(rng: np.random.Generator) -> list[Sample]:
                {"min": -7.0, "max": 200.0}, note="uint8, min below its range"),
         Sample((rng.integers(-9, 10, size=(6,), dtype=np.int64),), {"min": 0.0, "max": 1e19},
                note="int64, max above its range"),
+        Sample((rng.integers(-300, 301, size=(2, 4), dtype=np.int16),),
+               {"min": -100.0, "max": 250.0}, note="int16 (onnxruntime: no int16 Clip)"),
     ]
 
 

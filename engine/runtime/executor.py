@@ -474,6 +474,8 @@ class Executor:
                         check_labels(self.graph, name, labels, dims, fed_as(self.graph, name))
                 return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
+        if self.backend.name == "dask":
+            _refuse_empty(self.graph, fed)
         if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):
             if len(self._bound) >= _BOUND_KEYS:
                 self._bound.clear()
@@ -799,3 +801,15 @@ def _is_fresh(part: Array, g: Array, args: tuple[Array, ...], parts: tuple[Array
         if other is part:
             seen += 1
     return seen == 1
+
+
+def _refuse_empty(graph: Graph, fed: Mapping[str, Any]) -> None:
+    """A DataError for a feed without elements on Dask: Dask's max over an empty axis raises
+    (NumPy's gives the empty result), and every row max (Softmax, CrossEntropy, Max) takes
+    one, so the run would end in a traceback from inside Dask."""
+    for name, array in fed.items():
+        if 0 in array.shape:
+            raise DataError(f"{fed_as(graph, name)}: has shape {format_shape(array.shape)}, "
+                            "no elements, which the Dask backend cannot run (Dask refuses "
+                            "a max over an empty axis); feed at least one row, or run it on "
+                            "the NumPy backend")
