@@ -94,7 +94,20 @@ def test_a_bad_label_in_a_lazy_feed_is_a_located_data_error(capsys, digits_files
     code = main(["run", str(GRAPHS / "digits.yaml"), "--feed", f"x={x}", "--feed", f"y={y}",
                  "--backend", "dask", "--chunk-rows", str(CHUNK)])
     err = capsys.readouterr().err
-    assert code == 1 and "row 173 holds label 12" in err and "Traceback" not in err
+    # named with the file it was read from, as a bad label in an eagerly read feed is
+    assert code == 1 and f"error: --feed y={y}: input 'y' (" in err, err
+    assert "as fed: row 173 holds label 12" in err and "Traceback" not in err
+
+
+def test_a_lazy_feed_read_by_engine_run_has_its_labels_checked_once(digits_files) -> None:
+    from engine.cli.commands.run import _read_feed
+    from engine.runtime.backends import get_backend
+
+    graph = engine.load(GRAPHS / "digits.yaml")
+    labels = _read_feed(graph, "y", digits_files[1], get_backend("dask", None, CHUNK))
+    fed, _ = engine.runtime.feeds.bind_feeds(graph, {"y": labels})  # as the executor binds
+    checks = [layer for layer in fed["y"].dask.layers if layer.startswith("label-check-")]
+    assert len(checks) == 1, checks
 
 
 def test_a_fortran_ordered_file_is_refused_from_its_header(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import class_targets, first_bad_label, row_name
 from engine.limits import DEFAULT_MAX_BYTES
 from engine.ops import REGISTRY
-from engine.ops.base import FLOAT_DTYPES, INT_DTYPES, promoted, weak_dtype
+from engine.ops.base import FLOAT_DTYPES, INT_DTYPES, weak_dtype
 from engine.spec.inline import FlatNode
 from engine.spec.literals import literal_problem, yaml_number
 from engine.spec.paths import Refused, confine
@@ -78,8 +78,8 @@ class _Builder:
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
-        #: nodes of bare numbers only (Sqrt($head_dim)): bare numbers too (_type_weak_node)
-        self.weak_nodes: set[str] = set()
+        self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
+        self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
         #: (constant, dtype) -> what ``literal_problem`` found, for bare constants
         self.weak_checked: dict[tuple[str, str], tuple[tuple[int, ...], str] | None] = {}
 
@@ -265,10 +265,8 @@ class _Builder:
             ins = [values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
-            weak_nodes = self.weak_nodes
-            # bare numbers only: their dtypes are settled with this node's, by its first use
-            numbers_only = bool(ins) and not node.op.stochastic and all(
-                v.weak or v.name in weak_nodes for v in ins)
+            # bare numbers only: a number itself (_fold), or their dtypes stay as they are
+            numbers_only = bool(ins) and not node.op.stochastic and all(v.weak for v in ins)
             if not numbers_only:
                 node = self._type_weak_inputs(node, ins, label)
             hint = self._keepdims_hint(node, ins)
@@ -296,27 +294,23 @@ class _Builder:
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
             if numbers_only and shape == () and dtype in FLOAT_DTYPES:
-                weak_nodes.add(name)
-            elif numbers_only:  # not a float number (Greater of numbers): inputs as they are
+                if not self._fold(node, ins, label):
+                    failed.add(name)
+                continue
+            if numbers_only:  # not a float number (Greater of numbers): inputs as they are
                 for v in ins:
-                    self._settle(v, label, node.loc)
+                    self._settle(v, label)
             # gradients never flow into integers or bools (a Cast to int64 cuts the path)
             value.requires_grad = dtype in FLOAT_DTYPES and any(
                 v.requires_grad and node.op.is_differentiable(i)
                 for i, v in enumerate(ins))
-        for name in self.weak_nodes - self.weak_typed:  # used by no node: its own dtype
-            self._settle(values[name], f"node {name!r}", values[name].loc)
 
     def _type_weak_inputs(self, node: Node, ins: list[Value], label: str) -> Node:
         """Give the bare numbers ``node`` reads (in ``ins``, updated) the dtype of the
         values they meet (weak_dtype); ``node``, rewired where a number needs a copy."""
-        weak_nodes = self.weak_nodes
-        strong = [v.dtype for v in ins if not v.weak and v.name not in weak_nodes]
+        strong = [v.dtype for v in ins if not v.weak]
         refs = list(node.inputs)
         for i, v in enumerate(ins):
-            if v.name in weak_nodes:
-                self._type_weak_node(v, weak_dtype(strong, False), label, node.loc)
-                continue
             if not v.weak:
                 continue
             dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
@@ -329,13 +323,39 @@ class _Builder:
             self._check_weak(v, label)
         return self._rewire(node, refs) if refs != list(node.inputs) else node
 
-    def _settle(self, value: Value, user: str, site: Location) -> None:
-        """A bare number (or node of them) keeps the dtype it has now, its inference's."""
-        if value.name in self.weak_nodes:
-            self._type_weak_node(value, value.dtype, user, site)
-        elif value.weak and value.name not in self.weak_typed:
+    def _settle(self, value: Value, user: str) -> None:
+        """A bare number keeps the dtype it has now, its inference's."""
+        if value.weak and value.name not in self.weak_typed:
             self.weak_typed.add(value.name)
             self._check_weak(value, user)
+
+    def _fold(self, node: Node, ins: list[Value], label: str) -> bool:
+        """Make a node of bare numbers only (``root: {op: Sqrt, inputs: [$head_dim]}``) the
+        bare number it computes, computed once here in float64 (JAX's weak-type rule; NumPy
+        2's for Python scalars).  Each use then reads that number in its own dtype, checked
+        to fit it, as a bare number written in the spec is: a float32 spec stays float32,
+        and no use sees the number computed in a narrower dtype (Sqrt(Mul(300, 300)) in
+        float16 would be inf) or in another use's.  The node becomes a constant, so what
+        ``check`` shows is what runs; False (reported) where no number comes out."""
+        if any(v.literal is None for v in ins):  # a number already refused
+            return False
+        with np.errstate(all="ignore"):
+            number = np.asarray(node.op.forward(
+                np, node.attrs, *[np.asarray(v.literal, dtype=np.float64) for v in ins]),
+                dtype=np.float64)
+        if not np.isfinite(number):
+            self.problems.append(node.loc.problem(
+                f"{label}: of bare numbers only, gives {yaml_number(float(number))}; declare "
+                "the number under constants with allow_nonfinite: true if it is meant"))
+            return False
+        value = self.values[node.name]
+        value.kind, value.weak, value.literal = "constant", True, number
+        value.dtype = "float64"  # its own, until a use gives it one (_type_weak_inputs)
+        self.folded[node.name] = self.nodes.pop(node.name)
+        for ref in node.inputs:
+            if ref.startswith(f"{node.name}.inputs["):  # written in this node: no other reads
+                self.folded_numbers[ref] = self.values.pop(ref)
+        return True
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
@@ -370,39 +390,6 @@ class _Builder:
             self.weak_typed.add(name)
             self._check_weak(clone, user)
         return clone
-
-    def _type_weak_node(self, value: Value, dtype: str, user: str, site: Location) -> None:
-        """Give a node of bare numbers only (``root: {op: Sqrt, inputs: [$head_dim]}``) the
-        float ``dtype`` of its first use, and the numbers it reads with it, as a bare number
-        takes it: an op of weakly typed values is weakly typed (JAX's rule; NumPy 2's for
-        Python scalars), so a float32 spec stays float32 instead of being widened by a
-        float64 node that no tensor of it asked for.  A later use that the dtype fixed so
-        would widen is an error, not a quietly different dtype."""
-        name = value.name
-        if name in self.weak_typed:
-            if promoted(value.dtype, dtype) != dtype:
-                self.problems.append(site.problem(
-                    f"{user}: reads {name!r}, a node of bare numbers only, which its first "
-                    f"use made {value.dtype}, where this use is {dtype}: it would widen this "
-                    f"node to {promoted(value.dtype, dtype)}; give {name!r} one dtype with a "
-                    "Cast, or write one such node per dtype"))
-            return
-        self.weak_typed.add(name)
-        node = self.nodes[name]
-        refs = list(node.inputs)
-        for i, ref in enumerate(refs):
-            number = self.values[ref]
-            if ref in self.weak_nodes:
-                self._type_weak_node(number, dtype, user, site)
-            elif ref not in self.weak_typed:  # read by nodes of bare numbers only, so far
-                number.dtype = dtype
-                self.weak_typed.add(ref)
-                self._check_weak(number, user)
-            elif number.dtype != dtype:
-                refs[i] = self._weak_as(number, dtype, user).name
-        if refs != list(node.inputs):
-            node = self._rewire(node, refs)
-        value.dtype = node.op.result_dtype(node.attrs, [self.values[r].dtype for r in refs])
 
     def _rewire(self, node: Node, refs: list[str]) -> Node:
         """``node`` reading ``refs`` instead of its inputs, in the node table."""
@@ -537,6 +524,7 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     outputs, loss = builder.check_ends()
     order = builder.order()  # reports cycles along with the problems found so far
     builder.infer(order)
+    order = [name for name in order if name in builder.nodes]  # less the folded ones
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
     targets = builder.check_class_literals()
@@ -545,4 +533,4 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
         value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, builder.values, builder.nodes, order,
                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
-                 targets=targets)
+                 targets=targets, folded=builder.folded, folded_numbers=builder.folded_numbers)

@@ -88,11 +88,15 @@ def _read(graph: Graph) -> set[str]:
 
 def _unused_sources(graph: Graph) -> list[Problem]:
     warnings = []
-    read = _read(graph)
+    # a node of bare numbers only is the constant it computes: what it reads is used
+    folded = graph.folded
+    read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
     for name, value in graph.values.items():
         if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
                 and name not in read:
-            warnings.append(value.loc.problem(f"{value.kind} {name!r} is used by no node; "
+            what = f"node {name!r} ({folded[name].op.name})" if name in folded else \
+                f"{value.kind} {name!r}"
+            warnings.append(value.loc.problem(f"{what} is used by no node; "
                                               "remove it or list it among a node's inputs"))
     return warnings
 

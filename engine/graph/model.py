@@ -95,6 +95,11 @@ class Graph:
     import_roots: list[Path] = field(default_factory=list)  # resolved --import-path folders
     targets: dict[str, ClassTarget] = field(default_factory=dict)  # NLL targets (graph.targets)
     max_bytes: int = DEFAULT_MAX_BYTES  # the budget it was loaded with, for fed shapes too
+    #: nodes of bare numbers only as written, each now the constant it computes (in
+    #: ``values``; engine.graph.build), and the numbers written in them, which nothing else
+    #: reads: kept so that pictures still draw the node the spec wrote
+    folded: dict[str, Node] = field(default_factory=dict)
+    folded_numbers: dict[str, Value] = field(default_factory=dict)
 
     @property
     def file(self) -> str:

@@ -116,7 +116,18 @@ class LabelCheck:
         target's rows are first made whole (a row split across blocks is not one-hot)."""
         if self.one_hot and array.ndim and len(array.chunks[-1]) > 1:
             array = array.rechunk({array.ndim - 1: -1})
-        return array.map_blocks(self.block, dtype=array.dtype, meta=array._meta)
+        return array.map_blocks(self.block, dtype=array.dtype, meta=array._meta,
+                                token=_CHECKED)
+
+
+#: the name of a Dask array whose labels ``LabelCheck.in_graph`` checks begins with this
+_CHECKED = "label-check"
+
+
+def labels_checked(array: Any) -> bool:
+    """Whether Dask array ``array`` has its labels checked in its graph already (with the
+    message that says where it was read from), so that binding it again adds no check."""
+    return str(getattr(array, "name", "")).startswith(f"{_CHECKED}-")
 
 
 def block_corner(block_info: dict | None) -> tuple[int, ...]:

@@ -152,6 +152,8 @@ def _clip_samples(rng: np.random.Generator) -> list[Sample]:
                note="uint16"),
         Sample((rng.integers(2**62, 2**64 - 1, size=(4,), dtype=np.uint64, endpoint=True),),
                {"min": 2.0**63}, note="uint64, min 2^63"),
+        Sample((rng.integers(-300, 301, size=(2, 4), dtype=np.int16),),
+               {"min": -100.0, "max": 250.0}, note="int16 (onnxruntime: no int16 Clip)"),
     ]
 
 

@@ -63,8 +63,7 @@ class ValueCheck:
         whole = array == np.round(array)
         if self.kind == "labels":
             return ~(whole & (array >= 0) & (array < self.classes))
-        low, high = _bounds(self.dtype)
-        return ~(whole & (array >= low) & (array <= high))
+        return ~(whole & within(array, self.dtype))
 
     def _why(self, value: Any) -> str:
         if self.kind == "finite":
@@ -74,6 +73,14 @@ class ValueCheck:
         low, high = _bounds(self.dtype)
         return f"{value:g} is not a whole number {low}..{high}, but {self.what} has dtype " \
                f"{self.dtype}"
+
+
+def within(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Where ``array``'s whole numbers fit the integer (or bool) ``dtype``.  The upper test
+    is ``< high + 1``: int64's largest, 2^63 - 1, is 2^63 as a float, so ``<= high`` would
+    let 2.0**63 in, which the cast then wraps to -2^63; 2^63 itself is exact in float."""
+    low, high = _bounds(dtype)
+    return (array >= low) & (array < high + 1)
 
 
 def _bounds(dtype: str) -> tuple[int, int]:

@@ -34,7 +34,7 @@ from engine.io.arrays import CsvTable
 from engine.ops.base import INT_DTYPES
 from engine.runtime.backends import Backend
 from engine.runtime.feeds import conversion_problem, is_lazy, one_hot_rows, tensor_rng
-from engine.train.checks import Locate, ValueCheck
+from engine.train.checks import Locate, ValueCheck, within
 from engine.train.metrics import measured
 from engine.train.sources import NamedArrays, NpyTable, Source, open_source
 from schemas.train import InputData, TrainConfig
@@ -351,6 +351,12 @@ class _Mapping:
             if not np.array_equal(data, np.round(data)):
                 self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
                                    "holds non-integer values")
+                return data
+            if data.dtype.kind == "f" and not within(data, value.dtype).all():
+                # before the cast below, which would wrap 2.0**63 to -2^63 unnoticed
+                self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
+                                   f"holds {data[~within(data, value.dtype)][0]:g}, which "
+                                   f"{value.dtype} cannot hold")
                 return data
             problem = conversion_problem(data.astype(np.int64), value.dtype)
             if problem is not None:

@@ -14,7 +14,8 @@ Backends: the steps may run on another array library (``backend``, made by
 state stay small NumPy arrays, updated in place by the same optimizers; each
 step sends the parameters, runs forward and backward there, and brings the loss
 and gradients back as NumPy in one compute (on Dask one task graph, computed
-once, whose reductions sum the gradients across the chunks of rows).
+once, whose reductions sum the gradients across the chunks of rows; on JAX one
+call of the step compiled with jax.jit, ``Executor.forward_backward``).
 
 Early stopping watches a validation metric after every epoch; the best epoch's
 parameters are kept (in memory, and with ``save`` in ``NAME.best.npz`` beside
@@ -242,11 +243,10 @@ class Trainer:
         compute: on Dask a single task graph for the whole step."""
         ex = self.executor
         if self._on_host:
-            ex.forward(feeds)
-            grads = ex.backward()
-        else:
-            self._forward(feeds)
-            (grads,) = ex.compute(ex.backward())
+            _, grads = ex.forward_backward(feeds)
+        else:  # on jax one compiled call for the whole step
+            ex.parameters.update(self.params)
+            (grads,) = ex.compute(ex.forward_backward(feeds)[1])
         loss = ex.loss
         assert loss is not None
         return loss, grads

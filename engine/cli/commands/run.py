@@ -27,7 +27,7 @@ from engine.io.lazy import NpyRows, lazy_npy
 from engine.io.trained import load_trained
 from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
-from engine.runtime.feeds import bind_feeds
+from engine.runtime.feeds import bind_feeds, is_lazy
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -89,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
         executor.parameters.update(trained.params)
         feeds = trained.prepare(feeds)
     with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
-        outputs = executor.forward(feeds)
-        grads = executor.backward() if graph.loss is not None else {}
+        # with a loss, forward and backward together: on jax one compiled call
+        outputs, grads = executor.forward_backward(feeds) if graph.loss is not None \
+            else (executor.forward(feeds), {})
         outputs_np, grads_np = executor.compute(outputs, grads)  # Dask: one graph, run once
     _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
@@ -129,11 +130,12 @@ def _read_feed(graph: Graph, name: str, file: Path, backend: Backend | None = No
     if file.suffix.lower() == ".csv" and array.ndim == 2 and array.shape[1] == 1 \
             and value is not None and len(value.shape) == 1:
         array = array[:, 0]  # one CSV column feeds a [batch] input (labels, say)
+    origin = f"--feed {name}={file}"
     try:
-        bind_feeds(graph, {name: array})
+        checked, _ = bind_feeds(graph, {name: array}, origin)
     except DataError as exc:
-        raise DataError(f"--feed {name}={file}: {exc}") from None
-    return array
+        raise DataError(f"{origin}: {exc}") from None
+    return checked[name] if is_lazy(array) else array  # lazy: its labels checked as read
 
 
 def _note_defaulted(names: tuple[str, ...]) -> None:
