@@ -150,8 +150,7 @@ def _where(graph: Graph, value: Value) -> str:
 def _converts(fed: np.dtype, declared: str) -> bool:
     """Whether every value of dtype ``fed`` converts to ``declared`` (remembered: a feed is
     checked every forward)."""
-    target = np.dtype(declared)
-    return bool(np.can_cast(fed, target, casting="safe")) or fed.kind == target.kind == "f"
+    return bool(np.can_cast(fed, np.dtype(declared), casting="safe"))
 
 
 def checks_values(graph: Graph, name: str, fed: np.dtype) -> bool:
@@ -166,13 +165,24 @@ def conversion_problem(array: np.ndarray, declared: str) -> str | None:
     """Why ``array`` cannot become ``declared`` without a silent change, or None.
 
     A safe cast is fine, and so is a narrower float (float64 data into float32, as
-    training in float32 wants).  Integers and bools into a narrower integer or a bool are
+    training in float32 wants) when no finite value is beyond the narrower float's range
+    (1e300 would become inf: refused, and named; values are rounded, tiny ones to 0).
+    Integers and bools into a narrower integer or a bool are
     fine when every value fits (an int64 column of a CSV into int8, 0/1 into bool): the
     values are checked, and the first that does not fit is named.  A float into an integer
     or bool, or a number into nothing it can hold, is refused."""
     if _converts(array.dtype, declared):
         return None
     fed, target = array.dtype, np.dtype(declared)
+    if fed.kind == target.kind == "f":  # rounds, but a finite value must not become inf
+        largest = np.finfo(target).max
+        bad = (np.abs(array) > largest) & np.isfinite(array)
+        if not bad.any():
+            return None
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f" (index {list(index)})" if index else ""
+        return (f"whose value {array[index]}{where} is beyond {declared}'s largest "
+                f"{float(largest):.6g} and would become inf")
     if target.kind in "iub" and fed.kind in "iub":
         if target.kind == "b":
             bad, holds = (array != 0) & (array != 1), "0 and 1 only"
