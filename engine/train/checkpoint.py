@@ -89,6 +89,8 @@ def load_checkpoint(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoin
         data = meta.get("data", {})
         if not isinstance(data, dict):
             raise ValueError("data is not a mapping")
+        if data.get("read") not in (None, "lazily"):  # what Dataset.fingerprint records
+            raise ValueError(f"data read {data['read']!r}, expected 'lazily' or none")
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise DataError(f"{path}: unreadable checkpoint metadata ({exc}); --resume takes a file "
                         "that engine train --save wrote") from None

@@ -62,6 +62,8 @@ def checkpoints() -> None:
         "ckpt_meta_not_json": {"meta": np.array("{epoch: 1")},
         "ckpt_meta_epoch_text": {"meta": np.array(json.dumps({**meta, "epoch": "one"}))},
         "ckpt_meta_number": {"meta": np.array(3.0)},
+        "ckpt_meta_data_read": {"meta": np.array(json.dumps(
+            {**meta, "data": {**meta.get("data", {}), "read": "sideways"}}))},
     }
     for name, changes in spoiled.items():
         changed = {**arrays, **changes}
