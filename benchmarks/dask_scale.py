@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.io.lazy import lazy_npy  # noqa: E402
 from engine.limits import human_bytes, parse_bytes  # noqa: E402
 from engine.runtime.executor import Executor  # noqa: E402
 from engine.spec.loader import load  # noqa: E402
@@ -66,38 +66,10 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
     del out
 
 
-@dataclass(frozen=True)
-class NpyRows:
-    """An .npy file as an array-like that Dask slices: pickled as its path and header
-    offset (so a task graph carries no data), opened as a memory map where a chunk is read."""
-
-    path: str
-    offset: int
-    shape: tuple[int, ...]
-    dtype: str
-    ndim: int = field(init=False, default=2)
-
-    @classmethod
-    def open(cls, path: Path) -> NpyRows:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(handle)
-            return cls(str(path), handle.tell(), shape, dtype.str)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        mapped = np.memmap(self.path, np.dtype(self.dtype), "r", self.offset, self.shape)
-        return np.array(mapped[key])
-
-
 def dask_data(path: Path, chunk_rows: int) -> tuple[Any, Any]:
-    """``x`` [rows, 13] and one-hot ``y`` [rows, 3] as Dask arrays read from ``path``."""
-    import dask.array as da
-
-    reader = NpyRows.open(path)
-    data = da.from_array(reader, chunks=(chunk_rows, COLUMNS), meta=np.empty((0, 0)),
-                         name=f"npy-{os.path.basename(path)}-{chunk_rows}")
+    """``x`` [rows, 13] and one-hot ``y`` [rows, 3] as Dask arrays read from ``path`` by the
+    engine's reader (engine.io.lazy: each task reads its own rows through a memory map)."""
+    data = lazy_npy(path, chunk_rows)
     x = data[:, :FEATURES]
     y = (data[:, FEATURES:] == np.arange(CLASSES)).astype(np.float64)
     return x, y

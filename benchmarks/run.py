@@ -5,12 +5,13 @@
     python benchmarks/run.py --output bench.md
 
 Shared machines are noisy, so the sides are interleaved (engine, NumPy,
-jax.jit, PyTorch, ..., then the same backwards) over several rounds, each
+engine on jax, jax.jit, PyTorch, ..., then the same backwards) over several rounds, each
 round yields one ratio side/NumPy per side, and the table reports the median
 of those ratios (and the median times of the engine and NumPy).  A ratio
 below 1 means that side is faster than the lesson's hand-written NumPy.  The
-other sides (``benchmarks/workloads.py``: jax.jit, PyTorch eager and fused,
-fused NumPy) are columns only where their library is installed.  Before
+other sides (``benchmarks/workloads.py``: the engine on ``--backend jax``,
+jax.jit, PyTorch eager and fused, fused NumPy) are columns only where their
+library is installed.  Before
 timing, each workload checks that every side computes the lesson's gradient.
 Peak memory is measured in a fresh subprocess with tracemalloc (NumPy reports
 its allocations to it).
@@ -202,7 +203,7 @@ def environment() -> list[str]:
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                  "OMP_NUM_THREADS", "XLA_FLAGS"):
         lines.append(f"- {name}={os.environ.get(name, '(unset)')}")
-    for module, name, note in (("jax", "jax", "jax.jit column, float64"),
+    for module, name, note in (("jax", "jax", "engine jax and jax.jit columns, float64"),
                                ("torch", "PyTorch", "PyTorch columns, 1 thread")):
         found = version(module)
         lines.append(f"- {name} {found} ({note})" if found else

@@ -6,6 +6,10 @@ lesson's layer-by-layer dense network code for W2 (which, like any hand-written
 layer, computes the gradient of every layer's input, the data's included); every
 ratio in the table is against it.  The other sides, each shown only where its
 library is installed (none is a dependency):
+- ``engine jax``: the engine itself on ``--backend jax``, each step one call of the
+  forward and backward it compiled with ``jax.jit`` (``Executor.forward_backward``),
+  fed the same NumPy arrays as the engine's NumPy run (so each call also copies
+  them to JAX);
 - ``jax.jit``: the same staged graph written in ``jax.numpy``, differentiated by
   ``jax.value_and_grad`` and compiled by ``jax.jit`` (XLA sees the whole graph);
 - ``PyTorch``: the same graph in eager autograd (one thread);
@@ -52,7 +56,7 @@ class Workload:
 
 
 #: The columns, in the table's order (the engine and the lesson's NumPy come first).
-SIDES = ("jax.jit", "PyTorch", "PyTorch fused", "fused NumPy")
+SIDES = ("engine jax", "jax.jit", "PyTorch", "PyTorch fused", "fused NumPy")
 
 
 def _host(array: Any) -> np.ndarray:
@@ -78,6 +82,19 @@ def _jax() -> Any:
         return None
     jax.config.update("jax_enable_x64", True)
     return jax
+
+
+def _engine_jax(jax: Any, graph: engine.Graph, feeds: dict[str, np.ndarray], wrt: str
+                ) -> Step:
+    """The engine on the jax backend: one compiled forward and backward a step (compiled
+    here, before it is timed); a step waits for the gradient of ``wrt`` and returns it."""
+    ex = engine.Executor(graph, backend="jax")
+
+    def run() -> Any:
+        return ex.forward_backward(feeds)[1][wrt].block_until_ready()
+
+    run()
+    return run
 
 
 # -- W1: the lesson's staged softmax, then NLL with reduction sum ----------------------------
@@ -137,7 +154,8 @@ def fused_softmax_step(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
 def w1(rows: int, cols: int) -> Workload:
     rng = np.random.default_rng(0)
     x, y = rng.random((rows, cols)), one_hot(rng, rows, cols)
-    ex = engine.Executor(engine.loads(W1_SPEC.format(rows=rows, cols=cols), file="w1.yaml"))
+    graph = engine.loads(W1_SPEC.format(rows=rows, cols=cols), file="w1.yaml")
+    ex = engine.Executor(graph)
     feeds = {"x": x, "y": y}
 
     def run_engine() -> np.ndarray:
@@ -154,6 +172,7 @@ def w1(rows: int, cols: int) -> Workload:
             softmax = raised * jnp.sum(raised, axis=-1, keepdims=True) ** -1
             return -jnp.sum(y * jnp.log(softmax))
 
+        others["engine jax"] = _engine_jax(jax, graph, feeds, "x")
         others["jax.jit"] = _jitted(jax, staged, jnp.asarray(x), jnp.asarray(y))
     torch = _torch()
     if torch is not None:
@@ -278,7 +297,8 @@ def w2(batch: int, n_in: int, hidden: int, n_out: int) -> Workload:
     x, y = rng.random((batch, n_in)), one_hot(rng, batch, n_out)
     spec = W2_SPEC.format(batch=batch, n_in=n_in, hidden=hidden, n_out=n_out,
                           std1=round(n_in ** -0.5, 6), std2=round(hidden ** -0.5, 6))
-    ex = engine.Executor(engine.loads(spec, file="w2.yaml"))
+    graph = engine.loads(spec, file="w2.yaml")
+    ex = engine.Executor(graph)
     layers = [(ex.parameters["w1"], ex.parameters["b1"]), (ex.parameters["w2"],
                                                            ex.parameters["b2"])]
     feeds = {"x": x, "y": y}
@@ -298,6 +318,7 @@ def w2(batch: int, n_in: int, hidden: int, n_out: int) -> Workload:
             return -jnp.sum(y * jnp.log(jax.nn.softmax(logits, axis=-1)))
 
         params = tuple(jnp.asarray(a) for pair in layers for a in pair)
+        others["engine jax"] = _engine_jax(jax, graph, feeds, "w1")
         others["jax.jit"] = _jitted(jax, network, params, jnp.asarray(x), jnp.asarray(y))
     torch = _torch()
     if torch is not None:
@@ -357,7 +378,8 @@ def chain_numpy(x: np.ndarray, length: int) -> np.ndarray:
     return grad
 
 
-#: Longer chains are not compiled by jax.jit: XLA's compile time grows faster than the graph.
+#: Longer chains are not compiled by jax.jit (nor the engine on jax): XLA's compile time
+#: grows faster than the graph.
 JAX_MAX_NODES = 2_000
 
 
@@ -366,7 +388,8 @@ def _x_gradient_sides(spec: str, file: str, x: np.ndarray, nodes: int,
     """The engine's run of a one-input graph returning d loss / d x, and the other sides:
     ``graph_of(namespace, x)`` builds the same graph in ``jax.numpy`` or ``torch``, its sum
     the loss."""
-    ex = engine.Executor(engine.loads(spec, file=file))
+    graph = engine.loads(spec, file=file)
+    ex = engine.Executor(graph)
     feeds = {"x": x}
 
     def run_engine() -> np.ndarray:
@@ -377,6 +400,7 @@ def _x_gradient_sides(spec: str, file: str, x: np.ndarray, nodes: int,
     jax = _jax() if nodes <= JAX_MAX_NODES else None
     if jax is not None:
         jnp = jax.numpy
+        others["engine jax"] = _engine_jax(jax, graph, feeds, "x")
         others["jax.jit"] = _jitted(jax, lambda v: jnp.sum(graph_of(jnp, v)), jnp.asarray(x))
     torch = _torch()
     if torch is not None:

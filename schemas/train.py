@@ -141,7 +141,7 @@ class MetricsConfig(StrictModel):
 
 
 class InputData(StrictModel):
-    """Where one graph input comes from: CSV feature columns, an .npz array, or class labels.
+    """Where one graph input comes from: table columns, a named array, or class labels.
 
     A label column holds class indices 0 .. K-1; it becomes one-hot rows when the
     input is declared ``[batch, K]`` (float) and integer indices when it is
@@ -149,13 +149,16 @@ class InputData(StrictModel):
     """
 
     columns: list[Column] | Literal["rest"] | None = Field(
-        default=None, description="Feature columns, by header name or 0-based index, in the "
+        default=None, description="Feature columns of a CSV file or .npy table, by header "
+                                  "name (CSV) or 0-based index, in the "
                                   "order the input's last axis takes them; 'rest' is every "
                                   "column no other input uses.")
-    label: Column | None = Field(default=None, description="One column (or, for .npz data, "
-                                                          "one 1-D array) of class indices.")
-    array: str | None = Field(default=None, description="For .npz data: the array (rows on "
-                                                        "axis 0) that feeds the input whole.")
+    label: Column | None = Field(default=None, description="One column (or, for .npz or "
+                                                          ".zarr data, one 1-D array) of class "
+                                                          "indices.")
+    array: str | None = Field(default=None, description="For .npz or .zarr data: the array "
+                                                        "(rows on axis 0) that feeds the "
+                                                        "input whole.")
     standardize: bool = Field(
         default=False, description="Subtract each column's mean and divide by its standard "
                                    "deviation, both computed on the training split only.")
@@ -172,8 +175,8 @@ class InputData(StrictModel):
     def _one_source(self) -> InputData:
         given = [f for f in ("columns", "label", "array") if getattr(self, f) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of columns (CSV feature columns), array (an "
-                             ".npz array) or label (class indices); found "
+            raise ValueError("give exactly one of columns (CSV or .npy feature columns), "
+                             "array (an .npz or .zarr array) or label (class indices); found "
                              f"{', '.join(given) or 'none'}")
         if isinstance(self.columns, list) and not self.columns:
             raise ValueError("columns is empty: name at least one column")
@@ -186,8 +189,10 @@ class TrainConfig(StrictModel):
     """How ``engine train`` trains the graph; each field is also a command-line option."""
 
     data: str | None = Field(default=None, description="A CSV file (with a header row to "
-                                                       "name columns) or an .npz file of "
-                                                       "arrays, relative to the spec.")
+                                                       "name columns), a .npy table [rows, "
+                                                       "columns], or an .npz file or .zarr "
+                                                       "store of named arrays, relative to "
+                                                       "the spec.")
     inputs: dict[str, InputData] = Field(
         default_factory=dict, description="Graph input -> the data that feeds it.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,

@@ -99,6 +99,36 @@ def test_train_reaches_numpys_parameters(tmp_path: Path, capsys, on_numpy: dict,
         assert got[key] == pytest.approx(want[key], rel=1e-9), key
 
 
+@_needs("jax")
+def test_jax_training_with_dropout_reaches_numpys_parameters(tmp_path: Path, capsys) -> None:
+    """mlp.yaml with Dropout after the hidden layer: each compiled step drops the elements
+    NumPy's step drops (masks drawn per step on the host), so three epochs end at NumPy's
+    parameters, and the compiled step was traced once per batch shape, not per step."""
+    text = (GRAPHS / "mlp.yaml").read_text()
+    text = text.replace("  z2:     {op: MatMul, inputs: [a1, w2]}",
+                        "  dropped: {op: Dropout, inputs: [a1], rate: 0.3}\n"
+                        "  z2:     {op: MatMul, inputs: [dropped, w2]}")
+    text = text.replace("data: data/wine.csv", f"data: {GRAPHS / 'data' / 'wine.csv'}")
+    assert "Dropout" in text
+    spec = tmp_path / "mlp_dropout.yaml"
+    spec.write_text(text)
+    graph = load(spec)
+    config = graph.spec.train.model_copy(update={"epochs": 3})
+    dataset = load_dataset(graph, config, GRAPHS / "data" / "wine.csv", seed=0)
+    on_numpy = Trainer(graph, config, dataset, seed=0)
+    on_jax = Trainer(graph, config, dataset, seed=0, backend=get_backend("jax"))
+    want, got = on_numpy.run(NoProgress()), on_jax.run(NoProgress())
+    for name, array in on_numpy.params.items():
+        np.testing.assert_allclose(on_jax.params[name], array, rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    assert got.history["train_loss"] == pytest.approx(want.history["train_loss"], rel=1e-9)
+    compiled = on_jax.executor._jit
+    assert compiled is not None
+    # 142 training rows in batches of 16: a full and a last batch; then the measures of the
+    # training and validation splits (forward alone): four traces in all
+    assert compiled.traces == 4
+
+
 @pytest.mark.parametrize("choice", CHOICES)
 def test_eval_and_predict_print_numpys_numbers(tmp_path: Path, capsys,
                                                on_numpy: dict,

@@ -167,7 +167,193 @@ def test_numpy_parameters_assigned_on_another_backend_are_converted(backend_name
     on_numpy.forward()
     other.forward()
     assert other.loss == pytest.approx(on_numpy.loss, rel=1e-10)
-    assert not any(isinstance(p, np.ndarray) for p in other.parameters.values())
+    if backend_name == "jax":  # passed into the compiled call as they are; read back as JAX
+        assert all(isinstance(p, np.ndarray) for p in other.parameters.values())
+        assert not isinstance(other.value("w1"), np.ndarray)
+    else:
+        assert not any(isinstance(p, np.ndarray) for p in other.parameters.values())
+
+
+# -- JAX: forward and backward compiled with jax.jit -----------------------------------------
+
+needs_jax = pytest.mark.skipif(not installed("jax"),
+                               reason=f"backend jax is not installed: {install_hint('jax')}")
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_allclose(to_numpy(got[key]), want[key], rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
+
+
+def _mlp_feeds(rows: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(rows, 13)), "y": np.eye(3)[rng.integers(0, 3, size=rows)]}
+
+
+@needs_jax
+def test_jax_compiles_each_pass_once_per_set_of_shapes() -> None:
+    """Traced (so compiled) once per function and set of feed shapes: new values, even new
+    parameters, reuse the compiled function and still give NumPy's numbers."""
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    on_numpy, on_jax = engine.Executor(graph), engine.Executor(graph, backend="jax")
+    compiled = on_jax._jit
+    assert compiled is not None and compiled.traces == 0
+    for rows, seed, traces in ((10, 0, 1), (10, 1, 1), (7, 2, 2), (10, 3, 2)):
+        feeds = _mlp_feeds(rows, seed)
+        if seed == 3:  # new parameter values: arguments, not constants of the trace
+            for name, value in on_numpy.parameters.items():
+                on_numpy.parameters[name] = on_jax.parameters[name] = np.asarray(value) * 0.5
+        want = on_numpy.forward(feeds)
+        want_grads = on_numpy.backward()
+        got, got_grads = on_jax.forward_backward(feeds)
+        assert compiled.traces == traces
+        _assert_same(got, want)
+        _assert_same(got_grads, want_grads)
+        assert on_jax.loss == pytest.approx(on_numpy.loss, rel=1e-10)
+    for _ in range(2):  # forward alone and backward alone: one function each
+        _assert_same(on_jax.forward(feeds), want)
+        _assert_same(on_jax.backward(), want_grads)
+    assert compiled.traces == 4
+
+
+@needs_jax
+@pytest.mark.filterwarnings("ignore::engine.errors.DataWarning")  # soft targets, as meant
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "plain"])
+@pytest.mark.parametrize("path", sorted(GRAPHS.glob("*.yaml")), ids=lambda p: p.name)
+def test_jax_compiled_training_step_equals_numpy(path: Path, optimize: bool) -> None:
+    """forward_backward in training mode, two steps: Dropout's masks (attention.yaml) are
+    drawn per step on the host and passed in, so each step drops what NumPy's drops."""
+    graph = engine.load(path)
+    feeds = _random_feeds(graph)
+    on_numpy = engine.Executor(graph, training=True, optimize=optimize)
+    on_jax = engine.Executor(graph, backend="jax", training=True, optimize=optimize)
+    assert on_jax._jit is not None
+    losses = []
+    for step in (0, 1):
+        on_numpy.step = on_jax.step = step
+        want = on_numpy.forward(feeds)
+        want_grads = on_numpy.backward() if graph.loss is not None else {}
+        got, got_grads = on_jax.forward_backward(feeds) if graph.loss is not None \
+            else (on_jax.forward(feeds), {})
+        _assert_same(got, want)
+        _assert_same(got_grads, want_grads)
+        losses.append(on_numpy.loss)
+        if graph.loss is not None:
+            assert on_jax.loss == pytest.approx(on_numpy.loss, rel=1e-10, abs=1e-12)
+    random = any(node.op.stochastic for node in graph.nodes.values())
+    assert (losses[0] != losses[1]) == random  # the masks change with the step
+
+
+@needs_jax
+def test_jax_backward_from_upstream_and_kept_gradients_equal_numpy() -> None:
+    graph = engine.load(GRAPHS / "softmax.yaml")
+    upstream = {"softmax": np.random.default_rng(3).normal(size=(5, 3))}
+    for optimize in (True, False):
+        on_numpy = engine.Executor(graph, optimize=optimize)
+        on_jax = engine.Executor(graph, backend="jax", optimize=optimize)
+        on_numpy.forward()
+        on_jax.forward()
+        _assert_same(on_jax.backward(keep=["raised", "summed"]),
+                     on_numpy.backward(keep=["raised", "summed"]))
+        _assert_same(on_jax.backward(upstream), on_numpy.backward(upstream))
+
+
+def _sort_feeds() -> dict[str, np.ndarray]:
+    tokens = np.random.default_rng(4).integers(0, 10, size=(4, 8))
+    return {"tokens": tokens, "target": np.sort(tokens, axis=1)}
+
+
+@needs_jax
+def test_jax_checks_labels_on_every_call() -> None:
+    """The label check runs on the host before each compiled call, also when the shapes
+    (and so the compiled function) are those of an earlier call."""
+    graph = engine.load(GRAPHS / "attention.yaml")
+    on_jax = engine.Executor(graph, backend="jax")
+    feeds = _sort_feeds()
+    on_jax.forward_backward(feeds)
+    feeds["target"][2, 5] = 10  # the classes are 0..9
+    with pytest.raises(engine.DataError, match="holds label 10"):
+        on_jax.forward_backward(feeds)
+    with pytest.raises(engine.DataError, match="holds label 10"):
+        on_jax.forward(feeds)
+
+
+@needs_jax
+@pytest.mark.parametrize("token", [10, 12, -11])
+def test_jax_gather_out_of_range_is_an_error_as_on_numpy(token: int) -> None:
+    """A compiled gather fills NaN for an index out of range; the engine raises, naming the
+    node, as NumPy does (whose IndexError is the independent reference)."""
+    graph = engine.load(GRAPHS / "attention.yaml")
+    feeds = _sort_feeds()
+    on_numpy, on_jax = engine.Executor(graph), engine.Executor(graph, backend="jax")
+    on_jax.forward_backward(feeds)  # compiled with good tokens first
+    feeds["tokens"][1, 3] = token
+    for run in (on_numpy.forward, on_jax.forward, on_jax.forward_backward):
+        with pytest.raises(engine.DataError, match=rf"node 'token_vectors' \(Gather.*index "
+                                                   rf"{token} is out of bounds for axis 0 "
+                                                   r"with size 10"):
+            run(feeds)
+    feeds["tokens"][1, 3] = -10  # counted from the end: the first row, on both
+    on_numpy.forward(feeds)
+    _assert_same(on_jax.forward_backward(feeds)[0], on_numpy.forward(feeds))
+
+
+@needs_jax
+def test_jax_results_do_not_change_when_the_fed_array_is_written_after_the_call(build) -> None:
+    """JAX may read a NumPy argument in place while its call runs on asynchronously; the
+    engine's call returns only when its results are computed, so writing into the fed
+    array afterwards (as an optimizer writes its parameters) changes nothing."""
+    graph = build("""
+        name: cube
+        inputs: {x: {shape: [1000, 1000], requires_grad: true}}
+        nodes:
+          square: {op: MatMul, inputs: [x, x]}
+          cube: {op: MatMul, inputs: [square, x]}
+          loss: {op: Sum, inputs: [cube]}
+        outputs: [loss]
+        loss: loss
+    """)
+    ex = engine.Executor(graph, backend="jax")
+    x = np.ones((1000, 1000))
+    ex.forward_backward({"x": x})  # compiled
+    outputs, grads = ex.forward_backward({"x": x})
+    x[:] = 0.0
+    assert float(outputs["loss"]) == 1000.0 ** 4  # sum of x @ x @ x with x all ones
+    assert float(to_numpy(grads["x"])[0, 0]) == 3 * 1000.0 ** 2
+
+
+@needs_jax
+@pytest.mark.parametrize("option", ["trace", "check_finite"])
+def test_jax_tracing_and_finite_checks_run_op_by_op(option: str) -> None:
+    """Per-node timings and NaN reports need each node's value as it is computed: those
+    runs are not compiled, and give the same numbers."""
+    graph = engine.load(GRAPHS / "mlp.yaml")
+    on_jax = engine.Executor(graph, backend="jax", **{option: True})
+    assert on_jax._jit is None
+    on_numpy = engine.Executor(graph)
+    _assert_same(on_jax.forward_backward()[1], on_numpy.forward_backward()[1])
+
+
+@needs_jax
+def test_a_jax_executor_belongs_to_one_thread() -> None:
+    import threading
+
+    ex = engine.Executor(engine.load(GRAPHS / "mlp.yaml"), backend="jax")
+    ex.forward_backward()
+    errors: list[Exception] = []
+
+    def other() -> None:
+        try:
+            ex.forward_backward()
+        except EngineError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=other, name="intruder")
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "may not use it" in str(errors[0])
 
 
 # -- choosing a backend ----------------------------------------------------------------------

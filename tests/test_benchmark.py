@@ -8,6 +8,8 @@ import sys
 
 from conftest import ROOT
 
+from engine.runtime.backends import installed
+
 
 def test_benchmark_runs_in_smoke_mode_and_writes_its_table(tmp_path) -> None:
     report = tmp_path / "bench.md"
@@ -23,6 +25,8 @@ def test_benchmark_runs_in_smoke_mode_and_writes_its_table(tmp_path) -> None:
         assert row is not None, f"no {group} row in:\n{text}"
         assert float(row.group(1)) > 0
     assert "OPENBLAS_CORETYPE=" in text and "NumPy" in text
+    if installed("jax"):  # the engine on --backend jax, compiled, beside jax.jit
+        assert "| engine jax / NumPy | jax.jit / NumPy |" in text
 
 
 def test_benchmark_refuses_unknown_options() -> None:

@@ -108,10 +108,12 @@ def test_an_npy_file_where_an_npz_archive_is_needed(tmp_path: Path,
 
 def test_training_data_of_an_unknown_format(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "wine.npy"
-    np.save(data, np.zeros((4, 14)))
+    data = tmp_path / "wine.parquet"
+    data.write_bytes(b"PAR1")
     err = fails(capsys, 1, "train", MLP, "--data", str(data))
-    assert err.startswith(f"error: {data}: unknown data format '.npy'; a data file is a .csv")
+    assert err.startswith(f"error: {data}: unknown data format '.parquet'; a data file is a "
+                          ".csv file (numbers, with a header row), a .npy table of numbers, or "
+                          "an .npz file or .zarr store of named arrays")
 
 
 def test_a_bad_output_path_is_found_before_training(tmp_path: Path,

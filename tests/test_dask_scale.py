@@ -11,7 +11,8 @@ import pickle
 import numpy as np
 import pytest
 
-from benchmarks.dask_scale import FEATURES, NpyRows, generate, run_benchmark
+from benchmarks.dask_scale import FEATURES, generate, run_benchmark
+from engine.io.lazy import NpyRows
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason='dask.distributed is not installed: pip install -e '

@@ -225,3 +225,40 @@ def test_a_product_read_elsewhere_is_not_taken_into_dense(outputs: list[str],
     nodes = {"z": {"op": "MatMul", "inputs": ["x", "w"]},
              "h": {"op": "Add", "inputs": ["z", "b"]}, **extra}
     assert fuse(stage(nodes, outputs, inputs=inputs)).matches == []
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["class indices", "one-hot"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_cross_entropy_of_large_rows_is_within_float32_tolerance(
+        reduction: str, one_hot: bool) -> None:
+    """4096 rows of 1024 float32 logits: the fused CrossEntropy sums in float32 (BLAS dot
+    products, row chunks over threads); the staged softmax and NLL in float64, written out
+    here, is the reference.  The documented float32 tolerance is 1e-5 relative."""
+    rng = np.random.default_rng(11)
+    rows, classes = 4096, 1024
+    x = (4.0 * rng.normal(size=(rows, classes))).astype(np.float32)
+    labels = rng.integers(0, classes, size=rows)
+    target = np.eye(classes, dtype=np.float32)[labels] if one_hot else labels
+    graph = engine.loads(f"""
+name: wide
+inputs:
+  x: {{shape: [{rows}, {classes}], dtype: float32, requires_grad: true}}
+  y: {{shape: [{rows}{f', {classes}' if one_hot else ''}], dtype: {target.dtype}}}
+nodes:
+  p: {{op: Softmax, inputs: [x]}}
+  loss: {{op: NLL, inputs: [p, y], reduction: {reduction}}}
+loss: loss
+""")
+    fused = engine.Executor(graph)
+    assert [n.op.name for n in fused.compiled.nodes.values()] == ["CrossEntropy"]
+    fused.forward({"x": x, "y": target})
+    wide = x.astype(np.float64)
+    raised = np.exp(wide - wide.max(axis=-1, keepdims=True))
+    p = raised / raised.sum(axis=-1, keepdims=True)
+    y = np.eye(classes)[labels]
+    divisor = rows if reduction == "mean" else 1
+    loss, gradient = -np.sum(y * np.log(p)) / divisor, (p - y) / divisor
+    assert fused.loss == pytest.approx(loss, rel=1e-5)
+    got = fused.backward()["x"]
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got - gradient)) <= 1e-5 * np.max(np.abs(gradient))

@@ -95,11 +95,17 @@ def test_the_lessons_backward_is_visible_node_for_node() -> None:
     spec = grad_spec(engine.load(GRAPHS / "softmax.yaml")).spec
     nodes = spec["nodes"]
     assert spec["constants"]["d_loss"] == {"value": 1.0, "dtype": "float64"}  # the seed
-    # loss_grad = -y / softmax (the lesson's nll_grad), times the seed
+    # loss_grad = -y / softmax (the lesson's nll_grad), times the seed; softmax read only
+    # where y is not 0 (1 elsewhere: NLL's 0 log 0 = 0, whose gradient is 0, not 0/0)
     d_softmax = nodes["d_softmax"]
     assert d_softmax["op"] == "Mul"
     div, neg = (nodes[name] for name in d_softmax["inputs"])
-    assert (div["op"], div["inputs"]) == ("Div", ["y", "softmax"])
+    assert div["op"] == "Div" and div["inputs"][0] == "y"
+    read = nodes[div["inputs"][1]]
+    assert read["op"] == "Where" and read["inputs"][2] == "softmax"
+    zero, one = (nodes[name] for name in read["inputs"][:2])
+    assert zero == {"op": "Equal", "inputs": ["y", 0.0]}
+    assert one == {"op": "BroadcastTo", "inputs": [1.0, "softmax"]}
     assert (neg["op"], neg["inputs"]) == ("Neg", ["d_loss"])
     # pow_grad = sum(loss_grad * raised, axis=-1).reshape(-1, 1): a Sum with kept axes
     d_inverted = nodes["d_inverted"]

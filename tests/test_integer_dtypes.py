@@ -39,7 +39,12 @@ nodes:
   flat: {op: Reshape, inputs: [u], shape: [3, 1]}
   turned: {op: Transpose, inputs: [a]}
   wide: {op: Cast, inputs: [u], to: int32}
-outputs: [fe2, s, d, p, total, top, sq, bigger, same, flat, turned, wide]
+  hi: {op: Maximum, inputs: [a, b]}
+  lo: {op: Minimum, inputs: [u, w]}
+  clipped: {op: Clip, inputs: [a], min: -2, max: 30}
+  uclipped: {op: Clip, inputs: [u], min: -7, max: 199}
+outputs: [fe2, s, d, p, total, top, sq, bigger, same, flat, turned, wide, hi, lo, clipped,
+  uclipped]
 """
 
 
@@ -53,7 +58,10 @@ def test_integer_ops_infer_numpys_dtypes_and_values() -> None:
                                                                              dtype=np.int8),
                 "top": np.max(u * w, axis=0), "sq": b ** np.int8(2), "bigger": a > b,
                 "same": np.ones(3, bool), "flat": u.reshape(3, 1), "turned": a.T,
-                "wide": u.astype(np.int32)}
+                "wide": u.astype(np.int32), "hi": np.maximum(a, b),
+                "lo": np.array([[0, 1, 1], [0, 1, 1]], np.int16),
+                "clipped": np.array([[1, -2, 3], [30, 27, -2]], np.int8),
+                "uclipped": np.array([0, 199, 199], np.uint8)}  # -7 is below every uint8
     fe = np.array([1.5**3, (-2.0) ** 2, 1 / 0.25], np.float32)  # the base's dtype, as ONNX
     want["fe2"] = fe * fe
     for optimize in (False, True):  # the memory plan's ufunc calls too
@@ -77,7 +85,15 @@ def test_integer_ops_infer_numpys_dtypes_and_values() -> None:
     ("{op: Exp, inputs: [a]}", r"needs floating-point inputs, got int8 .*or Cast it to one"),
     ("{op: Mean, inputs: [a]}", r"needs floating-point inputs, got int8"),
     ("{op: Sum, inputs: [m]}", r"reduces numbers, got bool; Cast it first"),
+    ("{op: Maximum, inputs: [a, f]}", r"node 'n' \(Maximum\): mixes integers and floats"),
+    ("{op: Minimum, inputs: [m, m]}", r"needs numbers, got bool"),
+    ("{op: Clip, inputs: [a], min: 2.5}", r"node 'n' \(Clip\): min 2\.5 is not an integer, "
+                                          r"and x is int8: write a whole number, or Cast x"),
+    ("{op: Clip, inputs: [a], min: 200}", r"bounds min 200\.0, max None leave no int8 value "
+                                          r"\(its range is -128 to 127\)"),
+    ("{op: Clip, inputs: [m], max: 1}", r"node 'n' \(Clip\): needs numbers, got bool"),
 ])
+
 def test_mixed_or_unsupported_dtypes_are_located_errors(node: str, message: str) -> None:
     spec = f"""\
 name: mixed
@@ -252,3 +268,13 @@ outputs: [top, itop]
                                                r"\(Mean\): reduces axis 1 of \[2, 0\], which has "
                                                r"size 0: the mean of no elements is 0/0"):
         engine.loads(mean, file="empty.yaml")
+
+
+def test_a_clip_bound_a_float64_cannot_hold_is_refused_where_it_is_written() -> None:
+    """2^53 + 1 would become 2^53 as the float64 attribute: off by one on an int64 x."""
+    spec = ("name: c\ninputs:\n  x: {shape: [2], dtype: int64, init: zeros}\nnodes:\n"
+            "  y: {op: Clip, inputs: [x], min: 9007199254740993}\noutputs: [y]\n")
+    with pytest.raises(engine.SpecError, match=r"c.yaml:5:30: nodes.y.min: 9007199254740993 is "
+                                               r"an integer that a float64 bound cannot hold"):
+        engine.loads(spec, file="c.yaml")
+    assert engine.loads(spec.replace("740993", "740992"), file="c.yaml")  # 2^53 is exact

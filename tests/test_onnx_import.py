@@ -303,3 +303,24 @@ def test_scatter_add_as_engine_export_writes_it_is_refused_with_the_node(
     assert main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "g.yaml")]) == 1
     assert "(Mod, opset 28): op 'Mod' is not supported by engine import" in \
         capsys.readouterr().err
+
+
+def test_integer_clip_imports_and_a_bound_a_float_cannot_hold_is_refused(tmp_path: Path,
+                                                                         capsys) -> None:
+    """Clip of int64 with int64 bounds runs as onnxruntime does; a bound of 2^60 + 1, which
+    the engine's float64 attribute would round to 2^60, is refused, naming the node."""
+    def model(low: int):
+        return _model([oh.make_node("Clip", ["x", "low", "high"], ["y"], name="c")],
+                      [oh.make_tensor_value_info("x", TensorProto.INT64, [4])],
+                      [oh.make_tensor_value_info("y", TensorProto.INT64, [4])],
+                      [nh.from_array(np.array(low, np.int64), "low"),
+                       nh.from_array(np.array(5, np.int64), "high")])
+    fine = model(-3)
+    spec = _import(tmp_path, fine, capsys)
+    _compare(spec, fine, {"x": np.array([-9, 0, 4, 2**40], np.int64)})
+    onnx.save(model(2**60 + 1), tmp_path / "big.onnx")
+    assert main(["import", str(tmp_path / "big.onnx"), "-o", str(tmp_path / "big.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "node 0 'c' (Clip, opset 17): its min 1152921504606846977 is an integer that a " \
+           "float64 cannot hold exactly" in err
+    assert "Traceback" not in err and not (tmp_path / "big.yaml").exists()

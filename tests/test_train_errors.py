@@ -104,8 +104,8 @@ def test_unknown_column_is_located_in_the_spec_with_did_you_mean(
     ("y: {label: label}", "y: {label: label, standardise: true}",
      "unknown key 'standardise' (did you mean 'standardize'?)"),
     ("y: {label: label}", "y: {columns: [label], label: label}",
-     "give exactly one of columns (CSV feature columns), array (an .npz array) or label (class "
-     "indices); found columns, label"),
+     "give exactly one of columns (CSV or .npy feature columns), array (an .npz or .zarr "
+     "array) or label (class indices); found columns, label"),
     ("y: {label: label}", "yy: {label: label}",
      "train.inputs.yy: 'yy' is not an input of the graph (did you mean 'y'?)"),
     ("    y: {label: label}\n", "", "input 'y' has the batch axis 'batch' but no data"),

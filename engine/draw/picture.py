@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.errors import EngineError
-from engine.graph.model import Graph, Value
+from engine.graph.model import Graph, Node, Value
 from engine.graph.shapes import format_shape
 
 BoxKind = Literal["input", "parameter", "constant", "node", "sum", "seed"]
@@ -69,9 +69,10 @@ class Picture:
 
 def forward_picture(graph: Graph) -> Picture:
     """One box per value, one arrow per use of a value, labelled with the value's name."""
+    values = {**graph.values, **graph.folded_numbers}
     boxes = tuple(_box(graph, value) for value in _used_values(graph))
-    arrows = tuple(Arrow(ref, node.name, _carried(graph.values[ref]))
-                   for node in (graph.nodes[n] for n in graph.order) for ref in node.inputs)
+    arrows = tuple(Arrow(ref, node.name, _carried(values[ref]))
+                   for node in _drawn_nodes(graph) for ref in node.inputs)
     return Picture(f"{graph.spec.name}: forward", FORWARD_LEGEND, False, boxes, arrows,
                    _groups(graph))
 
@@ -111,6 +112,8 @@ def backward_picture(graph: Graph) -> Picture:
                 arrows.append(Arrow(node.name, "+" + ref, f"d({ref})", "gradient"))
             else:
                 arrows.append(Arrow(node.name, ref, f"d({ref})", "gradient"))
+    arrows.extend(Arrow(node.name, ref, "", "no-gradient")  # each is a constant now
+                  for node in graph.folded.values() for ref in node.inputs)
     return Picture(f"{graph.spec.name}: backward from {graph.loss}", BACKWARD_LEGEND, True,
                    tuple(boxes), tuple(arrows), _groups(graph))
 
@@ -142,12 +145,19 @@ def gradient_edges(graph: Graph, start: str | None = None) -> list[tuple[str, st
     return edges
 
 
+def _drawn_nodes(graph: Graph) -> list[Node]:
+    """The nodes the spec wrote: those that run, and those of bare numbers only, which the
+    graph holds as the constants they compute (``Graph.folded``)."""
+    return [*graph.folded.values(), *(graph.nodes[n] for n in graph.order)]
+
+
 def _used_values(graph: Graph) -> list[Value]:
     """Every node, and every other value that a node uses or the spec outputs (a declared
     tensor nothing touches would float alone)."""
-    used = {ref for node in graph.nodes.values() for ref in node.inputs}
-    return [v for v in graph.values.values()
-            if v.kind == "node" or v.name in used or v.name in graph.outputs]
+    used = {ref for node in _drawn_nodes(graph) for ref in node.inputs}
+    return [v for v in (*graph.values.values(), *graph.folded_numbers.values())
+            if v.kind == "node" or v.name in graph.folded or v.name in used
+            or v.name in graph.outputs]
 
 
 def _carried(value: Value) -> str:
@@ -169,8 +179,8 @@ def _box(graph: Graph, value: Value, *, muted: bool = False, kept: bool = False)
 def _value_box(graph: Graph, value: Value, muted: bool, kept: bool) -> Box:
     shape = f"{format_shape(value.shape)} {value.dtype}"
     output = value.name in graph.outputs or value.name == graph.loss
-    if value.kind == "node":
-        node = graph.nodes[value.name]
+    if value.kind == "node" or value.name in graph.folded:
+        node = graph.nodes.get(value.name) or graph.folded[value.name]
         attrs = node.attrs.model_dump(exclude_unset=True, exclude={"op", "inputs"})
         written = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
                             for k, v in attrs.items())

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problems, did_you_mean
-from engine.graph.model import ClassTarget, Graph, Kind, Node, Value
+from engine.graph.model import ClassTarget, Graph, Kind, Node, Value, value_dag
 from engine.graph.shapes import Dims, ShapeError, format_shape
 from engine.graph.targets import class_targets, first_bad_label, row_name
 from engine.limits import DEFAULT_MAX_BYTES
@@ -77,8 +77,9 @@ class _Builder:
         self.dims = Dims()
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
-        self.dag = nx.DiGraph()
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
+        self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
+        self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
         #: (constant, dtype) -> what ``literal_problem`` found, for bare constants
         self.weak_checked: dict[tuple[str, str], tuple[tuple[int, ...], str] | None] = {}
 
@@ -201,12 +202,11 @@ class _Builder:
 
     # -- edges -----------------------------------------------------------------------------
 
-    def connect(self, flat: list[FlatNode]) -> nx.DiGraph:
-        """Nodes as values and edges; ``flat`` has every reference resolved to a value."""
+    def connect(self, flat: list[FlatNode]) -> None:
+        """Nodes as values; ``flat`` has every reference resolved to a value."""
         flat = [node for node in flat if node.top not in self.duplicates]  # already reported
         for node in flat:
             self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
-        edges: list[tuple[str, str]] = []
         for node in flat:
             name = node.name
             op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
@@ -220,11 +220,6 @@ class _Builder:
                     f"node {name!r} ({op.name}): takes {expected} inputs "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
-            edges.extend((ref, name) for ref in refs)
-        dag = self.dag  # built in two calls: networkx's cost is per call, not per edge
-        dag.add_nodes_from(self.values)
-        dag.add_edges_from(edges)
-        return dag
 
     def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
         name = f"{node.name}.inputs[{index}]"
@@ -237,12 +232,13 @@ class _Builder:
         self.values[name] = value
         return name
 
-    def order(self, dag: nx.DiGraph) -> list[str]:
+    def order(self) -> list[str]:
         """The topological order that takes, of the values ready, the one written first, so
         that inference (and its messages) follows the spec as written."""
         keys = {name: value.loc.sort_key() for name, value in self.values.items()}
         order = _written_order(keys, self.nodes)
         if order is None:  # some node reads a value written after it: sort the DAG
+            dag = value_dag(self.values, self.nodes)
             try:
                 order = list(nx.lexicographical_topological_sort(dag, key=keys.__getitem__))
             except nx.NetworkXUnfeasible:  # only then look for the cycles, to report every one
@@ -269,21 +265,10 @@ class _Builder:
             ins = [values[ref] for ref in node.inputs]
             label = f"node {name!r} ({node.op.name})"
             self.dims.site = _Site(node.loc, label)
-            strong = [v.dtype for v in ins if not v.weak]
-            refs = list(node.inputs)
-            for i, v in enumerate(ins):
-                if not v.weak:
-                    continue
-                dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
-                if v.name in self.weak_typed and v.dtype != dtype:
-                    ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
-                    refs[i] = ins[i].name
-                    continue
-                v.dtype = dtype
-                self.weak_typed.add(v.name)
-                self._check_weak(v, label)
-            if refs != list(node.inputs):
-                node = self._rewire(node, refs)
+            # bare numbers only: a number itself (_fold), or their dtypes stay as they are
+            numbers_only = bool(ins) and not node.op.stochastic and all(v.weak for v in ins)
+            if not numbers_only:
+                node = self._type_weak_inputs(node, ins, label)
             hint = self._keepdims_hint(node, ins)
             if hint:
                 self.hints[self.dims.site] = (name, hint)
@@ -308,10 +293,69 @@ class _Builder:
             value = values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
+            if numbers_only and shape == () and dtype in FLOAT_DTYPES:
+                if not self._fold(node, ins, label):
+                    failed.add(name)
+                continue
+            if numbers_only:  # not a float number (Greater of numbers): inputs as they are
+                for v in ins:
+                    self._settle(v, label)
             # gradients never flow into integers or bools (a Cast to int64 cuts the path)
             value.requires_grad = dtype in FLOAT_DTYPES and any(
                 v.requires_grad and node.op.is_differentiable(i)
                 for i, v in enumerate(ins))
+
+    def _type_weak_inputs(self, node: Node, ins: list[Value], label: str) -> Node:
+        """Give the bare numbers ``node`` reads (in ``ins``, updated) the dtype of the
+        values they meet (weak_dtype); ``node``, rewired where a number needs a copy."""
+        strong = [v.dtype for v in ins if not v.weak]
+        refs = list(node.inputs)
+        for i, v in enumerate(ins):
+            if not v.weak:
+                continue
+            dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
+            if v.name in self.weak_typed and v.dtype != dtype:
+                ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
+                refs[i] = ins[i].name
+                continue
+            v.dtype = dtype
+            self.weak_typed.add(v.name)
+            self._check_weak(v, label)
+        return self._rewire(node, refs) if refs != list(node.inputs) else node
+
+    def _settle(self, value: Value, user: str) -> None:
+        """A bare number keeps the dtype it has now, its inference's."""
+        if value.weak and value.name not in self.weak_typed:
+            self.weak_typed.add(value.name)
+            self._check_weak(value, user)
+
+    def _fold(self, node: Node, ins: list[Value], label: str) -> bool:
+        """Make a node of bare numbers only (``root: {op: Sqrt, inputs: [$head_dim]}``) the
+        bare number it computes, computed once here in float64 (JAX's weak-type rule; NumPy
+        2's for Python scalars).  Each use then reads that number in its own dtype, checked
+        to fit it, as a bare number written in the spec is: a float32 spec stays float32,
+        and no use sees the number computed in a narrower dtype (Sqrt(Mul(300, 300)) in
+        float16 would be inf) or in another use's.  The node becomes a constant, so what
+        ``check`` shows is what runs; False (reported) where no number comes out."""
+        if any(v.literal is None for v in ins):  # a number already refused
+            return False
+        with np.errstate(all="ignore"):
+            number = np.asarray(node.op.forward(
+                np, node.attrs, *[np.asarray(v.literal, dtype=np.float64) for v in ins]),
+                dtype=np.float64)
+        if not np.isfinite(number):
+            self.problems.append(node.loc.problem(
+                f"{label}: of bare numbers only, gives {yaml_number(float(number))}; declare "
+                "the number under constants with allow_nonfinite: true if it is meant"))
+            return False
+        value = self.values[node.name]
+        value.kind, value.weak, value.literal = "constant", True, number
+        value.dtype = "float64"  # its own, until a use gives it one (_type_weak_inputs)
+        self.folded[node.name] = self.nodes.pop(node.name)
+        for ref in node.inputs:
+            if ref.startswith(f"{node.name}.inputs["):  # written in this node: no other reads
+                self.folded_numbers[ref] = self.values.pop(ref)
+        return True
 
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
@@ -344,16 +388,11 @@ class _Builder:
                           literal=value.literal, weak=True, call=value.call)
             self.values[name] = clone
             self.weak_typed.add(name)
-            self.dag.add_node(name)
             self._check_weak(clone, user)
         return clone
 
     def _rewire(self, node: Node, refs: list[str]) -> Node:
-        """``node`` reading ``refs`` instead of its inputs, in the node table and the DAG."""
-        for ref in refs:
-            self.dag.add_edge(ref, node.name)
-        for old in set(node.inputs) - set(refs):
-            self.dag.remove_edge(old, node.name)
+        """``node`` reading ``refs`` instead of its inputs, in the node table."""
         node = replace(node, inputs=tuple(refs))
         self.nodes[node.name] = node
         return node
@@ -481,16 +520,17 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder = _Builder(spec, source, base_dir, roots)
     builder.declare()
     flat, calls = expanded
-    dag = builder.connect(flat)
+    builder.connect(flat)
     outputs, loss = builder.check_ends()
-    order = builder.order(dag)  # reports cycles along with the problems found so far
+    order = builder.order()  # reports cycles along with the problems found so far
     builder.infer(order)
+    order = [name for name in order if name in builder.nodes]  # less the folded ones
     builder.check_dim_defaults()
     builder.check_loss_is_scalar()
     targets = builder.check_class_literals()
     builder.problems.raise_if_any()
     for value in builder.values.values():  # names bound late in inference reach every value
         value.shape = builder.dims.shape(value.shape)
-    return Graph(spec, source, base_dir, dag, builder.values, builder.nodes, order,
+    return Graph(spec, source, base_dir, builder.values, builder.nodes, order,
                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
-                 targets=targets)
+                 targets=targets, folded=builder.folded, folded_numbers=builder.folded_numbers)

@@ -81,12 +81,22 @@ def _upstream(graph: Graph, ends: set[str]) -> set[str]:
     return seen
 
 
+def _read(graph: Graph) -> set[str]:
+    """The values some node reads (the DAG's edges, without building it)."""
+    return {ref for node in graph.nodes.values() for ref in node.inputs}
+
+
 def _unused_sources(graph: Graph) -> list[Problem]:
     warnings = []
+    # a node of bare numbers only is the constant it computes: what it reads is used
+    folded = graph.folded
+    read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
     for name, value in graph.values.items():
         if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
-                and graph.dag.out_degree(name) == 0:
-            warnings.append(value.loc.problem(f"{value.kind} {name!r} is used by no node; "
+                and name not in read:
+            what = f"node {name!r} ({folded[name].op.name})" if name in folded else \
+                f"{value.kind} {name!r}"
+            warnings.append(value.loc.problem(f"{what} is used by no node; "
                                               "remove it or list it among a node's inputs"))
     return warnings
 
@@ -117,11 +127,17 @@ def _gradients(graph: Graph) -> list[Problem]:
     if loss is None:
         return warnings
     reached = gradient_reach(graph, loss)
-    ancestors = _upstream(graph, {loss})
+    ancestors: set[str] | None = None  # walked only for a value the gradient misses
+    read: set[str] | None = None
     for name, value in graph.values.items():
-        if name in reached or value.kind not in ("input", "parameter") \
-                or graph.dag.out_degree(name) == 0:  # unused: already warned about
+        if name in reached or value.kind not in ("input", "parameter"):
             continue
+        if read is None:
+            read = _read(graph)
+        if name not in read:  # unused: already warned about
+            continue
+        if ancestors is None:
+            ancestors = _upstream(graph, {loss})
         how = (f"reaches the loss {loss!r} only through inputs that have no gradient (such "
                "as NLL's target or class weights)" if name in ancestors else
                f"does not reach the loss {loss!r}")

@@ -21,8 +21,7 @@ def needed_by(graph: Graph, names: list[str]) -> Graph:
     for name in names:
         keep |= nx.ancestors(graph.dag, name)
     return dataclasses.replace(
-        graph, dag=graph.dag.subgraph(keep).copy(),
-        values={n: v for n, v in graph.values.items() if n in keep},
+        graph, values={n: v for n, v in graph.values.items() if n in keep},
         nodes={n: node for n, node in graph.nodes.items() if n in keep},
         order=[n for n in graph.order if n in keep], outputs=list(names),
         loss=graph.loss if graph.loss in names else None,

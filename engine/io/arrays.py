@@ -11,6 +11,7 @@ import math
 import warnings
 import zipfile
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tokenize import TokenError
@@ -54,8 +55,8 @@ def require_file(path: Path, option: str = "") -> None:
 def _load_numpy(path: Path, max_bytes: int) -> np.ndarray:
     try:
         with path.open("rb") as handle:
-            shape, dtype = _npy_header(handle, str(path))
-            _within_budget(str(path), shape, dtype, max_bytes)
+            shape, dtype, _ = npy_header(handle, str(path))
+            within_budget(str(path), shape, dtype, max_bytes)
             return _read_npy(handle, str(path))
     except OSError as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
@@ -66,8 +67,9 @@ _MALFORMED = (ValueError, SyntaxError, TypeError, OverflowError, EOFError, Token
               RecursionError, MemoryError)
 
 
-def _npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype a .npy stream's header declares, read before any data."""
+def npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """The shape, dtype and Fortran order a .npy stream's header declares, read before any
+    data (the stream is left where the data begins)."""
     try:
         version = np.lib.format.read_magic(handle)
     except ValueError:
@@ -76,16 +78,16 @@ def _npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtyp
     try:
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
-        shape, _fortran, dtype = read(handle)
+        shape, fortran, dtype = read(handle)
     except _MALFORMED as exc:
         raise DataError(f"{where}: the .npy header is malformed ({exc})") from None
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects, which are never unpickled; save an "
                         "array of numbers")
-    return tuple(shape), dtype
+    return tuple(shape), dtype, fortran
 
 
-def _within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_bytes: int,
+def within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_bytes: int,
                    before: int = 0) -> int:
     """The bytes an array of ``shape`` takes, or a DataError when it and ``before`` (what the
     file's other arrays take) exceed ``max_bytes``: checked on the header, so that a file
@@ -101,7 +103,7 @@ def _within_budget(where: str, shape: tuple[int, ...], dtype: np.dtype, max_byte
 
 
 def _read_npy(handle: IO[bytes], where: str) -> np.ndarray:
-    """The array after a header that ``_npy_header`` read and checked."""
+    """The array after a header that ``npy_header`` read and checked."""
     handle.seek(0)
     try:
         return np.lib.format.read_array(handle, allow_pickle=False)
@@ -156,8 +158,8 @@ def _read_members(path: Path, archive: zipfile.ZipFile, max_bytes: int, only: st
                             "file holds arrays written by numpy.savez")
         where = f"{path}: array {info.filename.removesuffix('.npy')!r}"
         with archive.open(info) as member:
-            shape, dtype = _npy_header(member, where)  # type: ignore[arg-type]
-        total += _within_budget(where, shape, dtype, max_bytes, total)
+            shape, dtype, _ = npy_header(member, where)  # type: ignore[arg-type]
+        total += within_budget(where, shape, dtype, max_bytes, total)
     arrays = {}
     for info in members:
         name = info.filename.removesuffix(".npy")
@@ -181,6 +183,11 @@ class CsvTable:
     def column_name(self, col: int) -> str:
         """``column 3 ('ash')``: 1-based, as a spreadsheet shows it, with the header's name."""
         return _column_label(self.header, col)
+
+    def locator(self, columns: list[int]) -> Callable[[tuple[int, ...]], str]:
+        """Names an index of the array of ``columns`` (1-D: of the first) by line and column."""
+        return lambda index: f"{self.path}:{self.lines[index[0]]}: " \
+                             f"{self.column_name(columns[index[1] if len(index) > 1 else 0])}"
 
 
 def load_csv(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:

@@ -32,8 +32,8 @@ def not_a_regular_file(path: Path) -> str | None:
         if exc.errno == errno.ELOOP:
             return "too many levels of symbolic links"
         return f"cannot read: {exc.strerror}"
-    if stat.S_ISREG(mode):
-        return None
+    if stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and path.suffix.lower() == ".zarr"):
+        return None  # a .zarr store is a folder of chunks (engine.io.zarrs)
     if stat.S_ISDIR(mode):
         return "is a folder, not a file"
     kind = next((words for test, words in _KINDS if test(mode)), "not a regular file")

@@ -254,6 +254,11 @@ def _clip(ctx: NodeContext) -> None:
         low, high = ctx.static(1, "min"), ctx.static(2, "max")
         bounds = {"min": None if low is None else low.item(),
                   "max": None if high is None else high.item()}
+        for which, bound in bounds.items():  # the attribute is a float: no rounding there
+            if isinstance(bound, int) and float(bound) != bound:
+                raise ctx.unsupported(f"its {which} {bound} is an integer that a float64 "
+                                      "cannot hold exactly, and the engine's Clip bounds are "
+                                      "float64 attributes")
     else:
         bounds = {"min": ctx.attr("min"), "max": ctx.attr("max")}
     if None not in bounds.values() and bounds["min"] > bounds["max"]:
@@ -373,13 +378,7 @@ def _softmax_cross_entropy(ctx: NodeContext) -> None:
     plain = not (ctx.wants(1) or ctx.has(2) or ctx.attr("ignore_index") is not None)
     if plain and "CrossEntropy" in REGISTRY and reduction in typing.get_args(
             REGISTRY["CrossEntropy"].attrs.model_fields["reduction"].annotation):
-        rank = ctx.need_rank(0, "its classes (axis 1) are moved last")
-        logits, target = ctx.input(0), ctx.input(1)
-        if rank > 2:
-            logits = ctx.emit("Transpose", [logits], role="classes_last",
-                              axes=[0, *range(2, rank), 1])
-        if ctx.dtype(1) != "int64":
-            target = ctx.emit("Cast", [target], role="target", to="int64")
+        logits, target = _classes_last(ctx, ctx.input(0))
         ctx.emit("CrossEntropy", [logits, target], out=0, reduction=reduction)
         return
     log_probabilities = ctx.emit("LogSoftmax", [ctx.input(0)], role="log_prob", axis=1,
@@ -387,20 +386,29 @@ def _softmax_cross_entropy(ctx: NodeContext) -> None:
     _picked_loss(ctx, log_probabilities)
 
 
+def _classes_last(ctx: NodeContext, scores: str) -> tuple[str, str]:
+    """``scores`` (laid out as input 0, classes on axis 1, as ONNX's losses take them) with
+    the classes moved last, where the engine's NLL and CrossEntropy take them, and the
+    target (input 1) as the int64 class indices they read."""
+    rank = ctx.need_rank(0, "its classes (axis 1) are moved last")
+    if rank > 2:
+        scores = ctx.emit("Transpose", [scores], role="classes_last",
+                          axes=[0, *range(2, rank), 1])
+    target = ctx.input(1)
+    if ctx.dtype(1) != "int64":
+        target = ctx.emit("Cast", [target], role="target", to="int64")
+    return scores, target
+
+
 def _picked_loss(ctx: NodeContext, scores: str) -> None:
     """ONNX's NLL of log-probabilities ``scores`` (classes on axis 1) and the target,
     input 1, with the class weights of input 2, ignore_index and reduction."""
     reduction, ignore = ctx.attr("reduction", "mean"), ctx.attr("ignore_index")
-    rank = ctx.need_rank(0, "its classes (axis 1) are moved last")
+    scores, target = _classes_last(ctx, scores)
     classes = ctx.importer.shape(ctx.node.input[0])[1]
     if classes is None:
         raise ctx.unsupported("the number of classes (axis 1 of input 0) is not known")
-    dtype, target = ctx.dtype(0), ctx.input(1)
-    if rank > 2:
-        scores = ctx.emit("Transpose", [scores], role="classes_last",
-                          axes=[0, *range(2, rank), 1])
-    if ctx.dtype(1) != "int64":
-        target = ctx.emit("Cast", [target], role="target", to="int64")
+    dtype = ctx.dtype(0)
     ignored = None
     if ignore is not None:
         ignored = ctx.emit("Equal", [target, int(ignore)], role="ignored")

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.graph.shapes import Shape
 from engine.onnx.common import ONNX_DTYPES
+from engine.transform.grad import first_free
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,7 @@ class Emitter:
         self._constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
     def fresh(self, hint: str) -> str:
-        name, index = hint, 1
-        while name in self.taken:
-            index += 1
-            name = f"{hint}_{index}"
-        self.taken.add(name)
-        return name
+        return first_free(hint, self.taken)
 
     def node(self, op_type: str, inputs: Sequence[str], hint: str, out: str | None = None,
              **attrs: Any) -> str:

@@ -27,6 +27,7 @@ from engine.onnx.common import ONNX_DTYPES
 from engine.onnx.emitter import Emitter, Operand
 from engine.ops import REGISTRY, OpAttrs, OpDef
 from engine.ops.base import FLOAT_DTYPES, promoted
+from engine.ops.piecewise import clip_bounds
 from engine.transform.symbolic import Namespace, SymbolicArray, TraceError, Tracer
 
 
@@ -93,14 +94,32 @@ def _unary(e: Emitter, s: Step) -> None:
 
 
 _BINARY = {"Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Pow": "Pow",
-           "Maximum": "Max", "Minimum": "Min", "MatMul": "MatMul"}
+           "MatMul": "MatMul"}
 
 
 @_lowering(*_BINARY)
 def _binary(e: Emitter, s: Step) -> None:
+    _binary_as(e, s, _BINARY[s.op.name])
+
+
+def _binary_as(e: Emitter, s: Step, onnx_op: str) -> None:
     """ONNX wants one dtype where NumPy promotes: inputs are cast to the result's."""
-    e.node(_BINARY[s.op.name], [e.cast(x, s.out.dtype) for x in s.inputs], s.out.name,
-           out=s.out.name)
+    e.node(onnx_op, [e.cast(x, s.out.dtype) for x in s.inputs], s.out.name, out=s.out.name)
+
+
+_EXTREMUM = {"Maximum": "Max", "Minimum": "Min"}
+
+
+@_lowering(*_EXTREMUM)
+def _extremum(e: Emitter, s: Step) -> None:
+    """As the binary ops; int16 is computed in int32 and cast back (exact), because
+    onnxruntime has no int16 kernel of Max and Min, though ONNX allows it."""
+    if s.out.dtype != "int16":
+        _binary_as(e, s, _EXTREMUM[s.op.name])
+        return
+    wide = e.node(_EXTREMUM[s.op.name], [e.cast(x, "int32") for x in s.inputs],
+                  f"{s.out.name}_int32")
+    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES["int16"])
 
 
 @_lowering("Greater", "Less", "Equal")
@@ -123,12 +142,21 @@ def _cast(e: Emitter, s: Step) -> None:
 
 @_lowering("Clip", attrs=("min", "max"))
 def _clip(e: Emitter, s: Step) -> None:
+    """int16 is computed in int32 and cast back (exact: the bounds are int16's), because
+    onnxruntime has no int16 kernel of Clip (nor of the Where its fallback uses)."""
     (x,) = s.inputs
-    bounds = ["" if bound is None else e.constant(bound, s.out.dtype, f"{s.out.name}_{which}")
-              for which, bound in (("min", s.attrs.min), ("max", s.attrs.max))]
+    integral = s.out.dtype not in FLOAT_DTYPES
+    limits = clip_bounds(s.attrs, np.iinfo(s.out.dtype) if integral else None)
+    work = "int32" if s.out.dtype == "int16" else s.out.dtype
+    bounds = ["" if bound is None else e.constant(bound, work, f"{s.out.name}_{which}")
+              for which, bound in zip(("min", "max"), limits, strict=True)]
     while bounds and not bounds[-1]:
         bounds.pop()
-    e.node("Clip", [e.cast(x, s.out.dtype), *bounds], s.out.name, out=s.out.name)
+    if work == s.out.dtype:
+        e.node("Clip", [e.cast(x, work), *bounds], s.out.name, out=s.out.name)
+        return
+    wide = e.node("Clip", [e.cast(x, work), *bounds], f"{s.out.name}_{work}")
+    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
 
 
 @_lowering("Softplus")

@@ -14,18 +14,39 @@ from engine.runtime.kernels import relu_grad
 
 
 def _matmul_shape(attrs: NoAttrs, dims: Dims, a: Shape, b: Shape) -> Shape:
-    if len(a) < 2 or len(b) < 2:
-        raise ShapeError(f"needs operands of rank 2 or more, got {format_shape(a)} @ "
-                         f"{format_shape(b)}; use Reshape to add an axis")
-    dims.unify(a[-1], b[-2], f"inner dimensions differ: {format_shape(a)} @ {format_shape(b)}")
-    batch = dims.broadcast(a[:-2], b[:-2])
-    return (*batch, a[-2], b[-1])
+    """NumPy's (and ONNX's) promotion of vectors: a 1-D ``a`` is a row (a leading 1 axis),
+    a 1-D ``b`` a column (a trailing 1 axis), and the axis added is gone from the result."""
+    if len(a) < 1 or len(b) < 1:
+        raise ShapeError(f"needs operands of rank 1 or more, got {format_shape(a)} @ "
+                         f"{format_shape(b)}; a product with a scalar is Mul")
+    rows, cols = (1, *a) if len(a) == 1 else a, (*b, 1) if len(b) == 1 else b
+    dims.unify(rows[-1], cols[-2], f"inner dimensions differ: {format_shape(a)} @ "
+                                   f"{format_shape(b)}")
+    result = list(dims.broadcast(rows[:-2], cols[:-2]))
+    if len(a) > 1:
+        result.append(a[-2])
+    if len(b) > 1:
+        result.append(b[-1])
+    return tuple(result)
 
 
 def _matmul_vjp(xp, attrs, g, out, inputs, needs):
+    """The matrix rule on the promoted operands: the axes the forward removed from the
+    result are put back into ``g`` (``Unsqueeze``), and a vector's gradient loses its added
+    axis again (the executor sums the batch axes back to its shape)."""
     a, b = inputs
-    d_a = xp.matmul(g, _transposed(xp, b)) if needs[0] else None
-    d_b = xp.matmul(_transposed(xp, a), g) if needs[1] else None
+    rows = xp.expand_dims(a, axis=0) if a.ndim == 1 else a
+    cols = xp.expand_dims(b, axis=-1) if b.ndim == 1 else b
+    if b.ndim == 1:
+        g = xp.expand_dims(g, axis=-1)
+    if a.ndim == 1:
+        g = xp.expand_dims(g, axis=-2)
+    d_a = xp.matmul(g, _transposed(xp, cols)) if needs[0] else None
+    d_b = xp.matmul(_transposed(xp, rows), g) if needs[1] else None
+    if d_a is not None and a.ndim == 1:
+        d_a = xp.squeeze(d_a, axis=-2)
+    if d_b is not None and b.ndim == 1:
+        d_b = xp.squeeze(d_b, axis=-1)
     return (d_a, d_b)
 
 
@@ -41,6 +62,11 @@ _MATMUL_SHAPES = (
     ((2, 3, 4), (4, 5)),
     ((2, 3, 4), (2, 4, 5)),
     ((1, 3, 4), (2, 4, 2)),
+    ((4,), (4,)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((4,), (2, 4, 3)),
+    ((1, 2, 3, 4), (4,)),
 )
 
 
@@ -50,12 +76,19 @@ def _matmul_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 def _reference_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("...ij,...jk->...ik", a, b)
+    """Sums of products written out with einsum, a vector's subscripts without the axis
+    that promotion would add (NumPy's documented result shapes)."""
+    left = "j" if a.ndim == 1 else "...ij"
+    right = "j" if b.ndim == 1 else "...jk"
+    result = "..." + ("i" if a.ndim > 1 else "") + ("k" if b.ndim > 1 else "")
+    return np.einsum(f"{left},{right}->{result}", a, b)
 
 
 register(OpDef(
     not_probabilities=True,
-    name="MatMul", doc="Matrix product a @ b; leading (batch) axes broadcast.",
+    name="MatMul", doc="Matrix product a @ b; leading (batch) axes broadcast; a 1-D a is a row and "
+                       "a 1-D b a column, whose added axis the result drops (NumPy, "
+                       "ONNX).",
     attrs=NoAttrs, input_names=("a", "b"),
     forward=lambda xp, attrs, a, b: xp.matmul(a, b),
     vjp=_matmul_vjp,
@@ -75,6 +108,11 @@ class DenseAttrs(OpAttrs):
 
 
 def _dense_shape(attrs: DenseAttrs, dims: Dims, x: Shape, w: Shape, b: Shape) -> Shape:
+    """MatMul's rule for matrices only: a layer maps rows (the fusion pass never makes a
+    Dense of a vector, whose product MatMul's promotion would drop an axis of)."""
+    if len(x) < 2 or len(w) < 2:
+        raise ShapeError(f"needs x and w of rank 2 or more, got {format_shape(x)} @ "
+                         f"{format_shape(w)}; for a vector write MatMul and Add")
     return dims.broadcast(_matmul_shape(attrs, dims, x, w), b)
 
 

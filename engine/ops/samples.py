@@ -51,6 +51,20 @@ def binary_samples(
     ]
 
 
+def integer_pairs(rng: np.random.Generator) -> list[Sample]:
+    """Integer samples of several widths for binary ops that take integers: an int8 pair,
+    a uint8 with an int16 (NumPy promotes to int16), an int32 with an int64."""
+    low, high = -20, 20
+    return [
+        Sample((rng.integers(low, high, size=(3, 4), dtype=np.int8),
+                rng.integers(low, high, size=(4,), dtype=np.int8)), note="int8 with int8"),
+        Sample((rng.integers(0, 40, size=(2, 3), dtype=np.uint8),
+                rng.integers(low, high, size=(3,), dtype=np.int16)), note="uint8 with int16"),
+        Sample((rng.integers(low, high, size=(2, 1), dtype=np.int32),
+                rng.integers(low, high, size=(3,), dtype=np.int64)), note="int32 with int64"),
+    ]
+
+
 def away_from_kink(rng: np.random.Generator) -> list[Sample]:
     """Unary samples of either sign with |x| >= 0.1: finite differences are meaningless at a
     kink at 0 (Relu, Abs), so the samples stay clear of it."""

@@ -210,11 +210,21 @@ def _divisor(xp, attrs: NLLAttrs, probs, applied, weight):
     return _rows(probs) if _plain(attrs, weight) else xp.sum(applied)
 
 
+def _read(xp, probs, applied):
+    """The probabilities the loss reads: p where its applied weight is nonzero, 1 (whose log
+    and whose -y/p are 0) where it is 0.  A class that the target (or its class weight, or
+    ignore_index) gives weight 0 adds no term, whatever its probability: 0 log 0 is 0 and
+    its gradient 0, as ONNX's NegativeLogLikelihoodLoss and PyTorch's nll_loss, which pick
+    only the target's entry, never read the others; log 0 * 0 and 0 / 0 would be NaN."""
+    return xp.where(applied == 0, xp.ones_like(probs), probs)
+
+
 def _nll_forward(xp, attrs, probs, target, weight=None):
     applied = _applied(xp, attrs, probs, target, weight)
+    logs = xp.log(_read(xp, probs, applied))
     if attrs.reduction == "none":
-        return -xp.sum(xp.log(probs) * applied, axis=-1)
-    loss = -xp.sum(xp.log(probs) * applied)
+        return -xp.sum(logs * applied, axis=-1)
+    loss = -xp.sum(logs * applied)
     if attrs.reduction == "mean":
         return loss / _divisor(xp, attrs, probs, applied, weight)
     return loss
@@ -223,12 +233,14 @@ def _nll_forward(xp, attrs, probs, target, weight=None):
 def _nll_fast_forward(xp, attrs, probs, target, weight=None):
     if attrs.reduction == "none" or not _plain(attrs, weight):
         return _nll_forward(np, attrs, probs, target, weight)
-    terms = np.log(probs)
+    applied = _one_hot(np, probs, target)
+    # _read's rule without its array of ones: the log is taken only where the weight is not 0
+    terms = np.log(probs, out=np.zeros_like(probs), where=applied != 0)
     if probs.size > SMALL_ARRAY:  # one multiply-and-add pass, no product array
         axes = "abcdefghijklmnopqrstuvwxyz"[:probs.ndim]
-        loss = -np.einsum(f"{axes},{axes}->", _one_hot(np, probs, target), terms)
+        loss = -np.einsum(f"{axes},{axes}->", applied, terms)
     else:
-        terms *= _one_hot(np, probs, target)  # in place: terms is ours
+        terms *= applied  # in place: terms is ours
         loss = -numpy_sum(terms)
     return loss / _rows(probs) if attrs.reduction == "mean" else loss
 
@@ -243,7 +255,7 @@ def _nll_vjp(xp, attrs, g, out, inputs, needs):
         scale = -g / _divisor(xp, attrs, probs, applied, weight)
     else:
         scale = -g
-    return (applied / probs * scale, None, None)[:len(inputs)]
+    return (applied / _read(xp, probs, applied) * scale, None, None)[:len(inputs)]
 
 
 def _nll_reference(attrs: NLLAttrs, probs: np.ndarray, target: np.ndarray,
@@ -320,7 +332,10 @@ register(OpDef(
     convention="Not differentiable in its target or its class weights: they get no gradient "
                "(as in ONNX and PyTorch). An ignored row adds 0 to the loss and gets a 0 "
                "gradient; a mean over no weight at all (every row ignored) is 0/0 = NaN, as in "
-               "PyTorch.",
+               "PyTorch. A class of weight 0 (y = 0, a class weight 0, an ignored row) adds no "
+               "term whatever its probability: 0 log 0 = 0 with gradient 0 (ONNX and PyTorch "
+               "read only the target's entry); a target class of probability 0 gives an "
+               "infinite loss and gradient.",
     vjp_uses_output=False,
 ))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -28,6 +29,10 @@ class RunMode:
     training: bool = False
     seed: int = 0
     step: int = 0
+    #: Set only while a compiled pass is traced (``engine.runtime.jitted``): each random
+    #: node's factor by node key, drawn on the host before the call and passed in as an
+    #: argument, since a draw made while tracing would be one constant for every step.
+    masks: dict[int, Any] | None = None
 
 
 def node_key(name: str) -> int:
@@ -47,17 +52,26 @@ class DropoutAttrs(OpAttrs):
                              description="Seed of the masks; null: the spec's seed.")
 
 
-def _keep_scale(xp, attrs: DropoutAttrs, x, mode: RunMode | None, key: int):
-    """The inverted-dropout factor, 0 or 1 / (1 - rate) per element; None when not dropping."""
+def keep_factor(attrs: DropoutAttrs, shape: tuple[int, ...], mode: RunMode | None,
+                key: int) -> np.ndarray | None:
+    """The inverted-dropout factor of a pass, 0 or 1 / (1 - rate) per element, as NumPy
+    float64; None when the pass does not drop.  Drawn on the host, from (seed, step, key)."""
     training = attrs.training if attrs.training is not None else \
         (mode is not None and mode.training)
     if not training or attrs.rate == 0.0:
         return None
     seed = attrs.seed if attrs.seed is not None else (mode.seed if mode is not None else 0)
     step = mode.step if mode is not None else 0
-    draws = np.random.default_rng((seed, step, key)).random(tuple(x.shape))
-    factor = np.where(draws >= attrs.rate, 1.0 / (1.0 - attrs.rate), 0.0)
-    return xp.asarray(factor, dtype=x.dtype)
+    draws = np.random.default_rng((seed, step, key)).random(shape)
+    return np.where(draws >= attrs.rate, 1.0 / (1.0 - attrs.rate), 0.0)
+
+
+def _keep_scale(xp, attrs: DropoutAttrs, x, mode: RunMode | None, key: int):
+    """``keep_factor`` as an array like ``x``; in a compiled pass, the one passed in."""
+    if mode is not None and mode.masks is not None:
+        return mode.masks.get(key)
+    factor = keep_factor(attrs, tuple(x.shape), mode, key)
+    return None if factor is None else xp.asarray(factor, dtype=x.dtype)
 
 
 def _dropout_forward(xp, attrs, x, *, mode: RunMode | None = None, key: int = 0):

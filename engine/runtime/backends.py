@@ -60,12 +60,14 @@ class Backend:
             host = host.copy()
         if self.name == "dask" and rows and host.ndim:
             da = importlib.import_module("dask.array")
-            return da.from_array(host, chunks=(self._rows(host), *host.shape[1:]))
+            return da.from_array(host, chunks=(self.rows_per_chunk(host), *host.shape[1:]))
         if self.device is None:
             return self.xp.asarray(host, dtype=getattr(self.xp, dtype))
         return self.xp.asarray(host, dtype=getattr(self.xp, dtype), device=self.device)
 
-    def _rows(self, host: np.ndarray) -> int:
+    def rows_per_chunk(self, host: Any) -> int:
+        """Rows of ``host`` (anything with ``shape`` and ``nbytes``) in one Dask chunk:
+        ``chunk_rows``, else about CHUNK_BYTES of them."""
         if self.chunk_rows is not None:
             return self.chunk_rows
         row = max(1, host.nbytes // max(1, host.shape[0]))

@@ -252,7 +252,11 @@ def _local_cluster(distributed: Any, options: ClusterOptions) -> Iterator[Any]:
         cluster = distributed.LocalCluster(
             n_workers=options.workers, threads_per_worker=1, processes=True,
             host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
-            memory_limit=memory, timeout=options.timeout)
+            memory_limit=memory, timeout=options.timeout,
+            # the workers print to this terminal: a task's error (a bad label found where
+            # its chunk is read) would show there with a traceback, before the engine's own
+            # one-line report of it
+            silence_logs=logging.CRITICAL)
     except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker did not start
         raise UsageError(f"--workers {options.workers}: the local Dask cluster did not start "
                          f"within {options.timeout:g} s ({_reason(exc)}); wait longer with "

@@ -54,6 +54,7 @@ from engine.runtime.feeds import (
     names_mapping,
 )
 from engine.runtime.instrument import Trace, instrument
+from engine.runtime.jitted import Compiled
 from engine.runtime.kernels import numpy_sum_to, sum_to
 from engine.runtime.plan import Block, Plan, Step, bind_mode, compile_plan, schedule
 from engine.transform.passes import optimized
@@ -113,11 +114,15 @@ class Executor:
     only when chosen), and ``device`` the torch device (``"cpu"``, ``"cuda"``); or it is a
     ``Backend`` that ``get_backend`` made (which carries its device and chunking).  Or ``xp``
     passes any namespace of the Python array API standard itself (``array_api_strict``).
-    Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.
+    Off NumPy the ops run their plain array-API rules, never the NumPy fast paths.  On
+    ``"jax"`` the forward and backward programs are compiled with ``jax.jit`` once per set
+    of feed shapes (``engine.runtime.jitted``; not with ``trace`` or ``check_finite``,
+    which watch every node), and ``forward_backward`` runs both in one call.
     Results (``forward``, ``backward``, ``value``, ``parameters``) are arrays of the chosen
     library, on its device, so that a caller can keep computing there;
     ``engine.runtime.backends.to_numpy`` turns any of them into a NumPy array.  Feeds and
-    parameters may be assigned NumPy arrays on every backend.
+    parameters may be assigned NumPy arrays on every backend (on jax, ones of the declared
+    dtype stay NumPy in ``parameters`` and go into the compiled call as they are).
     ``seed`` overrides the spec's seed for default values of inputs and parameters.
     ``check_finite`` raises ``NonFiniteError`` at the first node whose value or gradient
     holds NaN or inf (and keeps every value, for its report); ``trace`` fills
@@ -202,6 +207,17 @@ class Executor:
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
         with collector_paused():
             self._derive()  # last: whatever rewrote plan.steps before this is what runs
+        #: On the jax backend, the programs compiled with jax.jit (None: run op by op).  Not
+        #: with ``trace`` or ``check_finite``: they time and check every node as it runs.
+        self._jit: Compiled | None = None
+        if self.backend.name == "jax" and self.trace is None and not check_finite:
+            self._jit = Compiled(
+                plan=self.plan, program=self._forward_program, graph=run, mode=self.mode,
+                backend=self.backend, dims=lambda: self._dims,
+                run_forward=lambda slots, program: self._run_forward(slots, self._dims, program),
+                backward_pass=self._backward_pass)
+        if self._jit is not None:  # NumPy arrays go into the compiled call as they are
+            self._frozen = self._on_backend
 
     def __repr__(self) -> str:
         path = "optimized" if self.optimize else "plain"
@@ -219,19 +235,30 @@ class Executor:
         for step in differentiating:
             for slot, need in zip(step.inputs, step.needs, strict=True):
                 fan_in[slot] += need
-        values = self.graph.values
-        self._backward_program = [
-            Back(step.vjp, step.attrs, _getter(step.inputs), step.output, step.needs,
-                 tuple(Target(index, slot, reduces or not optimize, fan_in[slot] > 1,
-                              self._cast_to(values[plan.names[slot]].dtype,
-                                            values[step.name].dtype))
-                       for index, (slot, need, reduces)
-                       in enumerate(zip(step.inputs, step.needs, step.reduces, strict=True))
-                       if need),
-                 step)
-            for step in differentiating]
-        self._expected = [(np.dtype(values[step.name].dtype), values[step.name].shape)
-                          for step in plan.steps]  # what the plain path checks
+        values, names = self.graph.values, plan.names
+        # one answer per pair of dtype names (a graph has a few; it has 100,000 steps)
+        casts: dict[tuple[str, str], Any] = {}
+        dtypes: dict[str, np.dtype] = {}
+        self._backward_program = []
+        for step in differentiating:
+            output_dtype = values[step.name].dtype
+            targets = []
+            for index, (slot, need, reduces) in enumerate(zip(step.inputs, step.needs,
+                                                              step.reduces, strict=True)):
+                if need:
+                    pair = (values[names[slot]].dtype, output_dtype)
+                    cast = casts[pair] if pair in casts else \
+                        casts.setdefault(pair, self._cast_to(*pair))
+                    targets.append(Target(index, slot, reduces or not optimize,
+                                          fan_in[slot] > 1, cast))
+            self._backward_program.append(Back(step.vjp, step.attrs, _getter(step.inputs),
+                                               step.output, step.needs, tuple(targets), step))
+        self._expected = []  # what the plain path checks
+        for step in plan.steps:
+            value = values[step.name]
+            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
+                                                                 np.dtype(value.dtype))
+            self._expected.append((dtype, value.shape))
         self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
                         if v.kind == "input"]  # a dtype object compares faster than its name
         self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
@@ -244,6 +271,11 @@ class Executor:
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
         self._label_feeds = [name for name, target in self.graph.targets.items()
                              if not target.one_hot and values[name].kind == "input"]
+
+    def _on_backend(self, array: Array) -> Array:
+        """A result on the jax backend: a source the compiled call took as NumPy (a fed
+        array, a parameter), read back by ``value`` or as an output, becomes a JAX array."""
+        return self.xp.asarray(array) if type(array) is np.ndarray else array
 
     def _cast_to(self, dtype: str, output_dtype: str) -> Any:
         """The dtype a gradient must be cast to, or None when the node keeps its input's."""
@@ -282,6 +314,23 @@ class Executor:
 
         An input missing from ``feeds`` takes its init (listed in ``self.defaulted``),
         or, with ``strict_feeds``, is a DataError."""
+        return self._forward(feeds, joint=False)[0]
+
+    def forward_backward(self, feeds: Mapping[str, Any] | None = None
+                         ) -> tuple[dict[str, Array], dict[str, Array]]:
+        """``forward(feeds)``, then ``backward()`` from the loss: ``(outputs, gradients)``.
+        On the jax backend this is one call of one compiled function (a training step);
+        elsewhere it is exactly the two calls."""
+        if self._jit is None or self._loss_slot is None:
+            outputs = self.forward(feeds)
+            return outputs, self.backward()
+        outputs, grads = self._forward(feeds, joint=True)
+        assert grads is not None
+        return outputs, grads
+
+    def _forward(self, feeds: Mapping[str, Any] | None, joint: bool
+                 ) -> tuple[dict[str, Array], dict[str, Array] | None]:
+        """``forward``; ``joint`` (compiled only): backward from the loss in the same call."""
         if self._owner != get_ident():
             self._claim()
         self._feeds = feeds
@@ -295,13 +344,17 @@ class Executor:
         self._computed_loss = None
         self._dims = dims
         parameters, numpy = self.parameters, self.xp is np
+        # On jax, a NumPy array of the right dtype (a fed array, a parameter the trainer
+        # updates) is an argument of the compiled call as it is: copying it in there costs
+        # a microsecond, converting it to a JAX array first tens (more than a small step).
+        passed = numpy or self._jit is not None
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
         if not numpy:  # a NumPy array assigned to a parameter (a checkpoint, finite differences)
             for name, slot in self._parameter_slots:
-                if type(parameters[name]) is np.ndarray:
-                    parameters[name] = slots[slot] = self._array(
-                        parameters[name], self.graph.values[name].dtype)
+                array, dtype = parameters[name], self.graph.values[name].dtype
+                if type(array) is np.ndarray and not (passed and array.dtype == dtype):
+                    parameters[name] = slots[slot] = self._array(array, dtype)
         defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)
@@ -311,27 +364,41 @@ class Executor:
                 slots[slot] = self._default(name, dims)
                 defaulted.append(name)
             else:
-                slots[slot] = array if numpy and getattr(array, "dtype", None) == dtype \
+                slots[slot] = array if passed and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name, rows=True)
+        grads = None
+        if self._jit is None:
+            self._run_forward(slots, dims)
+        elif joint:
+            grads = self._jit.forward_backward(slots)
+        else:
+            self._jit.forward(slots)
+        self._ran_forward = True
+        self.defaulted = tuple(defaulted)
+        frozen = self._frozen
+        return {name: frozen(slots[slot]) for name, slot in self._outputs}, grads
+
+    def _run_forward(self, slots: list[Array], dims: Dims,
+                     program: list[Run] | None = None) -> None:
+        """The forward ``program`` (default: the executor's) over ``slots`` (the sources
+        filled in): eagerly, or, traced by ``engine.runtime.jitted``, once per set of shapes
+        inside one compiled function, with its own program (Gather's checked)."""
+        program = self._forward_program if program is None else program
         block: Block | None = None
         try:  # Run's fields, unpacked in the loop's head: the fastest way to read them
             if self.optimize:
-                for call, inputs, output, frees, block in self._forward_program:  # noqa: B007 (the except reads block)
+                for call, inputs, output, frees, block in program:  # noqa: B007 (the except reads block)
                     slots[output] = call(*inputs(slots))
                     for slot in frees:
                         slots[slot] = None
             else:
-                for run, expected in zip(self._forward_program, self._expected, strict=True):
+                for run, expected in zip(program, self._expected, strict=True):
                     block = run.block
                     slots[run.output] = run.call(*run.inputs(slots))
                     self._check_inferred(block.steps[-1], slots[run.output], expected, dims)
         except (ValueError, TypeError, IndexError) as exc:
             assert block is not None
-            raise self._step_error(block.steps[-1], "forward", exc, block) from exc
-        self._ran_forward = True
-        self.defaulted = tuple(defaulted)
-        frozen = self._frozen
-        return {name: frozen(slots[slot]) for name, slot in self._outputs}
+            raise self._step_error(block.steps[-1], "forward", exc, slots, block) from exc
 
     def _check_inferred(self, step: Step, value: Array, expected: tuple[np.dtype, Any],
                         dims: Dims) -> None:
@@ -407,6 +474,8 @@ class Executor:
                         check_labels(self.graph, name, labels, dims, fed_as(self.graph, name))
                 return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
+        if self.backend.name == "dask":
+            _refuse_empty(self.graph, fed)
         if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):
             if len(self._bound) >= _BOUND_KEYS:
                 self._bound.clear()
@@ -493,31 +562,38 @@ class Executor:
             keep = list(keep)
             if self._asks_as_written(upstream, keep):
                 return self._reference_backward(upstream, keep)
-        grads: list[Array] = [None] * self._slot_count
-        if upstream is None:
-            if self._loss_slot is None:
-                raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
-                                  "to say where backward starts")
-            grads[self._loss_slot] = self._ones_like_loss()
-        else:
-            for slot, gradient in self._upstream_slots(upstream).items():
-                grads[slot] = gradient
+        starts = None if upstream is None else self._upstream_slots(upstream)
+        if starts is None and self._loss_slot is None:
+            raise EngineError("the spec declares no loss: pass backward({node: upstream}) "
+                              "to say where backward starts")
         # Tensors that require grad are returned anyway; any other name must be a node.
         kept = {self._node_slot(name): name for name in keep
                 if name not in dict(self._grad_slots)} if keep else {}
+        if self._jit is not None:
+            return self._jit.backward(self._slots, starts, kept)
+        result = self._backward_pass(self._slots, starts, kept)
+        frozen = self._frozen
+        return {name: frozen(value) for name, value in result.items()}
+
+    def _backward_pass(self, slots: list[Array], starts: dict[int, Array] | None,
+                       kept: dict[int, str]) -> dict[str, Array]:
+        """The backward program over forward's ``slots``, from ``starts`` (slot: upstream
+        gradient) or the loss: the gradients of the tensors that require grad, and of the
+        ``kept`` nodes that it reaches.  Run eagerly, or traced by ``engine.runtime.jitted``."""
+        grads: list[Array] = [None] * self._slot_count
+        if starts is None:
+            grads[self._loss_slot] = self._ones_like_loss(slots[self._loss_slot])
+        else:
+            for slot, gradient in starts.items():
+                grads[slot] = gradient
         result: dict[str, Array] = {}
         if self.optimize:
-            self._backward_optimized(grads, kept, result)
+            self._backward_optimized(slots, grads, kept, result)
         else:
-            self._backward_reference(grads, kept, result)
-        frozen = self._frozen
+            self._backward_reference(slots, grads, kept, result)
         for name, slot in self._grad_slots:
             g = grads[slot]
-            result[name] = frozen(self.xp.zeros_like(self._slots[slot]) if g is None else g)
-        if kept:
-            for name in kept.values():
-                if name in result:
-                    result[name] = frozen(result[name])
+            result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
         return result
 
     def _asks_as_written(self, upstream: Mapping[str, Any] | None, keep: list[str]) -> bool:
@@ -546,11 +622,11 @@ class Executor:
         plain.forward(self._feeds)
         return plain.backward(upstream, keep=keep)
 
-    def _backward_reference(self, grads: list[Array], kept: dict[int, str],
-                            result: dict[str, Array]) -> None:
+    def _backward_reference(self, slots: list[Array], grads: list[Array],
+                            kept: dict[int, str], result: dict[str, Array]) -> None:
         """The plain reverse walk, as micrograd's: each reached step's vjp, each part
         summed back to its input's shape (and checked), ``+`` where gradients meet."""
-        xp, slots = self.xp, self._slots
+        xp = self.xp
         back: Back | None = None
         try:
             for back in self._backward_program:
@@ -571,14 +647,14 @@ class Executor:
                         grads[target.slot] = part if known is None else known + part
         except (ValueError, TypeError, IndexError) as exc:
             assert back is not None
-            raise self._step_error(back.step, "backward", exc) from exc
+            raise self._step_error(back.step, "backward", exc, slots) from exc
 
-    def _backward_optimized(self, grads: list[Array], kept: dict[int, str],
-                            result: dict[str, Array]) -> None:
+    def _backward_optimized(self, slots: list[Array], grads: list[Array],
+                            kept: dict[int, str], result: dict[str, Array]) -> None:
         """The reference walk, plus: a gradient is freed once consumed, summed back only
         where the plan says its shape may differ, and added in place into an array the
         executor made itself (never into one the user passed, nor a view)."""
-        xp, slots, fast = self.xp, self._slots, self._fast
+        xp, fast = self.xp, self._fast
         owned = [False] * len(grads)  # buffers the executor created: safe to add into
         step: Step | None = None
         try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
@@ -611,14 +687,13 @@ class Executor:
                         owned[slot] = True
         except (ValueError, TypeError, IndexError) as exc:
             assert step is not None
-            raise self._step_error(step, "backward", exc) from exc
+            raise self._step_error(step, "backward", exc, slots) from exc
 
-    def _ones_like_loss(self) -> Array:
+    def _ones_like_loss(self, loss: Array) -> Array:
         """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per
         shape and dtype, cheaper than ``np.ones``, whose Python-level body shows on small
         graphs.  Read-only, since backward never writes into an upstream gradient (a vjp
         may hand it on to two inputs) and nor may a caller it reaches as a result."""
-        loss = self._slots[self._loss_slot]
         if self.xp is not np:
             return self.xp.ones_like(loss)
         key = (loss.shape, loss.dtype)
@@ -664,14 +739,14 @@ class Executor:
             raise EngineError(f"node {step.name!r} ({step.op.name}): its vjp is wrong: "
                               f"{exc}") from None
 
-    def _step_error(self, step: Step, phase: str, exc: Exception,
+    def _step_error(self, step: Step, phase: str, exc: Exception, slots: list[Array],
                     block: Block | None = None) -> DataError:
         """``block``: the forward block that failed, whose last step is ``step``; the steps
         run before it in the block are named too (their values never reach a slot, so the
         failure may be theirs), and its inputs are listed."""
         fused = block.steps[:-1] if block is not None else ()
         shapes = ", ".join(
-            f"{self.plan.names[i]}: {format_shape(getattr(self._slots[i], 'shape', ()))}"
+            f"{self.plan.names[i]}: {format_shape(getattr(slots[i], 'shape', ()))}"
             for i in (block.inputs if block is not None else step.inputs))
         node = self.graph.nodes[step.name]
         chain = f" (run as one step after {', '.join(repr(s.name) for s in fused)})" \
@@ -726,3 +801,15 @@ def _is_fresh(part: Array, g: Array, args: tuple[Array, ...], parts: tuple[Array
         if other is part:
             seen += 1
     return seen == 1
+
+
+def _refuse_empty(graph: Graph, fed: Mapping[str, Any]) -> None:
+    """A DataError for a feed without elements on Dask: Dask's max over an empty axis raises
+    (NumPy's gives the empty result), and every row max (Softmax, CrossEntropy, Max) takes
+    one, so the run would end in a traceback from inside Dask."""
+    for name, array in fed.items():
+        if 0 in array.shape:
+            raise DataError(f"{fed_as(graph, name)}: has shape {format_shape(array.shape)}, "
+                            "no elements, which the Dask backend cannot run (Dask refuses "
+                            "a max over an empty axis); feed at least one row, or run it on "
+                            "the NumPy backend")

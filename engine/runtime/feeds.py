@@ -20,7 +20,7 @@ from engine.errors import ArgumentError, DataError, did_you_mean
 from engine.graph.budget import fed_over_budget
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.graph.targets import check_labels
+from engine.graph.targets import check_labels, label_check, labels_checked
 from engine.io.arrays import load_array
 
 
@@ -48,7 +48,8 @@ def names_mapping(value: Any, what: str) -> Mapping[str, Any]:
 
 def is_lazy(data: Any) -> bool:
     """A Dask array: its chunks are read where Dask computes them (on the workers), so a feed
-    of one is checked by dtype and shape only, never read into this process."""
+    of one is checked by dtype and shape here, and its labels inside its own task graph
+    (each block as it is read, a located DataError), never read into this process."""
     return hasattr(data, "__dask_graph__")
 
 
@@ -66,8 +67,12 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
 
 
-def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Dims]:
-    """Check feeds against the spec; returns them as NumPy arrays and the bound dimensions."""
+def bind_feeds(graph: Graph, feeds: Mapping[str, Any], origin: str = ""
+               ) -> tuple[dict[str, np.ndarray], Dims]:
+    """Check feeds against the spec; returns them as NumPy arrays and the bound dimensions.
+
+    ``origin`` (``--feed y=FILE``) begins the messages of the checks that run later, in
+    the task graph of a lazily read feed; errors raised now the caller locates itself."""
     names_mapping(feeds, "feeds")
     dims = graph.dims.copy()
     checked: dict[str, np.ndarray] = {}
@@ -85,8 +90,17 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any]) -> tuple[dict[str, np.nda
         if over is not None:
             raise DataError(over)
     for name, array in checked.items():
-        if name in graph.targets and not is_lazy(array):
+        if name not in graph.targets:
+            continue
+        if not is_lazy(array):
             check_labels(graph, name, array, dims, fed_as(graph, name))
+            continue
+        if labels_checked(array):  # bound before, with where it was read from
+            continue
+        what = f"{origin}: {fed_as(graph, name)}" if origin else fed_as(graph, name)
+        check = label_check(graph, name, dims, what)
+        if check is not None:  # in the graph: each block is checked where it is read
+            checked[name] = check.in_graph(array)
     return checked, dims
 
 

@@ -82,6 +82,9 @@ class SourceMap:
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """The position of ``path``, or of its nearest recorded ancestor."""
+        found = self.positions.get(path) if path.__class__ is tuple else None
+        if found is not None:  # nearly always: the path itself was written
+            return divmod(found, _COLUMNS)
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found is not None:
@@ -284,11 +287,12 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
     holder: dict[str, Any] = {}
     stack: list[tuple[yaml.Node, PathKey, Any, Any]] = [(root, (), holder, "root")]
     pop, push = stack.pop, stack.append
+    scalar = yaml.ScalarNode
     positions[()] = packed(root.start_mark.line + 1, root.start_mark.column + 1)
     while stack:
         node, path, container, slot = pop()
         kind = node.__class__
-        if kind is yaml.ScalarNode:
+        if kind is scalar:
             value = node.value
             if node.tag == _STR_TAG and (node.style or value[:1] not in _NUMBER_START):
                 container[slot] = value
@@ -304,15 +308,19 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
             for index, child in enumerate(node.value):
                 child_path = (*path, index)
                 mark = child.start_mark
-                positions[child_path] = packed(mark.line + 1, mark.column + 1)
+                positions[child_path] = (mark.line + 1) * _COLUMNS + mark.column + 1  # packed
                 push((child, child_path, items, index))
         else:
             mapping: dict[Any, Any] = {}
             container[slot] = mapping
             for key_node, value_node in node.value:
-                key = _key(key_node, source, problems, path)
-                if key is _NO_KEY:
-                    continue
+                if key_node.__class__ is scalar and key_node.tag == _STR_TAG and \
+                        (key_node.style or key_node.value[:1] not in _NUMBER_START):
+                    key = key_node.value  # nearly every key, decided without a call
+                else:
+                    key = _key(key_node, source, problems, path)
+                    if key is _NO_KEY:
+                        continue
                 child_path = (*path, key)
                 if key in mapping:
                     first = source.position(child_path)
@@ -321,7 +329,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                                         "last one", child_path))
                     continue
                 mark = key_node.start_mark
-                positions[child_path] = packed(mark.line + 1, mark.column + 1)
+                positions[child_path] = (mark.line + 1) * _COLUMNS + mark.column + 1  # packed
                 mapping[key] = None
                 push((value_node, child_path, mapping, key))
     problems.raise_if_any()
@@ -336,10 +344,8 @@ _NO_KEY = object()
 
 
 def _key(node: yaml.Node, source: SourceMap, problems: list[Problem], path: PathKey) -> Any:
-    """A mapping key's value, or ``_NO_KEY`` when it cannot be one (the problem reported)."""
-    if node.__class__ is yaml.ScalarNode and node.tag == _STR_TAG and \
-            (node.style or node.value[:1] not in _NUMBER_START):
-        return node.value  # nearly every key
+    """A mapping key's value, or ``_NO_KEY`` when it cannot be one (the problem reported);
+    ``_build`` decides the common case, a plain string key, itself."""
     if not isinstance(node, yaml.ScalarNode):
         problems.append(_at(node, source.file, "a mapping key must be a plain scalar", path))
         return _NO_KEY

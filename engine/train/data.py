@@ -1,4 +1,5 @@
-"""The training data: a CSV's columns mapped onto the graph's inputs, split and standardised.
+"""The training data: a file's columns or arrays mapped onto the graph's inputs, split and
+standardised.
 
 Everything that can be wrong with the data is found here, before the first
 step, and named by file, line and column: a missing file, a ragged row, a cell
@@ -6,12 +7,19 @@ that is not a number (engine.io.arrays), a column the header lacks, a label
 that is not a class index, too few rows for the split.  Mapping problems that
 are the spec's fault (an input that does not exist, a column count that does
 not match the input's shape) are SpecErrors located in the ``train:`` section.
+
+Data read lazily (a .npy or .zarr file on the Dask backend, engine.train.sources)
+is never read here: its shapes and dtypes are checked here, its values inside
+the task graph as each chunk is read (engine.train.checks), with the same
+located errors.  Its splits keep the file's row order, and ``Dataset.batch``
+gives each mini-batch the rows NumPy's batch has, read in the file's order.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection
+import importlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,13 +30,19 @@ import numpy as np
 from engine.errors import DataError, Problems, did_you_mean
 from engine.graph.model import Graph, Value
 from engine.graph.shapes import format_shape
-from engine.io.arrays import CsvTable, load_npz, read_csv_table
+from engine.io.arrays import CsvTable
 from engine.ops.base import INT_DTYPES
-from engine.runtime.feeds import conversion_problem, one_hot_rows, tensor_rng
+from engine.runtime.backends import Backend
+from engine.runtime.feeds import conversion_problem, is_lazy, one_hot_rows, tensor_rng
+from engine.train.checks import Locate, ValueCheck, within
 from engine.train.metrics import measured
+from engine.train.sources import NamedArrays, NpyTable, Source, open_source
 from schemas.train import InputData, TrainConfig
 
-Arrays = dict[str, np.ndarray]
+Arrays = dict[str, np.ndarray]  # or Dask arrays, for data read lazily
+
+#: Rows per block that a lazily read data set's fingerprint hashes (whatever --chunk-rows is).
+FINGERPRINT_ROWS = 1 << 16
 
 
 @dataclass
@@ -36,7 +50,9 @@ class Dataset:
     """Feeds for the training, validation and test rows, ready to slice into batches.
 
     The validation rows are a seeded split of ``file`` or, with ``val_data``, a
-    file of their own; the test rows (``test_data``) are only measured.
+    file of their own; the test rows (``test_data``) are only measured.  Data read
+    lazily keeps each part in the file's order; ``ranks`` then says where the rows of
+    NumPy's training order are in it (None: the data is NumPy, in that order).
     """
 
     file: Path
@@ -47,19 +63,48 @@ class Dataset:
     test: Arrays = field(default_factory=dict)
     val_file: Path | None = None
     test_file: Path | None = None
+    ranks: np.ndarray | None = None
+    #: Read lazily: the training and validation parts before standardisation, which the
+    #: fingerprint hashes (the statistics' last bits depend on the chunking, --chunk-rows).
+    unscaled: tuple[Arrays, Arrays] | None = None
+
+    @property
+    def lazy(self) -> bool:
+        return self.ranks is not None
+
+    def batch(self, index: np.ndarray) -> Arrays:
+        """The training rows at ``index`` (positions in NumPy's training order).  Read
+        lazily, the same rows in the file's order, so that each chunk is read in one
+        slice (sums over them equal NumPy's to rounding); all of them: the arrays as
+        they are."""
+        if self.ranks is None:
+            return {name: array[index] for name, array in self.train.items()}
+        if len(index) == self.n_train:
+            return dict(self.train)
+        rows = np.sort(self.ranks[index])
+        return {name: array[rows] for name, array in self.train.items()}
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint remembers of the data it was trained on, so that a resumed run
-        on other data (or another split) is refused instead of mixing two runs' metrics."""
+        on other data (or another split) is refused instead of mixing two runs' metrics.
+        Data read lazily is hashed block by block where it is read (one pass over it), so
+        its fingerprint differs from the same data's read whole (``read``)."""
         digest = hashlib.sha256()
-        for part in (self.train, self.val):
+        parts = [self.train, self.val] if self.unscaled is None else list(self.unscaled)
+        if self.ranks is not None:
+            digest.update(memoryview(np.ascontiguousarray(self.ranks)).cast("B"))
+            blocks = list(importlib.import_module("dask").compute(
+                *[_block_digests(part[name]) for part in parts for name in sorted(part)]))
+        for part in parts:
             for name in sorted(part):
-                array = np.ascontiguousarray(part[name])
+                array = part[name]
                 digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-                digest.update(memoryview(array).cast("B"))
+                data = np.ascontiguousarray(array) if self.ranks is None else blocks.pop(0)
+                digest.update(memoryview(data).cast("B"))
+        read = {"read": "lazily"} if self.ranks is not None else {}
         return {"sha256": digest.hexdigest(), "train_rows": self.n_train,
-                "val_rows": self.n_val}
+                "val_rows": self.n_val, **read}
 
     @property
     def n_train(self) -> int:
@@ -75,49 +120,76 @@ class Dataset:
 
 
 def load_dataset(graph: Graph, config: TrainConfig, data_file: Path, seed: int, *,
-                 val_file: Path | None = None, test_file: Path | None = None) -> Dataset:
+                 val_file: Path | None = None, test_file: Path | None = None,
+                 backend: Backend | None = None) -> Dataset:
     """Read ``data_file``, feed each mapped input, split by ``seed``, standardise on train rows.
 
     ``val_file`` and ``test_file`` default to ``train.val_data`` and ``train.test_data``
-    (relative to the spec); with a validation file there is no split.
+    (relative to the spec); with a validation file there is no split.  On ``backend``
+    Dask, .npy and .zarr files are read lazily (engine.train.sources).
     """
     if val_file is None and config.val_data is not None:
         val_file = graph.base_dir / config.val_data
     if test_file is None and config.test_data is not None:
         test_file = graph.base_dir / config.test_data
-    arrays = read_inputs(graph, config, data_file)
+    arrays = read_inputs(graph, config, data_file, backend=backend)
     rows = len(next(iter(arrays.values())))
+    lazy = any(is_lazy(array) for array in arrays.values())
     if val_file is not None:
-        dataset = Dataset(data_file, arrays, read_inputs(graph, config, val_file),
-                          val_file=val_file)
+        dataset = Dataset(data_file, arrays, read_inputs(graph, config, val_file,
+                                                         backend=backend),
+                          val_file=val_file, ranks=np.arange(rows) if lazy else None)
     else:
         n_train, _ = split_sizes(rows, config.val_split, data_file)
         order = tensor_rng(seed, "train/split").permutation(rows)
         train_rows, val_rows = order[:n_train], order[n_train:]
-        dataset = Dataset(data_file, {k: a[train_rows] for k, a in arrays.items()},
-                          {k: a[val_rows] for k, a in arrays.items()})
+        ranks = None
+        if lazy:  # each part in the file's order: a chunk is read in one slice
+            ranks = np.empty(n_train, np.int64)
+            ranks[np.argsort(train_rows)] = np.arange(n_train)
+            train_rows, val_rows = np.sort(train_rows), np.sort(val_rows)
+        dataset = Dataset(data_file, {k: _take(a, train_rows) for k, a in arrays.items()},
+                          {k: _take(a, val_rows) for k, a in arrays.items()}, ranks=ranks)
     if test_file is not None:
-        dataset.test, dataset.test_file = read_inputs(graph, config, test_file), test_file
+        dataset.test = read_inputs(graph, config, test_file, backend=backend)
+        dataset.test_file = test_file
+    if lazy:
+        dataset.unscaled = (dict(dataset.train), dict(dataset.val))
     for name, entry in config.inputs.items():
         if entry.standardize:
             dataset.stats[name] = _standardize(dataset, name)
     return dataset
 
 
+def _take(array: Any, rows: np.ndarray) -> Any:
+    """``array[rows]``; all of a lazily read array's rows in order: the array itself."""
+    if is_lazy(array) and len(rows) == len(array):
+        return array
+    return array[rows]
+
+
+def _block_digests(array: Any) -> Any:
+    """The SHA-256 of each block of FINGERPRINT_ROWS rows of Dask array ``array``, computed
+    where the block is read: [blocks, 32] bytes."""
+    flat = array.reshape(array.shape[0], -1).rechunk({0: FINGERPRINT_ROWS, 1: -1})
+    return flat.map_blocks(_sha256, chunks=((1,) * flat.numblocks[0], (32,)), dtype=np.uint8)
+
+
+def _sha256(block: np.ndarray) -> np.ndarray:
+    digest = hashlib.sha256(memoryview(np.ascontiguousarray(block)).cast("B")).digest()
+    return np.frombuffer(digest, np.uint8)[None, :]
+
+
 def read_inputs(graph: Graph, config: TrainConfig, file: Path,
-                names: Collection[str] | None = None) -> Arrays:
+                names: Collection[str] | None = None, backend: Backend | None = None) -> Arrays:
     """The arrays that ``train.inputs`` maps from ``file``, by input name, unscaled.
 
     ``names`` limits them to those inputs (``predict`` reads no labels); every
-    problem of the mapping is reported at once, located in the spec.
+    problem of the mapping is reported at once, located in the spec.  On ``backend``
+    Dask a .npy or .zarr file gives Dask arrays, read where they are computed.
     """
-    if file.suffix.lower() not in (".csv", ".npz"):
-        raise DataError(f"{file}: unknown data format {file.suffix or '(no suffix)'!r}; a "
-                        "data file is a .csv file (numbers, with a header row) or an .npz file "
-                        "of arrays")
+    source = open_source(file, graph.max_bytes, backend)
     mapping = _Mapping(graph, config)
-    source: CsvTable | NpzArrays = read_npz_arrays(file, graph.max_bytes) \
-        if file.suffix.lower() == ".npz" else read_csv_table(file, max_bytes=graph.max_bytes)
     arrays = {name: mapping.array(name, entry, source) for name, entry in config.inputs.items()
               if names is None or name in names}
     mapping.problems.raise_if_any()
@@ -126,18 +198,6 @@ def read_inputs(graph: Graph, config: TrainConfig, file: Path,
                         f"({', '.join(sorted(names or ()))})")
     _same_rows(arrays, config, file)
     return arrays
-
-
-@dataclass(frozen=True)
-class NpzArrays:
-    """The arrays of an .npz data file: each input takes one whole array, rows on axis 0."""
-
-    path: Path
-    arrays: dict[str, np.ndarray]
-
-
-def read_npz_arrays(path: Path, max_bytes: int) -> NpzArrays:
-    return NpzArrays(path, load_npz(path, max_bytes=max_bytes))
 
 
 def _same_rows(arrays: Arrays, config: TrainConfig, file: Path) -> int:
@@ -164,10 +224,12 @@ def split_sizes(rows: int, val_split: float, file: Path) -> tuple[int, int]:
 
 
 def _standardize(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scale with the training rows' statistics only, so validation never leaks into training."""
+    """Scale with the training rows' statistics only, so validation never leaks into training
+    (data read lazily: computed in one pass over it, chunk by chunk)."""
     train = dataset.train[name]
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    if is_lazy(train):
+        mean, std = importlib.import_module("dask").compute(mean, std)
     std = np.where(std > 0, std, 1.0).astype(train.dtype)  # a constant column stays finite
     for part in (dataset.train, dataset.val, dataset.test):
         if name in part:
@@ -202,14 +264,14 @@ class _Mapping:
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(self.graph.source.problem(("train", *path), message))
 
-    def array(self, name: str, entry: InputData, source: CsvTable | NpzArrays) -> np.ndarray:
+    def array(self, name: str, entry: InputData, source: Source) -> np.ndarray:
         """The array that feeds input ``name`` (rows on axis 0), or a placeholder after a
         problem, so that every problem of the mapping is reported at once."""
         value = self.graph.values[name]
-        if isinstance(source, NpzArrays):
+        if isinstance(source, NamedArrays):
             if entry.columns is not None:
                 self.problem(("inputs", name, "columns"),
-                             f"{source.path} is an .npz file, whose inputs take whole arrays: "
+                             f"{source.path} is {source.kind}, whose inputs take whole arrays: "
                              f"write {name}: {{array: NAME}}; its arrays are: "
                              f"{', '.join(source.arrays)}")
                 return np.zeros(0)
@@ -229,25 +291,24 @@ class _Mapping:
                 return np.zeros(0)
             if entry.label is not None:
                 return self._labels(name, value, data.astype(np.float64) if data.ndim == 1
-                                    else None, lambda row: f"{source.path}: array {key!r}, row "
-                                                           f"{row} (0-based)")
-            return self._whole_array(name, value, key, data, source.path)
+                                    else None, source.locator(key, at_index=False))
+            return self._whole_array(name, value, key, data, source)
         if entry.array is not None:
+            kind = "a .npy table" if isinstance(source, NpyTable) else "a CSV file"
             self.problem(("inputs", name, "array"),
-                         f"{source.path} is a CSV file, whose inputs take columns: write "
-                         f"{name}: {{columns: [...]}} (array: is for .npz data)")
+                         f"{source.path} is {kind}, whose inputs take columns: write "
+                         f"{name}: {{columns: [...]}} (array: is for .npz or .zarr data)")
             return np.zeros(0)
         if entry.label is not None:
             col = self._index(entry.label, source, ("inputs", name, "label"))
             if col is None:  # reported
                 return np.zeros(0)
-            return self._labels(name, value, source.data[:, col],
-                                lambda row: f"{source.path}:{source.lines[row]}: "
-                                            f"{source.column_name(col)}")
+            return self._labels(name, value, source.data[:, col].astype(np.float64),
+                                source.locator([col]))
         return self._features(name, value, entry, source)
 
     def _features(self, name: str, value: Value, entry: InputData,
-                  table: CsvTable) -> np.ndarray:
+                  table: CsvTable | NpyTable) -> np.ndarray:
         path = ("inputs", name, "columns")
         if entry.columns == "rest":
             used = {self._index(c, table, None) for c in self.used}
@@ -262,18 +323,13 @@ class _Mapping:
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, so it "
                                f"takes {value.shape[1]} columns; found {len(cols)}")
         valid = [c for c in cols if c is not None]
-        data = table.data[:, valid]
-        bad = ~np.isfinite(data)
-        if bad.any():
-            row, col = (int(i[0]) for i in np.nonzero(bad))
-            raise DataError(f"{table.path}:{table.lines[row]}: "
-                            f"{table.column_name(valid[col])}: {data[row, col]} is not a finite "
-                            "number")
-        return self._as_float(name, value, data, path)
+        locate = table.locator(valid)
+        data = ValueCheck("finite", locate).apply(table.data[:, valid])
+        return self._as_float(name, value, data, path, locate)
 
     def _whole_array(self, name: str, value: Value, key: str, data: np.ndarray,
-                     file: Path) -> np.ndarray:
-        path = ("inputs", name, "array")
+                     source: NamedArrays) -> np.ndarray:
+        path, file = ("inputs", name, "array"), source.path
         declared = value.shape[1:]
         fits = data.ndim == len(value.shape) and all(
             isinstance(want, str) or want == got
@@ -282,19 +338,25 @@ class _Mapping:
             self.problem(path, f"input {name!r} is declared {format_shape(value.shape)}, but "
                                f"array {key!r} of {file} has shape {format_shape(data.shape)}")
             return np.zeros(0)
-        bad = ~np.isfinite(data)
-        if bad.any():
-            where = tuple(int(i[0]) for i in np.nonzero(bad))
-            raise DataError(f"{file}: array {key!r}, row {where[0]} (0-based), at index "
-                            f"{list(where)}: {data[where]} is not a finite number")
-        return self._as_float(name, value, data, path)
+        locate = source.locator(key)
+        data = ValueCheck("finite", locate).apply(data)
+        return self._as_float(name, value, data, path, locate)
 
     def _as_float(self, name: str, value: Value, data: np.ndarray,
-                  path: tuple[str | int, ...]) -> np.ndarray:
+                  path: tuple[str | int, ...], locate: Locate) -> np.ndarray:
         if value.dtype in INT_DTYPES or value.dtype == "bool":  # tokens, indices, masks
+            if is_lazy(data):  # its values are checked where each chunk is read
+                return ValueCheck("integers", locate, f"input {name!r}",
+                                  dtype=value.dtype).apply(data).astype(value.dtype)
             if not np.array_equal(data, np.round(data)):
                 self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
                                    "holds non-integer values")
+                return data
+            if data.dtype.kind == "f" and not within(data, value.dtype).all():
+                # before the cast below, which would wrap 2.0**63 to -2^63 unnoticed
+                self.problem(path, f"input {name!r} has dtype {value.dtype}, but its data "
+                                   f"holds {data[~within(data, value.dtype)][0]:g}, which "
+                                   f"{value.dtype} cannot hold")
                 return data
             problem = conversion_problem(data.astype(np.int64), value.dtype)
             if problem is not None:
@@ -309,11 +371,11 @@ class _Mapping:
         return data.astype(value.dtype)
 
     def _labels(self, name: str, value: Value, labels: np.ndarray | None,
-                locate: Callable[[int], str]) -> np.ndarray:
+                locate: Locate) -> np.ndarray:
         """Class indices checked against the number of classes; one-hot rows for a float input.
 
         ``labels`` is None when the column or array was already reported (or not 1-D);
-        ``locate(row)`` names a row for an error message.
+        ``locate((row,))`` names a row for an error message.
         """
         path = ("inputs", name, "label")
         one_hot = len(value.shape) == 2 and value.dtype.startswith("float")
@@ -334,14 +396,16 @@ class _Mapping:
         if labels is None:
             self.problem(path, "a label is one column, or a 1-D array, of class indices")
             return np.zeros(0)
-        bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < classes))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise DataError(f"{locate(row)}: label {labels[row]:g} is not a class index "
-                            f"0..{classes - 1} (input {name!r} is declared "
-                            f"{format_shape(value.shape)})")
-        indices = labels.astype(np.int64)
-        return one_hot_rows(indices, classes, value.dtype) if one_hot else indices
+        indices = ValueCheck("labels", locate, f"input {name!r} is declared "
+                                               f"{format_shape(value.shape)}",
+                             classes).apply(labels).astype(np.int64)
+        if not one_hot:
+            return indices
+        if is_lazy(indices):
+            return indices.map_blocks(one_hot_rows, classes, value.dtype, new_axis=1,
+                                      chunks=(indices.chunks[0], (classes,)),
+                                      dtype=value.dtype)
+        return one_hot_rows(indices, classes, value.dtype)
 
     def _classes_of_loss(self) -> int | str:
         """K for integer labels: the class axis of the measured prediction (by default the
@@ -350,7 +414,7 @@ class _Mapping:
         shape = () if ends is None else self.graph.values[ends.prediction].shape
         return shape[-1] if shape else "?"
 
-    def _index(self, column: str | int, table: CsvTable,
+    def _index(self, column: str | int, table: CsvTable | NpyTable,
                path: tuple[str | int, ...] | None) -> int | None:
         """A column's 0-based index; a name needs the header."""
         width = table.data.shape[1]
@@ -359,6 +423,9 @@ class _Mapping:
                 return column
             message = f"column {column} is out of range: {table.path} has {width} columns " \
                       f"(0-based indices 0..{width - 1})"
+        elif isinstance(table, NpyTable):
+            message = f"column {column!r} is a name, but {table.path} is a .npy table, whose " \
+                      "columns have none; use 0-based indices"
         elif table.header is None:
             message = f"column {column!r} is a name, but {table.path} has no header row; use " \
                       "0-based indices, or add a header"

@@ -16,11 +16,12 @@ import numpy as np
 from engine.errors import DataError
 from engine.graph.model import Graph
 from engine.graph.subgraph import inputs_of, needed_by
-from engine.io.arrays import load_npz, require_file
+from engine.io.arrays import require_file
 from engine.io.trained import Trained, load_trained
 from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
 from engine.train.data import Arrays, read_inputs
+from engine.train.sources import NamedArrays, open_source
 
 
 def trained_executor(graph: Graph, names: list[str], params: Path, file: Path,
@@ -31,16 +32,18 @@ def trained_executor(graph: Graph, names: list[str], params: Path, file: Path,
     ``executor.compute``, which brings them back as NumPy."""
     trained = load_trained(params, graph)
     needed = needed_by(graph, names)
-    feeds = read_feeds(graph, needed, trained, file, verb)
+    feeds = read_feeds(graph, needed, trained, file, verb, backend)
     executor = Executor(needed, strict_feeds=True, backend=backend)  # read_feeds gave every input
     executor.parameters.update({k: v for k, v in trained.params.items()
                                 if k in executor.parameters})
     return executor, feeds
 
 
-def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: str) -> Arrays:
+def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: str,
+               backend: Backend | None = None) -> Arrays:
     """Every input of ``needed`` (a part of ``graph``) from ``file``, standardised as in
-    training; ``verb`` (``eval``, ``predict``) words the errors."""
+    training; ``verb`` (``eval``, ``predict``) words the errors.  On ``backend`` Dask a
+    .npy or .zarr file is read chunk by chunk (engine.train.sources)."""
     require_file(file, "--data")
     names = inputs_of(needed)
     config = graph.spec.train
@@ -49,9 +52,11 @@ def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: 
         if unmapped:
             raise DataError(_missing(verb, needed, unmapped, "train.inputs maps no data to "
                                      f"{'it' if len(unmapped) == 1 else 'them'}"))
-        arrays = read_inputs(graph, config, file, names)
-    elif file.suffix.lower() == ".npz":
-        stored = load_npz(file, max_bytes=graph.max_bytes)
+        arrays = read_inputs(graph, config, file, names, backend)
+    elif file.suffix.lower() in (".npz", ".zarr"):
+        source = open_source(file, graph.max_bytes, backend)
+        assert isinstance(source, NamedArrays)
+        stored = source.arrays
         unmapped = [name for name in names if name not in stored]
         if unmapped:
             raise DataError(_missing(verb, needed, unmapped, f"{file} has no array of that "
@@ -62,10 +67,10 @@ def read_feeds(graph: Graph, needed: Graph, trained: Trained, file: Path, verb: 
             raise DataError(f"{file}: the arrays of {', '.join(names)} have different numbers "
                             "of rows")
     else:
-        raise DataError(f"{file}: {verb} maps a CSV file's columns onto the inputs with the "
+        raise DataError(f"{file}: {verb} maps a table's columns onto the inputs with the "
                         "spec's train.inputs, and this spec has none; add a train: section "
-                        "with inputs:, or give an .npz file whose arrays are named after the "
-                        f"inputs ({', '.join(names)})")
+                        "with inputs:, or give an .npz file or .zarr store whose arrays are "
+                        f"named after the inputs ({', '.join(names)})")
     return trained.prepare(arrays)
 
 

@@ -14,7 +14,8 @@ Backends: the steps may run on another array library (``backend``, made by
 state stay small NumPy arrays, updated in place by the same optimizers; each
 step sends the parameters, runs forward and backward there, and brings the loss
 and gradients back as NumPy in one compute (on Dask one task graph, computed
-once, whose reductions sum the gradients across the chunks of rows).
+once, whose reductions sum the gradients across the chunks of rows; on JAX one
+call of the step compiled with jax.jit, ``Executor.forward_backward``).
 
 Early stopping watches a validation metric after every epoch; the best epoch's
 parameters are kept (in memory, and with ``save`` in ``NAME.best.npz`` beside
@@ -212,7 +213,7 @@ class Trainer:
     def train_epoch(self, progress: Progress, stop: Callable[[], bool]) -> bool:
         """One pass over the training rows; False when stopped before its end."""
         config = self.config
-        train, rows = self.dataset.train, self.dataset.n_train
+        rows = self.dataset.n_train
         order = self.rng.permutation(rows) if config.shuffle else np.arange(rows)
         total = -(-rows // config.batch_size)
         loss_sum, seen = 0.0, 0
@@ -220,8 +221,7 @@ class Trainer:
         scheduled = config.schedule.name != "constant" or config.schedule.warmup_epochs > 0
         for done, index in enumerate(batches(rows, config.batch_size, order), start=1):
             ex.step = self.epoch * total + done - 1  # seeds Dropout's masks, resume-proof
-            loss, grads = self._loss_and_gradients({name: array[index]
-                                                    for name, array in train.items()})
+            loss, grads = self._loss_and_gradients(self.dataset.batch(index))
             if not math.isfinite(loss):
                 raise DataError(f"the loss became {loss} in epoch {self.epoch + 1}, batch "
                                 f"{done}: training diverged; lower the learning rate (--lr, now "
@@ -243,11 +243,10 @@ class Trainer:
         compute: on Dask a single task graph for the whole step."""
         ex = self.executor
         if self._on_host:
-            ex.forward(feeds)
-            grads = ex.backward()
-        else:
-            self._forward(feeds)
-            (grads,) = ex.compute(ex.backward())
+            _, grads = ex.forward_backward(feeds)
+        else:  # on jax one compiled call for the whole step
+            ex.parameters.update(self.params)
+            (grads,) = ex.compute(ex.forward_backward(feeds)[1])
         loss = ex.loss
         assert loss is not None
         return loss, grads
@@ -302,23 +301,29 @@ class Trainer:
             self._forward(feeds)
         finally:
             ex.training = True
-        ends_values = {} if ends is None else {"prediction": ex.value(ends.prediction),
-                                               "target": ex.value(ends.target)}
-        (ends_values,) = ex.compute(ends_values)  # with the loss: one Dask graph
+        if ends is None:
+            ex.compute({})  # the loss (on Dask, computed here)
+        metrics = {} if ends is None else ends.of(ex)  # with the loss: one Dask graph
         loss = ex.loss
         assert loss is not None
         result: dict[str, float | None] = {"loss": loss}
         if ends is not None:
-            shape = np.shape(ends_values["prediction"])
+            shape = ex.value(ends.prediction).shape
             # a row of a sequence model predicts one class per position: accuracy counts those
             self.predictions_per_row = math.prod(shape[1:-1])
-            result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
+            result.update(metrics)
         return result
 
 
 def _same_data(saved: dict[str, Any], now: dict[str, Any]) -> None:
     """A checkpoint continues only on the data it was trained on (older ones record none):
     otherwise its history would be shown beside another dataset's row counts."""
+    if saved and saved.get("read") != now.get("read"):
+        read = {None: "read whole", "lazily": "read lazily (--backend dask, a .npy or .zarr file)"}
+        raise DataError(f"it was trained on data {read[saved.get('read')]}, and this run's "
+                        f"data is {read[now.get('read')]}: the two are fingerprinted "
+                        "differently; resume the way it was trained, or train afresh without "
+                        "--resume")
     if saved and saved.get("sha256") != now["sha256"]:
         raise DataError(f"it was trained on other data ({saved.get('train_rows')} training and "
                         f"{saved.get('val_rows')} validation rows), but this run's data and "

@@ -4,12 +4,14 @@ The measured nodes are named once: ``train.metrics: {prediction, target}``, or,
 when that is absent and the loss is NLL over class probabilities, the NLL's two
 inputs.  Naming the prediction keeps accuracy meaningful whatever the loss adds
 (an L2 term, a regulariser).  Each metric is a mean over the rows it is given,
-computed from the prediction's and target's values only.
+computed from the prediction's and target's values only: on Dask inside the task
+graph, so that only the metrics come back, never a value per row of the data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +31,20 @@ class Measured:
 
     def compute(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
         """Each reported metric over the rows of ``prediction`` and ``target``."""
-        return {name: _METRIC[name](prediction, target) for name in self.report}
+        return {name: _number(_METRIC[name](prediction, target)) for name in self.report}
+
+    def of(self, executor: Any) -> dict[str, float | None]:
+        """The metrics of ``executor``'s last forward pass, computed with its loss in one
+        compute.  On Dask inside the task graph: only the metrics come back, not the
+        prediction and target of every row (a data set larger than this process's memory
+        stays where it is); elsewhere from the two values brought back as NumPy."""
+        prediction, target = executor.value(self.prediction), executor.value(self.target)
+        if executor.backend.name != "dask":
+            (ends,) = executor.compute({"prediction": prediction, "target": target})
+            return self.compute(ends["prediction"], ends["target"])
+        lazy = {name: _METRIC[name](prediction, target) for name in self.report}
+        (values,) = executor.compute({k: v for k, v in lazy.items() if v is not None})
+        return {name: _number(values.get(name)) for name in self.report}
 
 
 def classifier_ends(graph: Graph) -> tuple[str, str] | None:
@@ -84,23 +99,29 @@ def measured(graph: Graph, config: TrainConfig | None) -> Measured | None:
     return Measured(metrics.prediction, target, tuple(dict.fromkeys(metrics.report)))
 
 
-def _accuracy(prediction: np.ndarray, target: np.ndarray) -> float | None:
+# The metrics use array methods only, so that NumPy and Dask arrays both take them; each is
+# a 0-d array (lazy on Dask), or None without rows.
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _accuracy(prediction: Any, target: Any) -> Any:
     """Argmax over the last axis against class indices or one-hot rows."""
-    predicted = np.argmax(prediction, axis=-1)
-    labels = np.argmax(target, axis=-1) if target.ndim == predicted.ndim + 1 else target
-    # counted, not np.mean: its Python-level body costs more than these few rows do
-    hits = np.count_nonzero(predicted == labels)
-    return hits / predicted.size if predicted.size else None
+    predicted = prediction.argmax(axis=-1)
+    labels = target.argmax(axis=-1) if target.ndim == predicted.ndim + 1 else target
+    # counted, not a mean: np.mean's Python-level body costs more than these few rows do
+    return (predicted == labels).sum() / predicted.size if predicted.size else None
 
 
-def _mse(prediction: np.ndarray, target: np.ndarray) -> float | None:
-    diff = np.asarray(prediction, dtype=np.float64) - target
-    return float(np.mean(diff * diff)) if diff.size else None
+def _mse(prediction: Any, target: Any) -> Any:
+    diff = prediction.astype(np.float64) - target
+    return (diff * diff).mean() if diff.size else None
 
 
-def _mae(prediction: np.ndarray, target: np.ndarray) -> float | None:
-    diff = np.asarray(prediction, dtype=np.float64) - target
-    return float(np.mean(np.abs(diff))) if diff.size else None
+def _mae(prediction: Any, target: Any) -> Any:
+    diff = prediction.astype(np.float64) - target
+    return abs(diff).mean() if diff.size else None
 
 
 _METRIC = {"accuracy": _accuracy, "mse": _mse, "mae": _mae}

@@ -392,12 +392,18 @@ class UniqueNames:
         base = _WORD.sub("_", wanted).strip("_") or "value"
         if base[0].isdigit():
             base = f"v_{base}"
-        name, index = base, 1
-        while name in self.used:
-            index += 1
-            name = f"{base}_{index}"
-        self.used.add(name)
-        return name
+        return first_free(base, self.used)
+
+
+def first_free(base: str, used: set[str]) -> str:
+    """``base``, or else ``base_2``, ``base_3``, ... : the first that ``used`` lacks, added to
+    it.  The one numbering of fresh names: spec names here, ONNX names in the export."""
+    name, index = base, 1
+    while name in used:
+        index += 1
+        name = f"{base}_{index}"
+    used.add(name)
+    return name
 
 
 def _is_inline(value: Value) -> bool:

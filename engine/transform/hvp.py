@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.graph.model import Graph
-from engine.transform.grad import grad_spec, schema_comment, spec_text
+from engine.transform.grad import first_free, grad_spec, schema_comment, spec_text
 
 
 @dataclass(frozen=True)
@@ -36,33 +36,25 @@ def hvp_spec(graph: Graph, wrt: Sequence[str] | None = None, *, of: str | None =
     taken = {name for section in ("inputs", "parameters", "constants", "nodes")
              for name in spec.get(section, {})}
 
-    def fresh(wanted: str) -> str:
-        name, index = wanted, 1
-        while name in taken:
-            index += 1
-            name = f"{wanted}_{index}"
-        taken.add(name)
-        return name
-
     inputs, nodes = spec.setdefault("inputs", {}), spec["nodes"]
     vectors, products = {}, []
     for tensor, gradient in made.gradients.items():
         decl = graph.values[tensor].decl
         assert decl is not None
-        vector = vectors[tensor] = fresh(f"v_{tensor}")
+        vector = vectors[tensor] = first_free(f"v_{tensor}", taken)
         entry: dict[str, Any] = {"shape": list(decl.shape), "init": {"normal": {"std": 1.0}}}
         if decl.dtype != "float64":
             entry["dtype"] = decl.dtype
         inputs[vector] = entry
-        products.append(fresh(f"{gradient}_times_{vector}"))
+        products.append(first_free(f"{gradient}_times_{vector}", taken))
         nodes[products[-1]] = {"op": "Mul", "inputs": [gradient, vector]}
-    total = fresh("hv")  # the loss: the last Sum, or the last Add of the Sums
-    terms = [total] if len(products) == 1 else [fresh(f"{p}_sum") for p in products]
+    total = first_free("hv", taken)  # the loss: the last Sum, or the last Add of the Sums
+    terms = [total] if len(products) == 1 else [first_free(f"{p}_sum", taken) for p in products]
     for term, product in zip(terms, products, strict=True):
         nodes[term] = {"op": "Sum", "inputs": [product]}
     partial = terms[0]
     for index, term in enumerate(terms[1:], 2):
-        name = total if index == len(terms) else fresh(f"hv_partial{index}")
+        name = total if index == len(terms) else first_free(f"hv_partial{index}", taken)
         nodes[name] = {"op": "Add", "inputs": [partial, term]}
         partial = name
     spec["name"] = f"{graph.spec.name}_hvp"

@@ -440,6 +440,9 @@ class Namespace:
     def expand_dims(self, x, axis=0) -> SymbolicArray:
         return self._emit("Unsqueeze", [x], {"axes": [axis]})
 
+    def squeeze(self, x, axis) -> SymbolicArray:
+        return self._emit("Squeeze", [x], {"axes": [axis] if isinstance(axis, int) else list(axis)})
+
     def tensordot(self, a, b, axes) -> SymbolicArray:
         """``axes=([i], [0])`` with a matrix ``b``: a's axis i moved last, times b."""
         (left,), (right,) = axes
@@ -448,10 +451,7 @@ class Namespace:
         left %= a.ndim
         order = [*(i for i in range(a.ndim) if i != left), left]
         moved = self.permute_dims(a, order) if order != list(range(a.ndim)) else a
-        if a.ndim == 1:
-            row = self._emit("Unsqueeze", [moved], {"axes": [0]})
-            return self._emit("Squeeze", [self._emit("MatMul", [row, b])], {"axes": [0]})
-        return self._emit("MatMul", [moved, b])
+        return self._emit("MatMul", [moved, b])  # a vector ``moved`` is a row, as in NumPy
 
     # creation
     def zeros_like(self, x) -> SymbolicArray:

@@ -1,5 +1,5 @@
 """What every verb does the same way: load a spec and show its warnings, check an output
-file's suffix, print one JSON document.
+file's suffix, print one JSON document, write a spec (grad, optimize).
 
 Kept in one place so that the verbs cannot drift apart: warnings look the same
 whichever verb printed them, a wrong suffix is a usage error (exit 2) everywhere,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any
 from engine.cli.diagnostics import report
 from engine.errors import UsageError
 from engine.graph.model import Graph
+from engine.io.atomic import check_writable, write_atomically
 from engine.limits import DEFAULT_MAX_BYTES, parse_bytes
 from engine.runtime.backends import BACKENDS, Backend, get_backend
 from engine.spec.loader import load
@@ -32,6 +34,30 @@ def load_spec(args: argparse.Namespace, *, strict: bool = False) -> Graph:
                  max_bytes=args.max_bytes)
     report(graph.warnings, "warning", sys.stderr, args.snippets)
     return graph
+
+
+def load_for_spec(args: argparse.Namespace, verb: str) -> tuple[Graph, str, Path]:
+    """For the verbs that write a spec (grad, optimize): ``-o``'s suffix and folder checked
+    before any work, the spec loaded; with the command line that the written header records
+    and the folder that the written init file paths are relative to."""
+    if args.output is not None:
+        require_suffix("-o", args.output, (".yaml", ".yml"))
+    graph = load_spec(args)
+    if args.output is not None:
+        check_writable(args.output)
+    command = shlex.join(["engine", verb, *sys.argv[2:]]) if sys.argv[1:2] == [verb] \
+        else f"engine {verb} {args.spec}"
+    return graph, command, args.output.parent if args.output is not None else Path.cwd()
+
+
+def write_spec(output: Path | None, text: str) -> int:
+    """A written spec to ``output`` (atomically), or to stdout where there is none."""
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    write_atomically(output, lambda handle: handle.write(text.encode()))
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
 
 
 def require_suffix(option: str, path: Path, suffixes: tuple[str, ...]) -> None:

@@ -45,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
-                        help="a labelled .csv (or .npz) file, mapped like the training data")
+                        help="a labelled .csv, .npy, .npz or .zarr data file, mapped like the "
+                             "training data")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document: {"loss", "rows", METRIC: ...}')
 
@@ -61,12 +62,10 @@ def run(args: argparse.Namespace) -> int:
     executor, feeds = trained_executor(graph, names, args.params, args.data, "eval", backend)
     with np.errstate(all="ignore"):
         executor.forward(feeds)
-        ends_values = {} if ends is None else {"prediction": executor.value(ends.prediction),
-                                               "target": executor.value(ends.target)}
-        (ends_values,) = executor.compute(ends_values)  # with the loss: on Dask one graph
-        result: dict[str, float | None] = {"loss": executor.loss}
-        if ends is not None:
-            result.update(ends.compute(ends_values["prediction"], ends_values["target"]))
+        if ends is None:
+            executor.compute({})  # the loss (on Dask, computed here)
+        metrics = {} if ends is None else ends.of(executor)  # with the loss: on Dask one graph
+        result: dict[str, float | None] = {"loss": executor.loss, **metrics}
     rows = len(next(iter(feeds.values())))
     if args.json:
         print_json({**result, "rows": rows})

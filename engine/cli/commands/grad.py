@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.commands.common import add_load_options, load_spec, require_suffix
-from engine.io.atomic import check_writable, write_atomically
+from engine.cli.commands.common import add_load_options, load_for_spec, write_spec
 from engine.transform.grad import grad_spec
 from engine.transform.hvp import hvp_spec
 
@@ -48,21 +45,9 @@ def add_wrt_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output is not None:
-        require_suffix("-o", args.output, (".yaml", ".yml"))
-    graph = load_spec(args)
-    if args.output is not None:
-        check_writable(args.output)
-    command = shlex.join(["engine", "grad", *sys.argv[2:]]) if sys.argv[1:2] == ["grad"] \
-        else f"engine grad {args.spec}"
-    out_dir = args.output.parent if args.output is not None else Path.cwd()
+    graph, command, out_dir = load_for_spec(args, "grad")
     if args.hvp:
         text = hvp_spec(graph, args.wrt, of=args.of, out_dir=out_dir, command=command).text
     else:
         text = grad_spec(graph, args.wrt, of=args.of, out_dir=out_dir, command=command).text
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    write_atomically(args.output, lambda handle: handle.write(text.encode()))
-    print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return write_spec(args.output, text)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.commands.common import add_load_options, load_spec, require_suffix
+from engine.cli.commands.common import add_load_options, load_for_spec, write_spec
 from engine.cli.commands.grad import add_wrt_option
-from engine.io.atomic import check_writable, write_atomically
 from engine.transform.optimize import Optimized, optimize_spec
 from engine.transform.passes import PASSES, parse_passes
 
@@ -45,24 +43,12 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     passes = parse_passes(args.passes)
-    if args.output is not None:
-        require_suffix("-o", args.output, (".yaml", ".yml"))
-    graph = load_spec(args)
-    if args.output is not None:
-        check_writable(args.output)
-    command = shlex.join(["engine", "optimize", *sys.argv[2:]]) \
-        if sys.argv[1:2] == ["optimize"] else f"engine optimize {args.spec}"
-    out_dir = args.output.parent if args.output is not None else Path.cwd()
+    graph, command, out_dir = load_for_spec(args, "optimize")
     made = optimize_spec(graph, passes, args.wrt, of=args.of, out_dir=out_dir,
                          command=command)
     if args.report:
         print(report(made), file=sys.stderr)
-    if args.output is None:
-        sys.stdout.write(made.text)
-        return 0
-    write_atomically(args.output, lambda handle: handle.write(made.text.encode()))
-    print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return write_spec(args.output, made.text)
 
 
 def report(made: Optimized) -> str:

@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--params", type=Path, required=True, metavar="PARAMS.npz",
                         help="the parameters that engine train --save wrote")
     parser.add_argument("--data", type=Path, required=True, metavar="FILE",
-                        help="a .csv (or .npz) file of the inputs, mapped like the training data")
+                        help="a .csv, .npy, .npz or .zarr data file of the inputs, mapped like "
+                             "the training data")
     parser.add_argument("--output", action="append", default=[], metavar="NODE",
                         help="a node to compute (default: the prediction); repeatable")
     parser.add_argument("-o", dest="out", type=Path, metavar="OUT",

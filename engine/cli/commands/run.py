@@ -23,9 +23,11 @@ from engine.graph.model import Graph
 from engine.graph.shapes import format_shape
 from engine.io.arrays import load_array
 from engine.io.atomic import check_writable, save_npz
+from engine.io.lazy import NpyRows, lazy_npy
 from engine.io.trained import load_trained
+from engine.runtime.backends import Backend
 from engine.runtime.executor import Executor
-from engine.runtime.feeds import bind_feeds
+from engine.runtime.feeds import bind_feeds, is_lazy
 
 HELP = "run forward and backward, print outputs, loss and gradients"
 
@@ -78,16 +80,18 @@ def run(args: argparse.Namespace) -> int:
     graph = load_spec(args, strict=args.strict)
     if args.save is not None:
         check_writable(args.save)
-    feeds = {name: _read_feed(graph, name, file) for name, file in args.feed}
+    backend = backend_from_args(args)
+    feeds = {name: _read_feed(graph, name, file, backend) for name, file in args.feed}
     executor = Executor(graph, seed=args.seed, check_finite=args.check_finite, trace=args.trace,
-                        backend=backend_from_args(args))
+                        backend=backend)
     if args.params is not None:
         trained = load_trained(args.params, graph)
         executor.parameters.update(trained.params)
         feeds = trained.prepare(feeds)
     with np.errstate(all="ignore"):  # NaN and inf are reported once, below, with what to do
-        outputs = executor.forward(feeds)
-        grads = executor.backward() if graph.loss is not None else {}
+        # with a loss, forward and backward together: on jax one compiled call
+        outputs, grads = executor.forward_backward(feeds) if graph.loss is not None \
+            else (executor.forward(feeds), {})
         outputs_np, grads_np = executor.compute(outputs, grads)  # Dask: one graph, run once
     _note_defaulted(executor.defaulted)
     _warn_non_finite(executor.loss, outputs_np, grads_np)
@@ -113,19 +117,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_feed(graph: Graph, name: str, file: Path) -> np.ndarray:
+def _read_feed(graph: Graph, name: str, file: Path, backend: Backend | None = None) -> Any:
     """The array ``--feed NAME=FILE`` gives, checked against the input on its own first, so
-    that a wrong name, dtype or shape is reported with the file it came from."""
-    array = load_array(file, key=name, max_bytes=graph.max_bytes)
+    that a wrong name, dtype or shape is reported with the file it came from.  On Dask a
+    .npy file is opened memory-mapped and read chunk by chunk inside the task graph
+    (gradcheck passes no backend: its feeds are read whole)."""
+    if backend is not None and backend.name == "dask" and file.suffix.lower() == ".npy":
+        array = lazy_npy(file, backend.rows_per_chunk(NpyRows.open(file)))
+    else:
+        array = load_array(file, key=name, max_bytes=graph.max_bytes)
     value = graph.values.get(name)
     if file.suffix.lower() == ".csv" and array.ndim == 2 and array.shape[1] == 1 \
             and value is not None and len(value.shape) == 1:
         array = array[:, 0]  # one CSV column feeds a [batch] input (labels, say)
+    origin = f"--feed {name}={file}"
     try:
-        bind_feeds(graph, {name: array})
+        checked, _ = bind_feeds(graph, {name: array}, origin)
     except DataError as exc:
-        raise DataError(f"--feed {name}={file}: {exc}") from None
-    return array
+        raise DataError(f"{origin}: {exc}") from None
+    return checked[name] if is_lazy(array) else array  # lazy: its labels checked as read
 
 
 def _note_defaulted(names: tuple[str, ...]) -> None:

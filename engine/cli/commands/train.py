@@ -195,7 +195,7 @@ def _train(graph: Graph, config: TrainConfig, data_file: Path, args: argparse.Na
     seed = checkpoint.seed if checkpoint is not None else \
         config.seed if config.seed is not None else graph.spec.seed
     dataset = load_dataset(graph, config, data_file, seed, val_file=val_file,
-                           test_file=test_file)
+                           test_file=test_file, backend=backend)
     trainer = Trainer(graph, config, dataset, seed, save=args.save, backend=backend)
     if checkpoint is not None:
         try:

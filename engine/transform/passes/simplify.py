@@ -47,10 +47,11 @@ _NEUTRAL = {"Mul": (1.0, (0, 1)), "Div": (1.0, (0,)), "Pow": (1.0, (0,)),
 
 def simplify(stage: Stage) -> Stage:
     rewrite = Rewrite(stage)
+    numbers: dict[tuple[str, float], bool] = {}  # _is_number's answers (no constant changes)
     for name in stage.graph.order:
         node = rewrite.node(name)
         assert node is not None
-        _rewrite(rewrite, node)
+        _rewrite(rewrite, node, numbers)
     return rewrite.finish()
 
 
@@ -60,18 +61,27 @@ def _same_as(rewrite: Rewrite, name: str, ref: str) -> bool:
     return tuple(out.shape) == tuple(x.shape) and out.dtype == x.dtype
 
 
-def _is_number(rewrite: Rewrite, ref: str, number: float) -> bool:
-    literal = rewrite.literal(ref)
-    return literal is not None and literal.size > 0 and bool(np.all(literal == number))
+def _is_number(rewrite: Rewrite, ref: str, number: float,
+               numbers: dict[tuple[str, float], bool]) -> bool:
+    """Whether ``ref`` is a constant whose every element is ``number``; asked once per
+    constant and number, however many nodes use it (a shared constant is read by
+    thousands)."""
+    known = numbers.get((ref, number))
+    if known is None:
+        literal = rewrite.literal(ref)
+        known = numbers[ref, number] = literal is not None and literal.size > 0 and \
+            bool(np.all(literal == number))
+    return known
 
 
-def _rewrite(rewrite: Rewrite, node: Node) -> None:
+def _rewrite(rewrite: Rewrite, node: Node, numbers: dict[tuple[str, float], bool]) -> None:
     name, op, refs = node.name, node.op.name, node.inputs
     neutral = _NEUTRAL.get(op)
     if neutral is not None:
         number, sides = neutral
         for side in sides:
-            if _is_number(rewrite, refs[1 - side], number) and _same_as(rewrite, name, refs[side]):
+            if _is_number(rewrite, refs[1 - side], number, numbers) \
+                    and _same_as(rewrite, name, refs[side]):
                 rewrite.stands_for(name, refs[side], f"{op} by {number:g} is {refs[side]}")
                 return
     inner = rewrite.node(refs[0]) if refs else None

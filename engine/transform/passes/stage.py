@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from engine.errors import EngineError
@@ -192,11 +191,8 @@ class Rewrite:
             old = graph.nodes.get(name)
             values[name] = graph.values[name] if node is old else _inferred(node, values, dims,
                                                                            graph.values[name])
-        dag = nx.DiGraph()
-        dag.add_nodes_from(values)
-        dag.add_edges_from((ref, name) for name, node in nodes.items() for ref in node.inputs)
-        result = replace(graph, values=values, nodes=nodes, order=list(nodes), dag=dag,
-                         dims=dims, targets=class_targets(nodes, values), warnings=[])
+        result = replace(graph, values=values, nodes=nodes, order=list(nodes), dims=dims,
+                         targets=class_targets(nodes, values), warnings=[])
         return replace(stage, graph=result, matches=self.matches)
 
 
