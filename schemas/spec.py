@@ -60,7 +60,7 @@ CALL_PATTERN = rf"^({_WORD}\.)?[a-z_][A-Za-z0-9_]*$"
 #: An op or a call, before the ops are known (``spec_model`` applies the naming rule).
 FunctionRef = Annotated[str, StringConstraints(pattern=rf"^{_WORD}(\.{_WORD})?$")]
 DType = Literal["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
-                "bool"]
+                "uint16", "uint32", "uint64", "bool"]
 Dim = Size | Name
 
 

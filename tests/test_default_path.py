@@ -60,10 +60,11 @@ class RandomGraph:
             flag = self.input((~array).astype(np.float64), False)
             self.nodes[f"{name}_b"] = _flow({"op": "Less", "inputs": [flag, 0.5]})
             return f"{name}_b"
-        dtype = "int64" if array.dtype.kind in "iu" else self.dtype
+        integral = array.dtype.kind in "iu"  # a sample's integer dtype is part of its case
+        dtype = array.dtype.name if integral else self.dtype
         self.feeds[name] = array.astype(dtype)
         self.inputs[name] = _flow({"shape": list(array.shape), "dtype": dtype,
-                                   "requires_grad": grad and dtype != "int64"})
+                                   "requires_grad": grad and not integral})
         return name
 
     def segment(self, k: int, op_name: str) -> None:

@@ -64,7 +64,13 @@ def test_integer_ops_infer_numpys_dtypes_and_values() -> None:
                 "uclipped": np.array([0, 199, 199], np.uint8)}  # -7 is below every uint8
     fe = np.array([1.5**3, (-2.0) ** 2, 1 / 0.25], np.float32)  # the base's dtype, as ONNX
     want["fe2"] = fe * fe
-    for optimize in (False, True):  # the memory plan's ufunc calls too
+    assert_runs_as(graph, want)
+
+
+def assert_runs_as(graph: engine.Graph, want: dict[str, np.ndarray]) -> None:
+    """Each named value is ``want``'s, dtype included, as inferred and as run on the plain and
+    the optimized path (the memory plan's ufunc calls too)."""
+    for optimize in (False, True):
         out = engine.Executor(graph, optimize=optimize).forward()
         for name, value in want.items():
             assert graph.values[name].dtype == str(value.dtype), name

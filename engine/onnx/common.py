@@ -26,8 +26,8 @@ NEWEST_RUN_OPSET = 28
 #: Engine dtype name -> ONNX ``TensorProto`` element type (the numbers are ONNX's, fixed by
 #: its protobuf, so they are written out here rather than read from onnx at import time).
 ONNX_DTYPES: dict[str, int] = {
-    "float32": 1, "uint8": 2, "int8": 3, "int16": 5, "int32": 6, "int64": 7, "bool": 9,
-    "float16": 10, "float64": 11,
+    "float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6, "int64": 7,
+    "bool": 9, "float16": 10, "float64": 11, "uint32": 12, "uint64": 13,
 }
 
 #: ONNX element type -> engine dtype name, for what the engine has.

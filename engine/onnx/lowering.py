@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -97,14 +98,54 @@ _BINARY = {"Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Pow": "Pow",
            "MatMul": "MatMul"}
 
 
+#: ONNX op -> {integer dtype onnxruntime (1.32) has no kernel of it for, though ONNX allows
+#: it: the dtype it is computed in instead}.  Exact: every value fits the wider dtype, and the
+#: Cast back keeps the low bits, which is NumPy's wrap-around (Where moves uint64 through
+#: int64 unchanged, bit for bit).  Pow of integers is computed by onnxruntime in float64, so
+#: it is exact while the power stays below 2^53, as for the int32 and int64 it has kernels of.
+_WIDENED: dict[str, dict[str, str]] = {
+    "Max": {"int16": "int32", "uint16": "int32"},
+    "Min": {"int16": "int32", "uint16": "int32"},
+    "Clip": {"int16": "int32", "uint16": "int32"},
+    "Where": {"int16": "int32", "uint16": "int32", "uint64": "int64"},
+    "Pow": {"int8": "int64", "int16": "int64", "uint8": "int64", "uint16": "int64",
+            "uint32": "int64"},
+}
+
+
 @_lowering(*_BINARY)
 def _binary(e: Emitter, s: Step) -> None:
+    if s.op.name == "Pow" and s.out.dtype == "uint64":
+        raise Unsupported("Pow of uint64 has no onnxruntime kernel, and no wider integer holds "
+                          "it; Cast the base to int64 (or float64) before the Pow")
     _binary_as(e, s, _BINARY[s.op.name])
 
 
 def _binary_as(e: Emitter, s: Step, onnx_op: str) -> None:
     """ONNX wants one dtype where NumPy promotes: inputs are cast to the result's."""
-    e.node(onnx_op, [e.cast(x, s.out.dtype) for x in s.inputs], s.out.name, out=s.out.name)
+    _widened(e, s, onnx_op, list(s.inputs))
+
+
+def _widened(e: Emitter, s: Step, onnx_op: str, inputs: list[Operand],
+             extra: tuple[tuple[str, Any], ...] = ()) -> None:
+    """``onnx_op`` of ``inputs`` cast to the result's dtype, or, where onnxruntime lacks that
+    kernel, to the wider one ``_WIDENED`` names and the result cast back (a bool input, Where's
+    condition, stays bool).  ``extra``: more
+    inputs, (hint, Python number or None for an omitted one) written as constants in the
+    dtype computed in."""
+    wide = _WIDENED.get(onnx_op, {}).get(s.out.dtype)
+    dtype = wide or s.out.dtype
+    names = [e.cast(x, dtype) if x.dtype != "bool" or dtype == "bool" else x.name
+             for x in inputs]
+    names += ["" if value is None else e.constant(value, dtype, f"{s.out.name}_{hint}")
+              for hint, value in extra]
+    while names and not names[-1]:
+        names.pop()
+    if wide is None:
+        e.node(onnx_op, names, s.out.name, out=s.out.name)
+        return
+    result = e.node(onnx_op, names, f"{s.out.name}_{wide}")
+    e.node("Cast", [result], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
 
 
 _EXTREMUM = {"Maximum": "Max", "Minimum": "Min"}
@@ -112,14 +153,7 @@ _EXTREMUM = {"Maximum": "Max", "Minimum": "Min"}
 
 @_lowering(*_EXTREMUM)
 def _extremum(e: Emitter, s: Step) -> None:
-    """As the binary ops; int16 is computed in int32 and cast back (exact), because
-    onnxruntime has no int16 kernel of Max and Min, though ONNX allows it."""
-    if s.out.dtype != "int16":
-        _binary_as(e, s, _EXTREMUM[s.op.name])
-        return
-    wide = e.node(_EXTREMUM[s.op.name], [e.cast(x, "int32") for x in s.inputs],
-                  f"{s.out.name}_int32")
-    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES["int16"])
+    _binary_as(e, s, _EXTREMUM[s.op.name])
 
 
 @_lowering("Greater", "Less", "Equal")
@@ -130,9 +164,7 @@ def _compare(e: Emitter, s: Step) -> None:
 
 @_lowering("Where")
 def _where(e: Emitter, s: Step) -> None:
-    cond, a, b = s.inputs
-    e.node("Where", [e.cast(cond, "bool"), e.cast(a, s.out.dtype), e.cast(b, s.out.dtype)],
-           s.out.name, out=s.out.name)
+    _widened(e, s, "Where", list(s.inputs))  # the condition is bool (its dtype rule)
 
 
 @_lowering("Cast", attrs=("to",))
@@ -142,21 +174,9 @@ def _cast(e: Emitter, s: Step) -> None:
 
 @_lowering("Clip", attrs=("min", "max"))
 def _clip(e: Emitter, s: Step) -> None:
-    """int16 is computed in int32 and cast back (exact: the bounds are int16's), because
-    onnxruntime has no int16 kernel of Clip (nor of the Where its fallback uses)."""
-    (x,) = s.inputs
     integral = s.out.dtype not in FLOAT_DTYPES
     limits = clip_bounds(s.attrs, np.iinfo(s.out.dtype) if integral else None)
-    work = "int32" if s.out.dtype == "int16" else s.out.dtype
-    bounds = ["" if bound is None else e.constant(bound, work, f"{s.out.name}_{which}")
-              for which, bound in zip(("min", "max"), limits, strict=True)]
-    while bounds and not bounds[-1]:
-        bounds.pop()
-    if work == s.out.dtype:
-        e.node("Clip", [e.cast(x, work), *bounds], s.out.name, out=s.out.name)
-        return
-    wide = e.node("Clip", [e.cast(x, work), *bounds], f"{s.out.name}_{work}")
-    e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
+    _widened(e, s, "Clip", list(s.inputs), tuple(zip(("min", "max"), limits, strict=True)))
 
 
 @_lowering("Softplus")
@@ -220,11 +240,43 @@ def _reduce(e: Emitter, s: Step) -> None:
         reduce(e, _REDUCE[s.op.name], e.cast(x, s.out.dtype), axes, s.attrs.keepdims,
                s.out.name, out=s.out.name)
         return
-    # ONNX reduces no int8, int16, uint8 nor bool: in int64, then back (a uint8 sum wraps
-    # modulo 256 either way, as NumPy's does)
+    # onnxruntime reduces no int8, int16, uint8, uint16, uint32, uint64 nor bool: in int64,
+    # then back (a sum wraps modulo 2^bits either way, as NumPy's does)
+    if s.out.dtype == "uint64":
+        (_uint64_max if s.op.name == "Max" else _uint64_sum)(e, s, x, axes)
+        return
     wide = reduce(e, _REDUCE[s.op.name], e.cast(x, "int64"), axes, s.attrs.keepdims,
                   f"{s.out.name}_int64")
     e.node("Cast", [wide], s.out.name, out=s.out.name, to=ONNX_DTYPES[s.out.dtype])
+
+
+def _uint64_sum(e: Emitter, s: Step, x: Operand, axes: list[int] | None) -> None:
+    """Sum of uint64, which wraps modulo 2^64 in NumPy, where onnxruntime's int64 ReduceSum
+    saturates on overflow: the low and the high 32 bits summed apart in int64 (exact below
+    2^31 elements), then (high << 32) + low in uint64, wrapping as NumPy does."""
+    hint, keep = s.out.name, s.attrs.keepdims
+    shift = e.constant(32, "uint64", f"{hint}_shift")
+    low = e.node("Cast", [e.node("Cast", [x.name], f"{hint}_low32", to=ONNX_DTYPES["uint32"])],
+                 f"{hint}_low", to=ONNX_DTYPES["int64"])
+    high = e.node("Cast", [e.node("BitShift", [x.name, shift], f"{hint}_high64",
+                                  direction="RIGHT")], f"{hint}_high", to=ONNX_DTYPES["int64"])
+    sums = [e.node("Cast", [reduce(e, "ReduceSum", half, axes, keep, f"{hint}_{which}_sum")],
+                   f"{hint}_{which}_uint64", to=ONNX_DTYPES["uint64"])
+            for which, half in (("low", low), ("high", high))]
+    top = e.node("BitShift", [sums[1], shift], f"{hint}_top", direction="LEFT")
+    e.node("Add", [top, sums[0]], s.out.name, out=s.out.name)
+
+
+def _uint64_max(e: Emitter, s: Step, x: Operand, axes: list[int] | None) -> None:
+    """Max of uint64 in int64, whose order is not uint64's above 2^63: of x - 2^63 (wrapping
+    in uint64; its bits as int64 are ordered as x is), then 2^63 added back (an empty axis
+    gives int64's lowest, which comes back as 0, uint64's lowest, as the engine's)."""
+    half = e.constant(2**63, "uint64", f"{s.out.name}_half")
+    shifted = e.node("Sub", [x.name, half], f"{s.out.name}_shifted")
+    ordered = e.node("Cast", [shifted], f"{s.out.name}_int64", to=ONNX_DTYPES["int64"])
+    wide = reduce(e, "ReduceMax", ordered, axes, s.attrs.keepdims, f"{s.out.name}_max")
+    back = e.node("Cast", [wide], f"{s.out.name}_uint64", to=ONNX_DTYPES["uint64"])
+    e.node("Add", [back, half], s.out.name, out=s.out.name)
 
 
 #: The dtypes ONNX's ReduceSum, ReduceMean and ReduceMax take.

@@ -10,7 +10,7 @@ from engine.errors import EngineError
 from engine.onnx.common import require
 from schemas.spec import DType
 
-#: dtypes a spec may declare a tensor in; others (uint16, string, float8, ...) are refused.
+#: dtypes a spec may declare a tensor in; others (string, float8, int4, ...) are refused.
 SPEC_DTYPES = frozenset(typing.get_args(DType))
 
 

@@ -131,6 +131,10 @@ def _pow_dtype(_attrs: OpAttrs, base: str, exponent: str) -> str:
                          "the base to a float dtype")
     if base not in FLOAT_DTYPES and base not in INT_DTYPES:
         raise ShapeError(f"takes a number base, got {base}; Cast it")
+    if base.startswith("uint") and exponent.startswith("int"):
+        raise ShapeError(f"raises an unsigned base ({base}) to a signed exponent ({exponent}), "
+                         "which is computed in the base's dtype, where a negative exponent "
+                         f"would wrap around to a huge one; Cast the exponent to {base}")
     return base  # an integer exponent keeps the base's dtype (ONNX's Pow)
 
 
@@ -171,6 +175,9 @@ def _pow_samples(rng: np.random.Generator) -> list[Sample]:
                note="int64 base, int64 exponents"),
         Sample((rng.integers(-5, 6, size=(4,), dtype=np.int32), np.array(2, dtype=np.int64)),
                note="int32 base, int64 exponent: the base's dtype"),
+        Sample((rng.integers(0, 60, size=(3,), dtype=np.uint32),
+                np.array([3, 0, 5], dtype=np.uint8)),
+               note="uint32 base, uint8 exponent"),
     ]
 
 

@@ -32,8 +32,9 @@ from schemas.base import StrictModel
 Array = Any  # an array of whichever namespace the executor runs on
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
-INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
-#: Every dtype a spec may declare; torch, JAX and Dask hold each of them too.
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+#: Every dtype a spec may declare.  JAX and Dask compute with each of them; torch lacks most
+#: ops on uint16, uint32 and uint64, so that backend refuses them (``engine.runtime.backends``).
 DTYPES = (*FLOAT_DTYPES, *INT_DTYPES, "bool")
 
 #: Arrays up to this many elements take the plain NumPy calls in the ops' NumPy fast paths:
@@ -185,16 +186,36 @@ def number_result(_attrs: OpAttrs, *dtypes: str) -> str:
     An integer meeting a float is refused rather than promoted: NumPy makes int64 + float32
     float64 where PyTorch makes it float32, so no one rule would be what runs on every
     backend; a Cast says which is meant.  Bools are not numbers here (NumPy's bool + bool is
-    a logical or)."""
+    a logical or).
+
+    Integers whose NumPy promotion is a float (uint64 with a signed integer: no integer
+    dtype holds both ranges, so NumPy makes float64, which rounds above 2^53) are refused
+    too: an integer op never quietly gives floats."""
     kinds = set()
     for dtype in dtypes:
         if dtype not in FLOAT_DTYPES and dtype not in INT_DTYPES:
             raise ShapeError(f"needs numbers, got {dtype}; Cast it to an integer or float dtype")
         kinds.add(dtype in FLOAT_DTYPES)
+    integer_result(*(d for d in dtypes if d in INT_DTYPES))
     if len(kinds) > 1:
         raise ShapeError("mixes integers and floats, which NumPy and PyTorch promote "
                          "differently; Cast the integer input to the float dtype")
     return promoted(*dtypes) if dtypes else "float64"
+
+
+def integer_result(*dtypes: str) -> str | None:
+    """NumPy's promotion of integer dtypes (None for none), refusing the mixes it makes a
+    float: uint64 with int8..int64 is float64 in NumPy (and in JAX), which no integer op
+    means."""
+    if not dtypes:
+        return None
+    result = promoted(*dtypes)
+    if result not in INT_DTYPES:
+        signed = sorted({d for d in dtypes if d.startswith("int")})
+        raise ShapeError(f"mixes uint64 with {', '.join(signed)}: no integer dtype holds both "
+                         f"(NumPy would make {result}, rounding above 2^53); Cast one of them "
+                         "(uint64 to int64, or the signed input to uint64) so both agree")
+    return result
 
 
 def weak_dtype(strong: Sequence[str], integral: bool) -> str:

@@ -22,7 +22,7 @@ class CastAttrs(OpAttrs):
     """The dtype to convert to (ONNX's ``to``)."""
 
     to: Literal["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
-                "bool"] = Field(
+                "uint16", "uint32", "uint64", "bool"] = Field(
         description="The result's dtype. A float cast to an integer is truncated toward 0; "
                     "NaN, inf or a value outside the integer's range has no defined result "
                     "(NumPy and PyTorch differ).")
@@ -53,6 +53,13 @@ def _cast_samples(rng: np.random.Generator) -> list[Sample]:
     samples.append(Sample((rng.uniform(size=(3,)) < 0.5,), {"to": "int32"}, note="bool to int32"))
     samples.append(Sample((rng.integers(0, 9, size=(3,), dtype=np.uint8),), {"to": "float64"},
                           note="uint8 to float64"))
+    samples.append(Sample((rng.uniform(0, 60000, size=(2, 3)),), {"to": "uint16"},
+                          note="float64 to uint16"))
+    samples.append(Sample((rng.integers(0, 2**32 - 1, size=(4,), dtype=np.uint32),),
+                          {"to": "int64"},
+                          note="uint32 to int64"))
+    samples.append(Sample((rng.integers(0, 2**40, size=(3,), dtype=np.int64),), {"to": "uint64"},
+                          note="int64 to uint64"))
     return samples
 
 

@@ -18,6 +18,7 @@ from engine.ops.base import (
     OpAttrs,
     OpDef,
     broadcast_shape,
+    integer_result,
     number_result,
     register,
 )
@@ -40,6 +41,8 @@ def _comparison_dtype(allowed: tuple[str, ...]):
         if len(kinds) > 1:
             raise ShapeError(f"compares {' with '.join(sorted(kinds))} values ({a}, {b}); "
                              "Cast one of them to the other's dtype")
+        if kinds == {"integer"}:
+            integer_result(a, b)  # uint64 with int64 NumPy compares as float64, rounded
         return "bool"
     return rule
 
@@ -59,6 +62,12 @@ def _comparison_samples(rng: np.random.Generator) -> list[Sample]:
                           note="int64 class indices"))
     samples.append(Sample((rng.integers(0, 3, size=(3, 4), dtype=np.uint8),
                            rng.integers(-2, 3, size=(4,), dtype=np.int8)), note="uint8 with int8"))
+    samples.append(Sample(((2**53 + rng.integers(0, 3, size=(3, 4))).astype(np.uint64),
+                           (2**53 + rng.integers(0, 3, size=(4,))).astype(np.uint64)),
+                          note="uint64 above 2^53, which float64 would tie"))
+    samples.append(Sample((rng.integers(0, 3, size=(3, 4), dtype=np.uint16),
+                           rng.integers(0, 3, size=(4,), dtype=np.uint32)),
+                          note="uint16 with uint32"))
     return samples
 
 
@@ -115,7 +124,10 @@ def _where_samples(rng: np.random.Generator) -> list[Sample]:
                      note=f"cond {c}, a {a}, b {b}")
               for c, a, b in triples),
             Sample((rng.uniform(size=(3, 4)) < 0.5, rng.integers(-9, 9, size=(3, 4)),
-                    rng.integers(-9, 9, size=(4,), dtype=np.int32)), note="int64 and int32")]
+                    rng.integers(-9, 9, size=(4,), dtype=np.int32)), note="int64 and int32"),
+            Sample((rng.uniform(size=(3, 4)) < 0.5,
+                    rng.integers(0, 9, size=(3, 4), dtype=np.uint16),
+                    rng.integers(0, 9, size=(4,), dtype=np.uint32)), note="uint16 and uint32")]
 
 
 register(OpDef(

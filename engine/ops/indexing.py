@@ -15,7 +15,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from engine.graph.shapes import Dim, Dims, Shape, ShapeError, format_shape, normalize_axes
-from engine.ops.base import OpAttrs, OpDef, apply, float_result, promoted, register
+from engine.ops.base import (
+    INT_DTYPES,
+    OpAttrs,
+    OpDef,
+    apply,
+    float_result,
+    integer_result,
+    promoted,
+    register,
+)
 from engine.ops.samples import Sample
 
 
@@ -61,6 +70,13 @@ def _along(axis: int, index: slice) -> tuple[slice, ...]:
     return (slice(None),) * axis + (index, ...)
 
 
+def _concat_dtype(_attrs: OpAttrs, *dtypes: str) -> str:
+    """NumPy's promotion, except that integers never become floats (uint64 with int64)."""
+    if all(d in INT_DTYPES for d in dtypes):
+        return integer_result(*dtypes)
+    return promoted(*dtypes)
+
+
 def _concat_samples(rng: np.random.Generator) -> list[Sample]:
     return [
         Sample((rng.normal(size=(2, 3)), rng.normal(size=(4, 3))), {"axis": 0}, note="rows"),
@@ -76,7 +92,7 @@ register(OpDef(
     forward=lambda xp, attrs, *xs: xp.concat(xs, axis=attrs.axis),
     vjp=_concat_vjp,
     shape=_concat_shape,
-    dtype=lambda attrs, *dtypes: promoted(*dtypes),
+    dtype=_concat_dtype,
     reference=lambda attrs, *xs: np.concatenate(xs, axis=attrs.axis),
     samples=_concat_samples,
     min_inputs=1,

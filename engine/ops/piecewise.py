@@ -82,10 +82,14 @@ def clip_bounds(attrs: ClipAttrs, info: Any) -> tuple[float | int | None, float 
 def _clip_forward(xp, attrs, x):
     integral = xp.isdtype(x.dtype, "integral")
     low, high = clip_bounds(attrs, xp.iinfo(x.dtype) if integral else None)
+    # compared as arrays of x's dtype: JAX reads a bare Python int as int64, which 2^63 on
+    # uint64 overflows
     if low is not None:
-        x = xp.where(x < low, xp.full_like(x, low), x)
+        low_array = xp.full_like(x, low)
+        x = xp.where(x < low_array, low_array, x)
     if high is not None:
-        x = xp.where(x > high, xp.full_like(x, high), x)
+        high_array = xp.full_like(x, high)
+        x = xp.where(x > high_array, high_array, x)
     return x
 
 
@@ -144,6 +148,10 @@ def _clip_samples(rng: np.random.Generator) -> list[Sample]:
                {"min": -7.0, "max": 200.0}, note="uint8, min below its range"),
         Sample((rng.integers(-9, 10, size=(6,), dtype=np.int64),), {"min": 0.0, "max": 1e19},
                note="int64, max above its range"),
+        Sample((rng.integers(0, 1000, size=(2, 3), dtype=np.uint16),), {"min": 100.0, "max": 900.0},
+               note="uint16"),
+        Sample((rng.integers(2**62, 2**64 - 1, size=(4,), dtype=np.uint64, endpoint=True),),
+               {"min": 2.0**63}, note="uint64, min 2^63"),
         Sample((rng.integers(-300, 301, size=(2, 4), dtype=np.int16),),
                {"min": -100.0, "max": 250.0}, note="int16 (onnxruntime: no int16 Clip)"),
     ]

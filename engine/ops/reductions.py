@@ -157,6 +157,10 @@ def _sum_samples(rng: np.random.Generator) -> list[Sample]:
                note="uint8 stays uint8, wrapping"),
         Sample((rng.integers(-9, 9, size=(3, 4), dtype=np.int32),), {"axis": 0, "keepdims": True},
                note="int32"),
+        Sample((rng.integers(2**31, 2**32 - 1, size=(3, 4), dtype=np.uint32, endpoint=True),),
+               {"axis": 1}, note="uint32 stays uint32, wrapping"),
+        Sample((rng.integers(2**63, 2**64 - 1, size=(2, 3), dtype=np.uint64, endpoint=True),),
+               {"axis": None}, note="uint64 above 2^63, wrapping"),
         Sample((rng.normal(size=(2, 0, 3)),), {"axis": 1}, note="an empty axis sums to 0"),
     ]
 
@@ -271,6 +275,10 @@ def _max_samples(rng: np.random.Generator) -> list[Sample]:
                note="an empty axis kept: -inf"),
         Sample((rng.integers(-50, 50, size=(3, 4), dtype=np.int16),), {"axis": -1},
                note="int16"),
+        Sample((rng.integers(0, 2**64 - 1, size=(3, 4), dtype=np.uint64, endpoint=True),),
+               {"axis": 0}, note="uint64, above 2^63 too"),
+        Sample((rng.integers(0, 60000, size=(4, 2), dtype=np.uint16),), {"axis": None},
+               note="uint16"),
         Sample((np.zeros((2, 0), dtype=np.int32),), {"axis": 1},
                note="int32 over an empty axis: the smallest int32"),
         Sample((rng.uniform(size=(3, 4)) < 0.3,), {"axis": 0}, note="bool: any"),

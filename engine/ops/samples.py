@@ -53,7 +53,9 @@ def binary_samples(
 
 def integer_pairs(rng: np.random.Generator) -> list[Sample]:
     """Integer samples of several widths for binary ops that take integers: an int8 pair,
-    a uint8 with an int16 (NumPy promotes to int16), an int32 with an int64."""
+    a uint8 with an int16 (NumPy promotes to int16), an int32 with an int64, a uint16 with a
+    uint32, a uint32 with an int16 (int64), and uint64s above 2^63, whose sums and products
+    wrap around (and which a float64 would round)."""
     low, high = -20, 20
     return [
         Sample((rng.integers(low, high, size=(3, 4), dtype=np.int8),
@@ -62,6 +64,13 @@ def integer_pairs(rng: np.random.Generator) -> list[Sample]:
                 rng.integers(low, high, size=(3,), dtype=np.int16)), note="uint8 with int16"),
         Sample((rng.integers(low, high, size=(2, 1), dtype=np.int32),
                 rng.integers(low, high, size=(3,), dtype=np.int64)), note="int32 with int64"),
+        Sample((rng.integers(0, 40, size=(2, 3), dtype=np.uint16),
+                rng.integers(0, 40, size=(3,), dtype=np.uint32)), note="uint16 with uint32"),
+        Sample((rng.integers(0, 40, size=(3,), dtype=np.uint32),
+                rng.integers(low, high, size=(2, 3), dtype=np.int16)), note="uint32 with int16"),
+        Sample((rng.integers(2**63, 2**64 - 1, size=(2, 3), dtype=np.uint64, endpoint=True),
+                rng.integers(2**63, 2**64 - 1, size=(3,), dtype=np.uint64, endpoint=True)),
+               note="uint64 above 2^63, wrapping"),
     ]
 
 

@@ -79,6 +79,8 @@ def _reshape_samples(rng: np.random.Generator) -> list[Sample]:
                note="allowzero: 0 is a size"),
         Sample((rng.integers(0, 200, size=(2, 3), dtype=np.uint8),), {"shape": [-1]},
                note="uint8"),
+        Sample((rng.integers(2**63, 2**64 - 1, size=(3, 2), dtype=np.uint64, endpoint=True),),
+               {"shape": [2, 3]}, note="uint64"),
         Sample((rng.uniform(size=(2, 3, 2)) < 0.5,), {"shape": [0, 6]}, note="bool"),
     ]
 
@@ -133,6 +135,8 @@ def _transpose_samples(rng: np.random.Generator) -> list[Sample]:
         Sample((rng.normal(size=(2, 3, 4)),), {"axes": [0, -1, -2]}, note="negative axes"),
         Sample((rng.integers(-9, 9, size=(2, 3, 4), dtype=np.int32),), {"axes": [2, 0, 1]},
                note="int32"),
+        Sample((rng.integers(0, 60000, size=(2, 3), dtype=np.uint16),), {"axes": [1, 0]},
+               note="uint16"),
         Sample((rng.uniform(size=(3, 2)) < 0.5,), {}, note="bool"),
     ]
 

@@ -32,6 +32,12 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "dask": ("dask.array", "dask"),
 }
 
+#: Backend name -> the engine dtypes its library cannot compute with.  torch 2.13 holds
+#: uint16, uint32 and uint64 tensors but implements almost no op on them (add, mul, sum,
+#: maximum, > are "not implemented for 'UInt32'"), so the backend refuses them up front,
+#: naming the value, rather than failing inside some op or computing in another dtype.
+LACKS: dict[str, tuple[str, ...]] = {"torch": ("uint16", "uint32", "uint64")}
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -43,12 +49,24 @@ class Backend:
     #: Dask only: rows per chunk of a batched array (default: about CHUNK_BYTES a chunk).
     chunk_rows: int | None = None
 
+    def check_dtype(self, dtype: str, what: str) -> None:
+        """Raise an EngineError naming ``what`` (a value and where it is defined) when this
+        backend cannot compute with ``dtype``."""
+        if dtype in LACKS.get(self.name, ()):
+            others = ", ".join(name for name in BACKENDS if dtype not in LACKS.get(name, ()))
+            raise EngineError(
+                f"{what} is {dtype}, which the {self.name} backend cannot compute with "
+                f"({self.name} implements almost no op on {', '.join(LACKS[self.name])}); "
+                f"Cast it to a dtype {self.name} has (int64, or float64), or run on another "
+                f"backend ({others})")
+
     def asarray(self, array: Any, dtype: str, *, rows: bool = False) -> Any:
         """A NumPy array (or anything ``np.asarray`` takes) as this backend's array.
 
         ``rows``: the array's first axis is the batch (an input's), which Dask splits into
         chunks of ``chunk_rows`` rows; parameters and constants stay one chunk.  A Dask array
         stays lazy on Dask: its chunks are read where they are computed."""
+        self.check_dtype(dtype, f"an array to put on {self.name}")
         if self.name == "dask" and hasattr(array, "__dask_graph__"):
             lazy = array if array.dtype == dtype else array.astype(dtype)
             return lazy.rechunk({0: self.chunk_rows}) if rows and lazy.ndim and \

@@ -49,6 +49,7 @@ from engine.runtime.feeds import (
     as_array,
     bind_feeds,
     check_seed,
+    checks_values,
     fed_as,
     initial_value,
     names_mapping,
@@ -174,6 +175,8 @@ class Executor:
         else:
             self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
+        for name, value in graph.values.items():  # before any op meets a dtype it lacks
+            self.backend.check_dtype(value.dtype, f"{name!r} ({graph.where(name)})")
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else check_seed(seed)
@@ -458,9 +461,10 @@ class Executor:
 
     def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
         """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have
-        passed before: the checks depend on nothing else.  A training loop feeds batches
-        of a few shapes (full, last, the train and validation splits), and on small arrays
-        the checks cost as much as the ops.  A few such keys are remembered."""
+        passed before and the checks depend on nothing else (not on values: an int64 array
+        fed to a uint8 input is checked element by element every time).  A training loop
+        feeds batches of a few shapes (full, last, the train and validation splits), and on
+        small arrays the checks cost as much as the ops.  A few such keys are remembered."""
         try:
             key = tuple([(name, type(a), a.dtype, a.shape) for name, a in feeds.items()])
         except AttributeError:  # lists or scalars: checked (and converted) every time
@@ -476,7 +480,8 @@ class Executor:
         fed, dims = bind_feeds(self.graph, feeds)
         if self.backend.name == "dask":
             _refuse_empty(self.graph, fed)
-        if key is not None and all(kind is np.ndarray for _, kind, _, _ in key):
+        if key is not None and all(kind is np.ndarray and not checks_values(self.graph, name, dtype)
+                                   for name, kind, dtype, _ in key):
             if len(self._bound) >= _BOUND_KEYS:
                 self._bound.clear()
             self._bound[key] = dims

@@ -154,6 +154,14 @@ def _converts(fed: np.dtype, declared: str) -> bool:
     return bool(np.can_cast(fed, target, casting="safe")) or fed.kind == target.kind == "f"
 
 
+def checks_values(graph: Graph, name: str, fed: np.dtype) -> bool:
+    """Whether an array of dtype ``fed`` fed to ``name`` is checked value by value (an int64
+    array into uint8): a later array of the same dtype and shape may hold a value that does
+    not fit, so such a check is never skipped."""
+    value = graph.values.get(name)
+    return value is not None and not _converts(fed, value.dtype)
+
+
 def conversion_problem(array: np.ndarray, declared: str) -> str | None:
     """Why ``array`` cannot become ``declared`` without a silent change, or None.
 

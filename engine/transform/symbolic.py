@@ -324,6 +324,7 @@ class Namespace:
 
     float16, float32, float64, int64 = "float16", "float32", "float64", "int64"
     int32, int16, int8, uint8 = "int32", "int16", "int8", "uint8"
+    uint16, uint32, uint64 = "uint16", "uint32", "uint64"
     bool = "bool"
 
     def __init__(self, tracer: Tracer):
