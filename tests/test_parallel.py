@@ -23,14 +23,15 @@ def two_threads(monkeypatch):
 def test_a_large_kernel_is_split_and_gives_the_same_bits(two_threads) -> None:
     x = np.random.default_rng(0).normal(size=(1000, 300))
     out = np.empty_like(x)
-    seen: list[tuple[slice, str]] = []
+    seen: list[tuple[range, str]] = []
 
-    def work(rows: slice) -> float:
+    def work(rows: range, x: np.ndarray, none: None, out: np.ndarray) -> float:
+        assert none is None and len(x) == len(out) == len(rows)
         seen.append((rows, threading.current_thread().name))
-        np.exp(x[rows], out=out[rows])
-        return float(np.add.reduce(out[rows], axis=None))
+        np.exp(x, out=out)
+        return float(np.add.reduce(out, axis=None))
 
-    parts = parallel.by_rows(work, len(x), x.size)
+    parts = parallel.by_rows(work, (range(len(x)), x, None, out), x.size)
     assert parallel.threads() == 3 and x.size >= parallel.PARALLEL_MIN_SIZE
     assert sorted((s.start, s.stop) for s, _ in seen) == [(0, 333), (333, 666), (666, 1000)]
     names = dict((s.start, name) for s, name in seen)
@@ -41,18 +42,21 @@ def test_a_large_kernel_is_split_and_gives_the_same_bits(two_threads) -> None:
                      for s in (slice(0, 333), slice(333, 666), slice(666, 1000))]
 
 
-def test_a_small_kernel_runs_once_on_the_calling_thread(two_threads) -> None:
-    calls: list[tuple[slice, str]] = []
+def test_a_small_kernel_runs_once_on_the_calling_thread_on_the_arrays_themselves(
+        two_threads) -> None:
+    x = np.ones((10, 10))
+    calls: list[tuple[np.ndarray, str]] = []
     parallel.by_rows(lambda rows: calls.append((rows, threading.current_thread().name)),
-                     10, 100)
-    assert calls == [(slice(0, 10), threading.current_thread().name)]
+                     (x,), x.size)
+    assert len(calls) == 1 and calls[0][0] is x  # not a slice of it
+    assert calls[0][1] == threading.current_thread().name
 
 
 def test_one_thread_when_the_setting_says_so(monkeypatch) -> None:
     monkeypatch.setenv("ENGINE_NUM_THREADS", "1")
     parallel.threads.cache_clear()
     try:
-        assert parallel.by_rows(lambda rows: rows, 10**6, 10**9) == [slice(0, 10**6)]
+        assert parallel.by_rows(lambda rows: rows, (range(10**6),), 10**9) == [range(10**6)]
     finally:
         parallel.threads.cache_clear()
 
@@ -60,12 +64,12 @@ def test_one_thread_when_the_setting_says_so(monkeypatch) -> None:
 def test_an_error_in_a_chunk_is_raised_after_all_chunks_finish(two_threads) -> None:
     finished: list[int] = []
 
-    def work(rows: slice) -> None:
+    def work(rows: range) -> None:
         if rows.start == 0:
             raise ValueError("chunk 0 failed")
         time.sleep(0.05)
         finished.append(rows.start)
 
     with pytest.raises(ValueError, match="chunk 0 failed"):
-        parallel.by_rows(work, 30, 10**9)
+        parallel.by_rows(work, (range(30),), 10**9)
     assert sorted(finished) == [10, 20]  # the others were waited for, not left running

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -11,8 +12,8 @@ from pydantic import Field
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, promoted, register
 from engine.ops.samples import Sample
-from engine.runtime.kernels import numpy_max, numpy_sum
-from engine.runtime.parallel import by_rows
+from engine.runtime.kernels import numpy_max, numpy_sum, row_max, row_sums
+from engine.runtime.parallel import PARALLEL_MIN_SIZE, by_rows
 
 
 class AxisAttrs(OpAttrs):
@@ -395,78 +396,86 @@ def _cross_entropy_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 
 def _cross_entropy_saving(xp, attrs, logits, target):
-    """The fast forward, keeping p for the vjp (``OpDef.fast_forward_saving``), row by row
-    (``by_rows``: over the cores when large): the row maximum subtracted into p's buffer,
-    the picked logits summed before exp overwrites them, exp and the normalization in
-    place, and the loss from one log per row, -sum(y * (shifted - log s)) =
-    sum(log s * rowsum(y)) - sum(y * shifted), its sums as dot products (BLAS: no product
-    array, no Python-level dispatch)."""
-    classes = logits.shape[-1]
-    flat = logits.reshape(-1, classes)
+    """The fast forward, keeping p * rowsum(y) for the vjp (``OpDef.fast_forward_saving``),
+    row by row (``by_rows``: over the cores when large, else one call on the whole arrays)
+    in ``_cross_entropy_rows``.  For class indices, whose rows hold one 1, it keeps p."""
+    flat = logits if logits.ndim == 2 else logits.reshape(-1, logits.shape[-1])
     probs = np.empty(flat.shape, flat.dtype)
     if target.ndim == logits.ndim:
-        weights = _one_hot(np, logits, target).reshape(-1, classes)
-        per_row = numpy_sum(weights, -1, keepdims=True)
-        labels = None
+        weights = _one_hot(np, logits, target)
+        if weights.ndim != 2:
+            weights = weights.reshape(flat.shape)
+        per_row, labels = row_sums(weights), None
     else:  # class indices: one weight of 1 per row
         weights = per_row = None
         labels = target.reshape(-1, 1)
-
-    def rows(chunk: slice):
-        shifted = np.subtract(flat[chunk], numpy_max(flat[chunk], -1, keepdims=True),
-                              out=probs[chunk])
-        if labels is None:
-            picked = np.vdot(weights[chunk], shifted)
-        else:
-            picked = numpy_sum(np.take_along_axis(shifted, labels[chunk], axis=-1))
-        np.exp(shifted, out=shifted)
-        sums = numpy_sum(shifted, -1, keepdims=True)
-        logs = np.log(sums)
-        shifted /= sums
-        return (numpy_sum(logs) if per_row is None else np.vdot(per_row[chunk], logs)) - picked
-
-    parts = by_rows(rows, flat.shape[0], flat.size)
+    parts = by_rows(_cross_entropy_rows, (flat, probs, weights, per_row, labels), flat.size)
     loss = parts[0]
     for part in parts[1:]:
         loss = loss + part
     if attrs.reduction == "mean":
         loss = loss / _rows(logits)
-    return loss, (probs, per_row)
+    return loss, probs
+
+
+def _cross_entropy_rows(x, probs, weights, per_row, labels):
+    """One chunk of rows: the row maximum subtracted into p's buffer, the picked logits
+    summed before exp overwrites them, exp in place, the chunk's loss from one log per
+    row, -sum(y * (shifted - log s)) = sum(log s * rowsum(y)) - sum(y * shifted), its sums
+    as dot products (BLAS: no product array), and the normalization, which for a target
+    of rows multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is then one
+    subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax computes p).
+    Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy call costs
+    more than its arithmetic, so the chunk makes ten calls and little else."""
+    shifted = np.subtract(x, row_max(x), probs)
+    if labels is None:
+        picked = np.vdot(weights, shifted)
+    else:
+        picked = np.add.reduce(np.take_along_axis(shifted, labels, axis=-1), None)
+    np.exp(shifted, shifted)
+    sums = row_sums(shifted)
+    logs = np.log(sums)
+    if per_row is None:
+        np.divide(shifted, sums, shifted)
+        return np.add.reduce(logs, None) - picked
+    np.multiply(shifted, np.divide(per_row, sums, sums), shifted)
+    return np.vdot(per_row, logs) - picked
 
 
 def _cross_entropy_vjp_saved(xp, attrs, g, residual, inputs, needs):
-    """p * rowsum(y) - y from the p that forward kept, into one new array (a second
-    backward reads p again, so it is never written into), row by row as forward.  Large
-    one-hot rows skip the product (p * 1 is p, bit for bit); on small ones the check
-    would cost more than the product."""
-    probs, per_row = residual
+    """p * rowsum(y) - y from what forward kept (``_cross_entropy_rows``), into one new
+    array (a second backward reads the residual again, so it is never written into), row
+    by row as forward."""
     logits, target = inputs
     scale = g / _rows(logits) if attrs.reduction == "mean" else g
-    scaled = bool(scale != 1.0)
-    d_logits = np.empty_like(probs)
-    if per_row is None:  # class indices
-        weights, labels, ones = None, target.reshape(-1), True
+    scale = scale if float(scale) != 1.0 else None
+    if target.ndim == logits.ndim:
+        weights, labels = _one_hot(np, logits, target), None
+        if weights.ndim != 2:
+            weights = weights.reshape(residual.shape)
+    else:  # class indices
+        weights, labels = None, target.reshape(-1)
+    if residual.size < PARALLEL_MIN_SIZE:  # one call, and NumPy allocates the result
+        d_logits = _cross_entropy_gradient_rows(scale, residual, weights, labels)
     else:
-        labels = None
-        weights = _one_hot(np, logits, target).reshape(-1, probs.shape[-1])
-        ones = probs.size > SMALL_ARRAY and bool(np.logical_and.reduce(per_row == 1.0,
-                                                                       axis=None))
+        d_logits = np.empty(residual.shape, residual.dtype)
+        by_rows(partial(_cross_entropy_gradient_rows, scale),
+                (residual, weights, labels, d_logits), d_logits.size)
+    return (d_logits if logits.ndim == 2 else d_logits.reshape(logits.shape), None)
 
-    def rows(chunk: slice) -> None:
-        d = d_logits[chunk]
-        if labels is not None:  # class indices: p minus 1 at each row's label
-            np.copyto(d, probs[chunk])
-            d[np.arange(d.shape[0]), labels[chunk]] -= 1.0
-        elif ones:
-            np.subtract(probs[chunk], weights[chunk], out=d)
-        else:
-            np.multiply(probs[chunk], per_row[chunk], out=d)
-            d -= weights[chunk]
-        if scaled:
-            d *= scale
 
-    by_rows(rows, d_logits.shape[0], d_logits.size)
-    return (d_logits.reshape(logits.shape), None)
+def _cross_entropy_gradient_rows(scale, kept, weights, labels, d=None):
+    """Rows of the gradient p * rowsum(y) - y: ``kept`` - y for a target of rows, p minus 1
+    at each row's label for class indices; times ``scale`` unless None; into ``d`` (a new
+    array when None)."""
+    if labels is None:
+        d = np.subtract(kept, weights, d)
+    else:
+        d = kept.copy() if d is None else np.copyto(d, kept) or d
+        d[np.arange(d.shape[0]), labels] -= 1.0
+    if scale is not None:
+        np.multiply(d, scale, d)
+    return d
 
 
 def _cross_entropy_reference(attrs: CrossEntropyAttrs, logits: np.ndarray,

@@ -5,9 +5,11 @@ input's shape), and NumPy-only fast reductions for the ops' fast paths.
 ``numpy_sum``, ``numpy_max`` and ``numpy_sum_to`` are their NumPy lowerings: the
 ufunc methods, which skip ``np.sum``'s Python-level dispatch, a column fold
 for a short last axis, and a product with a vector of ones for a sum over the
-leading (batch) axes.  ``relu_grad`` is Relu's gradient without ``where``'s
-branches.  Only ``OpDef.fast_forward``/``fast_vjp`` and the optimized executor
-call them, and only on NumPy arrays.
+leading (batch) axes.  ``row_sums`` and ``row_max`` reduce the rows of a 2-D
+array to a column, the sums of small arrays as a product with ones.
+``relu_grad`` is Relu's gradient without ``where``'s branches.  Only
+``OpDef.fast_forward``/``fast_vjp`` and the optimized executor call them, and only on
+NumPy arrays.
 
 They are kept apart from ``engine.graph.shapes``, which reasons about shapes
 before any array exists; these touch arrays.
@@ -117,13 +119,14 @@ def _leading_axes(x: np.ndarray, axis: int | tuple[int, ...]) -> int:
 def _sum_leading(x: np.ndarray, lead: int, keepdims: bool) -> np.ndarray:
     rest = x.shape[lead:]
     rows = x.size // math.prod(rest) if math.prod(rest) else 0
-    total = _ones(rows, x.dtype.char) @ x.reshape(rows, -1)
+    total = _ones((rows,), x.dtype.char) @ x.reshape(rows, -1)
     return total.reshape((1,) * lead + rest if keepdims else rest)
 
 
-@lru_cache(maxsize=16)
-def _ones(rows: int, dtype: str) -> np.ndarray:
-    ones = np.ones(rows, dtype)
+@lru_cache(maxsize=64)
+def _ones(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A read-only array of ones, made once per shape and dtype."""
+    ones = np.ones(shape, dtype)
     ones.setflags(write=False)
     return ones
 
@@ -138,6 +141,32 @@ def relu_grad(g: np.ndarray, out: np.ndarray) -> np.ndarray:
     if mask.size < LEADING_MIN_SIZE or not np.isfinite(np.add.reduce(g, axis=None)):
         return np.where(mask, g, 0.0)  # small (one call is cheaper), or an inf or NaN
     return np.multiply(g, mask)
+
+
+#: Up to this many elements ``row_sums`` is a product with a column of ones: BLAS reads the
+#: rows in one call, where NumPy's reduction sets up an inner loop per row (64 x 10: 8.5K
+#: instructions against 21K).  OpenBLAS runs a matrix-vector product on one thread below
+#: 2304 * 4 elements, so a product never starts threads of its own inside a kernel that
+#: ``engine.runtime.parallel`` already runs over the cores.
+DOT_MAX_SIZE = 2304 * 4
+
+
+def row_sums(x: np.ndarray) -> np.ndarray:
+    """The sums of a 2-D array's rows, as a column (rows x 1): a product with ones for small
+    float32/float64 arrays (rounded in BLAS's order rather than NumPy's pairwise one: the
+    same to a few units in the last place), ``numpy_sum`` otherwise."""
+    if x.size <= DOT_MAX_SIZE and x.dtype.char in "fd":
+        return np.dot(x, _ones((x.shape[1], 1), x.dtype.char))
+    return numpy_sum(x, -1, keepdims=True)
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """The maxima of a 2-D array's rows, as a column: ``numpy_max`` over the last axis, with
+    the reduction called positionally where no column fold applies (the keywords' parsing
+    shows on small arrays)."""
+    if x.size >= FOLD_MIN_SIZE and 2 <= x.shape[1] <= FOLD_MAX_COLUMNS:
+        return _fold_last_axis(np.maximum, x, True)
+    return np.maximum.reduce(x, 1, None, None, True)
 
 
 def numpy_max(x: np.ndarray, axis: int | tuple[int, ...] | None = None,

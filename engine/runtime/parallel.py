@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -46,20 +46,27 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def by_rows(work: Callable[[slice], T], rows: int, size: int) -> list[T]:
-    """``work(chunk)`` for consecutive chunks of ``rows`` (slices, in order), each on its
-    own thread when ``size`` (the elements the kernel touches) is large enough; one call
-    on all rows otherwise.  The results come back in the chunks' order; an exception in
-    any chunk is raised here, after every chunk has finished."""
+def by_rows(work: Callable[..., T], arrays: Sequence[Any], size: int) -> list[T]:
+    """``work(*chunks)`` for consecutive chunks of rows: each of ``arrays`` sliced alike
+    along its first axis (a None stays None), each chunk on its own thread when ``size``
+    (the elements the kernel touches) is large enough.  Otherwise one call on the arrays
+    themselves: no slices, no closure, which on small arrays cost as much as the kernel.
+    The results come back in the chunks' order; an exception in any chunk is raised here,
+    after every chunk has finished."""
+    rows = len(arrays[0])
     count = min(threads(), rows) if size >= PARALLEL_MIN_SIZE else 1
     if count <= 1:
-        return [work(slice(0, rows))]
+        return [work(*arrays)]
     bounds = [rows * i // count for i in range(count + 1)]
+
+    def chunk(rows: slice) -> T:
+        return work(*(None if array is None else array[rows] for array in arrays))
+
     chunks = [slice(start, stop) for start, stop in pairwise(bounds)]
     pool = _workers(count - 1)
-    futures: list[Future[T]] = [pool.submit(work, chunk) for chunk in chunks[1:]]
+    futures: list[Future[T]] = [pool.submit(chunk, rows) for rows in chunks[1:]]
     try:
-        first = work(chunks[0])
+        first = chunk(chunks[0])
     finally:
         for future in futures:  # never leave a chunk writing after we return or raise
             future.exception()
