@@ -93,6 +93,12 @@ class OpDef:
     other value after its last use in forward.  A vjp that does not read them is handed
     ``None`` in their place.  They default to True, which is always correct.
 
+    ``indexes``, for ops that index with an input (Gather, ScatterAdd), is (the input
+    holding the indices, the input whose axis ``attrs.axis`` they index).  NumPy's fast
+    paths refuse an index out of range, but the array-API rules and other libraries
+    would quietly drop it (a one-hot product) or fill in NaN (JAX), so the executor
+    checks these indices on every other path (``engine.runtime.indexcheck``).
+
     ``not_probabilities`` ops (Exp, Log, LogSoftmax, Add, MatMul, Sum...) make values that
     are not class probabilities whatever their inputs are: NLL of them is a mistake, which
     ``engine.graph.lint`` warns about.  Ops that may finish computing probabilities (Mul
@@ -122,6 +128,7 @@ class OpDef:
     variadic: bool = False
     stochastic: bool = False
     not_probabilities: bool = False
+    indexes: tuple[int, int] | None = None
 
     @property
     def arity(self) -> tuple[int, int | None]:

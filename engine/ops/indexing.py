@@ -286,19 +286,6 @@ def _gather_forward(xp, attrs, data, indices):
     return xp.reshape(taken, (*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]))
 
 
-def gather_out_of_range(xp, attrs: GatherAttrs, data, indices):
-    """(whether an index lies outside ``-size .. size-1`` of the indexed axis, the first such
-    index, the size), or None for no indices.  NumPy raises on such an index, but a gather
-    compiled by JAX fills in NaN: the jax backend computes this beside each Gather and
-    raises after the call (``engine.runtime.jitted``)."""
-    size = data.shape[attrs.axis % data.ndim]
-    flat = xp.reshape(indices, (-1,))
-    if flat.shape[0] == 0:
-        return None
-    bad = (flat < -size) | (flat >= size)
-    return xp.any(bad), flat[xp.argmax(xp.astype(bad, xp.int8))], size
-
-
 def _gather_vjp(xp, attrs, g, out, inputs, needs):
     # the gradients of repeated indices sum: ScatterAdd, Gather's adjoint
     data, indices = inputs
@@ -410,6 +397,7 @@ register(OpDef(
     differentiable=(True, False),
     fast_forward=_gather_fast_forward,
     fast_vjp=_gather_fast_vjp,
+    indexes=(1, 0),
     convention="Not differentiable in its indices. Repeated indices add their gradients "
                "(a scatter-add). The second derivative is 0 (linear in data).",
     vjp_uses_output=False,
@@ -430,5 +418,6 @@ register(OpDef(
                "the second derivative is zero); like's values are never read, and neither "
                "indices nor like get a gradient.",
     fast_forward=_scatter_add_fast_forward,
+    indexes=(1, 2),
     vjp_uses_output=False,
 ))

@@ -54,6 +54,7 @@ from engine.runtime.feeds import (
     initial_value,
     names_mapping,
 )
+from engine.runtime.indexcheck import guard_indices
 from engine.runtime.instrument import Trace, instrument
 from engine.runtime.jitted import Compiled
 from engine.runtime.kernels import numpy_sum_to, sum_to
@@ -183,9 +184,13 @@ class Executor:
         #: Read by random ops (Dropout) at run time; ``training`` and ``step`` set it.
         self.mode = RunMode(training=training, seed=self.seed)
         self._keep_values = check_finite or not optimize  # a NaN report reads the inputs
+        #: jax.jit compiles the passes, except where every node is watched as it runs
+        jitting = self.backend.name == "jax" and self.trace is None and not check_finite
         with collector_paused():
             plan = instrument(bind_mode(compile_plan(run, fast=self._fast), self.mode),
                               run, trace=self.trace, check_finite=check_finite)
+            if not self._fast and not jitting:  # those check indices in their own way
+                plan = guard_indices(plan, run)
             # buffers are reused only where nothing wraps the ops or reads every value
             self.plan: Plan = schedule(plan, run, self.xp, keep_values=self._keep_values,
                                        reuse=self._fast and not self._keep_values
@@ -213,7 +218,7 @@ class Executor:
         #: On the jax backend, the programs compiled with jax.jit (None: run op by op).  Not
         #: with ``trace`` or ``check_finite``: they time and check every node as it runs.
         self._jit: Compiled | None = None
-        if self.backend.name == "jax" and self.trace is None and not check_finite:
+        if jitting:
             self._jit = Compiled(
                 plan=self.plan, program=self._forward_program, graph=run, mode=self.mode,
                 backend=self.backend, dims=lambda: self._dims,

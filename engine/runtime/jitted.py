@@ -19,9 +19,10 @@ What must not be baked into a trace is done on the host, around the call: the
 label-range checks (``Executor._bind``, before every call), and the masks of
 random ops, drawn with NumPy from (seed, step, node) exactly as op by op and
 passed in as arguments (``RunMode.masks``), so each step drops other elements.
-A Gather index out of range, which NumPy refuses but a compiled gather turns into
-NaN, is checked inside the function beside each Gather and raised after the call
-as a ``DataError`` naming the node, as on NumPy.
+An index out of range (Gather, ScatterAdd), which NumPy refuses but a compiled
+gather turns into NaN, is checked inside the function beside each indexing step
+(``engine.runtime.indexcheck``) and raised after the call as a ``DataError`` naming
+the node, as on NumPy.
 
 NumPy arguments (fed arrays, the trainer's parameters) go in as they are: JAX on
 the CPU may read them in place, without a copy, while the call runs on after it
@@ -37,18 +38,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.errors import DataError
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims
-from engine.ops.indexing import gather_out_of_range
 from engine.ops.stochastic import RunMode, keep_factor, node_key
 from engine.runtime.backends import Backend
+from engine.runtime.indexcheck import describe, index_error, indices_and_size, out_of_range
 from engine.runtime.plan import Plan
 
 Array = Any
 #: slot -> value: what forward keeps, the compiled functions' arguments and results
 Values = dict[int, Array]
-#: Per Gather, what ``gather_out_of_range`` found (None: it has no indices)
+#: Per indexing step, (whether an index is out of range, the first such, the axis size);
+#: None for a step without indices
 Checks = list[tuple[Array, Array, Array] | None]
 
 
@@ -79,11 +80,11 @@ class Compiled:
         #: (node key, attrs, inferred shape, dtype) of each random step, whose masks go in
         self._random = [(node_key(step.name), step.attrs, values[step.name].shape,
                          values[step.name].dtype) for step in plan.steps if step.op.stochastic]
-        #: The forward program, each Gather's call also checking its indices (``_checked``).
-        self._program = [self._checked(run) if run.block.steps[-1].op.name == "Gather"
-                         else run for run in program]
-        self._gathers = [run.block.steps[-1] for run in self._program
-                         if run.block.steps[-1].op.name == "Gather"]
+        #: The forward program, each indexing step also checking its indices (``_checked``).
+        self._program = [self._checked(run) if run.block.steps[-1].op.indexes else run
+                         for run in program]
+        self._indexing = [run.block.steps[-1] for run in self._program
+                          if run.block.steps[-1].op.indexes]
         self._checks: Checks = []  # filled while a forward is traced
         #: How many times a function was traced (and so compiled): once per set of shapes.
         self.traces = 0
@@ -133,20 +134,21 @@ class Compiled:
     # -- what jax.jit traces -----------------------------------------------------------------
 
     def _raise_out_of_range(self, checks: Checks) -> None:
-        for step, check in zip(self._gathers, checks, strict=True):
+        for step, check in zip(self._indexing, checks, strict=True):
             if check is not None and bool(check[0]):
                 _, index, size = check
-                raise DataError(f"node {step.name!r} (Gather, {self._graph.where(step.name)})"
-                                f" failed in forward: index {int(index)} is out of bounds for "
-                                f"axis {step.attrs.axis} with size {int(size)}")
+                raise index_error(describe(step, self._graph), index, int(size),
+                                  step.attrs.axis)
 
     def _checked(self, run: Instruction) -> Instruction:
-        """``run`` (a Gather) also recording ``gather_out_of_range`` of its inputs."""
+        """``run`` (an indexing step) also recording ``out_of_range`` of its indices."""
         step, call, xp = run.block.steps[-1], run.call, self._backend.xp
 
-        def checked(data: Array, indices: Array) -> Array:
-            self._checks.append(gather_out_of_range(xp, step.attrs, data, indices))
-            return call(data, indices)
+        def checked(*inputs: Array) -> Array:
+            indices, size = indices_and_size(step, inputs)
+            found = out_of_range(xp, indices, size)
+            self._checks.append(None if found is None else (*found, size))
+            return call(*inputs)
 
         return run._replace(call=checked)
 
