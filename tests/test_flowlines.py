@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import GRAPHS, ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,6 +61,10 @@ def assert_same(text: str) -> None:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_spec_of_the_repository_reads_as_pyyaml_reads_it(path: Path) -> None:
     assert_same(path.read_text())
+
+
+def test_scalars_are_asked_of_the_resolver_pyyaml_composes_with() -> None:
+    assert source._Loader.yaml_implicit_resolvers is yaml.resolver.Resolver.yaml_implicit_resolvers
 
 
 def test_the_chain_benchmark_is_read_here_and_as_pyyaml_reads_it() -> None:

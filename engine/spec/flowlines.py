@@ -68,13 +68,15 @@ def _implicit(resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]],
               ) -> dict[str, re.Pattern[str]]:
     """For each first character, one expression that matches where one of the resolver's
     expressions for that character does (PyYAML tries only those)."""
-    flags = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
+    flags = ((re.ASCII, "a"), (re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"),
+             (re.VERBOSE, "x"))
     return {first: re.compile("|".join(
         f"(?{''.join(c for f, c in flags if p.flags & f)}:{p.pattern})" for _, p in entries))
         for first, entries in resolvers.items() if first}
 
 
-#: What a plain scalar may be read as by PyYAML's safe resolver, other than a string.
+#: What a plain scalar may be read as by PyYAML's safe resolver (that of CSafeLoader and
+#: SafeLoader alike), other than a string.
 _IMPLICIT = _implicit(yaml.resolver.Resolver.yaml_implicit_resolvers)
 #: Characters whose presence anywhere leaves the whole text to PyYAML: an anchor (the
 #: alias-expansion bound counts the composed tree) and line breaks other than ``\n``.

@@ -89,9 +89,9 @@ class SourceMap:
     #: Top-level keys whose one-line entries were read without their inner places, and
     #: the text they were read from.
     deferred: frozenset[str | int] = frozenset()
-    text: str = field(default="", repr=False)
-    _expanded: set[PathKey] = field(default_factory=set, init=False, repr=False)
-    _lines: list[str] = field(default_factory=list, init=False, repr=False)
+    text: str = field(default="", repr=False, compare=False)
+    _expanded: set[PathKey] = field(default_factory=set, init=False, repr=False, compare=False)
+    _lines: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """The position of ``path``, or of its nearest recorded ancestor."""
@@ -116,7 +116,7 @@ class SourceMap:
 
     def _expand(self, path: PathKey) -> bool:
         """Record the places inside the deferred one-line entry that ``path`` lies in, by
-        composing that line alone (at its own line number); False when there is none."""
+        composing that line alone; False when there is none."""
         if len(path) < 3 or path[0] not in self.deferred:
             return False
         entry = tuple(path[:2])
@@ -127,9 +127,11 @@ class SourceMap:
         if not self._lines:
             self._lines = self.text.split("\n")
         number = place // _COLUMNS - 1
-        root = yaml.compose("\n" * number + self._lines[number], Loader=_Loader)
-        ((_, value),) = root.value
-        _build(value, self, entry, Problems())  # the data and problems are known already
+        ((_, value),) = yaml.compose(self._lines[number], Loader=_Loader).value
+        line = SourceMap(self.file)  # as if the line were the first: move it down
+        _build(value, line, entry, Problems())  # the data and problems are known already
+        moved = number * _COLUMNS
+        self.positions.update((p, where + moved) for p, where in line.positions.items())
         return True
 
 
