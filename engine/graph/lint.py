@@ -110,7 +110,7 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
         if node is None:
             continue
         for index, ref in enumerate(node.inputs):
-            if node.op.is_differentiable(index) and ref not in reached:
+            if ref not in reached and node.op.is_differentiable(index):
                 reached.add(ref)
                 stack.append(ref)
     return reached
@@ -119,7 +119,9 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
 def _gradients(graph: Graph) -> list[Problem]:
     source = graph.source
     warnings = []
-    for value in graph.values.values():
+    # inputs and parameters, in one pass: every later loop is over them, not every value
+    tensors = [value for value in graph.values.values() if value.kind in ("input", "parameter")]
+    for value in tensors:
         if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 "requires_grad has no effect: a parameter always gets a gradient; remove it"))
@@ -129,8 +131,9 @@ def _gradients(graph: Graph) -> list[Problem]:
     reached = gradient_reach(graph, loss)
     ancestors: set[str] | None = None  # walked only for a value the gradient misses
     read: set[str] | None = None
-    for name, value in graph.values.items():
-        if name in reached or value.kind not in ("input", "parameter"):
+    for value in tensors:
+        name = value.name
+        if name in reached:
             continue
         if read is None:
             read = _read(graph)
@@ -148,8 +151,7 @@ def _gradients(graph: Graph) -> list[Problem]:
         elif value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 f"requires_grad has no effect: input {name!r} {how}; remove requires_grad"))
-    if not any(graph.values[n].requires_grad for n in reached
-               if graph.values[n].kind in ("input", "parameter")):
+    if not any(value.requires_grad and value.name in reached for value in tensors):
         warnings.append(source.problem(("loss",), f"the loss {loss!r} depends on no tensor that "
                                                   "requires grad, so backward computes no "
                                                   "gradient; declare parameters or set "
