@@ -91,6 +91,7 @@ class _Builder:
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
+        self.reductions: set[str] = set()  # nodes of _REDUCTIONS, set by infer
         self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
         self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
         #: (op, input shapes, input dtypes) -> (shape, dtype) the op's rules gave, where
@@ -284,6 +285,9 @@ class _Builder:
     def infer(self, order: list[str]) -> None:
         failed: set[str] = set()
         values, nodes = self.values, self.nodes
+        #: the reductions' names, for _keepdims_hint; a superset once one is folded, which
+        #: its loop then finds gone from ``nodes``
+        self.reductions = {name for name, node in nodes.items() if node.op.name in _REDUCTIONS}
         for name in order:
             node = nodes[name]
             if failed and not failed.isdisjoint(node.inputs):
@@ -358,19 +362,20 @@ class _Builder:
         """Give the bare numbers ``node`` reads (in ``ins``, updated) the dtype of the
         values they meet (weak_dtype); ``node``, rewired where a number needs a copy."""
         strong = [v.dtype for v in ins if not v.weak]
-        refs = list(node.inputs)
+        refs = None  # the inputs, once a number needs a copy
         for i, v in enumerate(ins):
             if not v.weak:
                 continue
             dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
             if v.name in self.weak_typed and v.dtype != dtype:
                 ins[i] = self._weak_as(v, dtype, node)  # each use its own dtype
+                refs = refs or list(node.inputs)
                 refs[i] = ins[i].name
                 continue
             v.dtype = dtype
             self.weak_typed.add(v.name)
             self._check_weak(v, node)
-        return self._rewire(node, refs) if refs != list(node.inputs) else node
+        return node if refs is None else self._rewire(node, refs)
 
     def _settle(self, value: Value, user: Node) -> None:
         """A bare number keeps the dtype it has now, its inference's."""
@@ -410,9 +415,7 @@ class _Builder:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
         keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
         (the softmax mistake: x / Sum(x, axis: -1))."""
-        nodes = self.nodes
-        if len(ins) < 2 or not any(ref in nodes and nodes[ref].op.name in _REDUCTIONS
-                                   for ref in node.inputs):
+        if len(ins) < 2 or self.reductions.isdisjoint(node.inputs):
             return ""  # nearly every node: no reduction feeds it, or nothing to pair with
         rank = max((len(v.shape) for v in ins), default=0)
         for ref, value in zip(node.inputs, ins, strict=True):

@@ -38,9 +38,15 @@ class Value:
     file: Path | None = None  # init: {file: ...}, resolved and confined (engine.spec.paths)
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True, slots=True)
 class Node:
-    """One op application: which op, its attributes and the names it reads, in order."""
+    """One op application: which op, its attributes and the names it reads, in order.
+
+    Nothing changes a node once made (passes make new ones with ``dataclasses.replace``),
+    and it compares and hashes by its fields as a frozen dataclass would; it is not
+    declared frozen because a graph makes one per node, and a frozen one costs three
+    times as much to make (each field set through ``object.__setattr__``).
+    """
 
     name: str
     op: OpDef
