@@ -94,9 +94,9 @@ class _Builder:
         self.reductions: set[str] = set()  # nodes of _REDUCTIONS, set by infer
         self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
         self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
-        #: (op, input shapes, input dtypes) -> (shape, dtype) the op's rules gave, where
+        #: (op, (shape, dtype) of each input) -> (shape, dtype) the op's rules gave, where
         #: they give it wherever asked (``_pure``): a 100,000-node chain asks for a handful
-        self.known: dict[tuple[str, tuple[Shape, ...], tuple[str, ...]], tuple[Shape, str]] = {}
+        self.known: dict[tuple[Any, ...], tuple[Shape, str]] = {}
         #: (constant, dtype) -> what ``literal_problem`` found, for bare constants
         self.weak_checked: dict[tuple[str, str], tuple[tuple[int, ...], str] | None] = {}
 
@@ -296,23 +296,23 @@ class _Builder:
             ins = [values[ref] for ref in node.inputs]
             op = node.op
             # bare numbers only: a number itself (_fold), or their dtypes stay as they are
-            weak = sum(v.weak for v in ins)
-            numbers_only = weak == len(ins) > 0 and not op.stochastic
+            weak = [v for v in ins if v.weak]
+            numbers_only = len(weak) == len(ins) > 0 and not op.stochastic
             if weak and not numbers_only:
                 node = self._type_weak_inputs(node, ins)
-            hint = self._keepdims_hint(node, ins)
+            hint = "" if len(ins) < 2 or self.reductions.isdisjoint(node.inputs) else \
+                self._keepdims_hint(node, ins)  # nearly every node: no reduction feeds it
             site = None
             if hint:
                 site = self.dims.site = _Site(node)
                 self.hints[site] = (name, hint)
-            shapes = tuple([v.shape for v in ins])
-            dtypes = tuple([v.dtype for v in ins])
-            key = (op.name, shapes, dtypes)
+            key = (op.name, *[(v.shape, v.dtype) for v in ins])
             known = self.known.get(key)
             if known is None:
                 if site is None:
                     self.dims.site = _Site(node)
-                known = self._rules(node, ins, shapes, dtypes, hint)
+                shapes = tuple([v.shape for v in ins])
+                known = self._rules(node, ins, shapes, hint)
                 if known is None:
                     failed.add(name)
                     continue
@@ -336,8 +336,8 @@ class _Builder:
                         value.requires_grad = True
                         break
 
-    def _rules(self, node: Node, ins: list[Value], shapes: tuple[Shape, ...],
-               dtypes: tuple[str, ...], hint: str) -> tuple[Shape, str] | None:
+    def _rules(self, node: Node, ins: list[Value], shapes: tuple[Shape, ...], hint: str
+               ) -> tuple[Shape, str] | None:
         """The shape and dtype ``node``'s op rules give for ``ins``; None (reported) where
         a rule refuses them."""
         try:
@@ -346,7 +346,7 @@ class _Builder:
             self.problems.append(node.loc.problem(f"{_label(node)}: {exc}{hint}"))
             return None
         try:
-            dtype = node.op.result_dtype(node.attrs, dtypes)
+            dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
         except ShapeError as exc:
             found = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
                                                                       strict=True))
@@ -414,9 +414,8 @@ class _Builder:
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
         keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
-        (the softmax mistake: x / Sum(x, axis: -1))."""
-        if len(ins) < 2 or self.reductions.isdisjoint(node.inputs):
-            return ""  # nearly every node: no reduction feeds it, or nothing to pair with
+        (the softmax mistake: x / Sum(x, axis: -1)).  Asked only where a reduction feeds
+        a node of two inputs or more."""
         rank = max((len(v.shape) for v in ins), default=0)
         for ref, value in zip(node.inputs, ins, strict=True):
             producer = self.nodes.get(ref)
