@@ -135,13 +135,17 @@ class SourceMap:
         return True
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Location:
     """Where a value or node was written, for specs that span files.
 
     ``calls`` names the chain of function calls that inlined it (empty for the
     spec's own nodes), so that an error inside a function body points both at
     the function's file and at the node that called it.
+
+    Nothing changes a location once made, but it is not a frozen dataclass: a spec
+    makes one per node, and a frozen one costs four times as much to make (each field
+    set through ``object.__setattr__``).
     """
 
     source: SourceMap
