@@ -66,6 +66,7 @@ Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
 
 _INPUTS, _NEEDS, _DTYPE = attrgetter("inputs"), attrgetter("needs"), attrgetter("dtype")
+_new = tuple.__new__
 
 
 #: backward's default ``keep``: nothing; a default left alone is not checked again
@@ -240,8 +241,13 @@ class Executor:
     def _derive(self) -> None:
         """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
+        # Built with tuple.__new__: a NamedTuple's own __new__ is a Python function that
+        # doubles the cost of each of these 100,000 records.  A block and its step often
+        # read the same slots: they share one getter.
+        getters: dict[tuple[int, ...], Getter] = {}
         self._forward_program = [
-            Run(block.call, _getter(block.inputs), block.output, block.frees, block)
+            _new(Run, (block.call, getters.get(block.inputs) or getters.setdefault(
+                block.inputs, _getter(block.inputs)), block.output, block.frees, block))
             for block in plan.blocks]
         differentiating = [step for step in reversed(plan.steps) if True in step.needs]
         # gradients each slot receives in backward
@@ -253,17 +259,18 @@ class Executor:
         casts: dict[tuple[str, str], Any] = {}
         self._backward_program = []
         for step in differentiating:
-            output_dtype = dtype_of[step.output]
+            output_dtype, inputs = dtype_of[step.output], step.inputs
             targets = []
-            for index, slot, need, reduces in zip(count(), step.inputs, step.needs, step.reduces):
+            for index, slot, need, reduces in zip(count(), inputs, step.needs, step.reduces):
                 if need:
                     pair = (dtype_of[slot], output_dtype)
                     cast = casts[pair] if pair in casts else \
                         casts.setdefault(pair, self._cast_to(*pair))
-                    targets.append(Target(index, slot, reduces or not optimize,
-                                          fan_in[slot] > 1, cast))
-            self._backward_program.append(Back(step.vjp, step.attrs, _getter(step.inputs),
-                                               step.output, step.needs, tuple(targets), step))
+                    targets.append(_new(Target, (index, slot, reduces or not optimize,
+                                                 fan_in[slot] > 1, cast)))
+            getter = getters.get(inputs) or getters.setdefault(inputs, _getter(inputs))
+            self._backward_program.append(_new(Back, (step.vjp, step.attrs, getter, step.output,
+                                                      step.needs, tuple(targets), step)))
         self._expected = [] if optimize else self._expectations()  # what the plain path checks
         sources = [(name, values[name]) for name in names[:plan.sources]]
         self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in sources
