@@ -9,8 +9,10 @@ asking each new or changed node's op for its shape and dtype (the same rules the
 loader asks, so there is one source of truth), and checks that a name that survives
 keeps the dtype and shape the user's graph inferred for it (what ``engine check``
 prints is what runs).  Unchanged nodes keep their records, so a pass that finds
-nothing costs one walk, and a pass that changes k nodes costs one walk plus k
-inferences: linear in the graph's size.
+nothing costs at most one walk (a few C-level scans where its census shows that
+nothing can match: ``engine.transform.passes.census``) and returns the same graph,
+and a pass that changes k nodes costs one walk plus k inferences: linear in the
+graph's size.
 
 ``keep`` are names whose values must stay computed under their names (the outputs,
 the loss, the node a gradient starts from): a pass may compute such a value another
