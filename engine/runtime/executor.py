@@ -41,7 +41,7 @@ from engine.errors import ArgumentError, DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.graph.targets import check_labels
+from engine.graph.targets import LabelCheck, label_check
 from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Vjp
@@ -209,7 +209,13 @@ class Executor:
         self._claim_lock = threading.Lock()
         self._frozen: Callable[[Array], Array] = _read_only if self.xp is np else _same
         self._dims: Dims = graph.dims
-        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...], Dims] = {}
+        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...],
+                          tuple[Dims, list[tuple[str, LabelCheck]]]] = {}
+        #: Per input (name, slot, dtype, shape) of the last feeds bound exactly, their dims
+        #: and label checks: ``_forward``'s fast path (``_accept_exact``); None: none yet.
+        self._exact: list[tuple[str, int, np.dtype, tuple[int, ...]]] | None = None
+        self._exact_dims: Dims = graph.dims
+        self._exact_checks: list[tuple[str, LabelCheck]] = []
         dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
         dims.apply_defaults(graph.spec.dims)
         self.parameters: dict[str, Array] = {
@@ -221,6 +227,8 @@ class Executor:
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
         with collector_paused():
             self._derive()  # last: whatever rewrote plan.steps before this is what runs
+        #: backward's start when the loss's shape is static (``_static_loss_ones``), else None
+        self._loss_ones = self._static_loss_ones()
         #: On the jax backend, the programs compiled with jax.jit (None: run op by op).  Not
         #: with ``trace`` or ``check_finite``: they time and check every node as it runs.
         self._jit: Compiled | None = None
@@ -359,27 +367,64 @@ class Executor:
         if self._owner != get_ident():
             self._claim()
         self._feeds = feeds
+        self._ran_forward = False  # until this pass succeeds: a failed one leaves no values
         if self._scaling and feeds:
             feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
                      if name in self._scaling else array for name, array in feeds.items()}
-        fed, dims = self._bind(feeds or {})
         slots = self._slots
+        dims = None
+        exact = self._exact
+        # The feeds the last general binding accepted exactly (see _accept_exact) again:
+        # every input fed, no other name, each an ndarray of the declared dtype (object
+        # identity: a dtype compare costs more) and of the same shape.  Only the labels'
+        # values need checking then; anything else takes the general path.
+        if exact is not None and type(feeds) is dict and len(feeds) == len(exact):
+            for name, slot, dtype, shape in exact:
+                array = feeds.get(name)
+                if type(array) is not np.ndarray or array.dtype is not dtype \
+                        or array.shape != shape:
+                    break
+                slots[slot] = array
+            else:
+                dims = self._exact_dims
+                for name, check in self._exact_checks:
+                    check(feeds[name])
+                self.defaulted = ()
+        if dims is None:
+            dims = self._feed(feeds or {}, slots)
         slots[self._sources:] = self._no_values  # last pass's values go
-        self._ran_forward = False
         self._computed_loss = None
         self._dims = dims
-        parameters, numpy = self.parameters, self.xp is np
-        # On jax, a NumPy array of the right dtype (a fed array, a parameter the trainer
-        # updates) is an argument of the compiled call as it is: copying it in there costs
-        # a microsecond, converting it to a JAX array first tens (more than a small step).
-        passed = numpy or self._jit is not None
+        parameters = self.parameters
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
-        if not numpy:  # a NumPy array assigned to a parameter (a checkpoint, finite differences)
+        if self.xp is not np:  # a NumPy array assigned to a parameter (a checkpoint, finite
+            passed = self._jit is not None  # differences); see _feed for ``passed``
             for name, slot in self._parameter_slots:
                 array, dtype = parameters[name], self.graph.values[name].dtype
                 if type(array) is np.ndarray and not (passed and array.dtype == dtype):
                     parameters[name] = slots[slot] = self._array(array, dtype)
+        grads = None
+        if self._jit is None:
+            self._run_forward(slots, dims)
+        elif joint:
+            grads = self._jit.forward_backward(slots)
+        else:
+            self._jit.forward(slots)
+        self._ran_forward = True
+        frozen, outputs = self._frozen, {}
+        for name, slot in self._outputs:  # a loop: a comprehension is a call (3.11)
+            outputs[name] = frozen(slots[slot])
+        return outputs, grads
+
+    def _feed(self, feeds: Mapping[str, Any], slots: list[Array]) -> Dims:
+        """The general binding: ``feeds`` checked (``_bind``), converted where their dtype
+        differs, and unfed inputs given their defaults, into ``slots``; the bound dims."""
+        fed, dims = self._bind(feeds)
+        # On jax, a NumPy array of the right dtype (a fed array, a parameter the trainer
+        # updates) is an argument of the compiled call as it is: copying it in there costs
+        # a microsecond, converting it to a JAX array first tens (more than a small step).
+        passed = self.xp is np or self._jit is not None
         defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)
@@ -391,17 +436,27 @@ class Executor:
             else:
                 slots[slot] = array if passed and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name, rows=True)
-        grads = None
-        if self._jit is None:
-            self._run_forward(slots, dims)
-        elif joint:
-            grads = self._jit.forward_backward(slots)
-        else:
-            self._jit.forward(slots)
-        self._ran_forward = True
         self.defaulted = tuple(defaulted)
-        frozen = self._frozen
-        return {name: frozen(slots[slot]) for name, slot in self._outputs}, grads
+        if passed and not defaulted:
+            self._accept_exact(feeds, dims)
+        return dims
+
+    def _accept_exact(self, feeds: Mapping[str, Any], dims: Dims) -> None:
+        """Remember ``feeds``, just bound, for ``_forward``'s fast path when every one is an
+        ndarray of its input's declared dtype: later feeds of the same names, dtypes and
+        shapes pass the same checks (names, dtype, shape, the bound dims, the size budget;
+        the dtype is the declared one, so no value needs converting or checking), except
+        the labels of class targets, whose values change with every batch: their checks
+        are kept here, made once.  (A shape is compared every call: ``a.shape = ...``
+        reshapes an array object in place.)"""
+        exact = []
+        for name, slot, dtype in self._inputs:
+            array = feeds[name]
+            if type(array) is not np.ndarray or array.dtype is not dtype:
+                return
+            exact.append((name, slot, dtype, array.shape))
+        self._exact, self._exact_dims = exact, dims
+        self._exact_checks = self._label_checks(dims)
 
     def _run_forward(self, slots: list[Array], dims: Dims,
                      program: list[Run] | None = None) -> None:
@@ -480,6 +535,7 @@ class Executor:
                 self.parameters[name] = self._array(array, self.graph.values[name].dtype)
         self._scaling = dict(trained.scaling)
         self._bound.clear()
+        self._exact = None
 
     def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
         """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have
@@ -492,12 +548,13 @@ class Executor:
         except AttributeError:  # lists or scalars: checked (and converted) every time
             key = None
         else:
-            dims = self._bound.get(key)
-            if dims is not None:
-                for name in self._label_feeds:  # the labels change with every batch
+            bound = self._bound.get(key)
+            if bound is not None:
+                dims, checks = bound
+                for name, check in checks:  # the labels change with every batch
                     labels = feeds.get(name)
                     if labels is not None:
-                        check_labels(self.graph, name, labels, dims, fed_as(self.graph, name))
+                        check(labels)
                 return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
         if self.backend.name == "dask":
@@ -506,8 +563,18 @@ class Executor:
                                    for name, kind, dtype, _ in key):
             if len(self._bound) >= _BOUND_KEYS:
                 self._bound.clear()
-            self._bound[key] = dims
+            self._bound[key] = (dims, self._label_checks(dims))
         return fed, dims
+
+    def _label_checks(self, dims: Dims) -> list[tuple[str, LabelCheck]]:
+        """The value checks of the class-index labels fed to inputs, under ``dims``: made
+        once per binding (their messages are formatted then), run on every batch."""
+        graph, checks = self.graph, []
+        for name in self._label_feeds:
+            check = label_check(graph, name, dims, fed_as(graph, name))
+            if check is not None:
+                checks.append((name, check))
+        return checks
 
     def _default(self, name: str, dims: Any) -> Array:
         value = self.graph.values[name]
@@ -600,24 +667,69 @@ class Executor:
             return self._jit.backward(self._slots, starts, kept)
         result = self._backward_pass(self._slots, starts, kept)
         frozen = self._frozen
-        return {name: frozen(value) for name, value in result.items()}
+        for name, value in result.items():  # a loop: a comprehension is a call (3.11)
+            result[name] = frozen(value)
+        return result
 
     def _backward_pass(self, slots: list[Array], starts: dict[int, Array] | None,
                        kept: dict[int, str]) -> dict[str, Array]:
         """The backward program over forward's ``slots``, from ``starts`` (slot: upstream
         gradient) or the loss: the gradients of the tensors that require grad, and of the
-        ``kept`` nodes that it reaches.  Run eagerly, or traced by ``engine.runtime.jitted``."""
+        ``kept`` nodes that it reaches.  Run eagerly, or traced by ``engine.runtime.jitted``.
+
+        The optimized walk is the reference walk (``_backward_reference``) plus: a
+        gradient is freed once consumed, summed back only where the plan says its shape
+        may differ, and added in place into an array the executor made itself (never into
+        one the user passed, nor a view).  It is written out here, not called: on small
+        graphs a Python call is a measurable part of a step."""
         grads: list[Array] = [None] * self._slot_count
         if starts is None:
-            grads[self._loss_slot] = self._ones_like_loss(slots[self._loss_slot])
+            ones = self._loss_ones
+            grads[self._loss_slot] = self._ones_like_loss(slots[self._loss_slot]) \
+                if ones is None else ones
         else:
             for slot, gradient in starts.items():
                 grads[slot] = gradient
         result: dict[str, Array] = {}
-        if self.optimize:
-            self._backward_optimized(slots, grads, kept, result)
-        else:
+        if not self.optimize:
             self._backward_reference(slots, grads, kept, result)
+        else:
+            xp, fast = self.xp, self._fast
+            owned = set()  # slots holding buffers the executor created: safe to add into
+            step: Step | None = None
+            try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
+                for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                    g = grads[output]
+                    if g is None:
+                        continue
+                    if kept and output in kept:
+                        result[kept[output]] = g
+                    grads[output] = None  # consumed: free it
+                    args = inputs(slots)
+                    parts = vjp(xp, attrs, g, slots[output], args, needs)
+                    for index, slot, reduces, shared, cast in targets:
+                        part = parts[index]
+                        if part is None:
+                            continue
+                        if reduces and part.shape != args[index].shape:
+                            part = self._sum_to(step, part, tuple(args[index].shape))
+                        if cast is not None:
+                            part = part.astype(cast) if fast else xp.astype(part, cast)
+                        if grads[slot] is None:
+                            grads[slot] = part
+                            # adding in place saves a new array; on small ones not the
+                            # check's cost
+                            if shared and fast and part.size > SMALL_ARRAY and \
+                                    _is_fresh(part, g, args, parts):
+                                owned.add(slot)
+                        elif slot in owned:
+                            grads[slot] += part
+                        else:  # never write into an array we did not create
+                            grads[slot] = grads[slot] + part
+                            owned.add(slot)
+            except (ValueError, TypeError, IndexError) as exc:
+                assert step is not None
+                raise self._step_error(step, "backward", exc, slots) from exc
         for name, slot in self._grad_slots:
             g = grads[slot]
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
@@ -676,59 +788,30 @@ class Executor:
             assert back is not None
             raise self._step_error(back.step, "backward", exc, slots) from exc
 
-    def _backward_optimized(self, slots: list[Array], grads: list[Array],
-                            kept: dict[int, str], result: dict[str, Array]) -> None:
-        """The reference walk, plus: a gradient is freed once consumed, summed back only
-        where the plan says its shape may differ, and added in place into an array the
-        executor made itself (never into one the user passed, nor a view)."""
-        xp, fast = self.xp, self._fast
-        owned = [False] * len(grads)  # buffers the executor created: safe to add into
-        step: Step | None = None
-        try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
-            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
-                g = grads[output]
-                if g is None:
-                    continue
-                if kept and output in kept:
-                    result[kept[output]] = g
-                grads[output] = None  # consumed: free it
-                args = inputs(slots)
-                parts = vjp(xp, attrs, g, slots[output], args, needs)
-                for index, slot, reduces, shared, cast in targets:
-                    part = parts[index]
-                    if part is None:
-                        continue
-                    if reduces and part.shape != args[index].shape:
-                        part = self._sum_to(step, part, tuple(args[index].shape))
-                    if cast is not None:
-                        part = part.astype(cast) if fast else xp.astype(part, cast)
-                    if grads[slot] is None:
-                        grads[slot] = part
-                        # adding in place saves a new array; on small ones not the check's cost
-                        owned[slot] = shared and fast and part.size > SMALL_ARRAY and \
-                            _is_fresh(part, g, args, parts)
-                    elif owned[slot]:
-                        grads[slot] += part
-                    else:  # never write into an array we did not create
-                        grads[slot] = grads[slot] + part
-                        owned[slot] = True
-        except (ValueError, TypeError, IndexError) as exc:
-            assert step is not None
-            raise self._step_error(step, "backward", exc, slots) from exc
-
     def _ones_like_loss(self, loss: Array) -> Array:
         """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per
         shape and dtype, cheaper than ``np.ones``, whose Python-level body shows on small
         graphs.  Read-only, since backward never writes into an upstream gradient (a vjp
-        may hand it on to two inputs) and nor may a caller it reaches as a result."""
+        may hand it on to two inputs) and nor may a caller it reaches as a result.  A loss
+        of a static shape (a reduced loss: no named dimension) has its ones made once, in
+        ``_loss_ones``; this serves the rest (a per-row loss, whose rows the feeds bind)."""
         if self.xp is not np:
             return self.xp.ones_like(loss)
         key = (loss.shape, loss.dtype)
         ones = self._ones.get(key)
         if ones is None:
-            ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
-            ones.setflags(write=False)
+            ones = self._ones[key] = _read_only_ones(*key)
         return ones
+
+    def _static_loss_ones(self) -> np.ndarray | None:
+        """``_ones_like_loss`` made once, when the loss's inferred shape has no named
+        dimension (that shape and dtype are what runs); None on other array libraries."""
+        if self.xp is not np or self.graph.loss is None:
+            return None
+        value = self.compiled.values[self.graph.loss]
+        if not all(isinstance(size, int) for size in value.shape):
+            return None
+        return _read_only_ones(tuple(value.shape), np.dtype(value.dtype))
 
     def _upstream_slots(self, upstream: Mapping[str, Any]) -> dict[int, Array]:
         """The upstream gradients by slot, as arrays, each checked against its node's shape."""
@@ -789,8 +872,15 @@ def _read_only(array: Array) -> Array:
     if type(array) is not np.ndarray:
         return array
     view = array.view()
-    view.setflags(write=False)  # half the cost of assigning flags.writeable
+    view.setflags(False)  # write=False: positional, as keyword parsing costs as much again
     return view
+
+
+def _read_only_ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Backward's start: read-only, as ``Executor._ones_like_loss`` says why."""
+    ones = np.ones(shape, dtype)
+    ones.setflags(False)  # write=False
+    return ones
 
 
 def _same(array: Array) -> Array:
