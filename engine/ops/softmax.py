@@ -12,7 +12,14 @@ from pydantic import Field
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, promoted, register
 from engine.ops.samples import Sample
-from engine.runtime.kernels import numpy_max, numpy_sum, row_max, row_sums, sum_of_products
+from engine.runtime.kernels import (
+    DOT_MAX_SIZE,
+    numpy_max,
+    numpy_sum,
+    row_max,
+    row_sums,
+    sum_of_products,
+)
 from engine.runtime.parallel import PARALLEL_MIN_SIZE, by_rows
 
 
@@ -410,7 +417,9 @@ def _cross_entropy_saving(xp, attrs, logits, target):
     else:  # class indices: one weight of 1 per row
         weights = per_row = None
         labels = target.reshape(-1, 1)
-    parts = by_rows(_cross_entropy_rows, (flat, probs, weights, per_row, labels), flat.size)
+    size = flat.size
+    work = _cross_entropy_rows if size <= DOT_MAX_SIZE else _cross_entropy_blocks
+    parts = by_rows(work, (flat, probs, weights, per_row, labels), size)
     loss = parts[0]
     for part in parts[1:]:
         loss = loss + part
@@ -419,19 +428,20 @@ def _cross_entropy_saving(xp, attrs, logits, target):
     return loss, probs
 
 
-def _cross_entropy_rows(x, probs, weights, per_row, labels):
+def _cross_entropy_rows(x, probs, weights, per_row, labels, dot=np.vdot):
     """One block of rows: the row maximum subtracted into p's buffer, the picked logits
     summed before exp overwrites them, exp in place, the block's loss from one log per
     row, -sum(y * (shifted - log s)) = sum(log s * rowsum(y)) - sum(y * shifted), its sums
     as dot products (no product array, and never on OpenBLAS's threads, which would take
-    the core of the other blocks: ``sum_of_products``), and the normalization, which for a
-    target of rows multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is
-    then one subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax
-    computes p).  Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy
-    call costs more than its arithmetic, so the block makes ten calls and little else."""
+    the core of the other blocks), and the normalization, which for a target of rows
+    multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is then one
+    subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax computes p).  Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy
+    call costs more than its arithmetic, so the block makes ten calls and little else;
+    ``dot`` is vdot there (one BLAS call) and ``sum_of_products`` on larger arrays
+    (``_cross_entropy_blocks``), chosen once per forward rather than once per block."""
     shifted = np.subtract(x, row_max(x), probs)
     if labels is None:
-        picked = sum_of_products(weights, shifted)
+        picked = dot(weights, shifted)
     else:
         picked = np.add.reduce(np.take_along_axis(shifted, labels, axis=-1), None)
     np.exp(shifted, shifted)
@@ -441,7 +451,10 @@ def _cross_entropy_rows(x, probs, weights, per_row, labels):
         np.divide(shifted, sums, shifted)
         return np.add.reduce(logs, None) - picked
     np.multiply(shifted, np.divide(per_row, sums, sums), shifted)
-    return sum_of_products(per_row, logs) - picked
+    return dot(per_row, logs) - picked
+
+
+_cross_entropy_blocks = partial(_cross_entropy_rows, dot=sum_of_products)
 
 
 def _cross_entropy_vjp_saved(xp, attrs, g, residual, inputs, needs):
