@@ -435,8 +435,9 @@ def _cross_entropy_rows(x, probs, weights, per_row, labels, dot=np.vdot):
     as dot products (no product array, and never on OpenBLAS's threads, which would take
     the core of the other blocks), and the normalization, which for a target of rows
     multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is then one
-    subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax computes p).  Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy
-    call costs more than its arithmetic, so the block makes ten calls and little else;
+    subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax computes p).
+    Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy call costs
+    more than its arithmetic, so the block makes ten calls and little else;
     ``dot`` is vdot there (one BLAS call) and ``sum_of_products`` on larger arrays
     (``_cross_entropy_blocks``), chosen once per forward rather than once per block."""
     shifted = np.subtract(x, row_max(x), probs)
