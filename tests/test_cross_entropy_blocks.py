@@ -120,7 +120,7 @@ def test_each_row_has_the_same_bits_on_any_number_of_threads(monkeypatch) -> Non
         assert other_loss == pytest.approx(loss, rel=1e-13)
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (96, 96), (2000, 10), (30_000, 1), (4, 12_000)],
+@pytest.mark.parametrize("shape", [(3, 5), (100, 100), (2000, 10), (30_000, 1), (4, 12_000)],
                          ids=["vdot", "dot per row", "short rows", "a column", "long rows"])
 def test_sum_of_products_is_the_sum_of_the_products(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(3)
