@@ -23,7 +23,11 @@ FLOAT16_WARNING = (
 
 def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
-    return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
+    # what backward from the loss reaches, walked once: every value in it is read by a
+    # node on the way to the loss, which spares most graphs the walks that find the rest
+    reached = None if graph.loss is None else gradient_reach(graph, graph.loss)
+    return [*_unreached_nodes(graph, reached), *_unused_sources(graph, reached),
+            *_gradients(graph, reached),
             *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph),
             *_nll_of_non_probabilities(graph), *_nll_weights(graph)]
 
@@ -51,7 +55,7 @@ def _soft_one_hot(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _unreached_nodes(graph: Graph) -> list[Problem]:
+def _unreached_nodes(graph: Graph, reached: set[str] | None) -> list[Problem]:
     source = graph.source
     ends = set(graph.outputs) | ({graph.loss} if graph.loss else set())
     if not ends:
@@ -59,6 +63,8 @@ def _unreached_nodes(graph: Graph) -> list[Problem]:
             return []
         return [source.problem((), "the spec declares no outputs and no loss, so nothing it "
                                    "computes is reported; list values under outputs:")]
+    if reached is not None and reached.issuperset(graph.nodes):
+        return []  # every node is on the way to the loss
     used = _upstream(graph, ends)
     return [node.loc.problem(f"node {name!r} ({node.op.name}) reaches neither an "
                                       "output nor the loss, so its value is computed and "
@@ -86,14 +92,18 @@ def _read(graph: Graph) -> set[str]:
     return {ref for node in graph.nodes.values() for ref in node.inputs}
 
 
-def _unused_sources(graph: Graph) -> list[Problem]:
+def _unused_sources(graph: Graph, reached: set[str] | None) -> list[Problem]:
     warnings = []
     # a node of bare numbers only is the constant it computes: what it reads is used
     folded = graph.folded
-    read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
+    read: set[str] | None = None  # found only for a value backward does not reach
     for name, value in graph.values.items():
-        if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
-                and name not in read:
+        if value.kind not in ("input", "parameter", "constant") or name in graph.outputs or \
+                (reached is not None and name in reached and name != graph.loss):
+            continue  # reached (the loss aside, which may be a folded node): read by a node
+        if read is None:
+            read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
+        if name not in read:
             what = f"node {name!r} ({folded[name].op.name})" if name in folded else \
                 f"{value.kind} {name!r}"
             warnings.append(value.loc.problem(f"{what} is used by no node; "
@@ -110,27 +120,29 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
         if node is None:
             continue
         for index, ref in enumerate(node.inputs):
-            if node.op.is_differentiable(index) and ref not in reached:
+            if ref not in reached and node.op.is_differentiable(index):
                 reached.add(ref)
                 stack.append(ref)
     return reached
 
 
-def _gradients(graph: Graph) -> list[Problem]:
+def _gradients(graph: Graph, reached: set[str] | None) -> list[Problem]:
     source = graph.source
     warnings = []
-    for value in graph.values.values():
+    # inputs and parameters, in one pass: every later loop is over them, not every value
+    tensors = [value for value in graph.values.values() if value.kind in ("input", "parameter")]
+    for value in tensors:
         if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 "requires_grad has no effect: a parameter always gets a gradient; remove it"))
     loss = graph.loss
-    if loss is None:
+    if loss is None or reached is None:
         return warnings
-    reached = gradient_reach(graph, loss)
     ancestors: set[str] | None = None  # walked only for a value the gradient misses
     read: set[str] | None = None
-    for name, value in graph.values.items():
-        if name in reached or value.kind not in ("input", "parameter"):
+    for value in tensors:
+        name = value.name
+        if name in reached:
             continue
         if read is None:
             read = _read(graph)
@@ -148,8 +160,7 @@ def _gradients(graph: Graph) -> list[Problem]:
         elif value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 f"requires_grad has no effect: input {name!r} {how}; remove requires_grad"))
-    if not any(graph.values[n].requires_grad for n in reached
-               if graph.values[n].kind in ("input", "parameter")):
+    if not any(value.requires_grad and value.name in reached for value in tensors):
         warnings.append(source.problem(("loss",), f"the loss {loss!r} depends on no tensor that "
                                                   "requires grad, so backward computes no "
                                                   "gradient; declare parameters or set "
