@@ -595,8 +595,9 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.check_loss_is_scalar()
     targets = builder.check_class_literals()
     builder.problems.raise_if_any()
-    for value in builder.values.values():  # names bound late in inference reach every value
-        value.shape = builder.dims.shape(value.shape)
+    if builder.dims.bound:  # names bound late in inference reach every value
+        for value in builder.values.values():
+            value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, builder.values, builder.nodes, order,
                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
                  targets=targets, folded=builder.folded, folded_numbers=builder.folded_numbers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import Problem, did_you_mean
-from engine.graph.model import Graph
+from engine.graph.model import Graph, Node, Value
 from engine.graph.targets import first_soft_row, row_name
 
 FLOAT16_WARNING = (
@@ -26,10 +26,14 @@ def lint(graph: Graph) -> list[Problem]:
     # what backward from the loss reaches, walked once: every value in it is read by a
     # node on the way to the loss, which spares most graphs the walks that find the rest
     reached = None if graph.loss is None else gradient_reach(graph, graph.loss)
-    return [*_unreached_nodes(graph, reached), *_unused_sources(graph, reached),
-            *_gradients(graph, reached),
-            *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph),
-            *_nll_of_non_probabilities(graph), *_nll_weights(graph)]
+    # the checks of tensors and constants, and of NLL nodes, loop over those only: a few in
+    # most graphs, where values and nodes may be 100,000
+    sources = [value for value in graph.values.values() if value.kind != "node"]
+    nll = [(name, node) for name, node in graph.nodes.items() if node.op.name == "NLL"]
+    return [*_unreached_nodes(graph, reached), *_unused_sources(graph, sources, reached),
+            *_gradients(graph, sources, reached),
+            *_float16(sources), *_unused_dims(graph, sources), *_soft_one_hot(graph),
+            *_nll_of_non_probabilities(graph, nll), *_nll_weights(graph, nll)]
 
 
 def _soft_one_hot(graph: Graph) -> list[Problem]:
@@ -92,13 +96,15 @@ def _read(graph: Graph) -> set[str]:
     return {ref for node in graph.nodes.values() for ref in node.inputs}
 
 
-def _unused_sources(graph: Graph, reached: set[str] | None) -> list[Problem]:
+def _unused_sources(graph: Graph, sources: list[Value], reached: set[str] | None
+                    ) -> list[Problem]:
     warnings = []
     # a node of bare numbers only is the constant it computes: what it reads is used
     folded = graph.folded
     read: set[str] | None = None  # found only for a value backward does not reach
-    for name, value in graph.values.items():
-        if value.kind not in ("input", "parameter", "constant") or name in graph.outputs or \
+    for value in sources:
+        name = value.name
+        if name in graph.outputs or \
                 (reached is not None and name in reached and name != graph.loss):
             continue  # reached (the loss aside, which may be a folded node): read by a node
         if read is None:
@@ -115,8 +121,9 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
     """Values whose gradient backward from ``loss`` computes: only differentiable edges count."""
     reached = {loss}
     stack = [loss]
+    nodes = graph.nodes
     while stack:
-        node = graph.nodes.get(stack.pop())
+        node = nodes.get(stack.pop())
         if node is None:
             continue
         for index, ref in enumerate(node.inputs):
@@ -126,11 +133,11 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
     return reached
 
 
-def _gradients(graph: Graph, reached: set[str] | None) -> list[Problem]:
+def _gradients(graph: Graph, sources: list[Value], reached: set[str] | None
+               ) -> list[Problem]:
     source = graph.source
     warnings = []
-    # inputs and parameters, in one pass: every later loop is over them, not every value
-    tensors = [value for value in graph.values.values() if value.kind in ("input", "parameter")]
+    tensors = [value for value in sources if value.kind in ("input", "parameter")]
     for value in tensors:
         if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
@@ -172,11 +179,9 @@ def _gradients(graph: Graph, reached: set[str] | None) -> list[Problem]:
 _PASS_THROUGH = frozenset({"Reshape", "Transpose"})
 
 
-def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
+def _nll_of_non_probabilities(graph: Graph, nll: list[tuple[str, Node]]) -> list[Problem]:
     warnings = []
-    for name, node in graph.nodes.items():
-        if node.op.name != "NLL":
-            continue
+    for name, node in nll:
         ref = node.inputs[0]
         source = graph.nodes.get(ref)
         while source is not None and source.op.name in _PASS_THROUGH:
@@ -194,13 +199,13 @@ def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _nll_weights(graph: Graph) -> list[Problem]:
+def _nll_weights(graph: Graph, nll: list[tuple[str, Node]]) -> list[Problem]:
     """NLL's class weights written in the spec: a negative weight rewards the wrong class
     (the loss falls as that class's probability falls), and all-zero weights make the loss 0
     and its mean 0/0."""
     warnings = []
-    for name, node in graph.nodes.items():
-        if node.op.name != "NLL" or len(node.inputs) < 3:
+    for name, node in nll:
+        if len(node.inputs) < 3:
             continue
         value = graph.values[node.inputs[2]]
         init = value.decl.init if value.decl is not None else None
@@ -225,16 +230,16 @@ def _nll_weights(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _float16(graph: Graph) -> list[Problem]:
-    for value in graph.values.values():
-        if value.dtype == "float16" and value.kind != "node" and not value.weak:
+def _float16(sources: list[Value]) -> list[Problem]:
+    for value in sources:
+        if value.dtype == "float16" and not value.weak:
             return [value.loc.at("dtype").problem(FLOAT16_WARNING)]
     return []
 
 
-def _unused_dims(graph: Graph) -> list[Problem]:
+def _unused_dims(graph: Graph, sources: list[Value]) -> list[Problem]:
     """A default under ``dims:`` that no declared shape names is most likely misspelt."""
-    named = {d for v in graph.values.values() if v.decl is not None for d in v.decl.shape
+    named = {d for v in sources if v.decl is not None for d in v.decl.shape
              if isinstance(d, str)}
     return [graph.source.problem(("dims", name), f"dimension {name!r} is named by no shape"
                                                  f"{did_you_mean(name, named)}, so its default "

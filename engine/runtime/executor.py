@@ -26,8 +26,10 @@ and on random graphs.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
+from itertools import chain, compress, count
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from threading import get_ident
 from types import ModuleType
@@ -62,6 +64,9 @@ from engine.transform.passes import optimized
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
+
+_INPUTS, _NEEDS, _DTYPE = attrgetter("inputs"), attrgetter("needs"), attrgetter("dtype")
+_new = tuple.__new__
 
 
 #: backward's default ``keep``: nothing; a default left alone is not checked again
@@ -175,8 +180,14 @@ class Executor:
         else:
             self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
-        for name, value in graph.values.items():  # before any op meets a dtype it lacks
-            self.backend.check_dtype(value.dtype, f"{name!r} ({graph.where(name)})")
+        # before any op meets a dtype it lacks: each dtype once (a graph has a few, and
+        # 100,000 values), named by the first value of it
+        firsts: dict[str, str] = {}
+        for name, dtype in zip(graph.values, map(_DTYPE, graph.values.values()), strict=True):
+            if dtype not in firsts:
+                firsts[dtype] = name
+        for dtype, name in firsts.items():
+            self.backend.check_dtype(dtype, f"{name!r} ({graph.where(name)})")
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else check_seed(seed)
@@ -230,41 +241,41 @@ class Executor:
     def _derive(self) -> None:
         """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
+        # Built with tuple.__new__: a NamedTuple's own __new__ is a Python function that
+        # doubles the cost of each of these 100,000 records.  A block and its step often
+        # read the same slots: they share one getter.
+        getters: dict[tuple[int, ...], Getter] = {}
         self._forward_program = [
-            Run(block.call, _getter(block.inputs), block.output, block.frees, block)
+            _new(Run, (block.call, getters.get(block.inputs) or getters.setdefault(
+                block.inputs, _getter(block.inputs)), block.output, block.frees, block))
             for block in plan.blocks]
-        differentiating = [step for step in reversed(plan.steps) if step.differentiates]
-        fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
-        for step in differentiating:
-            for slot, need in zip(step.inputs, step.needs, strict=True):
-                fan_in[slot] += need
+        differentiating = [step for step in reversed(plan.steps) if True in step.needs]
+        # gradients each slot receives in backward
+        fan_in = Counter(compress(chain.from_iterable(map(_INPUTS, differentiating)),
+                                  chain.from_iterable(map(_NEEDS, differentiating))))
         values, names = self.graph.values, plan.names
+        dtype_of = list(map(_DTYPE, map(values.__getitem__, names)))  # by slot
         # one answer per pair of dtype names (a graph has a few; it has 100,000 steps)
         casts: dict[tuple[str, str], Any] = {}
-        dtypes: dict[str, np.dtype] = {}
         self._backward_program = []
         for step in differentiating:
-            output_dtype = values[step.name].dtype
+            output_dtype, inputs = dtype_of[step.output], step.inputs
             targets = []
-            for index, (slot, need, reduces) in enumerate(zip(step.inputs, step.needs,
-                                                              step.reduces, strict=True)):
+            for index, slot, need, reduces in zip(count(), inputs, step.needs, step.reduces):
                 if need:
-                    pair = (values[names[slot]].dtype, output_dtype)
+                    pair = (dtype_of[slot], output_dtype)
                     cast = casts[pair] if pair in casts else \
                         casts.setdefault(pair, self._cast_to(*pair))
-                    targets.append(Target(index, slot, reduces or not optimize,
-                                          fan_in[slot] > 1, cast))
-            self._backward_program.append(Back(step.vjp, step.attrs, _getter(step.inputs),
-                                               step.output, step.needs, tuple(targets), step))
-        self._expected = []  # what the plain path checks
-        for step in plan.steps:
-            value = values[step.name]
-            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
-                                                                 np.dtype(value.dtype))
-            self._expected.append((dtype, value.shape))
-        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
+                    targets.append(_new(Target, (index, slot, reduces or not optimize,
+                                                 fan_in[slot] > 1, cast)))
+            getter = getters.get(inputs) or getters.setdefault(inputs, _getter(inputs))
+            self._backward_program.append(_new(Back, (step.vjp, step.attrs, getter, step.output,
+                                                      step.needs, tuple(targets), step)))
+        self._expected = [] if optimize else self._expectations()  # what the plain path checks
+        sources = [(name, values[name]) for name in names[:plan.sources]]
+        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in sources
                         if v.kind == "input"]  # a dtype object compares faster than its name
-        self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
+        self._parameter_slots = [(name, plan.slots[name]) for name, v in sources
                                  if v.kind == "parameter"]
         self._no_values = (None,) * (len(plan.names) - plan.sources)
         self._slot_count, self._sources = len(plan.names), plan.sources
@@ -274,6 +285,17 @@ class Executor:
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
         self._label_feeds = [name for name, target in self.graph.targets.items()
                              if not target.one_hot and values[name].kind == "input"]
+
+    def _expectations(self) -> list[tuple[np.dtype, Any]]:
+        """Each step's dtype and inferred shape, which the plain path checks its values against."""
+        dtypes: dict[str, np.dtype] = {}  # one dtype object per name, not per step
+        expected = []
+        for step in self.plan.steps:
+            value = self.graph.values[step.name]
+            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
+                                                                 np.dtype(value.dtype))
+            expected.append((dtype, value.shape))
+        return expected
 
     def _on_backend(self, array: Array) -> Array:
         """A result on the jax backend: a source the compiled call took as NumPy (a fed
