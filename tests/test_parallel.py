@@ -1,5 +1,6 @@
-"""Row-wise kernels split over threads (``engine.runtime.parallel``): the same numbers as
-one call, every row once and in order, errors raised after every chunk is done."""
+"""Row-wise kernels in blocks of rows split over threads (``engine.runtime.parallel``): the
+same numbers as one call, every row once and in order, errors raised after every block is
+done."""
 
 from __future__ import annotations
 
@@ -56,20 +57,53 @@ def test_one_thread_when_the_setting_says_so(monkeypatch) -> None:
     monkeypatch.setenv("ENGINE_NUM_THREADS", "1")
     parallel.threads.cache_clear()
     try:
-        assert parallel.by_rows(lambda rows: rows, (range(10**6),), 10**9) == [range(10**6)]
+        seen: list[tuple[range, str]] = []
+        parts = parallel.by_rows(
+            lambda rows: seen.append((rows, threading.current_thread().name)) or len(rows),
+            (range(1000),), 3 * parallel.BLOCK_SIZE)
     finally:
         parallel.threads.cache_clear()
+    # 3 blocks on the calling thread, in order
+    assert [rows for rows, _ in seen] == [range(0, 333), range(333, 666), range(666, 1000)]
+    assert {name for _, name in seen} == {threading.current_thread().name}
+    assert parts == [333, 333, 334]
 
 
-def test_an_error_in_a_chunk_is_raised_after_all_chunks_finish(two_threads) -> None:
+def test_each_thread_works_through_its_chunk_in_blocks(monkeypatch) -> None:
+    """2 threads, 5 blocks' worth of elements: each chunk of 500 rows needs 3 blocks, so
+    6 blocks of 166 or 167 rows, the first three on the calling thread."""
+    monkeypatch.setenv("ENGINE_NUM_THREADS", "2")
+    parallel.threads.cache_clear()
+    try:
+        seen: list[tuple[range, str]] = []
+        parts = parallel.by_rows(
+            lambda rows: seen.append((rows, threading.current_thread().name)) or rows.start,
+            (range(1000),), 5 * parallel.BLOCK_SIZE)
+    finally:
+        parallel.threads.cache_clear()
+    assert parts == [0, 166, 333, 500, 666, 833]  # the blocks' order, whichever ran first
+    names = dict((rows.start, name) for rows, name in seen)
+    assert {names[0], names[166], names[333]} == {threading.current_thread().name}
+    assert len({names[500], names[666], names[833]}) == 1
+    assert names[500].startswith("engine-kernel")
+
+
+def test_no_more_blocks_than_rows_and_no_split_up_to_the_threshold(two_threads) -> None:
+    assert parallel.by_rows(lambda rows: rows, (range(2),), 10**9) == [range(0, 1), range(1, 2)]
+    x = np.ones((512, 512))
+    assert x.size == parallel.PARALLEL_MIN_SIZE
+    assert parallel.by_rows(lambda rows: rows, (x,), x.size)[0] is x  # one call, no slice
+
+
+def test_an_error_in_a_block_is_raised_after_all_threads_finish(two_threads) -> None:
     finished: list[int] = []
 
     def work(rows: range) -> None:
         if rows.start == 0:
-            raise ValueError("chunk 0 failed")
+            raise ValueError("block 0 failed")
         time.sleep(0.05)
         finished.append(rows.start)
 
-    with pytest.raises(ValueError, match="chunk 0 failed"):
-        parallel.by_rows(work, (range(30),), 10**9)
+    with pytest.raises(ValueError, match="block 0 failed"):
+        parallel.by_rows(work, (range(30),), 3 * parallel.BLOCK_SIZE)  # a block per thread
     assert sorted(finished) == [10, 20]  # the others were waited for, not left running

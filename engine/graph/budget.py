@@ -56,12 +56,15 @@ def _size(shape: tuple[int | str, ...], dtype: str) -> Size:
 def _over(graph: Graph, max_bytes: int, dims: Dims | None = None) -> tuple[str, str] | None:
     """(name of the largest value, what the values take and the largest is) when all values
     together exceed ``max_bytes``, else None."""
-    known = {name: s for name, s in sizes(graph, dims).items() if s.bytes is not None}
-    total = sum(s.bytes or 0 for s in known.values())
-    if total <= max_bytes:
+    total, largest, size = 0, "", None  # the first of the largest, in the values' order
+    for name, each in sizes(graph, dims).items():
+        if each.bytes is not None:
+            total += each.bytes
+            if size is None or each.bytes > (size.bytes or 0):
+                largest, size = name, each
+    if total <= max_bytes or size is None:
         return None
-    largest = max(known, key=lambda n: known[n].bytes or 0)
-    size, value = known[largest], graph.values[largest]
+    value = graph.values[largest]
     assert size.shape is not None and size.bytes is not None
     return largest, (
         f"the graph's values take {human_bytes(total)} ({total:,} bytes){{at}}, over the budget "

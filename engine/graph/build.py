@@ -22,10 +22,10 @@ import numpy as np
 from engine.cycles import cycle_path, find_cycles
 from engine.errors import Problems, did_you_mean
 from engine.graph.model import ClassTarget, Graph, Kind, Node, Value, value_dag
-from engine.graph.shapes import Dims, ShapeError, format_shape
+from engine.graph.shapes import Dims, Shape, ShapeError, format_shape
 from engine.graph.targets import class_targets, first_bad_label, row_name
 from engine.limits import DEFAULT_MAX_BYTES
-from engine.ops import REGISTRY
+from engine.ops import REGISTRY, OpDef
 from engine.ops.base import FLOAT_DTYPES, INT_DTYPES, weak_dtype
 from engine.spec.inline import FlatNode
 from engine.spec.literals import literal_problem, yaml_number
@@ -48,18 +48,31 @@ def _bare_number(number: float) -> np.ndarray:
     return np.asarray(float(number))
 
 
+def _label(node: Node) -> str:
+    """How messages name a node: ``node 'z1' (Mul)``."""
+    return f"node {node.name!r} ({node.op.name})"
+
+
 class _Site:
     """Where a node binds a named dimension, as ``Dims.explain`` completes its sentence
     ("at FILE:L:C by node 'z1' (Mul)"); written out only when a message needs it."""
 
-    __slots__ = ("label", "loc")
+    __slots__ = ("node",)
 
-    def __init__(self, loc: Location, label: str):
-        self.loc = loc
-        self.label = label
+    def __init__(self, node: Node):
+        self.node = node
 
     def __str__(self) -> str:
-        return f"at {self.loc.where()} by {self.label}"
+        return f"at {self.node.loc.where()} by {_label(self.node)}"
+
+
+def _pure(op: OpDef, shapes: tuple[Shape, ...]) -> bool:
+    """Whether ``op``'s rules give the same shape and dtype for these input shapes and any
+    dtypes wherever they are asked, so that a node can take them from an earlier one's
+    (``_Builder.known``): the op has no attributes (no node's differ), and every size is
+    a number, so no rule binds a named dimension (``Dims.unify`` of two numbers binds
+    nothing) or makes a new one (``Dims.fresh``, only for an unknown size)."""
+    return not op.attrs.model_fields and all(d.__class__ is int for s in shapes for d in s)
 
 
 class _Builder:
@@ -78,8 +91,12 @@ class _Builder:
         #: binding site -> (node, keepdims hint): a binding a lost axis may have caused
         self.hints: dict[str, tuple[str, str]] = {}
         self.weak_typed: set[str] = set()  # bare constants whose dtype a use has fixed
+        self.reductions: set[str] = set()  # nodes of _REDUCTIONS, set by infer
         self.folded: dict[str, Node] = {}  # nodes of bare numbers only, as written (_fold)
         self.folded_numbers: dict[str, Value] = {}  # the numbers written in them
+        #: (op, (shape, dtype) of each input) -> (shape, dtype) the op's rules gave, where
+        #: they give it wherever asked (``_pure``): a 100,000-node chain asks for a handful
+        self.known: dict[tuple[Any, ...], tuple[Shape, str]] = {}
         #: (constant, dtype) -> what ``literal_problem`` found, for bare constants
         self.weak_checked: dict[tuple[str, str], tuple[tuple[int, ...], str] | None] = {}
 
@@ -204,22 +221,33 @@ class _Builder:
 
     def connect(self, flat: list[FlatNode]) -> None:
         """Nodes as values; ``flat`` has every reference resolved to a value."""
-        flat = [node for node in flat if node.top not in self.duplicates]  # already reported
+        if self.duplicates:
+            flat = [node for node in flat if node.top not in self.duplicates]  # reported
+        values, nodes = self.values, self.nodes
         for node in flat:
-            self.values[node.name] = Value(node.name, "node", node.loc, call=node.call)
+            values[node.name] = Value(node.name, "node", node.loc, call=node.call)
+        arities: dict[str, tuple[int, int | None]] = {}  # op -> op.arity, asked once per op
         for node in flat:
             name = node.name
             op = REGISTRY[node.node.op]  # type: ignore[attr-defined]
-            refs = [ref if isinstance(ref, str) else self._inline_constant(node, index, ref)
-                    for index, ref in enumerate(node.inputs)]
-            fewest, most = op.arity
+            refs = node.inputs
+            for ref in refs:
+                if ref.__class__ is not str:  # a number: each one becomes a constant
+                    refs = tuple(ref if isinstance(ref, str) else
+                                 self._inline_constant(node, index, ref)
+                                 for index, ref in enumerate(node.inputs))
+                    break
+            arity = arities.get(op.name)
+            if arity is None:
+                arity = arities[op.name] = op.arity
+            fewest, most = arity
             if len(refs) < fewest or (most is not None and len(refs) > most):
                 expected = (f"{fewest} or more" if most is None else
                             str(most) if fewest == most else f"{fewest} to {most}")
                 self.problems.append(node.loc.at("inputs").problem(
                     f"node {name!r} ({op.name}): takes {expected} inputs "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
-            self.nodes[name] = Node(name, op, node.node, tuple(refs), node.loc)  # type: ignore[arg-type]
+            nodes[name] = Node(name, op, node.node, refs, node.loc)  # type: ignore[arg-type]
 
     def _inline_constant(self, node: FlatNode, index: int, number: float) -> str:
         name = f"{node.name}.inputs[{index}]"
@@ -235,7 +263,7 @@ class _Builder:
     def order(self) -> list[str]:
         """The topological order that takes, of the values ready, the one written first, so
         that inference (and its messages) follows the spec as written."""
-        keys = {name: value.loc.sort_key() for name, value in self.values.items()}
+        keys = _sort_keys(self.values, self.source)
         order = _written_order(keys, self.nodes)
         if order is None:  # some node reads a value written after it: sort the DAG
             dag = value_dag(self.values, self.nodes)
@@ -256,80 +284,106 @@ class _Builder:
 
     def infer(self, order: list[str]) -> None:
         failed: set[str] = set()
-        values = self.values
+        values, nodes = self.values, self.nodes
+        #: the reductions' names, for _keepdims_hint; a superset once one is folded, which
+        #: its loop then finds gone from ``nodes``
+        self.reductions = {name for name, node in nodes.items() if node.op.name in _REDUCTIONS}
         for name in order:
-            node = self.nodes[name]
+            node = nodes[name]
             if failed and not failed.isdisjoint(node.inputs):
                 failed.add(name)
                 continue
             ins = [values[ref] for ref in node.inputs]
-            label = f"node {name!r} ({node.op.name})"
-            self.dims.site = _Site(node.loc, label)
+            op = node.op
             # bare numbers only: a number itself (_fold), or their dtypes stay as they are
-            numbers_only = bool(ins) and not node.op.stochastic and all(v.weak for v in ins)
-            if not numbers_only:
-                node = self._type_weak_inputs(node, ins, label)
-            hint = self._keepdims_hint(node, ins)
+            weak = [v for v in ins if v.weak]
+            numbers_only = len(weak) == len(ins) > 0 and not op.stochastic
+            if weak and not numbers_only:
+                node = self._type_weak_inputs(node, ins)
+            hint = "" if len(ins) < 2 or self.reductions.isdisjoint(node.inputs) else \
+                self._keepdims_hint(node, ins)  # nearly every node: no reduction feeds it
+            site = None
             if hint:
-                self.hints[self.dims.site] = (name, hint)
-            try:
-                shape = node.op.shape(node.attrs, self.dims, *[v.shape for v in ins])
-            except ShapeError as exc:
-                failed.add(name)
-                self.problems.append(node.loc.problem(f"{label}: {exc}{hint}"))
-                continue
-            try:
-                dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
-            except ShapeError as exc:
-                failed.add(name)
-                dtypes = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
-                                                                           strict=True))
-                # the usual fix for an op that wants floats; other rules say what they want
-                hint = ("; declare the input with a float dtype (float64, float32, float16), or "
-                        "Cast it to one"
-                        if "floating-point" in str(exc) else "")
-                self.problems.append(node.loc.problem(f"{label}: {exc} ({dtypes}){hint}"))
-                continue
+                site = self.dims.site = _Site(node)
+                self.hints[site] = (name, hint)
+            key = (op.name, *[(v.shape, v.dtype) for v in ins])
+            known = self.known.get(key)
+            if known is None:
+                if site is None:
+                    self.dims.site = _Site(node)
+                shapes = tuple([v.shape for v in ins])
+                known = self._rules(node, ins, shapes, hint)
+                if known is None:
+                    failed.add(name)
+                    continue
+                if _pure(op, shapes):
+                    self.known[key] = known
+            shape, dtype = known
             value = values[name]
             value.shape = shape  # names kept for messages; resolved once inference is done
             value.dtype = dtype
             if numbers_only and shape == () and dtype in FLOAT_DTYPES:
-                if not self._fold(node, ins, label):
+                if not self._fold(node, ins):
                     failed.add(name)
                 continue
             if numbers_only:  # not a float number (Greater of numbers): inputs as they are
                 for v in ins:
-                    self._settle(v, label)
+                    self._settle(v, node)
             # gradients never flow into integers or bools (a Cast to int64 cuts the path)
-            value.requires_grad = dtype in FLOAT_DTYPES and any(
-                v.requires_grad and node.op.is_differentiable(i)
-                for i, v in enumerate(ins))
+            if dtype in FLOAT_DTYPES:
+                for i, v in enumerate(ins):
+                    if v.requires_grad and op.is_differentiable(i):
+                        value.requires_grad = True
+                        break
 
-    def _type_weak_inputs(self, node: Node, ins: list[Value], label: str) -> Node:
+    def _rules(self, node: Node, ins: list[Value], shapes: tuple[Shape, ...], hint: str
+               ) -> tuple[Shape, str] | None:
+        """The shape and dtype ``node``'s op rules give for ``ins``; None (reported) where
+        a rule refuses them."""
+        try:
+            shape = node.op.shape(node.attrs, self.dims, *shapes)
+        except ShapeError as exc:
+            self.problems.append(node.loc.problem(f"{_label(node)}: {exc}{hint}"))
+            return None
+        try:
+            dtype = node.op.result_dtype(node.attrs, [v.dtype for v in ins])
+        except ShapeError as exc:
+            found = ", ".join(f"{ref} is {v.dtype}" for ref, v in zip(node.inputs, ins,
+                                                                      strict=True))
+            # the usual fix for an op that wants floats; other rules say what they want
+            fix = ("; declare the input with a float dtype (float64, float32, float16), or "
+                   "Cast it to one"
+                   if "floating-point" in str(exc) else "")
+            self.problems.append(node.loc.problem(f"{_label(node)}: {exc} ({found}){fix}"))
+            return None
+        return shape, dtype
+
+    def _type_weak_inputs(self, node: Node, ins: list[Value]) -> Node:
         """Give the bare numbers ``node`` reads (in ``ins``, updated) the dtype of the
         values they meet (weak_dtype); ``node``, rewired where a number needs a copy."""
         strong = [v.dtype for v in ins if not v.weak]
-        refs = list(node.inputs)
+        refs = None  # the inputs, once a number needs a copy
         for i, v in enumerate(ins):
             if not v.weak:
                 continue
             dtype = weak_dtype(strong, v.literal is not None and v.literal.dtype.kind == "i")
             if v.name in self.weak_typed and v.dtype != dtype:
-                ins[i] = self._weak_as(v, dtype, label)  # each use its own dtype
+                ins[i] = self._weak_as(v, dtype, node)  # each use its own dtype
+                refs = refs or list(node.inputs)
                 refs[i] = ins[i].name
                 continue
             v.dtype = dtype
             self.weak_typed.add(v.name)
-            self._check_weak(v, label)
-        return self._rewire(node, refs) if refs != list(node.inputs) else node
+            self._check_weak(v, node)
+        return node if refs is None else self._rewire(node, refs)
 
-    def _settle(self, value: Value, user: str) -> None:
+    def _settle(self, value: Value, user: Node) -> None:
         """A bare number keeps the dtype it has now, its inference's."""
         if value.weak and value.name not in self.weak_typed:
             self.weak_typed.add(value.name)
             self._check_weak(value, user)
 
-    def _fold(self, node: Node, ins: list[Value], label: str) -> bool:
+    def _fold(self, node: Node, ins: list[Value]) -> bool:
         """Make a node of bare numbers only (``root: {op: Sqrt, inputs: [$head_dim]}``) the
         bare number it computes, computed once here in float64 (JAX's weak-type rule; NumPy
         2's for Python scalars).  Each use then reads that number in its own dtype, checked
@@ -345,8 +399,8 @@ class _Builder:
                 dtype=np.float64)
         if not np.isfinite(number):
             self.problems.append(node.loc.problem(
-                f"{label}: of bare numbers only, gives {yaml_number(float(number))}; declare "
-                "the number under constants with allow_nonfinite: true if it is meant"))
+                f"{_label(node)}: of bare numbers only, gives {yaml_number(float(number))}; "
+                "declare the number under constants with allow_nonfinite: true if it is meant"))
             return False
         value = self.values[node.name]
         value.kind, value.weak, value.literal = "constant", True, number
@@ -360,11 +414,8 @@ class _Builder:
     def _keepdims_hint(self, node: Node, ins: list[Value]) -> str:
         """Why broadcasting may pair the wrong axes: an input that a reduction made without
         keepdims lost an axis, so NumPy aligns what is left with the other input's last axes
-        (the softmax mistake: x / Sum(x, axis: -1))."""
-        nodes = self.nodes
-        if len(ins) < 2 or not any(ref in nodes and nodes[ref].op.name in _REDUCTIONS
-                                   for ref in node.inputs):
-            return ""  # nearly every node: no reduction feeds it, or nothing to pair with
+        (the softmax mistake: x / Sum(x, axis: -1)).  Asked only where a reduction feeds
+        a node of two inputs or more."""
         rank = max((len(v.shape) for v in ins), default=0)
         for ref, value in zip(node.inputs, ins, strict=True):
             producer = self.nodes.get(ref)
@@ -376,7 +427,7 @@ class _Builder:
                         f"the last ones of the other input; keepdims: true on {ref!r} keeps it")
         return ""
 
-    def _weak_as(self, value: Value, dtype: str, user: str) -> Value:
+    def _weak_as(self, value: Value, dtype: str, user: Node) -> Value:
         """The bare constant ``value`` at ``dtype``, for a use that needs another dtype than
         the one an earlier use gave it: ``k: 2.0`` used by a float32 node and a float64 node
         is two values, ``k`` and ``k.float32`` (a name no spec can write), so that what
@@ -397,7 +448,7 @@ class _Builder:
         self.nodes[node.name] = node
         return node
 
-    def _check_weak(self, value: Value, user: str) -> None:
+    def _check_weak(self, value: Value, user: Node) -> None:
         """A bare number takes its user's dtype, which may be too narrow for it (1e5 in float16)."""
         if value.literal is None:  # refused already
             return
@@ -409,7 +460,7 @@ class _Builder:
         if found is not None:
             index, message = found
             self.problems.append(value.loc.at(*index).problem(
-                f"{message} (a bare number takes the dtype of its use, here {user})"))
+                f"{message} (a bare number takes the dtype of its use, here {_label(user)})"))
 
     def check_ends(self) -> tuple[list[str], str | None]:
         """Outputs and loss must name values (and the loss a node); found with the names."""
@@ -484,8 +535,23 @@ class _Builder:
                                     "reduce it with Sum or Mean")
 
 
-def _written_order(keys: dict[str, tuple[str, int, int]], nodes: dict[str, Node]
-                   ) -> list[str] | None:
+def _sort_keys(values: dict[str, Value], source: SourceMap) -> dict[str, Any]:
+    """Each value's ``loc.sort_key()`` (file, line, column), or, when every value was
+    written in ``source`` at a place it recorded, that place's packed position
+    (``engine.spec.source.packed``), which sorts the same way within one file: an int per
+    value instead of a tuple (a fifth of a second at 100,000 nodes)."""
+    positions = source.positions
+    keys: dict[str, Any] = {}
+    for name, value in values.items():
+        loc = value.loc
+        key = positions.get(loc.path) if loc.source is source else None
+        if key is None:  # another file, or a place only an ancestor's position covers
+            return {name: value.loc.sort_key() for name, value in values.items()}
+        keys[name] = key
+    return keys
+
+
+def _written_order(keys: dict[str, Any], nodes: dict[str, Node]) -> list[str] | None:
     """The values in the order they were written, when that order is topological (every
     node reads only values written before it, as specs are usually written); else None.
 
@@ -529,8 +595,9 @@ def build_graph(spec: Spec, source: SourceMap, base_dir: Path,
     builder.check_loss_is_scalar()
     targets = builder.check_class_literals()
     builder.problems.raise_if_any()
-    for value in builder.values.values():  # names bound late in inference reach every value
-        value.shape = builder.dims.shape(value.shape)
+    if builder.dims.bound:  # names bound late in inference reach every value
+        for value in builder.values.values():
+            value.shape = builder.dims.shape(value.shape)
     return Graph(spec, source, base_dir, builder.values, builder.nodes, order,
                  builder.dims, outputs, loss, calls, import_roots=roots, max_bytes=max_bytes,
                  targets=targets, folded=builder.folded, folded_numbers=builder.folded_numbers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import Problem, did_you_mean
-from engine.graph.model import Graph
+from engine.graph.model import Graph, Node, Value
 from engine.graph.targets import first_soft_row, row_name
 
 FLOAT16_WARNING = (
@@ -23,9 +23,17 @@ FLOAT16_WARNING = (
 
 def lint(graph: Graph) -> list[Problem]:
     """Every warning about a graph that built without errors."""
-    return [*_unreached_nodes(graph), *_unused_sources(graph), *_gradients(graph),
-            *_float16(graph), *_unused_dims(graph), *_soft_one_hot(graph),
-            *_nll_of_non_probabilities(graph), *_nll_weights(graph)]
+    # what backward from the loss reaches, walked once: every value in it is read by a
+    # node on the way to the loss, which spares most graphs the walks that find the rest
+    reached = None if graph.loss is None else gradient_reach(graph, graph.loss)
+    # the checks of tensors and constants, and of NLL nodes, loop over those only: a few in
+    # most graphs, where values and nodes may be 100,000
+    sources = [value for value in graph.values.values() if value.kind != "node"]
+    nll = [(name, node) for name, node in graph.nodes.items() if node.op.name == "NLL"]
+    return [*_unreached_nodes(graph, reached), *_unused_sources(graph, sources, reached),
+            *_gradients(graph, sources, reached),
+            *_float16(sources), *_unused_dims(graph, sources), *_soft_one_hot(graph),
+            *_nll_of_non_probabilities(graph, nll), *_nll_weights(graph, nll)]
 
 
 def _soft_one_hot(graph: Graph) -> list[Problem]:
@@ -51,7 +59,7 @@ def _soft_one_hot(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _unreached_nodes(graph: Graph) -> list[Problem]:
+def _unreached_nodes(graph: Graph, reached: set[str] | None) -> list[Problem]:
     source = graph.source
     ends = set(graph.outputs) | ({graph.loss} if graph.loss else set())
     if not ends:
@@ -59,6 +67,8 @@ def _unreached_nodes(graph: Graph) -> list[Problem]:
             return []
         return [source.problem((), "the spec declares no outputs and no loss, so nothing it "
                                    "computes is reported; list values under outputs:")]
+    if reached is not None and reached.issuperset(graph.nodes):
+        return []  # every node is on the way to the loss
     used = _upstream(graph, ends)
     return [node.loc.problem(f"node {name!r} ({node.op.name}) reaches neither an "
                                       "output nor the loss, so its value is computed and "
@@ -86,14 +96,20 @@ def _read(graph: Graph) -> set[str]:
     return {ref for node in graph.nodes.values() for ref in node.inputs}
 
 
-def _unused_sources(graph: Graph) -> list[Problem]:
+def _unused_sources(graph: Graph, sources: list[Value], reached: set[str] | None
+                    ) -> list[Problem]:
     warnings = []
     # a node of bare numbers only is the constant it computes: what it reads is used
     folded = graph.folded
-    read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
-    for name, value in graph.values.items():
-        if value.kind in ("input", "parameter", "constant") and name not in graph.outputs \
-                and name not in read:
+    read: set[str] | None = None  # found only for a value backward does not reach
+    for value in sources:
+        name = value.name
+        if name in graph.outputs or \
+                (reached is not None and name in reached and name != graph.loss):
+            continue  # reached (the loss aside, which may be a folded node): read by a node
+        if read is None:
+            read = _read(graph) | {ref for node in folded.values() for ref in node.inputs}
+        if name not in read:
             what = f"node {name!r} ({folded[name].op.name})" if name in folded else \
                 f"{value.kind} {name!r}"
             warnings.append(value.loc.problem(f"{what} is used by no node; "
@@ -105,32 +121,35 @@ def gradient_reach(graph: Graph, loss: str) -> set[str]:
     """Values whose gradient backward from ``loss`` computes: only differentiable edges count."""
     reached = {loss}
     stack = [loss]
+    nodes = graph.nodes
     while stack:
-        node = graph.nodes.get(stack.pop())
+        node = nodes.get(stack.pop())
         if node is None:
             continue
         for index, ref in enumerate(node.inputs):
-            if node.op.is_differentiable(index) and ref not in reached:
+            if ref not in reached and node.op.is_differentiable(index):
                 reached.add(ref)
                 stack.append(ref)
     return reached
 
 
-def _gradients(graph: Graph) -> list[Problem]:
+def _gradients(graph: Graph, sources: list[Value], reached: set[str] | None
+               ) -> list[Problem]:
     source = graph.source
     warnings = []
-    for value in graph.values.values():
+    tensors = [value for value in sources if value.kind in ("input", "parameter")]
+    for value in tensors:
         if value.kind == "parameter" and value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 "requires_grad has no effect: a parameter always gets a gradient; remove it"))
     loss = graph.loss
-    if loss is None:
+    if loss is None or reached is None:
         return warnings
-    reached = gradient_reach(graph, loss)
     ancestors: set[str] | None = None  # walked only for a value the gradient misses
     read: set[str] | None = None
-    for name, value in graph.values.items():
-        if name in reached or value.kind not in ("input", "parameter"):
+    for value in tensors:
+        name = value.name
+        if name in reached:
             continue
         if read is None:
             read = _read(graph)
@@ -148,8 +167,7 @@ def _gradients(graph: Graph) -> list[Problem]:
         elif value.decl is not None and value.decl.requires_grad:
             warnings.append(value.loc.at("requires_grad").problem(
                 f"requires_grad has no effect: input {name!r} {how}; remove requires_grad"))
-    if not any(graph.values[n].requires_grad for n in reached
-               if graph.values[n].kind in ("input", "parameter")):
+    if not any(value.requires_grad and value.name in reached for value in tensors):
         warnings.append(source.problem(("loss",), f"the loss {loss!r} depends on no tensor that "
                                                   "requires grad, so backward computes no "
                                                   "gradient; declare parameters or set "
@@ -161,11 +179,9 @@ def _gradients(graph: Graph) -> list[Problem]:
 _PASS_THROUGH = frozenset({"Reshape", "Transpose"})
 
 
-def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
+def _nll_of_non_probabilities(graph: Graph, nll: list[tuple[str, Node]]) -> list[Problem]:
     warnings = []
-    for name, node in graph.nodes.items():
-        if node.op.name != "NLL":
-            continue
+    for name, node in nll:
         ref = node.inputs[0]
         source = graph.nodes.get(ref)
         while source is not None and source.op.name in _PASS_THROUGH:
@@ -183,13 +199,13 @@ def _nll_of_non_probabilities(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _nll_weights(graph: Graph) -> list[Problem]:
+def _nll_weights(graph: Graph, nll: list[tuple[str, Node]]) -> list[Problem]:
     """NLL's class weights written in the spec: a negative weight rewards the wrong class
     (the loss falls as that class's probability falls), and all-zero weights make the loss 0
     and its mean 0/0."""
     warnings = []
-    for name, node in graph.nodes.items():
-        if node.op.name != "NLL" or len(node.inputs) < 3:
+    for name, node in nll:
+        if len(node.inputs) < 3:
             continue
         value = graph.values[node.inputs[2]]
         init = value.decl.init if value.decl is not None else None
@@ -214,16 +230,16 @@ def _nll_weights(graph: Graph) -> list[Problem]:
     return warnings
 
 
-def _float16(graph: Graph) -> list[Problem]:
-    for value in graph.values.values():
-        if value.dtype == "float16" and value.kind != "node" and not value.weak:
+def _float16(sources: list[Value]) -> list[Problem]:
+    for value in sources:
+        if value.dtype == "float16" and not value.weak:
             return [value.loc.at("dtype").problem(FLOAT16_WARNING)]
     return []
 
 
-def _unused_dims(graph: Graph) -> list[Problem]:
+def _unused_dims(graph: Graph, sources: list[Value]) -> list[Problem]:
     """A default under ``dims:`` that no declared shape names is most likely misspelt."""
-    named = {d for v in graph.values.values() if v.decl is not None for d in v.decl.shape
+    named = {d for v in sources if v.decl is not None for d in v.decl.shape
              if isinstance(d, str)}
     return [graph.source.problem(("dims", name), f"dimension {name!r} is named by no shape"
                                                  f"{did_you_mean(name, named)}, so its default "

@@ -21,9 +21,10 @@ from engine.spec.source import Location, SourceMap
 from schemas.spec import Spec, TensorDecl
 
 Kind = Literal["input", "parameter", "constant", "node"]
-@dataclass
+@dataclass(slots=True)
 class Value:
-    """One named value of the graph, with what is known of it before running."""
+    """One named value of the graph, with what is known of it before running (slots: a
+    graph makes one per node, and they are made faster and smaller without a dict)."""
 
     name: str
     kind: Kind
@@ -38,9 +39,15 @@ class Value:
     file: Path | None = None  # init: {file: ...}, resolved and confined (engine.spec.paths)
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True, slots=True)
 class Node:
-    """One op application: which op, its attributes and the names it reads, in order."""
+    """One op application: which op, its attributes and the names it reads, in order.
+
+    Nothing changes a node once made (passes make new ones with ``dataclasses.replace``),
+    and it compares and hashes by its fields as a frozen dataclass would; it is not
+    declared frozen because a graph makes one per node, and a frozen one costs three
+    times as much to make (each field set through ``object.__setattr__``).
+    """
 
     name: str
     op: OpDef

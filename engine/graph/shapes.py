@@ -59,7 +59,7 @@ class Dims:
 
     def shape(self, shape: Iterable[Dim]) -> Shape:
         if not self.bound:  # no name is bound (as in any graph without named dims)
-            return tuple(shape)
+            return shape if shape.__class__ is tuple else tuple(shape)  # type: ignore[return-value]
         return tuple(self.resolve(d) for d in shape)
 
     def fresh(self) -> str:

@@ -12,7 +12,14 @@ from pydantic import Field
 from engine.graph.shapes import Dims, Shape, ShapeError, format_shape, normalize_axes
 from engine.ops.base import FLOAT_DTYPES, SMALL_ARRAY, OpAttrs, OpDef, apply, promoted, register
 from engine.ops.samples import Sample
-from engine.runtime.kernels import numpy_max, numpy_sum, row_max, row_sums
+from engine.runtime.kernels import (
+    DOT_MAX_SIZE,
+    numpy_max,
+    numpy_sum,
+    row_max,
+    row_sums,
+    sum_of_products,
+)
 from engine.runtime.parallel import PARALLEL_MIN_SIZE, by_rows
 
 
@@ -397,8 +404,9 @@ def _cross_entropy_fast_vjp(xp, attrs, g, out, inputs, needs):
 
 def _cross_entropy_saving(xp, attrs, logits, target):
     """The fast forward, keeping p * rowsum(y) for the vjp (``OpDef.fast_forward_saving``),
-    row by row (``by_rows``: over the cores when large, else one call on the whole arrays)
-    in ``_cross_entropy_rows``.  For class indices, whose rows hold one 1, it keeps p."""
+    row by row (``by_rows``: in blocks over the cores when large, else one call on the whole
+    arrays) in ``_cross_entropy_rows``; the blocks' losses are added in order.  For class
+    indices, whose rows hold one 1, it keeps p."""
     flat = logits if logits.ndim == 2 else logits.reshape(-1, logits.shape[-1])
     probs = np.empty(flat.shape, flat.dtype)
     if target.ndim == logits.ndim:
@@ -409,7 +417,9 @@ def _cross_entropy_saving(xp, attrs, logits, target):
     else:  # class indices: one weight of 1 per row
         weights = per_row = None
         labels = target.reshape(-1, 1)
-    parts = by_rows(_cross_entropy_rows, (flat, probs, weights, per_row, labels), flat.size)
+    size = flat.size
+    work = _cross_entropy_rows if size <= DOT_MAX_SIZE else _cross_entropy_blocks
+    parts = by_rows(work, (flat, probs, weights, per_row, labels), size)
     loss = parts[0]
     for part in parts[1:]:
         loss = loss + part
@@ -418,18 +428,21 @@ def _cross_entropy_saving(xp, attrs, logits, target):
     return loss, probs
 
 
-def _cross_entropy_rows(x, probs, weights, per_row, labels):
-    """One chunk of rows: the row maximum subtracted into p's buffer, the picked logits
-    summed before exp overwrites them, exp in place, the chunk's loss from one log per
+def _cross_entropy_rows(x, probs, weights, per_row, labels, dot=np.vdot):
+    """One block of rows: the row maximum subtracted into p's buffer, the picked logits
+    summed before exp overwrites them, exp in place, the block's loss from one log per
     row, -sum(y * (shifted - log s)) = sum(log s * rowsum(y)) - sum(y * shifted), its sums
-    as dot products (BLAS: no product array), and the normalization, which for a target
-    of rows multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is then one
+    as dot products (no product array, and never on OpenBLAS's threads, which would take
+    the core of the other blocks), and the normalization, which for a target of rows
+    multiplies by rowsum(y) / s at once: the vjp's p * rowsum(y) - y is then one
     subtraction (for one-hot rows e * (1 / s), as the lesson's staged softmax computes p).
     Ufuncs are called with positional arguments: on the lesson's 5x3 a NumPy call costs
-    more than its arithmetic, so the chunk makes ten calls and little else."""
+    more than its arithmetic, so the block makes ten calls and little else;
+    ``dot`` is vdot there (one BLAS call) and ``sum_of_products`` on larger arrays
+    (``_cross_entropy_blocks``), chosen once per forward rather than once per block."""
     shifted = np.subtract(x, row_max(x), probs)
     if labels is None:
-        picked = np.vdot(weights, shifted)
+        picked = dot(weights, shifted)
     else:
         picked = np.add.reduce(np.take_along_axis(shifted, labels, axis=-1), None)
     np.exp(shifted, shifted)
@@ -439,7 +452,10 @@ def _cross_entropy_rows(x, probs, weights, per_row, labels):
         np.divide(shifted, sums, shifted)
         return np.add.reduce(logs, None) - picked
     np.multiply(shifted, np.divide(per_row, sums, sums), shifted)
-    return np.vdot(per_row, logs) - picked
+    return dot(per_row, logs) - picked
+
+
+_cross_entropy_blocks = partial(_cross_entropy_rows, dot=sum_of_products)
 
 
 def _cross_entropy_vjp_saved(xp, attrs, g, residual, inputs, needs):
@@ -455,7 +471,7 @@ def _cross_entropy_vjp_saved(xp, attrs, g, residual, inputs, needs):
             weights = weights.reshape(residual.shape)
     else:  # class indices
         weights, labels = None, target.reshape(-1)
-    if residual.size < PARALLEL_MIN_SIZE:  # one call, and NumPy allocates the result
+    if residual.size <= PARALLEL_MIN_SIZE:  # one call, and NumPy allocates the result
         d_logits = _cross_entropy_gradient_rows(scale, residual, weights, labels)
     else:
         d_logits = np.empty(residual.shape, residual.dtype)

@@ -26,8 +26,10 @@ and on random graphs.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
+from itertools import chain, compress, count
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from threading import get_ident
 from types import ModuleType
@@ -39,7 +41,7 @@ from engine.errors import ArgumentError, DataError, EngineError, did_you_mean
 from engine.gcpause import collector_paused
 from engine.graph.model import Graph
 from engine.graph.shapes import Dims, ShapeError, format_shape
-from engine.graph.targets import check_labels
+from engine.graph.targets import LabelCheck, label_check
 from engine.io.trained import load_trained
 from engine.ops import OpAttrs
 from engine.ops.base import SMALL_ARRAY, Vjp
@@ -63,6 +65,9 @@ from engine.transform.passes import optimized
 
 Array = Any
 Getter = Callable[[list[Array]], tuple[Array, ...]]
+
+_INPUTS, _NEEDS, _DTYPE = attrgetter("inputs"), attrgetter("needs"), attrgetter("dtype")
+_new = tuple.__new__
 
 
 #: backward's default ``keep``: nothing; a default left alone is not checked again
@@ -176,8 +181,14 @@ class Executor:
         else:
             self.backend = Backend(getattr(xp, "__name__", "xp"), xp)
         self.xp = self.backend.xp
-        for name, value in graph.values.items():  # before any op meets a dtype it lacks
-            self.backend.check_dtype(value.dtype, f"{name!r} ({graph.where(name)})")
+        # before any op meets a dtype it lacks: each dtype once (a graph has a few, and
+        # 100,000 values), named by the first value of it
+        firsts: dict[str, str] = {}
+        for name, dtype in zip(graph.values, map(_DTYPE, graph.values.values()), strict=True):
+            if dtype not in firsts:
+                firsts[dtype] = name
+        for dtype, name in firsts.items():
+            self.backend.check_dtype(dtype, f"{name!r} ({graph.where(name)})")
         self.optimize = optimize
         self._fast = optimize and self.xp is np  # the ops' NumPy fast paths, in-place sums
         self.seed = graph.spec.seed if seed is None else check_seed(seed)
@@ -203,7 +214,13 @@ class Executor:
         self._claim_lock = threading.Lock()
         self._frozen: Callable[[Array], Array] = _read_only if self.xp is np else _same
         self._dims: Dims = graph.dims
-        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...], Dims] = {}
+        self._bound: dict[tuple[tuple[str, Any, Any, Any], ...],
+                          tuple[Dims, list[tuple[str, LabelCheck]]]] = {}
+        #: Per input (name, slot, dtype, shape) of the last feeds bound exactly, their dims
+        #: and label checks: ``_forward``'s fast path (``_accept_exact``); None: none yet.
+        self._exact: list[tuple[str, int, np.dtype, tuple[int, ...]]] | None = None
+        self._exact_dims: Dims = graph.dims
+        self._exact_checks: list[tuple[str, LabelCheck]] = []
         dims = graph.dims.copy()  # a parameter's named dims can only come from dims: defaults
         dims.apply_defaults(graph.spec.dims)
         self.parameters: dict[str, Array] = {
@@ -215,6 +232,8 @@ class Executor:
                 self._slots[self.plan.slots[name]] = self._array(v.literal, v.dtype)
         with collector_paused():
             self._derive()  # last: whatever rewrote plan.steps before this is what runs
+        #: backward's start when the loss's shape is static (``_static_loss_ones``), else None
+        self._loss_ones = self._static_loss_ones()
         #: On the jax backend, the programs compiled with jax.jit (None: run op by op).  Not
         #: with ``trace`` or ``check_finite``: they time and check every node as it runs.
         self._jit: Compiled | None = None
@@ -235,41 +254,41 @@ class Executor:
     def _derive(self) -> None:
         """Flatten the final plan into instructions, so the hot loops only index and call."""
         plan, optimize = self.plan, self.optimize
+        # Built with tuple.__new__: a NamedTuple's own __new__ is a Python function that
+        # doubles the cost of each of these 100,000 records.  A block and its step often
+        # read the same slots: they share one getter.
+        getters: dict[tuple[int, ...], Getter] = {}
         self._forward_program = [
-            Run(block.call, _getter(block.inputs), block.output, block.frees, block)
+            _new(Run, (block.call, getters.get(block.inputs) or getters.setdefault(
+                block.inputs, _getter(block.inputs)), block.output, block.frees, block))
             for block in plan.blocks]
-        differentiating = [step for step in reversed(plan.steps) if step.differentiates]
-        fan_in = [0] * len(plan.names)  # gradients each slot receives in backward
-        for step in differentiating:
-            for slot, need in zip(step.inputs, step.needs, strict=True):
-                fan_in[slot] += need
+        differentiating = [step for step in reversed(plan.steps) if True in step.needs]
+        # gradients each slot receives in backward
+        fan_in = Counter(compress(chain.from_iterable(map(_INPUTS, differentiating)),
+                                  chain.from_iterable(map(_NEEDS, differentiating))))
         values, names = self.graph.values, plan.names
+        dtype_of = list(map(_DTYPE, map(values.__getitem__, names)))  # by slot
         # one answer per pair of dtype names (a graph has a few; it has 100,000 steps)
         casts: dict[tuple[str, str], Any] = {}
-        dtypes: dict[str, np.dtype] = {}
         self._backward_program = []
         for step in differentiating:
-            output_dtype = values[step.name].dtype
+            output_dtype, inputs = dtype_of[step.output], step.inputs
             targets = []
-            for index, (slot, need, reduces) in enumerate(zip(step.inputs, step.needs,
-                                                              step.reduces, strict=True)):
+            for index, slot, need, reduces in zip(count(), inputs, step.needs, step.reduces):
                 if need:
-                    pair = (values[names[slot]].dtype, output_dtype)
+                    pair = (dtype_of[slot], output_dtype)
                     cast = casts[pair] if pair in casts else \
                         casts.setdefault(pair, self._cast_to(*pair))
-                    targets.append(Target(index, slot, reduces or not optimize,
-                                          fan_in[slot] > 1, cast))
-            self._backward_program.append(Back(step.vjp, step.attrs, _getter(step.inputs),
-                                               step.output, step.needs, tuple(targets), step))
-        self._expected = []  # what the plain path checks
-        for step in plan.steps:
-            value = values[step.name]
-            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
-                                                                 np.dtype(value.dtype))
-            self._expected.append((dtype, value.shape))
-        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in values.items()
+                    targets.append(_new(Target, (index, slot, reduces or not optimize,
+                                                 fan_in[slot] > 1, cast)))
+            getter = getters.get(inputs) or getters.setdefault(inputs, _getter(inputs))
+            self._backward_program.append(_new(Back, (step.vjp, step.attrs, getter, step.output,
+                                                      step.needs, tuple(targets), step)))
+        self._expected = [] if optimize else self._expectations()  # what the plain path checks
+        sources = [(name, values[name]) for name in names[:plan.sources]]
+        self._inputs = [(name, plan.slots[name], np.dtype(v.dtype)) for name, v in sources
                         if v.kind == "input"]  # a dtype object compares faster than its name
-        self._parameter_slots = [(name, plan.slots[name]) for name, v in values.items()
+        self._parameter_slots = [(name, plan.slots[name]) for name, v in sources
                                  if v.kind == "parameter"]
         self._no_values = (None,) * (len(plan.names) - plan.sources)
         self._slot_count, self._sources = len(plan.names), plan.sources
@@ -279,6 +298,17 @@ class Executor:
         self._grad_slots = [(name, plan.slots[name]) for name in plan.grad_tensors]
         self._label_feeds = [name for name, target in self.graph.targets.items()
                              if not target.one_hot and values[name].kind == "input"]
+
+    def _expectations(self) -> list[tuple[np.dtype, Any]]:
+        """Each step's dtype and inferred shape, which the plain path checks its values against."""
+        dtypes: dict[str, np.dtype] = {}  # one dtype object per name, not per step
+        expected = []
+        for step in self.plan.steps:
+            value = self.graph.values[step.name]
+            dtype = dtypes.get(value.dtype) or dtypes.setdefault(value.dtype,
+                                                                 np.dtype(value.dtype))
+            expected.append((dtype, value.shape))
+        return expected
 
     def _on_backend(self, array: Array) -> Array:
         """A result on the jax backend: a source the compiled call took as NumPy (a fed
@@ -342,27 +372,64 @@ class Executor:
         if self._owner != get_ident():
             self._claim()
         self._feeds = feeds
+        self._ran_forward = False  # until this pass succeeds: a failed one leaves no values
         if self._scaling and feeds:
             feeds = {name: (np.asarray(array) - self._scaling[name][0]) / self._scaling[name][1]
                      if name in self._scaling else array for name, array in feeds.items()}
-        fed, dims = self._bind(feeds or {})
         slots = self._slots
+        dims = None
+        exact = self._exact
+        # The feeds the last general binding accepted exactly (see _accept_exact) again:
+        # every input fed, no other name, each an ndarray of the declared dtype (object
+        # identity: a dtype compare costs more) and of the same shape.  Only the labels'
+        # values need checking then; anything else takes the general path.
+        if exact is not None and type(feeds) is dict and len(feeds) == len(exact):
+            for name, slot, dtype, shape in exact:
+                array = feeds.get(name)
+                if type(array) is not np.ndarray or array.dtype is not dtype \
+                        or array.shape != shape:
+                    break
+                slots[slot] = array
+            else:
+                dims = self._exact_dims
+                for name, check in self._exact_checks:
+                    check(feeds[name])
+                self.defaulted = ()
+        if dims is None:
+            dims = self._feed(feeds or {}, slots)
         slots[self._sources:] = self._no_values  # last pass's values go
-        self._ran_forward = False
         self._computed_loss = None
         self._dims = dims
-        parameters, numpy = self.parameters, self.xp is np
-        # On jax, a NumPy array of the right dtype (a fed array, a parameter the trainer
-        # updates) is an argument of the compiled call as it is: copying it in there costs
-        # a microsecond, converting it to a JAX array first tens (more than a small step).
-        passed = numpy or self._jit is not None
+        parameters = self.parameters
         for name, slot in self._parameter_slots:
             slots[slot] = parameters[name]
-        if not numpy:  # a NumPy array assigned to a parameter (a checkpoint, finite differences)
+        if self.xp is not np:  # a NumPy array assigned to a parameter (a checkpoint, finite
+            passed = self._jit is not None  # differences); see _feed for ``passed``
             for name, slot in self._parameter_slots:
                 array, dtype = parameters[name], self.graph.values[name].dtype
                 if type(array) is np.ndarray and not (passed and array.dtype == dtype):
                     parameters[name] = slots[slot] = self._array(array, dtype)
+        grads = None
+        if self._jit is None:
+            self._run_forward(slots, dims)
+        elif joint:
+            grads = self._jit.forward_backward(slots)
+        else:
+            self._jit.forward(slots)
+        self._ran_forward = True
+        frozen, outputs = self._frozen, {}
+        for name, slot in self._outputs:  # a loop: a comprehension is a call (3.11)
+            outputs[name] = frozen(slots[slot])
+        return outputs, grads
+
+    def _feed(self, feeds: Mapping[str, Any], slots: list[Array]) -> Dims:
+        """The general binding: ``feeds`` checked (``_bind``), converted where their dtype
+        differs, and unfed inputs given their defaults, into ``slots``; the bound dims."""
+        fed, dims = self._bind(feeds)
+        # On jax, a NumPy array of the right dtype (a fed array, a parameter the trainer
+        # updates) is an argument of the compiled call as it is: copying it in there costs
+        # a microsecond, converting it to a JAX array first tens (more than a small step).
+        passed = self.xp is np or self._jit is not None
         defaulted = []
         for name, slot, dtype in self._inputs:
             array = fed.get(name)
@@ -374,17 +441,27 @@ class Executor:
             else:
                 slots[slot] = array if passed and getattr(array, "dtype", None) == dtype \
                     else self._array(array, dtype.name, rows=True)
-        grads = None
-        if self._jit is None:
-            self._run_forward(slots, dims)
-        elif joint:
-            grads = self._jit.forward_backward(slots)
-        else:
-            self._jit.forward(slots)
-        self._ran_forward = True
         self.defaulted = tuple(defaulted)
-        frozen = self._frozen
-        return {name: frozen(slots[slot]) for name, slot in self._outputs}, grads
+        if passed and not defaulted:
+            self._accept_exact(feeds, dims)
+        return dims
+
+    def _accept_exact(self, feeds: Mapping[str, Any], dims: Dims) -> None:
+        """Remember ``feeds``, just bound, for ``_forward``'s fast path when every one is an
+        ndarray of its input's declared dtype: later feeds of the same names, dtypes and
+        shapes pass the same checks (names, dtype, shape, the bound dims, the size budget;
+        the dtype is the declared one, so no value needs converting or checking), except
+        the labels of class targets, whose values change with every batch: their checks
+        are kept here, made once.  (A shape is compared every call: ``a.shape = ...``
+        reshapes an array object in place.)"""
+        exact = []
+        for name, slot, dtype in self._inputs:
+            array = feeds[name]
+            if type(array) is not np.ndarray or array.dtype is not dtype:
+                return
+            exact.append((name, slot, dtype, array.shape))
+        self._exact, self._exact_dims = exact, dims
+        self._exact_checks = self._label_checks(dims)
 
     def _run_forward(self, slots: list[Array], dims: Dims,
                      program: list[Run] | None = None) -> None:
@@ -463,6 +540,7 @@ class Executor:
                 self.parameters[name] = self._array(array, self.graph.values[name].dtype)
         self._scaling = dict(trained.scaling)
         self._bound.clear()
+        self._exact = None
 
     def _bind(self, feeds: Mapping[str, Any]) -> tuple[Mapping[str, Any], Dims]:
         """``bind_feeds``, skipped when NumPy arrays of these names, dtypes and shapes have
@@ -475,12 +553,13 @@ class Executor:
         except AttributeError:  # lists or scalars: checked (and converted) every time
             key = None
         else:
-            dims = self._bound.get(key)
-            if dims is not None:
-                for name in self._label_feeds:  # the labels change with every batch
+            bound = self._bound.get(key)
+            if bound is not None:
+                dims, checks = bound
+                for name, check in checks:  # the labels change with every batch
                     labels = feeds.get(name)
                     if labels is not None:
-                        check_labels(self.graph, name, labels, dims, fed_as(self.graph, name))
+                        check(labels)
                 return feeds, dims
         fed, dims = bind_feeds(self.graph, feeds)
         if self.backend.name == "dask":
@@ -489,8 +568,18 @@ class Executor:
                                    for name, kind, dtype, _ in key):
             if len(self._bound) >= _BOUND_KEYS:
                 self._bound.clear()
-            self._bound[key] = dims
+            self._bound[key] = (dims, self._label_checks(dims))
         return fed, dims
+
+    def _label_checks(self, dims: Dims) -> list[tuple[str, LabelCheck]]:
+        """The value checks of the class-index labels fed to inputs, under ``dims``: made
+        once per binding (their messages are formatted then), run on every batch."""
+        graph, checks = self.graph, []
+        for name in self._label_feeds:
+            check = label_check(graph, name, dims, fed_as(graph, name))
+            if check is not None:
+                checks.append((name, check))
+        return checks
 
     def _default(self, name: str, dims: Any) -> Array:
         value = self.graph.values[name]
@@ -583,24 +672,69 @@ class Executor:
             return self._jit.backward(self._slots, starts, kept)
         result = self._backward_pass(self._slots, starts, kept)
         frozen = self._frozen
-        return {name: frozen(value) for name, value in result.items()}
+        for name, value in result.items():  # a loop: a comprehension is a call (3.11)
+            result[name] = frozen(value)
+        return result
 
     def _backward_pass(self, slots: list[Array], starts: dict[int, Array] | None,
                        kept: dict[int, str]) -> dict[str, Array]:
         """The backward program over forward's ``slots``, from ``starts`` (slot: upstream
         gradient) or the loss: the gradients of the tensors that require grad, and of the
-        ``kept`` nodes that it reaches.  Run eagerly, or traced by ``engine.runtime.jitted``."""
+        ``kept`` nodes that it reaches.  Run eagerly, or traced by ``engine.runtime.jitted``.
+
+        The optimized walk is the reference walk (``_backward_reference``) plus: a
+        gradient is freed once consumed, summed back only where the plan says its shape
+        may differ, and added in place into an array the executor made itself (never into
+        one the user passed, nor a view).  It is written out here, not called: on small
+        graphs a Python call is a measurable part of a step."""
         grads: list[Array] = [None] * self._slot_count
         if starts is None:
-            grads[self._loss_slot] = self._ones_like_loss(slots[self._loss_slot])
+            ones = self._loss_ones
+            grads[self._loss_slot] = self._ones_like_loss(slots[self._loss_slot]) \
+                if ones is None else ones
         else:
             for slot, gradient in starts.items():
                 grads[slot] = gradient
         result: dict[str, Array] = {}
-        if self.optimize:
-            self._backward_optimized(slots, grads, kept, result)
-        else:
+        if not self.optimize:
             self._backward_reference(slots, grads, kept, result)
+        else:
+            xp, fast = self.xp, self._fast
+            owned = set()  # slots holding buffers the executor created: safe to add into
+            step: Step | None = None
+            try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
+                for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
+                    g = grads[output]
+                    if g is None:
+                        continue
+                    if kept and output in kept:
+                        result[kept[output]] = g
+                    grads[output] = None  # consumed: free it
+                    args = inputs(slots)
+                    parts = vjp(xp, attrs, g, slots[output], args, needs)
+                    for index, slot, reduces, shared, cast in targets:
+                        part = parts[index]
+                        if part is None:
+                            continue
+                        if reduces and part.shape != args[index].shape:
+                            part = self._sum_to(step, part, tuple(args[index].shape))
+                        if cast is not None:
+                            part = part.astype(cast) if fast else xp.astype(part, cast)
+                        if grads[slot] is None:
+                            grads[slot] = part
+                            # adding in place saves a new array; on small ones not the
+                            # check's cost
+                            if shared and fast and part.size > SMALL_ARRAY and \
+                                    _is_fresh(part, g, args, parts):
+                                owned.add(slot)
+                        elif slot in owned:
+                            grads[slot] += part
+                        else:  # never write into an array we did not create
+                            grads[slot] = grads[slot] + part
+                            owned.add(slot)
+            except (ValueError, TypeError, IndexError) as exc:
+                assert step is not None
+                raise self._step_error(step, "backward", exc, slots) from exc
         for name, slot in self._grad_slots:
             g = grads[slot]
             result[name] = self.xp.zeros_like(slots[slot]) if g is None else g
@@ -659,59 +793,30 @@ class Executor:
             assert back is not None
             raise self._step_error(back.step, "backward", exc, slots) from exc
 
-    def _backward_optimized(self, slots: list[Array], grads: list[Array],
-                            kept: dict[int, str], result: dict[str, Array]) -> None:
-        """The reference walk, plus: a gradient is freed once consumed, summed back only
-        where the plan says its shape may differ, and added in place into an array the
-        executor made itself (never into one the user passed, nor a view)."""
-        xp, fast = self.xp, self._fast
-        owned = [False] * len(grads)  # buffers the executor created: safe to add into
-        step: Step | None = None
-        try:  # Back's and Target's fields unpacked in the loops' heads, as in forward
-            for vjp, attrs, inputs, output, needs, targets, step in self._backward_program:
-                g = grads[output]
-                if g is None:
-                    continue
-                if kept and output in kept:
-                    result[kept[output]] = g
-                grads[output] = None  # consumed: free it
-                args = inputs(slots)
-                parts = vjp(xp, attrs, g, slots[output], args, needs)
-                for index, slot, reduces, shared, cast in targets:
-                    part = parts[index]
-                    if part is None:
-                        continue
-                    if reduces and part.shape != args[index].shape:
-                        part = self._sum_to(step, part, tuple(args[index].shape))
-                    if cast is not None:
-                        part = part.astype(cast) if fast else xp.astype(part, cast)
-                    if grads[slot] is None:
-                        grads[slot] = part
-                        # adding in place saves a new array; on small ones not the check's cost
-                        owned[slot] = shared and fast and part.size > SMALL_ARRAY and \
-                            _is_fresh(part, g, args, parts)
-                    elif owned[slot]:
-                        grads[slot] += part
-                    else:  # never write into an array we did not create
-                        grads[slot] = grads[slot] + part
-                        owned[slot] = True
-        except (ValueError, TypeError, IndexError) as exc:
-            assert step is not None
-            raise self._step_error(step, "backward", exc, slots) from exc
-
     def _ones_like_loss(self, loss: Array) -> Array:
         """The start d loss / d loss = 1: on NumPy one remembered read-only array of ones per
         shape and dtype, cheaper than ``np.ones``, whose Python-level body shows on small
         graphs.  Read-only, since backward never writes into an upstream gradient (a vjp
-        may hand it on to two inputs) and nor may a caller it reaches as a result."""
+        may hand it on to two inputs) and nor may a caller it reaches as a result.  A loss
+        of a static shape (a reduced loss: no named dimension) has its ones made once, in
+        ``_loss_ones``; this serves the rest (a per-row loss, whose rows the feeds bind)."""
         if self.xp is not np:
             return self.xp.ones_like(loss)
         key = (loss.shape, loss.dtype)
         ones = self._ones.get(key)
         if ones is None:
-            ones = self._ones[key] = np.ones(loss.shape, loss.dtype)
-            ones.setflags(write=False)
+            ones = self._ones[key] = _read_only_ones(*key)
         return ones
+
+    def _static_loss_ones(self) -> np.ndarray | None:
+        """``_ones_like_loss`` made once, when the loss's inferred shape has no named
+        dimension (that shape and dtype are what runs); None on other array libraries."""
+        if self.xp is not np or self.graph.loss is None:
+            return None
+        value = self.compiled.values[self.graph.loss]
+        if not all(isinstance(size, int) for size in value.shape):
+            return None
+        return _read_only_ones(tuple(value.shape), np.dtype(value.dtype))
 
     def _upstream_slots(self, upstream: Mapping[str, Any]) -> dict[int, Array]:
         """The upstream gradients by slot, as arrays, each checked against its node's shape."""
@@ -772,8 +877,15 @@ def _read_only(array: Array) -> Array:
     if type(array) is not np.ndarray:
         return array
     view = array.view()
-    view.setflags(write=False)  # half the cost of assigning flags.writeable
+    view.setflags(False)  # write=False: positional, as keyword parsing costs as much again
     return view
+
+
+def _read_only_ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Backward's start: read-only, as ``Executor._ones_like_loss`` says why."""
+    ones = np.ones(shape, dtype)
+    ones.setflags(False)  # write=False
+    return ones
 
 
 def _same(array: Array) -> Array:

@@ -6,7 +6,8 @@ input's shape), and NumPy-only fast reductions for the ops' fast paths.
 ufunc methods, which skip ``np.sum``'s Python-level dispatch, a column fold
 for a short last axis, and a product with a vector of ones for a sum over the
 leading (batch) axes.  ``row_sums`` and ``row_max`` reduce the rows of a 2-D
-array to a column, the sums of small arrays as a product with ones.
+array to a column, the sums of small arrays as a product with ones;
+``sum_of_products`` is a dot product that never wakes OpenBLAS's threads.
 ``relu_grad`` is Relu's gradient without ``where``'s branches.  Only
 ``OpDef.fast_forward``/``fast_vjp`` and the optimized executor call them, and only on
 NumPy arrays.
@@ -146,8 +147,8 @@ def relu_grad(g: np.ndarray, out: np.ndarray) -> np.ndarray:
 #: Up to this many elements ``row_sums`` is a product with a column of ones: BLAS reads the
 #: rows in one call, where NumPy's reduction sets up an inner loop per row (64 x 10: 8.5K
 #: instructions against 21K).  OpenBLAS runs a matrix-vector product on one thread below
-#: 2304 * 4 elements, so a product never starts threads of its own inside a kernel that
-#: ``engine.runtime.parallel`` already runs over the cores.
+#: 2304 * 4 elements (a dot product up to 10,000), so a product never starts threads of its
+#: own inside a kernel that ``engine.runtime.parallel`` already runs over the cores.
 DOT_MAX_SIZE = 2304 * 4
 
 
@@ -158,6 +159,29 @@ def row_sums(x: np.ndarray) -> np.ndarray:
     if x.size <= DOT_MAX_SIZE and x.dtype.char in "fd":
         return np.dot(x, _ones((x.shape[1], 1), x.dtype.char))
     return numpy_sum(x, -1, keepdims=True)
+
+
+#: From this many elements per row ``sum_of_products`` takes one BLAS dot product per row
+#: (``np.vecdot``): on shorter rows the call per row costs more than einsum's single loop
+#: (26,214 x 10: 337 us against 144 us; 256 x 1024: 68 us against 144 us).
+ROW_DOT_MIN_SIZE = 64
+
+
+def sum_of_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum(a * b) of two 2-D arrays of one shape, without a product array and never on
+    OpenBLAS's threads.  ``np.vdot`` is one BLAS call, but from 10,000 elements OpenBLAS
+    splits it over its own threads, which then spin for milliseconds waiting for more work:
+    on two cores they took the core that the other half of a ``by_rows`` kernel, or the
+    next step, runs on (1024 x 1024: vdot then exp took 17.5 ms of CPU time against 6.5 ms
+    for a dot per row then exp).  So vdot up to ``DOT_MAX_SIZE`` elements; beyond, a
+    single-threaded dot per row (rows of ``ROW_DOT_MIN_SIZE`` to ``DOT_MAX_SIZE``) summed,
+    else einsum's loop; rounded in a different order than one vdot (about 1e-16 relative
+    per element)."""
+    if a.size <= DOT_MAX_SIZE:
+        return np.vdot(a, b)
+    if ROW_DOT_MIN_SIZE <= a.shape[1] <= DOT_MAX_SIZE:
+        return np.add.reduce(np.vecdot(a, b), None)
+    return np.einsum("ij,ij->", a, b)
 
 
 def row_max(x: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from itertools import chain, compress, count, filterfalse, repeat
+from operator import attrgetter, not_
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -34,10 +36,18 @@ from engine.ops import OpAttrs, OpDef
 from engine.ops.base import Forward, Vjp
 from engine.ops.stochastic import RunMode, node_key
 
+_REQUIRES_GRAD = attrgetter("requires_grad")
+_INPUTS, _OUTPUT = attrgetter("inputs"), attrgetter("output")
+_SHAPE = attrgetter("shape")
 
-@dataclass(frozen=True, repr=False)
+
+@dataclass(slots=True, repr=False, eq=False)
 class Step:
     """One node: ``slots[output] = forward(xp, attrs, *slots[inputs])``.
+
+    Not frozen, though nothing assigns to a step after ``compile_plan`` made it (later
+    stages make new ones with ``dataclasses.replace``): a plan makes one step per node,
+    and a frozen dataclass's ``__init__`` costs five times a plain one's.
 
     ``forward`` and ``vjp`` are the implementations of ``op`` chosen at compile time
     (its rules, or its NumPy fast paths).
@@ -69,9 +79,10 @@ class Step:
         return any(self.needs)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(slots=True, repr=False, eq=False)
 class Block:
     """One forward instruction: ``slots[output] = call(*slots[inputs])``, then ``frees`` go.
+    Not frozen, for the reason ``Step`` is not.
 
     ``steps`` are the nodes it computes: one node, or a chain of elementwise nodes
     whose intermediate values only the next node of the chain reads (they never
@@ -125,55 +136,67 @@ def compile_plan(graph: Graph, *, fast: bool = False) -> Plan:
 
     ``fast`` picks each op's NumPy fast paths where it has them (only for NumPy arrays).
 
-    One pass over the nodes in order decides what each step reads, what backward
-    keeps and where each value is last used; a second builds the steps.
+    One pass over the nodes in order decides what each step reads and what backward
+    keeps; C-level scans find where each value is last used; a second pass builds the
+    steps.  What depends only on an op and which of its inputs require grad (``needs``),
+    and an op's implementations, are decided once per op and pattern, not per node.
     """
-    values = graph.values
-    sources = [name for name, v in values.items() if v.kind != "node"]
+    values, nodes = graph.values, list(map(graph.nodes.__getitem__, graph.order))
+    sources = list(filterfalse(graph.nodes.__contains__, values))
     names = (*sources, *graph.order)
-    slots = {name: index for index, name in enumerate(names)}
+    slots = dict(zip(names, count()))
+    first = len(sources)  # node i's slot is first + i
+    held = list(map(values.__getitem__, names))
+    requires = list(map(_REQUIRES_GRAD, held))
+    shapes = list(map(_SHAPE, held))
     kept = {slots[name] for name in graph.outputs if name in graph.nodes}
     if graph.loss is not None:
         kept.add(slots[graph.loss])
-    last_use: dict[int, int] = {}
-    compiled = []
-    slot_of, nodes = slots.__getitem__, graph.nodes
-    for index, name in enumerate(graph.order):  # plain loops: this runs once per node
-        node = nodes[name]
-        op, output = node.op, slots[name]
-        inputs = tuple(map(slot_of, node.inputs))
-        shape = values[name].shape
-        needs, reduces = [], []
-        differentiates = False
-        for i, ref in enumerate(node.inputs):
-            value = values[ref]
-            need = value.requires_grad and op.is_differentiable(i)
-            needs.append(need)
-            # a gradient that may come broadcast is summed back: the input's shape is read
-            reduces.append(need and value.shape != shape)
-            differentiates = differentiates or need
-        if differentiates:  # backward runs this vjp: keep what it reads
-            if op.vjp_uses_inputs:
-                kept.update(inputs)
-            if op.vjp_uses_output:
-                kept.add(output)
-            for slot, r in zip(inputs, reduces, strict=True):
-                if r:
-                    kept.add(slot)
-        last_use[output] = index
-        for slot in inputs:
-            last_use[slot] = index
-        compiled.append((node, inputs, output, tuple(needs), tuple(reduces)))
-    frees: list[list[int]] = [[] for _ in compiled]
+    slot_of = slots.__getitem__
+    reads = [tuple(map(slot_of, node.inputs)) for node in nodes]
+    patterns: dict[tuple[str, tuple[bool, ...]], tuple[bool, ...]] = {}
+    needs_of, reduces_of = [], []
+    for output, node, inputs in zip(count(first), nodes, reads):  # plain: once per node
+        op = node.op
+        key = (op.name, tuple(map(requires.__getitem__, inputs)))
+        needs = patterns.get(key)
+        if needs is None:
+            needs = patterns[key] = tuple(r and op.is_differentiable(i)
+                                          for i, r in enumerate(key[1]))
+        needs_of.append(needs)
+        if True not in needs:
+            reduces_of.append((False,) * len(inputs))
+            continue
+        # backward runs this vjp: keep what it reads, and sum back a gradient that may
+        # come broadcast (the input's shape is read)
+        shape = shapes[output]
+        reduces = tuple([need and shapes[slot] != shape
+                         for need, slot in zip(needs, inputs, strict=True)])
+        reduces_of.append(reduces)
+        if op.vjp_uses_inputs:
+            kept.update(inputs)
+        if op.vjp_uses_output:
+            kept.add(output)
+        if True in reduces:
+            kept.update(compress(inputs, reduces))
+    # the step after which each value is dead: its last reader's (dict keeps the last)
+    last_use = dict(zip(range(first, len(names)), count()))
+    last_use.update(zip(chain.from_iterable(reads),
+                        chain.from_iterable(map(repeat, count(), map(len, reads))), strict=True))
+    frees: list[list[int]] = [[] for _ in nodes]
     for slot, index in last_use.items():
-        if slot >= len(sources) and slot not in kept:
+        if slot >= first and slot not in kept:
             frees[index].append(slot)
-    steps = tuple(Step(node.name, node.op, node.attrs, inputs, output, needs,
-                       *node.op.lowered(fast), tuple(sorted(dead)), reduces)
-                  for (node, inputs, output, needs, reduces), dead in zip(compiled, frees,
-                                                                         strict=True))
-    return Plan(slots, names, steps, tuple(graph.grad_tensors()),
-                frozenset(slot for slot in kept if slot >= len(sources)), len(sources), fast)
+    lowered: dict[str, tuple[Forward, Vjp]] = {}
+    steps = []
+    for node, inputs, output, needs, reduces, dead in zip(nodes, reads, count(first), needs_of,
+                                                          reduces_of, frees):
+        op = node.op
+        implementations = lowered.get(op.name) or lowered.setdefault(op.name, op.lowered(fast))
+        steps.append(Step(node.name, op, node.attrs, inputs, output, needs, *implementations,
+                          tuple(dead) if len(dead) < 2 else tuple(sorted(dead)), reduces))
+    return Plan(slots, names, tuple(steps), tuple(graph.grad_tensors()),
+                frozenset(slot for slot in kept if slot >= first), first, fast)
 
 
 def bind_mode(plan: Plan, mode: RunMode) -> Plan:
@@ -214,42 +237,42 @@ def schedule(plan: Plan, graph: Graph, xp: Any, *, reuse: bool, keep_values: boo
             Block(partial(step.forward, xp, step.attrs), step.inputs, step.output, frees(step),
                   (step,))
             for step in plan.steps))
-    steps = tuple(_saving(step) for step in plan.steps)
+    steps = tuple(map(_saving, plan.steps))
     plan = dataclasses.replace(plan, steps=steps)
-    values, names = graph.values, plan.names
+    values, names, kept = graph.values, plan.names, plan.kept
     # an op passing a residual runs its own forward, which keeps it
     elementwise = [step.op.ufunc is not None and step.op.fast_forward_saving is None
                    for step in steps]
-    made_by = {step.output: index for index, step in enumerate(steps)}
-    readers: dict[int, list[int]] = {}
-    for index, step in enumerate(steps):
-        for slot in step.inputs:
-            readers.setdefault(slot, []).append(index)
-
-    def own(slot: int) -> bool:
-        """Memory only this value refers to (see the docstring)."""
-        return slot in made_by and elementwise[made_by[slot]] and \
-            all(elementwise[reader] for reader in readers.get(slot, ()))
+    # where each slot is read, found by C-level scans: its first and last reader (a dict
+    # keeps the last value given a key), and whether a step that is not elementwise reads it
+    reads = list(map(_INPUTS, steps))
+    slots = list(chain.from_iterable(reads))
+    readers = list(chain.from_iterable(map(repeat, count(), map(len, reads))))
+    first_reader = dict(zip(reversed(slots), reversed(readers), strict=True))
+    last_reader = dict(zip(slots, readers, strict=True))
+    # memory only this value refers to (see the docstring): made and read by elementwise
+    # steps only
+    owned = set(compress(map(_OUTPUT, steps), elementwise)).difference(
+        chain.from_iterable(compress(reads, map(not_, elementwise))))
 
     def fits(slot: int, step: Step) -> bool:
         have, want = values[names[slot]], values[step.name]
         return len(want.shape) > 0 and have.shape == want.shape and have.dtype == want.dtype
 
-    groups: list[list[int]] = []
-    for index in range(len(steps)):
-        if groups and elementwise[index] and elementwise[groups[-1][-1]]:
-            previous = steps[groups[-1][-1]].output
-            read_by = readers.get(previous, ())  # in step order: all this step iff both ends
-            if previous not in plan.kept and read_by and read_by[0] == read_by[-1] == index:
-                groups[-1].append(index)
+    groups: list[tuple[list[Step], bool]] = []  # steps, and whether they are elementwise
+    for index, step, alike in zip(count(), steps, elementwise):
+        if alike and groups and groups[-1][1]:
+            previous = groups[-1][0][-1].output
+            if previous not in kept and first_reader.get(previous) == index and \
+                    last_reader[previous] == index:  # read by this step alone
+                groups[-1][0].append(step)
                 continue
-        groups.append([index])
+        groups.append(([step], alike))
     return dataclasses.replace(plan, blocks=tuple(
-        _block([steps[i] for i in group], names, own, fits) if elementwise[group[0]]
-        else Block(partial(steps[group[0]].forward, xp, steps[group[0]].attrs),
-                   steps[group[0]].inputs, steps[group[0]].output, steps[group[0]].frees,
-                   (steps[group[0]],))
-        for group in groups))
+        _block(group, names, owned, fits) if alike
+        else Block(partial(group[0].forward, xp, group[0].attrs), group[0].inputs,
+                   group[0].output, group[0].frees, (group[0],))
+        for group, alike in groups))
 
 
 def _saving(step: Step) -> Step:
@@ -273,42 +296,48 @@ def _saving(step: Step) -> Step:
     return dataclasses.replace(step, forward=forward, vjp=vjp)
 
 
-def _block(chain: list[Step], names: tuple[str, ...], own: Callable[[int], bool],
+def _block(chain: list[Step], names: tuple[str, ...], owned: set[int],
            fits: Callable[[int, Step], bool]) -> Block:
-    """One block running ``chain`` (elementwise steps, each read only by the next)."""
+    """One block running ``chain`` (elementwise steps, each read only by the next);
+    ``owned``: the slots whose memory only their value refers to."""
     inputs: list[int] = []  # the slots the block reads, in order of first use
-    pattern: list[tuple[tuple[int, ...], int | None]] = []
-    writes: list[tuple[str, str]] = []
-    running: int | None = None  # the slot of the previous step's result, which stays inside
+    pattern = []  # per step: its operands (-1: the previous step's result), its out=
+    writes = []
+    running = -1  # the slot of the previous step's result, which stays inside (none: -1)
     for step in chain:
         refs = []
         for slot in step.inputs:
             if slot == running:
                 refs.append(-1)
-            else:
-                if slot not in inputs:
-                    inputs.append(slot)
+            elif slot in inputs:
                 refs.append(inputs.index(slot))
+            else:
+                refs.append(len(inputs))
+                inputs.append(slot)
         out: int | None = None
-        if running is not None and fits(running, step):
+        if running >= 0 and fits(running, step):
             out = -1
             writes.append((step.name, names[running]))
         else:
-            donor = next((slot for slot in step.inputs if slot != running and slot in step.frees
-                          and own(slot) and fits(slot, step)), None)
-            if donor is not None:
-                out = inputs.index(donor)
-                writes.append((step.name, names[donor]))
+            for slot in step.inputs:  # the first that may be a donor
+                if slot != running and slot in owned and slot in step.frees \
+                        and fits(slot, step):
+                    out = inputs.index(slot)
+                    writes.append((step.name, names[slot]))
+                    break
         pattern.append((tuple(refs), out))
         running = step.output
-    internal = {step.output for step in chain[:-1]}
-    frees = tuple(sorted({slot for step in chain for slot in step.frees} - internal))
-    ufuncs = tuple(step.op.ufunc for step in chain)
-    if len(chain) == 1 and pattern[0][1] is None and pattern[0][0] == tuple(range(len(inputs))):
-        call: Callable[..., Any] = ufuncs[0]  # the ufunc itself: no Python frame in between
+    last = chain[-1]
+    if len(chain) == 1:
+        frees = last.frees
+        if out is None and pattern[0][0] == tuple(range(len(inputs))):
+            # the ufunc itself: no Python frame in between
+            return Block(last.op.ufunc, last.inputs, last.output, frees, (last,), ())
     else:
-        call = _block_function(tuple(pattern), len(inputs), ufuncs)
-    return Block(call, tuple(inputs), chain[-1].output, frees, tuple(chain), tuple(writes))
+        internal = {step.output for step in chain[:-1]}
+        frees = tuple(sorted({slot for step in chain for slot in step.frees} - internal))
+    call = _block_function(tuple(pattern), len(inputs), tuple([step.op.ufunc for step in chain]))
+    return Block(call, tuple(inputs), last.output, frees, tuple(chain), tuple(writes))
 
 
 @lru_cache(maxsize=1024)

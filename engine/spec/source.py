@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, mul
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ import yaml
 
 from engine.errors import Problem, Problems, SpecError
 from engine.io.paths import not_a_regular_file
+from engine.spec import flowlines
+from engine.spec.flowlines import NUMBER_START
 
 try:  # the C composer is much faster on large specs
     _Loader: type = yaml.CSafeLoader
@@ -45,6 +49,7 @@ _SCALAR_TAGS = {
 _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
 #: A number with an exponent but no dot (1e-3), which YAML 1.1 reads as text.
 _EXPONENT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
 #: Integers beyond float64's range are refused; such a number has 309 decimal digits (1,024
@@ -72,37 +77,75 @@ class SourceMap:
 
     ``positions`` holds each place as one int, ``packed(line, col)``: a spec of 100,000
     nodes has half a million places, and a pair each would be as many more objects
-    to allocate and for the cycle collector to scan.
+    to allocate and for the cycle collector to scan.  The places inside a one-line
+    entry that ``flowlines`` read (under a top-level key in ``deferred``) are recorded
+    only when asked for (``position``, ``in``): nearly always none of them is.
     """
 
     file: str
     positions: dict[PathKey, int] = field(default_factory=dict)
     #: Where a YAML 1.1 boolean word (yes, on, off...) was written, and its text.
     booleans: dict[PathKey, str] = field(default_factory=dict)
+    #: Top-level keys whose one-line entries were read without their inner places, and
+    #: the text they were read from.
+    deferred: frozenset[str | int] = frozenset()
+    text: str = field(default="", repr=False, compare=False)
+    _expanded: set[PathKey] = field(default_factory=set, init=False, repr=False, compare=False)
+    _lines: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """The position of ``path``, or of its nearest recorded ancestor."""
         found = self.positions.get(path) if path.__class__ is tuple else None
         if found is not None:  # nearly always: the path itself was written
             return divmod(found, _COLUMNS)
+        if self._expand(path):
+            return self.position(path)
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found is not None:
                 return divmod(found, _COLUMNS)
         return (1, 1)
 
+    def __contains__(self, path: PathKey) -> bool:
+        """Whether ``path`` was written (it has a position of its own)."""
+        return path in self.positions or (self._expand(path) and path in self.positions)
+
     def problem(self, path: PathKey, message: str) -> Problem:
         line, col = self.position(path)
         return Problem(self.file, line, col, dotted(path), message)
 
+    def _expand(self, path: PathKey) -> bool:
+        """Record the places inside the deferred one-line entry that ``path`` lies in, by
+        composing that line alone; False when there is none."""
+        if len(path) < 3 or path[0] not in self.deferred:
+            return False
+        entry = tuple(path[:2])
+        place = self.positions.get(entry)
+        if place is None or entry in self._expanded:
+            return False
+        self._expanded.add(entry)
+        if not self._lines:
+            self._lines = self.text.split("\n")
+        number = place // _COLUMNS - 1
+        ((_, value),) = yaml.compose(self._lines[number], Loader=_Loader).value
+        line = SourceMap(self.file)  # as if the line were the first: move it down
+        _build(value, line, entry, Problems())  # the data and problems are known already
+        moved = number * _COLUMNS
+        self.positions.update((p, where + moved) for p, where in line.positions.items())
+        return True
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(eq=False, slots=True)
 class Location:
     """Where a value or node was written, for specs that span files.
 
     ``calls`` names the chain of function calls that inlined it (empty for the
     spec's own nodes), so that an error inside a function body points both at
     the function's file and at the node that called it.
+
+    Nothing changes a location once made, but it is not a frozen dataclass: a spec
+    makes one per node, and a frozen one costs four times as much to make (each field
+    set through ``object.__setattr__``).
     """
 
     source: SourceMap
@@ -138,7 +181,19 @@ def dotted(path: PathKey) -> str:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
-    """Parse one YAML document into plain data plus its source map; raises SpecError."""
+    """Parse one YAML document into plain data plus its source map; raises SpecError.
+
+    The one-line entries ``flowlines`` can read are read there; PyYAML composes the
+    rest.  Whenever the two might not agree on a text (PyYAML finds an error, or sees
+    the blocks elsewhere than ``flowlines`` did), PyYAML reads the whole text instead.
+    """
+    rest, blocks = flowlines.split(text)
+    parsed = _parse_split(text, rest, blocks, file) if blocks else None
+    return parsed if parsed is not None else _parse(text, file)
+
+
+def _parse(text: str, file: str) -> tuple[Any, SourceMap]:
+    """``parse_yaml`` with PyYAML composing the whole text."""
     source = SourceMap(file)
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -153,7 +208,70 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError([Problem(file, 1, 1, "", "the spec is empty; expected a mapping")])
     if "&" in text:  # without anchors there are no aliases, and nothing can expand
         _check_expansion(root, file)
-    return _build(root, source), source
+    problems = Problems()
+    source.positions[()] = packed(root.start_mark.line + 1, root.start_mark.column + 1)
+    data = _build(root, source, (), problems)
+    problems.raise_if_any()
+    return data, source
+
+
+def _parse_split(text: str, rest: str, blocks: list[flowlines.Block],
+                 file: str) -> tuple[Any, SourceMap] | None:
+    """``parse_yaml`` from PyYAML's reading of ``rest`` and the blocks ``flowlines`` read
+    (``split`` leaves no anchor, so nothing expands); None to read the whole text."""
+    try:
+        root = yaml.compose(rest, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    if not _saw(root, blocks):
+        return None
+    source = SourceMap(file, deferred=frozenset(block.key for block in blocks), text=text)
+    positions = source.positions
+    problems = Problems()
+    positions[()] = packed(root.start_mark.line + 1, root.start_mark.column + 1)
+    data = _build(root, source, (), problems)
+    for block in blocks:
+        key = block.key
+        if positions[(key,)] != packed(block.line + 1, 1):  # a repeated key, reported
+            if not problems:
+                return None
+            continue
+        fast = block.values
+        # packed(line + 1, column) for each fast line, without a Python call per line
+        places = map(add, map(mul, block.lines, repeat(_COLUMNS)), repeat(_COLUMNS + block.column))
+        positions.update(zip(zip(repeat(key), fast), places, strict=True))
+        composed = data[key]
+        if composed:  # PyYAML's lines and the fast ones, in written order
+            if any(name in fast for name in composed):
+                return None  # a repeated key: PyYAML's reading names the first
+            data[key] = dict(sorted([*composed.items(), *fast.items()],
+                                    key=lambda item: positions[(key, item[0])]))
+        else:
+            data[key] = fast
+    problems.raise_if_any()
+    return data, source
+
+
+def _saw(root: yaml.Node, blocks: list[flowlines.Block]) -> bool:
+    """Whether PyYAML read each block's key as a top-level key of a block mapping,
+    where ``flowlines`` found it, with the block's composed lines (if any) as its value."""
+    if root.__class__ is not yaml.MappingNode or root.flow_style:
+        return False
+    pairs = {key.start_mark.line: (key, value) for key, value in root.value
+             if key.start_mark.column == 0}
+    for block in blocks:
+        key, value = pairs.get(block.line, (None, None))
+        if key.__class__ is not yaml.ScalarNode or key.style or key.tag != _STR_TAG \
+                or key.value != block.key:
+            return False
+        if block.composed:
+            if value.__class__ is not yaml.MappingNode or value.flow_style or \
+                    [(k.start_mark.line, k.start_mark.column + 1) for k, _ in value.value] \
+                    != [(line, block.column) for line in block.composed]:
+                return False
+        elif value.__class__ is not yaml.ScalarNode or value.tag != _NULL_TAG or value.value:
+            return False
+    return True
 
 
 def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
@@ -273,28 +391,28 @@ def _at(node: yaml.Node, file: str, message: str, path: PathKey = ()) -> Problem
     return Problem(file, mark.line + 1, mark.column + 1, dotted(path), message)
 
 
-def _build(root: yaml.Node, source: SourceMap) -> Any:
-    """Turn the composed node tree into dicts, lists and scalars, without recursion.
+def _build(root: yaml.Node, source: SourceMap, path: PathKey, problems: list[Problem]) -> Any:
+    """Turn the composed node tree written at ``path`` into dicts, lists and scalars,
+    without recursion, recording the places below ``path``.
 
     This runs once per node of the document (half a million for a 100,000-node
-    spec), so the common case, a plain string that cannot be a number, is decided
-    here without a call; everything else goes through ``_scalar``.
+    spec, unless ``flowlines`` read them), so the common case, a plain string that
+    cannot be a number, is decided here without a call; everything else goes through
+    ``_scalar``.
     """
     file = source.file
     positions = source.positions
-    problems = Problems()
     # Each work item: (yaml node, path, container to fill, key in that container).
     holder: dict[str, Any] = {}
-    stack: list[tuple[yaml.Node, PathKey, Any, Any]] = [(root, (), holder, "root")]
+    stack: list[tuple[yaml.Node, PathKey, Any, Any]] = [(root, path, holder, "root")]
     pop, push = stack.pop, stack.append
     scalar = yaml.ScalarNode
-    positions[()] = packed(root.start_mark.line + 1, root.start_mark.column + 1)
     while stack:
         node, path, container, slot = pop()
         kind = node.__class__
         if kind is scalar:
             value = node.value
-            if node.tag == _STR_TAG and (node.style or value[:1] not in _NUMBER_START):
+            if node.tag == _STR_TAG and (node.style or value[:1] not in NUMBER_START):
                 container[slot] = value
             else:
                 container[slot] = _scalar(node, source, problems, path)
@@ -315,7 +433,7 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
             container[slot] = mapping
             for key_node, value_node in node.value:
                 if key_node.__class__ is scalar and key_node.tag == _STR_TAG and \
-                        (key_node.style or key_node.value[:1] not in _NUMBER_START):
+                        (key_node.style or key_node.value[:1] not in NUMBER_START):
                     key = key_node.value  # nearly every key, decided without a call
                 else:
                     key = _key(key_node, source, problems, path)
@@ -332,13 +450,9 @@ def _build(root: yaml.Node, source: SourceMap) -> Any:
                 positions[child_path] = (mark.line + 1) * _COLUMNS + mark.column + 1  # packed
                 mapping[key] = None
                 push((value_node, child_path, mapping, key))
-    problems.raise_if_any()
     return holder["root"]
 
 
-#: What a plain scalar that YAML or ``_EXPONENT`` may read as a number starts with; a plain
-#: string starting with anything else is text whatever follows.
-_NUMBER_START = frozenset("0123456789+-.")
 #: ``_key``'s answer for a key that is refused (the problem is reported).
 _NO_KEY = object()
 

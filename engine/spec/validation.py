@@ -60,10 +60,10 @@ def _data_path(loc: tuple[Any, ...], source: SourceMap, prefix: PathKey) -> Path
     path: PathKey = prefix
     for part in loc:
         candidate = (*path, part)
-        if candidate in source.positions:
+        if candidate in source:
             path = candidate
     # An unknown key is not in the model, but it is in the data: keep it for the position.
-    if loc and loc[-1] not in path and (*path, loc[-1]) in source.positions:
+    if loc and loc[-1] not in path and (*path, loc[-1]) in source:
         path = (*path, loc[-1])
     return path
 

@@ -3,10 +3,12 @@
 A ``Stage`` (``engine.transform.passes.stage``) is a ``Graph`` and the names the
 passes must keep.  Each pass lives in its own module, whose docstring says what it
 rewrites and why the rewrite is exact (or how it changes rounding: fusion); each
-walks the nodes once (linear in the graph's size) and builds the next graph in
-memory, with no YAML in between.  ``PASSES`` is the default order: fusion first;
-then folding makes the numbers that simplification looks for, and both expose
-common subexpressions and dead nodes, which the last two passes remove.
+walks the nodes at most once (linear in the graph's size), only those its rules
+start from (``engine.transform.passes.census``, which all passes over one graph
+share), and builds the next graph in memory, with no YAML in between.  ``PASSES``
+is the default order: fusion first; then folding makes the numbers that
+simplification looks for, and both expose common subexpressions and dead nodes,
+which the last two passes remove.
 
 ``Executor(graph)`` runs ``optimized(graph)``, every pass on the forward graph
 (its backward is then the executor's walk over the fused ops' vjps);

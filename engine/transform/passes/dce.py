@@ -5,17 +5,25 @@ values as before; what is removed was computed and thrown away.  Inputs and
 parameters stay, even unread, since they are what a caller feeds and trains.
 Stochastic nodes (Dropout) draw from their own stream (seed and node name), so
 removing another node changes nothing they draw.  One walk from the last node
-back: linear.
+back, where a node or constant is read by nothing and not kept (else none): linear.
 """
 
 from __future__ import annotations
+
+from itertools import filterfalse
 
 from engine.transform.passes.stage import Rewrite, Stage
 
 
 def eliminate_dead_code(stage: Stage) -> Stage:
-    rewrite = Rewrite(stage)
     graph = stage.graph
+    read, keep = stage.census.read, stage.keep
+    # Something is dead only if some node or constant is read by no node and not kept (the
+    # last dead node is such a node): C-level scans, no walk, find none.
+    if keep.issuperset(filterfalse(read.__contains__, graph.nodes)) and \
+            keep.issuperset(filterfalse(read.__contains__, stage.census.constants)):
+        return stage.unchanged()
+    rewrite = Rewrite(stage)
     live = set(stage.keep)
     dead = []
     for name in reversed(graph.order):
@@ -27,8 +35,8 @@ def eliminate_dead_code(stage: Stage) -> Stage:
             rewrite.drop(name)
     for name in reversed(dead):
         rewrite.note(name, f"{graph.nodes[name].op.name} is read by no output")
-    for name, value in graph.values.items():
-        if value.kind == "constant" and name not in live:
+    for name in stage.census.constants:
+        if name not in live:
             rewrite.dropped.add(name)
             rewrite.note(name, "constant read by no node")
     return rewrite.finish()

@@ -9,10 +9,13 @@ floats are written by their shortest round-tripping decimal, so it loads back bi
 for bit.  Not folded: stochastic ops (Dropout draws at run time), results of a
 dtype a constant cannot have (bool), and results larger than ``MAX_ELEMENTS``
 (folding a BroadcastTo would write a large array into the spec).  One walk in
-order: linear.
+order, from the first node that reads constants only: linear.
 """
 
 from __future__ import annotations
+
+from itertools import compress, count, islice
+from operator import attrgetter
 
 import numpy as np
 
@@ -24,12 +27,18 @@ _CONSTANT_DTYPES = ("float16", "float32", "float64", "int64")
 
 
 def fold_constants(stage: Stage) -> Stage:
-    rewrite = Rewrite(stage)
     graph = stage.graph
-    known = {name for name, v in graph.values.items()
-             if v.kind == "constant" and v.literal is not None}
-    for name in graph.order:
-        node = graph.nodes[name]
+    known = {name for name in stage.census.constants if graph.values[name].literal is not None}
+    # The first node to fold reads constants only (a later one may read folded nodes too):
+    # found with one C-level scan, and the walk starts there; none, nothing folds.
+    nodes = stage.census.nodes
+    start = next(compress(count(), map(known.issuperset, map(attrgetter("inputs"), nodes))),
+                 None)
+    if start is None:
+        return stage.unchanged()
+    rewrite = Rewrite(stage)
+    for node in islice(nodes, start, None):
+        name = node.name
         if not known.issuperset(node.inputs):
             continue
         value = graph.values[name]

@@ -30,31 +30,53 @@ numbers) in its softmax and cross-entropy rules; it runs on the forward graph,
 before differentiation, and can be left out (``--passes fold,simplify,cse,dce``,
 ``Executor(graph, optimize=False)``).  A value that must stay (an output, the loss)
 is never fused away: it may be computed another way, never dropped.
-One walk in order: linear.
+One walk in order over the nodes its rules start from (``engine.transform.passes.census``;
+none where the graph lacks the ops a pattern needs): linear.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 from engine.graph.model import Node
 from engine.ops.base import FLOAT_DTYPES
+from engine.transform.passes.census import Census
 from engine.transform.passes.stage import Rewrite, Stage
 from engine.transform.passes.written import op_attrs
 
 
 def fuse(stage: Stage) -> Stage:
-    return _Fuser(stage).run()
+    anchors = stage.census.nodes_of(_anchors(stage.census))
+    if not anchors:
+        return stage.unchanged()
+    return _Fuser(stage).run(anchors)
+
+
+def _anchors(census: Census) -> set[str]:
+    """The ops of the nodes each rule starts from, where the graph has the other ops its
+    pattern needs (or this pass makes them: ``Dense``, and ``Softmax`` for an ``NLL``)."""
+    has = census.has
+    staged = has("Exp") and has("Sum")  # a staged softmax's Exp and its sums
+    by_power, by_division = staged and has("Pow") and has("Mul"), staged and has("Div")
+    anchors = {"Mul"} if by_power else set()
+    if by_division:
+        anchors.add("Div")
+    if has("MatMul"):
+        anchors.add("Add")
+    if has("Dense") or (has("MatMul") and has("Add")):
+        anchors.add("Relu")
+    if has("Softmax") or by_power or by_division:
+        anchors.add("NLL")
+    return anchors
 
 
 class _Fuser:
     def __init__(self, stage: Stage):
         self.stage = stage
         self.rewrite = Rewrite(stage)
-        self.readers = Counter(ref for node in stage.graph.nodes.values() for ref in node.inputs)
+        self.readers = stage.census.readers
 
-    def run(self) -> Stage:
-        for name in self.stage.graph.order:
+    def run(self, anchors: list[str]) -> Stage:
+        """Each rule at each of ``anchors`` (nodes, in order)."""
+        for name in anchors:
             node = self.rewrite.node(name)
             if node is None:  # a MatMul or Dense that a later node took in
                 continue

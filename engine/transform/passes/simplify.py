@@ -27,7 +27,7 @@ A node is replaced by its input ``x`` when its result has x's shape and dtype an
 "1" and "0" are inline numbers, or constants whose every element is 1 (or 0) and
 that broadcast without changing x's shape or dtype.  A rule fires only where the
 node's result has exactly the dtype and shape of what replaces it.  One walk in
-order: linear.
+order over the nodes a rule may fire at (``engine.transform.passes.census``): linear.
 """
 
 from __future__ import annotations
@@ -46,13 +46,32 @@ _NEUTRAL = {"Mul": (1.0, (0, 1)), "Div": (1.0, (0,)), "Pow": (1.0, (0,)),
 
 
 def simplify(stage: Stage) -> Stage:
-    rewrite = Rewrite(stage)
     numbers: dict[tuple[str, float], bool] = {}  # _is_number's answers (no constant changes)
-    for name in stage.graph.order:
+    anchors = stage.census.nodes_of(_anchors(stage, numbers))
+    if not anchors:
+        return stage.unchanged()
+    rewrite = Rewrite(stage)
+    for name in anchors:
         node = rewrite.node(name)
         assert node is not None
         _rewrite(rewrite, node, numbers)
     return rewrite.finish()
+
+
+def _anchors(stage: Stage, numbers: dict[tuple[str, float], bool]) -> set[str]:
+    """The ops of the nodes a rule may fire at: the rules by a neutral number only where
+    some constant is that number, ``Exp`` only where the graph has a ``Log`` or a
+    ``LogSoftmax`` (no rule makes either)."""
+    census = stage.census
+    anchors = {"Neg", "Sum", "Reshape"}
+    if census.has("Log") or census.has("LogSoftmax"):
+        anchors.add("Exp")
+    neutral = [op for op in _NEUTRAL if census.has(op)]
+    wanted = {_NEUTRAL[op][0] for op in neutral}
+    if any(_is_number(stage, ref, number, numbers) for ref in census.constants
+           for number in wanted):
+        anchors.update(neutral)
+    return anchors
 
 
 def _same_as(rewrite: Rewrite, name: str, ref: str) -> bool:
@@ -61,14 +80,14 @@ def _same_as(rewrite: Rewrite, name: str, ref: str) -> bool:
     return tuple(out.shape) == tuple(x.shape) and out.dtype == x.dtype
 
 
-def _is_number(rewrite: Rewrite, ref: str, number: float,
+def _is_number(reader: Rewrite | Stage, ref: str, number: float,
                numbers: dict[tuple[str, float], bool]) -> bool:
     """Whether ``ref`` is a constant whose every element is ``number``; asked once per
     constant and number, however many nodes use it (a shared constant is read by
     thousands)."""
     known = numbers.get((ref, number))
     if known is None:
-        literal = rewrite.literal(ref)
+        literal = reader.literal(ref)
         known = numbers[ref, number] = literal is not None and literal.size > 0 and \
             bool(np.all(literal == number))
     return known

@@ -9,8 +9,10 @@ asking each new or changed node's op for its shape and dtype (the same rules the
 loader asks, so there is one source of truth), and checks that a name that survives
 keeps the dtype and shape the user's graph inferred for it (what ``engine check``
 prints is what runs).  Unchanged nodes keep their records, so a pass that finds
-nothing costs one walk, and a pass that changes k nodes costs one walk plus k
-inferences: linear in the graph's size.
+nothing costs at most one walk (a few C-level scans where its census shows that
+nothing can match: ``engine.transform.passes.census``) and returns the same graph,
+and a pass that changes k nodes costs one walk plus k inferences: linear in the
+graph's size.
 
 ``keep`` are names whose values must stay computed under their names (the outputs,
 the loss, the node a gradient starts from): a pass may compute such a value another
@@ -35,6 +37,7 @@ from engine.graph.targets import class_targets
 from engine.ops import REGISTRY
 from engine.spec.loader import loads
 from engine.transform.grad import spec_text
+from engine.transform.passes.census import Census
 from engine.transform.passes.written import written_nodes
 
 
@@ -58,6 +61,8 @@ class Stage:
     keep: frozenset[str] = frozenset()
     origins: dict[str, str] = field(default_factory=dict)
     matches: list[Match] = field(default_factory=list)  # of the pass that made this stage
+    #: the census of ``graph`` once a pass asked for it (see ``census``)
+    _census: Census | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, graph: Graph, keep: Sequence[str] = (),
@@ -73,6 +78,19 @@ class Stage:
         graph = loads(spec_text(spec, []), file=file, base_dir=base_dir,
                       import_paths=list(import_paths))
         return cls.of(graph, origins=origins)
+
+    @property
+    def census(self) -> Census:
+        """The census of this stage's graph (``engine.transform.passes.census``): kept from
+        stage to stage while the graph object is the same, and built anew for any other."""
+        census = self._census
+        if census is None or census.graph is not self.graph:
+            census = self._census = Census(self.graph)
+        return census
+
+    def unchanged(self) -> Stage:
+        """The next stage of a pass that changed nothing: the same graph (and census)."""
+        return replace(self, matches=[])
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -177,7 +195,7 @@ class Rewrite:
         whose new and changed nodes' shapes and dtypes come from their ops' rules."""
         stage, graph = self.stage, self.graph
         if not self.matches and not self.constants and not self.dropped:
-            return replace(stage, matches=[])
+            return stage.unchanged()
         values = {name: v for name, v in graph.values.items()
                   if v.kind != "node" and name not in self.dropped}
         values.update(self.constants)
