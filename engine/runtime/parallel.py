@@ -2,8 +2,9 @@
 
 NumPy runs a ufunc on one core, where XLA (``jax.jit``) splits large elementwise work
 over all of them; on the lesson's 4096x1024 softmax the exponentials alone take
-about 25 ms on one core of this machine and 15 ms on two (2026-12-01, quiet).  A kernel that treats its rows
-independently (CrossEntropy's forward: each row's maximum, exponentials, sum and log)
+about 25 ms on one core of this machine and 15 ms on two (2026-12-01, quiet).
+A kernel that treats its rows independently (CrossEntropy's forward: each row's
+maximum, exponentials, sum and log)
 computes the same bits in blocks of rows, so above ``PARALLEL_MIN_SIZE`` elements
 ``by_rows`` gives each thread a chunk of consecutive rows, the calling thread the first
 and a pool of worker threads the others at the same time (NumPy lets go of the GIL inside
