@@ -121,8 +121,8 @@ class _Builder:
                 if name in self.values:
                     first = self.values[name]
                     line, _ = first.loc.source.position(first.loc.path)
-                    self.problem(path, f"name {name!r} is defined twice: it is already a "
-                                       f"{first.kind} (line {line}); rename one of them")
+                    self.problem(path, f"name {name!r} is defined twice: it is already "
+                                       f"{first.a_kind} (line {line}); rename one of them")
                     self.duplicates.add(name)
                     continue
                 if kind == "node":
@@ -244,8 +244,9 @@ class _Builder:
             if len(refs) < fewest or (most is not None and len(refs) > most):
                 expected = (f"{fewest} or more" if most is None else
                             str(most) if fewest == most else f"{fewest} to {most}")
+                inputs = "input" if expected == "1" else "inputs"
                 self.problems.append(node.loc.at("inputs").problem(
-                    f"node {name!r} ({op.name}): takes {expected} inputs "
+                    f"node {name!r} ({op.name}): takes {expected} {inputs} "
                     f"({', '.join(op.input_names)}), found {len(refs)}"))
             nodes[name] = Node(name, op, node.node, refs, node.loc)  # type: ignore[arg-type]
 
@@ -474,7 +475,7 @@ class _Builder:
         loss = self.spec.loss
         if loss is not None and loss not in self.nodes:
             what = "names nothing" if loss not in self.values else \
-                f"is a {self.values[loss].kind}, not a node"
+                f"is {self.values[loss].a_kind}, not a node"
             self.problem(("loss",), f"loss {loss!r} {what}{did_you_mean(loss, self.nodes)}")
         return outputs, loss
 

@@ -38,6 +38,11 @@ class Value:
     call: str = ""  # the function call it was inlined from, such as probs or h1/linear
     file: Path | None = None  # init: {file: ...}, resolved and confined (engine.spec.paths)
 
+    @property
+    def a_kind(self) -> str:
+        """Its kind with its article, for messages: "an input", "a parameter"."""
+        return ("an " if self.kind[0] in "aeiou" else "a ") + self.kind
+
 
 @dataclass(unsafe_hash=True, slots=True)
 class Node:

@@ -79,7 +79,7 @@ def bind_feeds(graph: Graph, feeds: Mapping[str, Any], origin: str = ""
     for name, data in feeds.items():
         value = graph.values.get(name)
         if value is None or value.kind != "input":
-            what = "is not declared" if value is None else f"is a {value.kind}"
+            what = "is not declared" if value is None else f"is {value.a_kind}"
             inputs = [v.name for v in graph.values.values() if v.kind == "input"]
             raise DataError(f"cannot feed {name!r}: it {what}{did_you_mean(name, inputs)}; the "
                             f"inputs are: {', '.join(inputs) or 'none'}")

@@ -93,7 +93,7 @@ class _GradBuilder:
         graph = self.graph
         if of is not None:
             if of not in graph.nodes:
-                what = f"is a {graph.values[of].kind}" if of in graph.values else "names nothing"
+                what = f"is {graph.values[of].a_kind}" if of in graph.values else "names nothing"
                 raise UsageError(f"--of {of}: {what}; it must name a node of {graph.file}"
                                  f"{did_you_mean(of, graph.nodes)}")
             return of
@@ -126,7 +126,7 @@ class _GradBuilder:
             value = graph.values.get(name)
             if value is None or value.kind not in ("input", "parameter"):
                 what = "names nothing" if value is None else \
-                    f"is a {value.kind} ({graph.where(name)})"
+                    f"is {value.a_kind} ({graph.where(name)})"
                 raise UsageError(f"--wrt {name}: {what}; gradients are taken with respect to "
                                  f"inputs and parameters{did_you_mean(name, tensors)}; "
                                  f"here: {', '.join(tensors) or 'none'}")
